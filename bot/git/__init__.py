@@ -1,0 +1,1 @@
+"""Local git: mirrors of repositories, materialised revisions, history rewriting without a work tree."""

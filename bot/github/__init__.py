@@ -1,0 +1,1 @@
+"""GitHub access: App auth, the API client, check runs and sticky comments."""
