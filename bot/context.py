@@ -1,0 +1,36 @@
+"""What a handler gets besides the event and the GitHub client."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.metrics import Metrics
+from bot.queue.base import DeliveryStore
+
+
+class RepoAccess(Protocol):
+    """Git access to the repository an event is about (a local bare mirror)."""
+
+    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
+        """Return the path of a bare mirror of ``full_name``, fetched now, ``refs`` included."""
+        ...
+
+    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
+        """Push ``refspecs`` (``<sha>:refs/heads/<branch>``) from the mirror to GitHub."""
+        ...
+
+
+@dataclass
+class HandlerContext:
+    """Per-delivery context passed to every handler as ``router.dispatch(event, gh, ctx)``."""
+
+    repos: RepoAccess
+    store: DeliveryStore | None = None
+    metrics: Metrics | None = None
+    settings: Any = None
+    delivery_id: str = ""
+    bot_login: str = "gitops-bot[bot]"
+    cache: dict[str, Any] = field(default_factory=dict)
