@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -121,3 +122,34 @@ class Report:
             "findings": [f.to_json() for f in ordered.findings],
             "blocking": self.blocking,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedObject:
+    """One Kubernetes object rendered for one target (cluster and environment)."""
+
+    target: str
+    cluster: str
+    env: str
+    source_path: str
+    obj: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInput:
+    """What every checker gets: both trees, the base config and what the PR changed.
+
+    ``config`` always comes from the base revision. ``rendered_head`` holds the objects
+    rendered at head for the targets the change touches (Gatekeeper runs on them).
+    ``git_dir``/``base_sha``/``head_sha`` are set when commit-level checks (signatures)
+    can run.
+    """
+
+    base_dir: Path
+    head_dir: Path
+    config: dict[str, Any]
+    changed_paths: tuple[str, ...] = ()
+    rendered_head: tuple[RenderedObject, ...] = ()
+    git_dir: Path | None = None
+    base_sha: str | None = None
+    head_sha: str | None = None
