@@ -28,7 +28,7 @@ import yaml
 from bot.domain.model import ObjectChange
 
 if TYPE_CHECKING:
-    from bot.domain.render.result import DiffResult
+    from bot.domain.render.result import BlastRow, DiffResult
 
 COMMENT_LIMIT = 65_536
 CHECK_TEXT_LIMIT = 65_535
@@ -193,6 +193,7 @@ def diff_objects(
 
 _ICON = {"error": "❌", "warning": "⚠️", "notice": "\u2139\ufe0f"}
 MAX_PARTS = 5
+MAX_CLUSTER_ROWS = 25
 _GROUP_LIST = 8
 
 
@@ -239,26 +240,54 @@ def _headline(result: DiffResult) -> str:
     )
 
 
+def _blast_table(rows: list[BlastRow]) -> list[str]:
+    head = [
+        "| Environment | Cluster | Targets | Added | Changed | Removed |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    body = [
+        f"| {_md_cell(r.env)} | {_md_cell(r.cluster)} | {r.targets} | {r.added} | {r.changed} | {r.removed} |"
+        for r in rows
+    ]
+    if len(rows) <= MAX_CLUSTER_ROWS:
+        return [*head, *body, ""]
+    per_env: dict[str, list[int]] = {}
+    for r in rows:
+        acc = per_env.setdefault(r.env, [0, 0, 0, 0, 0])
+        for i, n in enumerate((1, r.targets, r.added, r.changed, r.removed)):
+            acc[i] += n
+    summary = [
+        "| Environment | Clusters | Targets | Added | Changed | Removed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    summary += [
+        f"| {_md_cell(env)} | {' | '.join(str(n) for n in acc)} |" for env, acc in sorted(per_env.items())
+    ]
+    return [
+        *summary,
+        "",
+        f"<details><summary>All {len(rows)} clusters</summary>",
+        "",
+        *head,
+        *body,
+        "",
+        "</details>",
+        "",
+    ]
+
+
 def _summary_lines(result: DiffResult, base_sha: str, head_sha: str) -> list[str]:
+    revisions = f" · base `{_short(base_sha)}` → head `{_short(head_sha)}`" if base_sha or head_sha else ""
     lines = [
         "## Rendered diff",
         "",
-        f"**{_headline(result)}** · base `{_short(base_sha)}` → head `{_short(head_sha)}` · "
+        f"**{_headline(result)}**{revisions} · "
         f"{result.targets_rendered} of {result.targets_total} targets rendered (the others did not change)",
         "",
     ]
     rows = result.blast_radius
     if rows:
-        lines += [
-            "| Environment | Cluster | Targets | Added | Changed | Removed |",
-            "|---|---|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {_md_cell(r.env)} | {_md_cell(r.cluster)} | {r.targets} "
-            f"| {r.added} | {r.changed} | {r.removed} |"
-            for r in rows
-        ]
-        lines.append("")
+        lines += _blast_table(rows)
     failed = [s for s in result.statuses if s.state == "failed"]
     if failed:
         names = ", ".join(f"`{s.target}`" for s in failed[:_GROUP_LIST])
