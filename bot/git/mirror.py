@@ -17,7 +17,6 @@ import posixpath
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -142,74 +141,66 @@ class MirrorCache:
         return materialise(git_dir, sha, dropped)
 
 
-def _safe_member(name: str) -> str | None:
-    norm = posixpath.normpath(name)
-    if norm.startswith(("/", "../")) or norm in ("..", ".") or "\0" in norm:
-        return None
-    return norm
+def scratch_dir() -> str | None:
+    """Where temporary trees go: ``$GITOPS_BOT_SCRATCH``, else ``/dev/shm`` (tmpfs) when usable."""
+    configured = os.environ.get("GITOPS_BOT_SCRATCH")
+    if configured:
+        return configured
+    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp directory is created inside it
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return str(shm)
+    return None
 
 
 @contextlib.contextmanager
 def materialise(git_dir: Path, sha: str, dropped: list[str] | None = None) -> Iterator[Path]:
     """Yield a temporary directory holding the tree at ``sha``; delete it afterwards.
 
-    Extraction is safe: entries with absolute or ``..`` paths are skipped, and a
-    symlink whose target leaves the tree (absolute, or through ``..``) is dropped and
-    its path appended to ``dropped`` (and logged), never followed. Submodules are absent.
+    The tree is written by git itself (``read-tree`` + ``checkout-index`` with a private
+    index), so ``.gitattributes`` cannot hide files the way ``export-ignore`` would with
+    ``git archive``, and git refuses paths with ``..`` or ``.git``. Every symlink whose
+    target leaves the tree (absolute, through ``..``, or through a chain of links) is
+    removed and its path appended to ``dropped`` (and logged), never followed.
+    Submodules are absent. On a tmpfs when one is available (see :func:`scratch_dir`).
     """
-    tmp = Path(tempfile.mkdtemp(prefix="gitops-bot-tree-"))
+    tmp = Path(tempfile.mkdtemp(prefix="gitops-bot-tree-", dir=scratch_dir()))
     root = tmp / "tree"
     root.mkdir()
+    env = {**GIT_ENV, "GIT_INDEX_FILE": str(tmp / "index")}
+    base = [
+        "git",
+        f"--git-dir={git_dir}",
+        f"--work-tree={root}",
+        "-c",
+        "core.symlinks=true",
+        "-c",
+        "core.autocrlf=false",
+        "-c",
+        "filter.lfs.smudge=",
+        "-c",
+        "filter.lfs.process=",
+        "-c",
+        "filter.lfs.required=false",
+    ]
     try:
-        proc = subprocess.Popen(
-            ["git", f"--git-dir={git_dir}", "archive", "--format=tar", sha],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=GIT_ENV,
-        )
-        assert proc.stdout is not None
-        links: list[tuple[str, str]] = []
-        try:
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                for member in tar:
-                    name = _safe_member(member.name)
-                    if name is None:
-                        _drop(dropped, member.name)
-                        continue
-                    dest = root / name
-                    if member.isdir():
-                        dest.mkdir(parents=True, exist_ok=True)
-                    elif member.isfile():
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        src = tar.extractfile(member)
-                        if src is None:
-                            continue
-                        with open(dest, "wb") as out:
-                            shutil.copyfileobj(src, out)
-                        dest.chmod(0o755 if member.mode & 0o111 else 0o644)
-                    elif member.issym():
-                        links.append((name, member.linkname))
-                    else:
-                        _drop(dropped, name)
-        finally:
-            stderr = proc.stderr.read() if proc.stderr else b""
-            proc.wait()
-        if proc.returncode != 0:
-            raise GitError(f"git archive failed: {stderr.decode(errors='replace').strip()}")
-        for name, target in links:
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-            if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
-                _drop(dropped, name)
-                continue
-            dest = root / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(target, dest)
+        for args in (["read-tree", f"{sha}^{{tree}}"], ["checkout-index", "--all", "--force", "--quiet"]):
+            proc = subprocess.run([*base, *args], capture_output=True, env=env, cwd=root, check=False)
+            if proc.returncode != 0:
+                raise GitError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
         real_root = root.resolve()
-        for name, _target in links:
-            dest = root / name
-            if dest.is_symlink() and not dest.resolve().is_relative_to(real_root):
-                dest.unlink()  # escapes through a chain of links
-                _drop(dropped, name)
+        links = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    links.append(path)
+        for path in sorted(links):
+            target = os.readlink(path)
+            rel = path.relative_to(root).as_posix()
+            escapes = posixpath.isabs(target) or not path.resolve().is_relative_to(real_root)
+            if escapes:
+                path.unlink()
+                _drop(dropped, rel)
         yield root
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

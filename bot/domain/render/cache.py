@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class RenderCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self._inflight: dict[str, threading.Event] = {}
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -61,6 +63,30 @@ class RenderCache:
         with self._lock:
             self.misses += 1
         return None
+
+    def get_or_render(self, key: str, render: Callable[[], CacheEntry]) -> CacheEntry:
+        """Return the entry for ``key``, rendering it once even when several threads ask at once."""
+        while True:
+            hit = self.get(key)
+            if hit is not None:
+                return hit
+            with self._lock:
+                event = self._inflight.get(key)
+                owner = event is None
+                if owner:
+                    event = self._inflight[key] = threading.Event()
+            assert event is not None
+            if not owner:
+                event.wait()
+                continue
+            try:
+                objects, findings = render()
+                self.put(key, objects, findings)
+                return objects, findings
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                event.set()
 
     def put(self, key: str, objects: list[dict[str, Any]], findings: list[Finding]) -> None:
         """Store a render result."""

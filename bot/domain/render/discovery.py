@@ -29,10 +29,11 @@ from bot.domain.render.argocd import (
     cluster_from_secret,
     expand_appset,
 )
+from bot.domain.render.fastyaml import load_docs
 from bot.domain.render.gotemplate import TemplateError
 from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner, kustomization_file
 from bot.domain.render.result import Target
-from bot.domain.yamlio import YamlError, load_documents, to_plain
+from bot.domain.yamlio import YamlError
 
 FLUX_KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io/"
 ARGO_GROUP = "argoproj.io/"
@@ -145,7 +146,7 @@ class _Finder:
             if not any(m in text for m in _MARKERS):
                 continue
             try:
-                docs = load_documents(text, rel)
+                docs = load_docs(text, rel)
             except YamlError as exc:
                 f = exc.finding
                 self.findings.append(
@@ -160,9 +161,9 @@ class _Finder:
                     )
                 )
                 continue
-            for doc in docs:
-                if isinstance(doc.data, dict):
-                    self.docs.append(_Doc(rel, doc.line, to_plain(doc.data, rel)))
+            for line, data in docs:
+                if isinstance(data, dict):
+                    self.docs.append(_Doc(rel, line, data))
 
     # ------------------------------------------------------------- clusters
     def clusters(self) -> list[ClusterInfo]:

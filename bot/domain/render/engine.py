@@ -22,6 +22,7 @@ from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
 from bot.domain.model import Finding, RenderedObject, Severity
 from bot.domain.render.cache import RenderCache
 from bot.domain.render.discovery import Discovery, discover
+from bot.domain.render.fastyaml import load_docs
 from bot.domain.render.flux import substitute_object
 from bot.domain.render.kustomize import (
     KustomizationScanner,
@@ -32,7 +33,7 @@ from bot.domain.render.kustomize import (
     run_kustomize,
 )
 from bot.domain.render.result import DiffResult, Target, TargetStatus
-from bot.domain.yamlio import YamlError, load_documents, to_plain
+from bot.domain.yamlio import YamlError
 
 CLUSTER_SCOPED = frozenset(
     {
@@ -201,12 +202,11 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
     for rel in _plain_files(tree, target):
         text = (tree / rel).read_text(encoding="utf-8", errors="replace")
         try:
-            docs = load_documents(text, rel)
+            docs = load_docs(text, rel)
         except YamlError as exc:
             findings.append(exc.finding)
             continue
-        for doc in docs:
-            data = to_plain(doc.data, rel)
+        for _line, data in docs:
             if isinstance(data, dict) and data.get("kind") and data.get("apiVersion"):
                 objects.append(data)
     for sub in _nested_roots(tree, target):
@@ -246,15 +246,16 @@ def render_target(
     inputs = inputs or target_inputs(tree, target, scanner)
     if any(f.blocking for f in inputs.findings):
         return [], list(inputs.findings)
-    key = cache_key(tree, target, inputs, secret_key) if cache is not None else ""
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return [dict(o) for o in hit[0]], [*inputs.findings, *hit[1]]
-    findings: list[Finding] = []
-    objects = _postprocess(target, _render_raw(tree, target, findings), secret_key)
-    if cache is not None:
-        cache.put(key, objects, findings)
+
+    def render() -> tuple[list[dict[str, Any]], list[Finding]]:
+        findings: list[Finding] = []
+        return _postprocess(target, _render_raw(tree, target, findings), secret_key), findings
+
+    if cache is None:
+        objects, findings = render()
+    else:
+        objects, findings = cache.get_or_render(cache_key(tree, target, inputs, secret_key), render)
+        objects = [dict(o) for o in objects]
     return objects, [*inputs.findings, *findings]
 
 

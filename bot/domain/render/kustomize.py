@@ -9,12 +9,16 @@ restrictor on, without exec/alpha plugins or Helm, with no proxy and an empty HO
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 import posixpath
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain.model import Finding, Severity
-from bot.domain.yamlio import YamlError, load_yaml_text
+from bot.domain.render.fastyaml import load_one
+from bot.domain.yamlio import YamlError
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_TIMEOUT = 120
@@ -91,8 +96,18 @@ class KustomizationScanner:
     def __init__(self, tree: Path) -> None:
         self.tree = tree.resolve()
         self._memo: dict[str, Closure] = {}
+        self._links: bool | None = None
+        self._tree_str = str(self.tree)
+
+    def _has_links(self) -> bool:
+        if self._links is None:
+            self._links = any(
+                (Path(d) / n).is_symlink() for d, dirs, files in os.walk(self.tree) for n in dirs + files
+            )
+        return self._links
 
     def _rel(self, path: Path) -> str | None:
+        """Return ``path`` relative to the tree, or None when it resolves outside (through links)."""
         try:
             return path.resolve().relative_to(self.tree).as_posix()
         except ValueError:
@@ -118,7 +133,7 @@ class KustomizationScanner:
         result.files.add(krel)
         text = kfile.read_text(encoding="utf-8", errors="replace")
         try:
-            data = load_yaml_text(text, krel)
+            data = _parse_cached(text, krel)
         except YamlError as exc:
             result.findings.append(exc.finding)
             return
@@ -199,30 +214,60 @@ class KustomizationScanner:
             )
             return
         joined = posixpath.normpath(posixpath.join(rel_dir, ref))
-        target = self.tree / joined
-        real = self._rel(target) if target.exists() else None
-        if joined == ".." or joined.startswith("../") or (target.exists() and real is None):
-            result.findings.append(
-                _finding(
-                    "render.path",
-                    krel,
-                    line,
-                    f"path `{ref}` leaves the repository",
-                    "Keep every resource, patch and generator file inside the repository.",
-                )
-            )
+        if joined == ".." or joined.startswith("../"):
+            self._leaves(krel, line, ref, result)
             return
-        if not target.exists():
+        full = os.path.join(self._tree_str, joined)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(full).st_mode)
+        except OSError:
             # kustomize reports the missing file with its own message; record the dependency anyway.
             result.files.add(joined)
             return
-        if kind == "dir-or-file" and target.is_dir():
-            sub = self.closure(real or joined)
+        real = joined
+        if self._has_links():
+            resolved = self._rel(Path(full))
+            if resolved is None:
+                self._leaves(krel, line, ref, result)
+                return
+            real = resolved
+        if kind == "dir-or-file" and is_dir:
+            sub = self.closure(real)
             result.files |= sub.files
             result.dirs |= sub.dirs
             result.findings.extend(f for f in sub.findings if f not in result.findings)
         else:
-            result.files.add(real or joined)
+            result.files.add(real)
+
+    @staticmethod
+    def _leaves(krel: str, line: int, ref: str, result: Closure) -> None:
+        result.findings.append(
+            _finding(
+                "render.path",
+                krel,
+                line,
+                f"path `{ref}` leaves the repository",
+                "Keep every resource, patch and generator file inside the repository.",
+            )
+        )
+
+
+_PARSED: dict[tuple[str, str], Any] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse_cached(text: str, path: str) -> Any:
+    """Parse a kustomization, memoised by path and content (base and head share most files)."""
+    key = (path, hashlib.sha256(text.encode()).hexdigest())
+    with _PARSED_LOCK:
+        if key in _PARSED:
+            return copy.deepcopy(_PARSED[key])
+    data = load_one(text, path)
+    with _PARSED_LOCK:
+        if len(_PARSED) > 20_000:
+            _PARSED.clear()
+        _PARSED[key] = data
+    return copy.deepcopy(data)
 
 
 @cache
