@@ -29,9 +29,9 @@ from bot.domain.render.argocd import (
     cluster_from_secret,
     expand_appset,
 )
-from bot.domain.render.fastyaml import load_docs
+from bot.domain.render.fastyaml import load_docs_shared
 from bot.domain.render.gotemplate import TemplateError
-from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner, kustomization_file
+from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
 from bot.domain.render.result import Target
 from bot.domain.yamlio import YamlError
 
@@ -118,6 +118,8 @@ class _Finder:
         self.docs: list[_Doc] = []
         self.files: list[str] = []
         self.kustomization_dirs: list[str] = []
+        self._index: dict[tuple[str, str, str, str], list[_Doc]] | None = None
+        self._dirs: dict[str, bool] = {}
         self.envs = tuple(
             {r.env for r in self.registry if r.env != "-"}
             | set(self.render_cfg.get("environments") or DEFAULT_ENVS)
@@ -146,7 +148,7 @@ class _Finder:
             if not any(m in text for m in _MARKERS):
                 continue
             try:
-                docs = load_docs(text, rel)
+                docs = load_docs_shared(text, rel)
             except YamlError as exc:
                 f = exc.finding
                 self.findings.append(
@@ -164,6 +166,12 @@ class _Finder:
             for line, data in docs:
                 if isinstance(data, dict):
                     self.docs.append(_Doc(rel, line, data))
+
+    def is_dir(self, rel: str) -> bool:
+        """Tell whether ``rel`` is a directory of the tree (memoised; targets share paths)."""
+        if rel not in self._dirs:
+            self._dirs[rel] = os.path.isdir(os.path.join(self.tree, rel))
+        return self._dirs[rel]
 
     # ------------------------------------------------------------- clusters
     def clusters(self) -> list[ClusterInfo]:
@@ -193,16 +201,33 @@ class _Finder:
 
     # ------------------------------------------------------------- flux
     def _lookup(self, kind: str, namespace: str, name: str, near: str) -> _Doc | None:
-        candidates = [
-            d
-            for d in self.docs
-            if d.data.get("kind") == kind
-            and str((d.data.get("metadata") or {}).get("name")) == name
-            and str((d.data.get("metadata") or {}).get("namespace") or namespace) == namespace
-        ]
-        if not candidates:
-            return None
-        return max(candidates, key=lambda d: (_common_prefix_len(d.path, near), d.path))
+        """Find a ConfigMap/Secret by name; among copies, the one closest to ``near`` wins.
+
+        Fleets keep one ``cluster-info`` per cluster folder, all with the same name: the
+        copy in the deepest folder that also holds ``near`` belongs to that cluster.
+        """
+        if self._index is None:
+            self._index = {}
+            for d in self.docs:
+                if d.data.get("kind") not in ("ConfigMap", "Secret"):
+                    continue
+                meta = d.data.get("metadata") or {}
+                key = (str(d.data.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+                folder = posixpath.dirname(d.path)
+                while True:
+                    self._index.setdefault((*key, folder), []).append(d)
+                    if not folder:
+                        break
+                    folder = posixpath.dirname(folder)
+        folder = posixpath.dirname(near)
+        while True:
+            for ns in (namespace, ""):
+                found = self._index.get((kind, ns, name, folder))
+                if found:
+                    return min(found, key=lambda d: (d.path.count("/"), d.path))
+            if not folder:
+                return None
+            folder = posixpath.dirname(folder)
 
     def flux_variables(self, doc: _Doc) -> tuple[dict[str, str], list[str]]:
         spec = doc.data.get("spec") or {}
@@ -276,7 +301,7 @@ class _Finder:
                     )
                 )
                 continue
-            if not (self.tree / path).is_dir():
+            if not self.is_dir(path):
                 self.findings.append(
                     Finding(
                         "render.path",
@@ -368,7 +393,7 @@ class _Finder:
                 continue
             raw = str(src["path"])
             path = posixpath.normpath(raw.lstrip("/")) if raw not in ("", ".", "./") else "."
-            if path.startswith("..") or not (self.tree / path).is_dir():
+            if path.startswith("..") or not self.is_dir(path):
                 self.findings.append(
                     Finding(
                         "render.path",
@@ -452,7 +477,7 @@ class _Finder:
         for t in taken:
             if t.kind != "objects":
                 referenced.add(t.path)
-                if kustomization_file(self.tree / t.path) is not None:
+                if scanner.kfile(t.path) is not None:
                     referenced |= scanner.closure(t.path).dirs
         for d in self.kustomization_dirs:
             referenced |= {x for x in scanner.closure(d).dirs if x != d}

@@ -68,10 +68,18 @@ def _is_manifest(path: str) -> bool:
 class _Inputs:
     """The files a target reads, and the problems that stop it from rendering."""
 
-    def __init__(self, files: set[str], prefixes: set[str], findings: list[Finding]) -> None:
+    def __init__(
+        self,
+        files: set[str],
+        prefixes: set[str],
+        findings: list[Finding],
+        render_files: set[str] | None = None,
+    ) -> None:
         self.files = files
         self.prefixes = prefixes
         self.findings = findings
+        self.render_files = render_files if render_files is not None else set(files)
+        self.has_kustomization = False
 
     def touched_by(self, changed: set[str]) -> bool:
         if self.files & changed:
@@ -80,24 +88,29 @@ class _Inputs:
 
 
 def target_inputs(tree: Path, target: Target, scanner: KustomizationScanner) -> _Inputs:
-    """Return the files ``target`` depends on in ``tree`` (repo-relative) and scan findings."""
-    files = {target.source, *target.var_sources}
+    """Return the files ``target`` depends on in ``tree`` (repo-relative) and scan findings.
+
+    ``files`` also holds the defining file and the variable sources (a change there
+    re-renders the target); ``render_files`` only what kustomize reads.
+    """
+    meta = {target.source, *target.var_sources}
     prefixes: set[str] = set()
     findings: list[Finding] = []
     if target.kind == "objects":
-        return _Inputs(files, prefixes, findings)
-    root = tree / target.path
-    if kustomization_file(root) is not None:
+        return _Inputs(set(meta), prefixes, findings, set())
+    if scanner.kfile(target.path) is not None:
         closure = scanner.closure(target.path)
-        files |= closure.files
         findings.extend(closure.findings)
-        return _Inputs(files, prefixes, findings)
+        inputs = _Inputs(meta | closure.files, prefixes, findings, set(closure.files))
+        inputs.has_kustomization = True
+        return inputs
     prefixes.add("" if target.path == "." else target.path.rstrip("/") + "/")
+    render_files: set[str] = set()
     for sub in _nested_roots(tree, target):
         closure = scanner.closure(sub)
-        files |= closure.files
+        render_files |= closure.files
         findings.extend(f for f in closure.findings if f not in findings)
-    return _Inputs(files, prefixes, findings)
+    return _Inputs(meta | render_files, prefixes, findings, render_files)
 
 
 def _plain_files(tree: Path, target: Target) -> list[str]:
@@ -138,27 +151,42 @@ def _file_digest(tree: Path, rel: str) -> str:
         return "-"
 
 
-def cache_key(tree: Path, target: Target, inputs: _Inputs, secret_key: bytes) -> str:
-    """Hash everything a render of ``target`` reads (see :mod:`bot.domain.render.cache`)."""
+def raw_cache_key(tree: Path, target: Target, inputs: _Inputs) -> str:
+    """Hash what kustomize (or the directory reader) reads for ``target``, before variables.
+
+    Targets that render the same path from the same files share this key, so 500 clusters
+    whose Flux Kustomizations point at one overlay cost one kustomize build per revision.
+    """
     h = hashlib.sha256()
+    has_kustomization = inputs.has_kustomization
     settings = {
-        "v": 2,
+        "v": 3,
         "kustomize": kustomize_version(),
-        "kind": target.kind,
+        "mode": "objects" if target.kind == "objects" else "kustomize" if has_kustomization else "dir",
         "path": target.path,
-        "namespace": target.namespace,
-        "variables": target.variables,
-        "recurse": target.recurse,
+        "recurse": target.recurse or target.kind == "flux",
+        "nested": target.kind == "flux",
         "objects": target.objects_yaml,
-        "mask": hashlib.sha256(b"gitops-bot-mask" + secret_key).hexdigest(),
     }
     h.update(json.dumps(settings, sort_keys=True).encode())
-    files = set(inputs.files)
+    files = set(inputs.render_files)
     if inputs.prefixes:
         files |= set(_plain_files(tree, target))
-    for rel in sorted(f for f in files if not f.startswith("<")):
+    for rel in sorted(files):
         h.update(f"\0{rel}\0{_file_digest(tree, rel)}".encode())
     return h.hexdigest()
+
+
+def cache_key(raw_key: str, target: Target, secret_key: bytes) -> str:
+    """Hash a raw render key with what post-processing adds (variables, namespace, masking key)."""
+    settings = {
+        "raw": raw_key,
+        "kind": target.kind,
+        "namespace": target.namespace,
+        "variables": target.variables,
+        "mask": hashlib.sha256(b"gitops-bot-mask" + secret_key).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def _load_stream(text: str) -> list[dict[str, Any]]:
@@ -247,16 +275,21 @@ def render_target(
     if any(f.blocking for f in inputs.findings):
         return [], list(inputs.findings)
 
-    def render() -> tuple[list[dict[str, Any]], list[Finding]]:
+    def raw() -> tuple[list[dict[str, Any]], list[Finding]]:
         findings: list[Finding] = []
-        return _postprocess(target, _render_raw(tree, target, findings), secret_key), findings
+        return _render_raw(tree, target, findings), findings
 
     if cache is None:
-        objects, findings = render()
-    else:
-        objects, findings = cache.get_or_render(cache_key(tree, target, inputs, secret_key), render)
-        objects = [dict(o) for o in objects]
-    return objects, [*inputs.findings, *findings]
+        objects, findings = raw()
+        return _postprocess(target, objects, secret_key), [*inputs.findings, *findings]
+    raw_key = raw_cache_key(tree, target, inputs)
+
+    def processed() -> tuple[list[dict[str, Any]], list[Finding]]:
+        objects, findings = cache.get_or_render("raw-" + raw_key, raw)
+        return _postprocess(target, objects, secret_key), findings
+
+    objects, findings = cache.get_or_render(cache_key(raw_key, target, secret_key), processed)
+    return list(objects), [*inputs.findings, *findings]
 
 
 def _sort_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -293,6 +326,7 @@ def compute_diff(
     revision's configuration. Findings come from the head side; a target that cannot
     be rendered at base gets a notice, not a blocking error.
     """
+    cache = cache if cache is not None else RenderCache()
     base = discover(base_dir, config, secret_key=secret_key)
     head = discover(head_dir, config, secret_key=secret_key)
     result = DiffResult(findings=list(head.findings))

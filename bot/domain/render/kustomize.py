@@ -97,7 +97,14 @@ class KustomizationScanner:
         self.tree = tree.resolve()
         self._memo: dict[str, Closure] = {}
         self._links: bool | None = None
+        self._kfiles: dict[str, Path | None] = {}
         self._tree_str = str(self.tree)
+
+    def kfile(self, rel_dir: str) -> Path | None:
+        """Return the kustomization file of a repo-relative directory (memoised)."""
+        if rel_dir not in self._kfiles:
+            self._kfiles[rel_dir] = kustomization_file(self.tree / rel_dir)
+        return self._kfiles[rel_dir]
 
     def _has_links(self) -> bool:
         if self._links is None:
