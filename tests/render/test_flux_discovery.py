@@ -1,0 +1,121 @@
+"""Flux variable substitution and target discovery (cluster, environment, sources, dependsOn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.domain.render import discover, render_target
+from bot.domain.render.flux import substitute_object, substitute_text
+from tests.render.conftest import FLEET, KEY, write
+
+FLUX = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"
+
+
+def test_substitution_forms() -> None:
+    variables = {"cluster_name": "prod-use1", "region": "us-east-1"}
+    text = (
+        "a: ${cluster_name}\nb: ${missing:=fallback}\nc: ${missing:-dash}\n"
+        "d: $${cluster_name}\ne: x${nothing}y\n"
+    )
+    assert substitute_text(text, variables) == (
+        "a: prod-use1\nb: fallback\nc: dash\nd: ${cluster_name}\ne: xy\n"
+    )
+
+
+def test_substitution_retypes_values_and_honours_the_disable_annotation() -> None:
+    obj = {"kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "${replicas}"}}
+    assert substitute_object(obj, {"replicas": "3"})["spec"]["replicas"] == 3
+    off = {
+        "kind": "X",
+        "metadata": {"annotations": {"kustomize.toolkit.fluxcd.io/substitute": "disabled"}},
+        "v": "${a}",
+    }
+    assert substitute_object(off, {"a": "b"})["v"] == "${a}"
+
+
+def test_kro_expressions_are_not_flux_variables() -> None:
+    text = "vpc: ${clusterVPC.status.vpcID}\nname: ${schema.spec.name}\n"
+    assert substitute_text(text, {"clusterVPC": "x"}) == text
+
+
+def test_fleet_targets_are_bound_to_clusters_and_environments() -> None:
+    targets = {t.name: t for t in discover(FLEET, {"clusters": _registry()}, secret_key=KEY).targets}
+    addons = targets["flux/prod-euw1/flux-system/addons"]
+    assert (addons.cluster, addons.env, addons.path) == ("prod-euw1", "prod", "common/addons")
+    assert dict(addons.variables)["region"] == "eu-west-1"
+    assert addons.var_sources == ("clusters/prod/prod-euw1/flux/cluster-info.yaml",)
+    assert addons.depends_on == ("sources",)
+    app = targets["argocd/checkout-staging-use1"]
+    assert (app.cluster, app.env, app.path, app.namespace) == (
+        "staging-use1",
+        "staging",
+        "apps/checkout/overlays/staging",
+        "checkout",
+    )
+    assert targets["applicationset/workloads"].kind == "objects"
+
+
+def _registry() -> list[dict[str, str]]:
+    import yaml
+
+    config = yaml.safe_load((FLEET / ".github/gitops-bot.yml").read_text())
+    return list(config["clusters"])
+
+
+def test_cluster_and_env_from_flux_variables_without_a_registry(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "clusters/one/info.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cluster-info\n  namespace: flux-system\n"
+                "data:\n  cluster_name: one\n  env: staging\n"
+            ),
+            "clusters/one/apps.yaml": FLUX
+            + "metadata:\n  name: apps\n  namespace: flux-system\nspec:\n  path: ./apps\n"
+            "  dependsOn:\n    - name: infra\n  postBuild:\n    substituteFrom:\n"
+            "      - kind: ConfigMap\n        name: cluster-info\n"
+            "      - kind: Secret\n        name: absent\n"
+            "      - kind: Secret\n        name: optional-absent\n        optional: true\n",
+            "apps/cm.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  c: ${cluster_name}\n"
+            ),
+        },
+    )
+    disc = discover(tmp_path, {}, secret_key=KEY)
+    (target,) = [t for t in disc.targets if t.kind == "flux"]
+    assert (target.name, target.cluster, target.env) == ("flux/one/flux-system/apps", "one", "staging")
+    rules = sorted((f.rule, f.severity.value) for f in disc.findings)
+    assert rules == [("render.depends-on", "warning"), ("render.substitute-from", "notice")]
+    assert all(f.path == "clusters/one/apps.yaml" and f.hint for f in disc.findings)
+    assert disc.scanner is not None
+    objects, findings = render_target(tmp_path, target, disc.scanner, secret_key=KEY)
+    assert findings == [] and objects[0]["data"]["c"] == "one"
+
+
+def test_flux_path_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, {"c/k.yaml": FLUX + "metadata:\n  name: x\nspec:\n  path: ../../etc\n"})
+    disc = discover(tmp_path, {}, secret_key=KEY)
+    assert disc.targets == []
+    assert [(f.rule, f.severity.value) for f in disc.findings] == [("render.path", "error")]
+
+
+def test_broken_yaml_is_reported_not_dropped(tmp_path: Path) -> None:
+    write(tmp_path, {"c/k.yaml": FLUX + "metadata:\n  name: [unclosed\n"})
+    disc = discover(tmp_path, {}, secret_key=KEY)
+    (f,) = disc.findings
+    assert f.rule == "render.yaml" and f.path == "c/k.yaml" and "not rendered" in f.message
+
+
+def test_applicationset_errors_become_findings(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "appset.yaml": (
+                "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata:\n  name: bad\nspec:\n"
+                "  generators:\n    - matrix:\n        generators:\n          - list: {elements: []}\n"
+                "  template:\n    metadata: {name: x}\n    spec: {}\n"
+            )
+        },
+    )
+    (f,) = discover(tmp_path, {}, secret_key=KEY).findings
+    assert f.rule == "render.applicationset" and "exactly two" in f.message and f.blocking
