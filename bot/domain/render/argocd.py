@@ -286,27 +286,16 @@ def _path_params(dirpath: str, go: bool, prefix: str, filename: str | None = Non
     return flat
 
 
-def _repo_dirs(tree: Path) -> list[str]:
+def _repo_entries(tree: Path, *, dirs: bool) -> list[str]:
+    """Repository-relative directories (skipping dot-directories) or files (skipping .git), no links."""
     out = []
     for p in sorted(tree.rglob("*")):
-        if not p.is_dir() or p.is_symlink():
+        if p.is_symlink() or not (p.is_dir() if dirs else p.is_file()):
             continue
         rel = p.relative_to(tree).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue
-        out.append(rel)
-    return out
-
-
-def _repo_files(tree: Path) -> list[str]:
-    out = []
-    for p in sorted(tree.rglob("*")):
-        if not p.is_file() or p.is_symlink():
-            continue
-        rel = p.relative_to(tree).as_posix()
-        if rel.startswith(".git/"):
-            continue
-        out.append(rel)
+        hidden = any(part.startswith(".") for part in rel.split("/")) if dirs else rel.startswith(".git/")
+        if not hidden:
+            out.append(rel)
     return out
 
 
@@ -329,12 +318,14 @@ def _git(gen: dict[str, Any], ctx: AppSetContext, go: bool, missing_error: bool)
     prefix = str(gen.get("pathParamPrefix") or "")
     sets: list[dict[str, Any]] = []
     if "directories" in gen:
-        for d in _select_paths(_repo_dirs(ctx.tree), list(gen.get("directories") or []), greedy=False):
+        specs = list(gen.get("directories") or [])
+        for d in _select_paths(_repo_entries(ctx.tree, dirs=True), specs, greedy=False):
             params = _path_params(d, go, prefix)
             sets.append(_with_values(params, _values(gen, params, go, missing_error), go))
         return sets
     if "files" in gen:
-        for f in _select_paths(_repo_files(ctx.tree), list(gen.get("files") or []), greedy=True):
+        specs = list(gen.get("files") or [])
+        for f in _select_paths(_repo_entries(ctx.tree, dirs=False), specs, greedy=True):
             text = (ctx.tree / f).read_text(encoding="utf-8", errors="replace")
             try:
                 docs = load_documents(text, f)
