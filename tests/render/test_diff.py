@@ -224,3 +224,16 @@ def test_backticks_in_a_diff_do_not_break_the_fence(fence: str) -> None:
 
 def test_golden_dir_exists() -> None:
     assert Path(GOLDEN).is_dir()
+
+
+def test_a_large_blast_radius_is_summarised_per_environment() -> None:
+    metas = [
+        TargetMeta(f"flux/c{i:03d}/flux-system/apps", f"c{i:03d}", ("dev", "prod")[i % 2]) for i in range(40)
+    ]
+    changes = [c for m in metas for c in diff_objects(m, [deploy("web", 1)], [deploy("web", 2)])]
+    part = diff_comment_parts(
+        DiffResult(changes=changes, targets_rendered=40, targets_total=40), base_sha="1", head_sha="2"
+    )[0]
+    assert "| Environment | Clusters | Targets | Added | Changed | Removed |" in part
+    assert "| dev | 20 | 20 | 0 | 20 | 0 |" in part and "| prod | 20 | 20 | 0 | 20 | 0 |" in part
+    assert "<details><summary>All 40 clusters</summary>" in part and "| prod | c039 | 1 | 0 | 1 | 0 |" in part

@@ -119,3 +119,34 @@ def test_applicationset_errors_become_findings(tmp_path: Path) -> None:
     )
     (f,) = discover(tmp_path, {}, secret_key=KEY).findings
     assert f.rule == "render.applicationset" and "exactly two" in f.message and f.blocking
+
+
+def test_argocd_directory_include_and_exclude(tmp_path: Path) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n"
+    write(
+        tmp_path,
+        {
+            "app.yaml": (
+                "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: demo\nspec:\n"
+                "  destination:\n    server: https://kubernetes.default.svc\n    namespace: demo\n"
+                "  source:\n    path: manifests\n    directory:\n      recurse: true\n"
+                "      include: '{*.yaml,extra/*}'\n      exclude: 'skip-*'\n"
+            ),
+            "manifests/a.yaml": cm.format("a"),
+            "manifests/skip-b.yaml": cm.format("b"),
+            "manifests/notes.json": '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}',
+            "manifests/extra/d.yml": cm.format("d"),
+        },
+    )
+    disc = discover(tmp_path, {}, secret_key=KEY)
+    (target,) = [t for t in disc.targets if t.kind == "argocd"]
+    assert disc.scanner is not None
+    objects, _ = render_target(tmp_path, target, disc.scanner, secret_key=KEY)
+    assert sorted(o["metadata"]["name"] for o in objects) == ["a", "d"]
+    assert all(o["metadata"]["namespace"] == "demo" for o in objects)
+
+
+def test_flux_fields_not_applied_are_a_notice(tmp_path: Path) -> None:
+    write(tmp_path, {"k.yaml": FLUX + "metadata:\n  name: x\nspec:\n  path: ./\n  images:\n    - name: a\n"})
+    rules = [(f.rule, f.severity.value) for f in discover(tmp_path, {}, secret_key=KEY).findings]
+    assert rules == [("render.flux-fields", "notice")]

@@ -41,6 +41,7 @@ CLUSTER_SECRET_LABEL = "argocd.argoproj.io/secret-type"
 DEFAULT_ENVS = ("dev", "development", "test", "qa", "staging", "stage", "preprod", "prod", "production")
 CLUSTER_VARS = ("cluster_name", "CLUSTER_NAME", "cluster", "CLUSTER")
 ENV_VARS = ("env", "ENV", "environment", "ENVIRONMENT", "cluster_env", "CLUSTER_ENV")
+FLUX_NOT_APPLIED = ("patches", "images", "components", "namePrefix", "nameSuffix", "commonMetadata")
 _MARKERS = ("kustomize.toolkit.fluxcd.io", "argoproj.io", "kind: ConfigMap", "kind: Secret")
 _SKIP_DIRS = {".git", ".github", "node_modules"}
 
@@ -314,6 +315,19 @@ class _Finder:
                     )
                 )
                 continue
+            unsupported = sorted(k for k in FLUX_NOT_APPLIED if spec.get(k))
+            if unsupported:
+                self.findings.append(
+                    Finding(
+                        "render.flux-fields",
+                        Severity.NOTICE,
+                        doc.path,
+                        doc.line,
+                        f"Flux Kustomization {meta.get('name')}: {', '.join(f'`{k}`' for k in unsupported)} "
+                        "not applied in the rendered diff (Flux applies them in the cluster)",
+                        "Review them by hand, or move them into a kustomization.yaml under `spec.path`.",
+                    )
+                )
             variables, sources = self.flux_variables(doc)
             cluster, env = self.place(doc.path, variables)
             depends = tuple(
@@ -420,6 +434,8 @@ class _Finder:
                     line=doc.line,
                     namespace=str(dest.get("namespace") or ""),
                     recurse=bool(directory.get("recurse")) if isinstance(directory, dict) else False,
+                    include=str(directory.get("include") or "") if isinstance(directory, dict) else "",
+                    exclude=str(directory.get("exclude") or "") if isinstance(directory, dict) else "",
                 )
             )
         return out

@@ -7,10 +7,12 @@ kustomize process); results are cached by the hash of their inputs.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import posixpath
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,7 +130,28 @@ def _plain_files(tree: Path, target: Target) -> list[str]:
             rel = f"{rel_dir}/{name}" if rel_dir != "." else name
             if _is_manifest(rel) and not (Path(dirpath) / name).is_symlink():
                 out.append(rel)
+    if target.include or target.exclude:
+        prefix = "" if target.path == "." else target.path.rstrip("/") + "/"
+        out = [
+            f
+            for f in out
+            if (not target.include or _glob_match(f.removeprefix(prefix), target.include))
+            and not (target.exclude and _glob_match(f.removeprefix(prefix), target.exclude))
+        ]
     return out
+
+
+def _braces(pattern: str) -> list[str]:
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    head, tail = pattern[: m.start()], pattern[m.end() :]
+    return [x for alt in m.group(1).split(",") for x in _braces(head + alt + tail)]
+
+
+def _glob_match(rel: str, pattern: str) -> bool:
+    """Match an Argo CD directory include/exclude glob (``*``, ``?``, ``[...]``, ``{a,b}``)."""
+    return any(fnmatch.fnmatchcase(rel, p) for p in _braces(pattern))
 
 
 def _nested_roots(tree: Path, target: Target) -> list[str]:
@@ -167,6 +190,8 @@ def raw_cache_key(tree: Path, target: Target, inputs: _Inputs) -> str:
         "recurse": target.recurse or target.kind == "flux",
         "nested": target.kind == "flux",
         "objects": target.objects_yaml,
+        "include": target.include,
+        "exclude": target.exclude,
     }
     h.update(json.dumps(settings, sort_keys=True).encode())
     files = set(inputs.render_files)

@@ -15,7 +15,8 @@ class Target:
 
     ``kind`` is ``kustomize``, ``flux``, ``argocd`` or ``objects`` (``objects_yaml`` holds
     them). ``variables`` are Flux ``postBuild`` variables, already masked when they come
-    from a Secret; ``var_sources`` are the files they were read from. Two targets compare
+    from a Secret; ``var_sources`` are the files they were read from. ``include`` and
+    ``exclude`` are Argo CD ``directory`` globs (``{a,b}`` alternatives allowed). Two targets compare
     equal when they render the same way (the defining line is ignored).
     """
 
@@ -32,6 +33,8 @@ class Target:
     depends_on: tuple[str, ...] = ()
     recurse: bool = True
     objects_yaml: str = ""
+    include: str = ""
+    exclude: str = ""
 
 
 @dataclass(frozen=True, slots=True)
