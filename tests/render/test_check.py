@@ -295,3 +295,26 @@ def test_render_cache_reuses_identical_inputs(fleet: Path, tmp_path: Path) -> No
     )
     assert second.changes == [] and second.targets_rendered == first.targets_rendered
     assert cache.hits > 0  # the head side of the first run hit what the base side rendered
+
+
+BROKEN_APPSET = (
+    "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata:\n  name: broken\n  namespace: argocd\n"
+    "spec:\n  generators:\n    - list: {elements: [{a: b}]}\n      clusters: {}\n"
+    "  template:\n    metadata: {name: x}\n    spec: {}\n"
+)
+
+
+def test_a_problem_the_base_already_has_does_not_block_an_unrelated_pr(make_repo: MakeRepo) -> None:
+    repo = make_repo(fleet=True)
+    commit(repo, {"platform/argocd/broken.yaml": BROKEN_APPSET}, "broken on main")
+    path = "apps/podinfo/overlays/dev/kustomization.yaml"
+    head = branch(repo, "pr", {path: (repo / path).read_text().replace("value: 1", "value: 2")})
+    report = build_report(repo, "main", head, secret_key=KEY)
+    assert not report.blocking and [c.target for c in report.changes] == ["argocd/podinfo-dev-use1"]
+
+
+def test_a_pr_that_breaks_an_applicationset_blocks(fleet: Path) -> None:
+    head = branch(fleet, "pr", {"platform/argocd/broken.yaml": BROKEN_APPSET})
+    report = build_report(fleet, "main", head, secret_key=KEY)
+    (f,) = [f for f in report.findings if f.rule == "render.applicationset"]
+    assert f.blocking and f.path == "platform/argocd/broken.yaml" and "exactly one generator" in f.message

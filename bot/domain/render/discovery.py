@@ -422,6 +422,19 @@ class _Finder:
                 )
                 continue
             directory = src.get("directory") or {}
+            options = sorted(k for k in ("kustomize", "helm", "plugin") if src.get(k))
+            if options:
+                self.findings.append(
+                    Finding(
+                        "render.argocd-options",
+                        Severity.NOTICE,
+                        doc.path,
+                        doc.line,
+                        f"Argo CD source options {', '.join(f'`{k}`' for k in options)} are not applied "
+                        "in the rendered diff",
+                        "Review them by hand, or move kustomize options into the kustomization.yaml.",
+                    )
+                )
             suffix = f"#{idx}" if len(sources) > 1 else ""
             out.append(
                 Target(

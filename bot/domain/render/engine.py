@@ -354,7 +354,9 @@ def compute_diff(
     cache = cache if cache is not None else RenderCache()
     base = discover(base_dir, config, secret_key=secret_key)
     head = discover(head_dir, config, secret_key=secret_key)
-    result = DiffResult(findings=list(head.findings))
+    # A problem that the base revision has too is not this pull request's doing.
+    known = {(f.rule, f.path, f.message) for f in base.findings} if changed_paths is not None else set()
+    result = DiffResult(findings=[f for f in head.findings if (f.rule, f.path, f.message) not in known])
     base_by = {t.name: t for t in base.targets}
     head_by = {t.name: t for t in head.targets}
     names = sorted(set(base_by) | set(head_by))
@@ -448,8 +450,10 @@ def render_tree(
     targets = [t for t in disc.targets if not only or t.name in only]
     findings = list(disc.findings)
 
+    inputs = {t.name: target_inputs(tree, t, scanner) for t in targets}
+
     def run(t: Target) -> tuple[list[dict[str, Any]], list[Finding]]:
-        return render_target(tree, t, scanner, secret_key=secret_key, cache=cache)
+        return render_target(tree, t, scanner, secret_key=secret_key, cache=cache, inputs=inputs[t.name])
 
     with ThreadPoolExecutor(max_workers=_workers(config)) as pool:
         outputs = list(pool.map(run, targets))

@@ -98,6 +98,7 @@ class KustomizationScanner:
         self._memo: dict[str, Closure] = {}
         self._links: bool | None = None
         self._kfiles: dict[str, Path | None] = {}
+        self._lock = threading.RLock()
         self._tree_str = str(self.tree)
 
     def kfile(self, rel_dir: str) -> Path | None:
@@ -123,12 +124,13 @@ class KustomizationScanner:
     def closure(self, rel_dir: str) -> Closure:
         """Return the closure of the kustomization directory ``rel_dir`` (repo-relative)."""
         rel_dir = posixpath.normpath(rel_dir) if rel_dir not in ("", ".") else "."
-        if rel_dir in self._memo:
-            return self._memo[rel_dir]
-        result = Closure()
-        self._memo[rel_dir] = result  # a cycle sees an empty closure instead of recursing forever
-        self._scan_dir(rel_dir, result)
-        return result
+        with self._lock:  # one scan at a time: a half-filled closure must never be seen
+            if rel_dir in self._memo:
+                return self._memo[rel_dir]
+            result = Closure()
+            self._memo[rel_dir] = result  # a cycle sees an empty closure instead of recursing forever
+            self._scan_dir(rel_dir, result)
+            return result
 
     def _scan_dir(self, rel_dir: str, result: Closure) -> None:
         directory = self.tree / rel_dir
