@@ -140,7 +140,9 @@ async def reply(
 ) -> None:
     """Post the answer to a command comment, or update the one already posted for it."""
     marker = REPLY_MARKER.format(comment_id=int(comment["id"]))
-    quoted = f" {code(command.raw)}" if command is not None else ""
+    # a code span shows HTML literally and GitHub does not link mentions in it; the zero-width
+    # space after "@" makes sure nobody named in the command is pinged again
+    quoted = " " + code(command.raw.replace("@", "@\u200b")) if command is not None else ""
     body = f"@{user}{quoted}\n\n{text}\n\n{marker}"
     existing = await find_comment(gh, repo, number, marker, since=comment.get("created_at"))
     if existing is None:
