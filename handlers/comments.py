@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +26,7 @@ from bot.domain.commands import Command, Ignore, Outcome, Reply, code, parse_com
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.help import COMMANDS
 from handlers.commands import RUNNERS, CommandResult, Invocation
-from handlers.commands.base import find_comment, repo_path
+from handlers.commands.base import find_comment, redact, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ router = gidgethub.routing.Router()
 
 ALLOWED_ROLES = frozenset({"admin", "maintain", "write"})
 REPLY_MARKER = "<!-- gitops-bot:command-reply {comment_id} -->"
-_TOKEN_RE = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{10,}|github_pat_[A-Za-z0-9_]{10,})")
 
 
 @router.register("issue_comment", action="created")
@@ -218,7 +216,7 @@ def denied_text(command: Command, role: str) -> str:
 
 def failure_text(exc: BaseException, delivery_id: str) -> str:
     """Describe a runner crash without leaking tokens, and say what to do."""
-    detail = _TOKEN_RE.sub("[redacted]", " ".join(str(exc).split()))[:300]
+    detail = redact(str(exc))
     where = f" (delivery `{delivery_id}`)" if delivery_id else ""
     return (
         f"Something went wrong and the command did not finish: {code(f'{type(exc).__name__}: {detail}')}."

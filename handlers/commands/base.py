@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +20,19 @@ from bot.domain.labels import PROMOTION_LABEL
 log = logging.getLogger(__name__)
 
 PROMOTION_BRANCH_PREFIX = "gitops-bot/promote/"
+_TOKEN_RE = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{10,}|github_pat_[A-Za-z0-9_]{10,})")
+
+
+def is_promotion_pr(pr: Mapping[str, Any]) -> bool:
+    """True for a promotion PR opened by the bot (label or branch name)."""
+    labels = {label.get("name") for label in pr.get("labels") or []}
+    head_ref = str((pr.get("head") or {}).get("ref") or "")
+    return PROMOTION_LABEL in labels or head_ref.startswith(PROMOTION_BRANCH_PREFIX)
+
+
+def redact(text: str, limit: int = 300) -> str:
+    """Flatten an error message, cut it to ``limit`` characters and blank out GitHub tokens."""
+    return _TOKEN_RE.sub("[redacted]", " ".join(text.split()))[:limit]
 
 
 @dataclass
@@ -39,10 +53,8 @@ class Invocation:
 
     @property
     def is_promotion_pr(self) -> bool:
-        """True for a promotion PR opened by the bot (label or branch name)."""
-        labels = {label.get("name") for label in self.pr.get("labels") or []}
-        head_ref = str((self.pr.get("head") or {}).get("ref") or "")
-        return PROMOTION_LABEL in labels or head_ref.startswith(PROMOTION_BRANCH_PREFIX)
+        """True for a promotion PR opened by the bot."""
+        return is_promotion_pr(self.pr)
 
 
 @dataclass
