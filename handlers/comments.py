@@ -150,13 +150,15 @@ async def reply(
 
 
 async def load_commands_config(gh: gidgethub.abc.GitHubAPI, repo: str, pr: dict[str, Any]) -> dict[str, Any]:
-    """Return the ``commands`` section of the config at the PR's base revision (defaults when absent).
+    """Return the ``commands`` section of the config on the PR's base branch (defaults when absent).
 
-    A broken config file does not stop commands: its errors are logged and the defaults apply
-    (every command on, no extra teams); the PR checks report the broken file.
+    The tip of the base branch is read, not the PR's base commit, so a command just turned off
+    there is off for every open PR at once. A broken config file does not stop commands: its
+    errors are logged and the defaults apply (every command on, no extra teams); the PR checks
+    report the broken file.
     """
     base = pr.get("base") or {}
-    ref = str(base.get("sha") or base.get("ref") or "")
+    ref = str(base.get("ref") or base.get("sha") or "")
     url = f"{repo_path(repo)}/contents/{quote(CONFIG_PATH)}?ref={quote(ref, safe='')}"
     try:
         item = await gh.getitem(url)

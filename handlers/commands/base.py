@@ -77,7 +77,7 @@ def optional_api(module_name: str, attribute: str) -> Callable[..., Any] | None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
+        if exc.name is not None and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             return None
         raise
     found = getattr(module, attribute, None)

@@ -245,7 +245,7 @@ async def test_disabled_command_is_refused_by_config(apis: FakeAPIs) -> None:
     assert apis.calls == []
     assert "turned off" in replies(gh)[0]
     config_reads = [c.path for c in gh.calls if "/contents/" in c.path]
-    assert config_reads == [f"{API}/contents/.github/gitops-bot.yml?ref={'b' * 40}"]
+    assert config_reads == [f"{API}/contents/.github/gitops-bot.yml?ref=dev"]
 
 
 async def test_broken_config_falls_back_to_defaults(apis: FakeAPIs) -> None:

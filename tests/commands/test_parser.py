@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.domain.commands import (
     MAX_BODY_CHARS,
@@ -174,3 +176,19 @@ def test_escape_text_defuses_html_mentions_and_links() -> None:
     assert "@alice" not in out
     assert "](" not in out
     assert "**" not in out
+
+
+@given(st.text(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_any_text_gives_exactly_one_outcome(body: str) -> None:
+    outcome = parse_comment(body, sender_login="alice")
+    assert isinstance(outcome, Command | Reply | Ignore)
+    if isinstance(outcome, Command):
+        assert outcome.name in COMMANDS
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="`~"), max_size=200))
+@settings(max_examples=200, deadline=None)
+def test_nothing_inside_a_fence_is_a_command(inner: str) -> None:
+    body = "```\n" + inner.replace("\r", "") + "\n```"
+    assert isinstance(parse_comment(body, sender_login="alice"), Ignore)
