@@ -293,19 +293,28 @@ async def run_reconciler(
 
 
 def reconciler_context(
-    app_clients: Callable[[Any], GitHubClients], ctx_factory: Callable[[Any], CtxFactory], *, interval: float
+    app_clients: Callable[[Any], GitHubClients | None],
+    ctx_factory: Callable[[Any], CtxFactory],
+    *,
+    interval: float,
 ) -> Callable[[Any], AsyncIterator[None]]:
     """Return a function for ``app.cleanup_ctx`` that runs the reconciler while the app lives.
 
     ``app_clients(app)`` and ``ctx_factory(app)`` read what the loop needs from the application
-    once it has started (other cleanup contexts create them first). On shutdown the loop is told
+    once it has started (other cleanup contexts create them first); no clients (a web-only
+    process) means no reconciler. On shutdown the loop is told
     to stop and given ten seconds to finish its pass before it is cancelled.
     """
 
     async def context(app: Any) -> AsyncIterator[None]:
+        clients = app_clients(app)
+        if clients is None:
+            log.info("the reconciler is off: this process has no GitHub App clients")
+            yield
+            return
         stop = asyncio.Event()
         task = asyncio.create_task(
-            run_reconciler(app_clients(app), ctx_factory(app), interval=interval, stop=stop),
+            run_reconciler(clients, ctx_factory(app), interval=interval, stop=stop),
             name="gitops-bot-reconciler",
         )
         yield

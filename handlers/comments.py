@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 router = gidgethub.routing.Router()
 
 ALLOWED_ROLES = frozenset({"admin", "maintain", "write"})
+MAX_REPLY_CHARS = 60_000
+"""GitHub refuses comments over 65,536 characters; longer answers are cut with a note."""
 REPLY_MARKER = "<!-- gitops-bot:command-reply {comment_id} -->"
 
 
@@ -141,6 +143,8 @@ async def reply(
     # a code span shows HTML literally and GitHub does not link mentions in it; the zero-width
     # space after "@" makes sure nobody named in the command is pinged again
     quoted = " " + code(command.raw.replace("@", "@\u200b")) if command is not None else ""
+    if len(text) > MAX_REPLY_CHARS:
+        text = text[:MAX_REPLY_CHARS] + "\n\n… (cut here: the full answer is longer than a comment may be)"
     body = f"@{user}{quoted}\n\n{text}\n\n{marker}"
     existing = await find_comment(gh, repo, number, marker, since=comment.get("created_at"))
     if existing is None:

@@ -8,12 +8,16 @@ remove repositories in bulk. Without a store this does nothing.
 
 from __future__ import annotations
 
+import logging
+
 import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
 from bot.context import HandlerContext
 from bot.reconciler import remember_repos_from_payload
+
+log = logging.getLogger(__name__)
 
 router = gidgethub.routing.Router()
 
@@ -30,8 +34,15 @@ EVENTS = (
 
 
 async def remember(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
-    """Add the delivery's repository to the reconciler's list (or apply installation changes)."""
-    await remember_repos_from_payload(ctx.store, event.event, event.data)
+    """Add the delivery's repository to the reconciler's list (or apply installation changes).
+
+    Best effort: a store error is logged, never raised, so it cannot stop the other handlers
+    of the same delivery (gidgethub's router stops at the first one that raises).
+    """
+    try:
+        await remember_repos_from_payload(ctx.store, event.event, event.data)
+    except Exception:
+        log.exception("could not remember the repository of delivery %s", ctx.delivery_id)
 
 
 for _event in EVENTS:

@@ -324,3 +324,13 @@ async def test_same_reply_is_not_written_twice(apis: FakeAPIs) -> None:
     await deliver(again, comment_payload("/hold"))
     assert replies(again) == []
     assert not [c for c in again.writes() if c.method == "PATCH"]
+
+
+async def test_overlong_answer_is_cut_to_fit_a_comment(apis: FakeAPIs) -> None:
+    apis.outcome = Outcome(False, "conflict in clusters/x.yaml\n" * 5000)
+    gh = RecordingGitHub(responses(pr=pr_json(state="closed", merged=True)))
+    await deliver(gh, comment_payload("/promote prod"))
+    [text] = replies(gh)
+    assert len(text) < 65_536
+    assert "cut here" in text
+    assert text.endswith(REPLY_MARKER.format(comment_id=4242))

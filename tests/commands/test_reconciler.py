@@ -446,3 +446,22 @@ async def test_cleanup_context_starts_and_stops_the_loop(world: World) -> None:
     with pytest.raises(StopAsyncIteration):
         await gen.__anext__()
     assert world.names() == ["reconcile_promotions"]
+
+
+async def test_remembering_never_breaks_a_delivery(caplog: pytest.LogCaptureFixture) -> None:
+    class Down(StateStore):
+        async def get_state(self, key: str) -> str | None:
+            raise ConnectionError("database is down")
+
+    ctx = HandlerContext(repos=NoRepos(), store=Down(), delivery_id="d-9")
+    payload = {"installation": {"id": 1}, "repository": {"full_name": "acme/x"}}
+    await remember_router.dispatch(make_event("push", payload), RecordingGitHub(), ctx)
+    assert "could not remember the repository of delivery d-9" in caplog.text
+
+
+async def test_cleanup_context_without_clients_does_not_start() -> None:
+    context = reconciler_context(lambda a: None, lambda a: factory(), interval=1)
+    gen = context({})
+    await gen.__anext__()
+    with pytest.raises(StopAsyncIteration):
+        await gen.__anext__()
