@@ -4,13 +4,16 @@ Runs once right after start-up and then every ``interval`` seconds (:func:`run_r
 :func:`reconciler_context` for ``app.cleanup_ctx``). One pass (:func:`reconcile_once`), per
 repository:
 
-1. every open pull request: a promotion PR (label ``gitops-bot/promotion`` or a branch under
-   ``gitops-bot/promote/``) gets its gates evaluated again (``handlers.promotion.evaluate_promotion``);
-   any other PR whose head commit has no gitops-bot check run yet (or only one stuck in
-   progress for longer than ``STALE_CHECK_SECONDS``) gets the PR checks
-   (``handlers.pull_request.run_pr_checks``). A PR already checked at its head is left alone,
-   so passes are cheap and idempotent;
-2. ``handlers.promotion.reconcile_promotions`` finds merged PRs whose promotion is missing.
+1. every open pull request that is not a promotion PR and whose head commit has no gitops-bot
+   check run yet (or only one stuck in progress for longer than ``STALE_CHECK_SECONDS``) gets
+   the PR checks (``handlers.pull_request.run_pr_checks``). A PR already checked at its head
+   is left alone, so passes are cheap and idempotent;
+2. ``handlers.promotion.reconcile_promotions`` finds merged PRs whose promotion is missing and
+   opens it (and may evaluate open promotion PRs itself);
+3. every open promotion PR (label ``gitops-bot/promotion`` or a branch under
+   ``gitops-bot/promote/``) that step 2 did not evaluate gets its gates evaluated
+   (``handlers.promotion.evaluate_promotion``), so elapsed soak times and health turning green
+   lead to a merge without any new event.
 
 Which repositories: ``GET /app/installations`` is not in the API subset the bot relies on, so
 the reconciler takes the union of
@@ -72,6 +75,7 @@ class ReconcileReport:
     checked: list[str] = field(default_factory=list)
     promotions_evaluated: list[str] = field(default_factory=list)
     promotions_recovered: list[str] = field(default_factory=list)
+    needs_attention: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -81,7 +85,8 @@ class ReconcileReport:
             f"reconciled {len(self.repositories)} repositories: {self.open_prs} open PRs "
             f"({self.up_to_date} up to date, {len(self.checked)} checked again), "
             f"{len(self.promotions_evaluated)} promotions evaluated, "
-            f"{len(self.promotions_recovered)} recovered, {len(self.errors)} errors"
+            f"{len(self.promotions_recovered)} recovered, {len(self.needs_attention)} need attention, "
+            f"{len(self.errors)} errors"
         )
 
 
@@ -217,19 +222,16 @@ async def reconcile_repo(
     """Reconcile one repository into ``report`` (see the module docs); never raises for one PR."""
     report.repositories.append(repo)
     run_pr_checks = optional_api("handlers.pull_request", "run_pr_checks")
-    evaluate = _promotion_api("evaluate_promotion")
+    promotions: dict[int, str] = {}
     async for pr in gh.getiter(f"{repo_path(repo)}/pulls?state=open&per_page=100"):
         number = int(pr["number"])
         where = f"{repo}#{number}"
         report.open_prs += 1
+        if is_promotion_pr(pr):
+            promotions[number] = str(pr.get("html_url") or "")
+            continue
         try:
-            if is_promotion_pr(pr):
-                if evaluate is None:
-                    report.skipped.append(f"{where}: promotion is not installed")
-                    continue
-                await evaluate(gh, ctx, repo=repo, promotion_pr=number)
-                report.promotions_evaluated.append(where)
-            elif await checked_at_head(gh, repo, str(pr["head"]["sha"])):
+            if await checked_at_head(gh, repo, str(pr["head"]["sha"])):
                 report.up_to_date += 1
             elif run_pr_checks is None:
                 report.skipped.append(f"{where}: the PR checks are not installed")
@@ -240,13 +242,53 @@ async def reconcile_repo(
         except Exception as exc:
             log.exception("reconciling %s failed", where)
             report.errors.append(_error(where, exc))
+    await _reconcile_promotions(gh, ctx, repo, promotions, report)
+
+
+async def _reconcile_promotions(
+    gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
+    repo: str,
+    promotions: Mapping[int, str],
+    report: ReconcileReport,
+) -> None:
+    """Let ``reconcile_promotions`` recover missing promotions, then evaluate the PRs it left out.
+
+    ``reconcile_promotions`` may evaluate open promotion PRs itself (the one on the promotion
+    branch does); an outcome whose URL is a promotion PR's, or whose message starts with its
+    ``#number``, counts as that PR's evaluation, so no PR is evaluated twice in one pass.
+    """
     reconcile_promotions = _promotion_api("reconcile_promotions")
+    evaluate = _promotion_api("evaluate_promotion")
     if reconcile_promotions is None:
-        report.skipped.append(f"{repo}: promotion is not installed")
+        plural = "s" if len(promotions) != 1 else ""
+        waiting = f" ({len(promotions)} open promotion PR{plural} not evaluated)" if promotions else ""
+        report.skipped.append(f"{repo}: promotion is not installed{waiting}")
         return
+    covered: set[int] = set()
     for outcome in await reconcile_promotions(gh, ctx, repo=repo):
         line = f"{repo}: {outcome.message}" + (f" ({outcome.url})" if outcome.url else "")
-        (report.promotions_recovered if outcome.ok else report.errors).append(line)
+        evaluated = [
+            n
+            for n, url in promotions.items()
+            if (url and outcome.url == url) or str(outcome.message).startswith(f"#{n}")
+        ]
+        if evaluated:
+            covered.update(evaluated)
+            report.promotions_evaluated.append(line)
+        else:
+            (report.promotions_recovered if outcome.ok else report.needs_attention).append(line)
+    for number in sorted(set(promotions) - covered):
+        where = f"{repo}#{number}"
+        if evaluate is None:
+            report.skipped.append(f"{where}: promotion is not installed")
+            continue
+        try:
+            outcome = await evaluate(gh, ctx, repo=repo, promotion_pr=number)
+            report.promotions_evaluated.append(f"{where}: {outcome.message}")
+        except Exception as exc:
+            log.exception("evaluating the promotion %s failed", where)
+            report.errors.append(_error(where, exc))
 
 
 async def reconcile_once(

@@ -104,6 +104,8 @@ class World:
     log: list[tuple[str, Any]] = field(default_factory=list)
     broken_prs: set[int] = field(default_factory=set)
     empty_repos: list[str] = field(default_factory=list)
+    reconcile_evaluates: bool = False
+    conflict: bool = False
 
     def github(self) -> RecordingGitHub:
         answers: dict[tuple[str, str], Any] = {
@@ -136,7 +138,18 @@ class World:
     async def reconcile_promotions(self, gh: gidgethub.abc.GitHubAPI, ctx: Any, *, repo: str) -> list[Any]:
         """Open the promotion PR of every merged dev PR that has none (as the real one would)."""
         outcomes = []
+        if self.reconcile_evaluates:  # like the real one: evaluate open promotion PRs too
+            for p in self.open_prs:
+                if p["head"]["ref"].startswith("gitops-bot/promote/") or p["labels"]:
+                    url = p.get("html_url") or f"https://github.com/{repo}/pull/{p['number']}"
+                    outcomes.append(
+                        types.SimpleNamespace(ok=True, message=f"#{p['number']}: soak time pending", url=url)
+                    )
         for source in self.merged:
+            if self.conflict:
+                message = f"#{source['number']} conflicts in clusters/staging/payments.yaml"
+                outcomes.append(types.SimpleNamespace(ok=False, message=message, url=None))
+                continue
             branch = f"gitops-bot/promote/staging/{source['head']['sha'][:7]}"
             if any(p["head"]["ref"] == branch for p in self.open_prs):
                 continue
@@ -213,7 +226,7 @@ async def test_lost_merge_webhook_is_recovered_in_one_pass(world: World) -> None
     # next pass: the promotion exists; its gates are evaluated, nothing is opened again
     again = await reconcile_once(clients, factory(), repos=TARGETS)
     assert again.promotions_recovered == []
-    assert again.promotions_evaluated == [f"{REPO}#105"]
+    assert again.promotions_evaluated == [f"{REPO}#105: gates pending"]
     assert [c.path for c in clients.writes()] == [f"{API}/pulls"]
 
 
@@ -253,8 +266,36 @@ async def test_promotion_prs_get_their_gates_evaluated(world: World) -> None:
         pr(9, "9" * 40, ref="gitops-bot/promote/staging/1234567"),
     ]
     report = await reconcile_once(Clients(world), factory(), repos=TARGETS)
-    assert report.promotions_evaluated == [f"{REPO}#8", f"{REPO}#9"]
+    assert report.promotions_evaluated == [f"{REPO}#8: gates pending", f"{REPO}#9: gates pending"]
     assert report.checked == []
+    assert world.names() == ["reconcile_promotions", "evaluate_promotion", "evaluate_promotion"]
+
+
+async def test_promotion_prs_evaluated_by_reconcile_promotions_are_not_evaluated_again(world: World) -> None:
+    world.reconcile_evaluates = True
+    world.open_prs += [
+        {
+            **pr(8, "8" * 40, labels=["gitops-bot/promotion"]),
+            "html_url": "https://github.com/acme/fleet/pull/8",
+        },
+        pr(9, "9" * 40, ref="gitops-bot/promote/staging/1234567"),
+    ]
+    report = await reconcile_once(Clients(world), factory(), repos=TARGETS)
+    assert world.names() == ["reconcile_promotions"]
+    assert report.promotions_evaluated == [
+        f"{REPO}: #8: soak time pending (https://github.com/acme/fleet/pull/8)",
+        f"{REPO}: #9: soak time pending (https://github.com/acme/fleet/pull/9)",
+    ]
+    assert report.promotions_recovered == report.needs_attention == []
+
+
+async def test_a_promotion_that_needs_a_person_is_reported(world: World) -> None:
+    world.merged.append({**pr(5, "d" * 40), "state": "closed", "merged": True})
+    world.conflict = True
+    report = await reconcile_once(Clients(world), factory(), repos=TARGETS)
+    assert report.needs_attention == [f"{REPO}: #5 conflicts in clusters/staging/payments.yaml"]
+    assert report.promotions_recovered == []
+    assert "1 need attention" in report.summary()
 
 
 async def test_one_broken_pr_does_not_stop_the_pass(world: World) -> None:
@@ -290,8 +331,7 @@ async def test_missing_apis_are_skipped_not_fatal(monkeypatch: pytest.MonkeyPatc
     assert report.errors == []
     assert report.skipped == [
         f"{REPO}#1: the PR checks are not installed",
-        f"{REPO}#2: promotion is not installed",
-        f"{REPO}: promotion is not installed",
+        f"{REPO}: promotion is not installed (1 open promotion PR not evaluated)",
     ]
 
 
