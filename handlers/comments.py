@@ -96,14 +96,14 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
     if isinstance(outcome, Ignore):
         return
     if isinstance(outcome, Reply):
-        await reply(gh, repo, pr["number"], comment, user, None, outcome.text)
+        await reply(gh, repo, pr["number"], comment, user, outcome.raw, outcome.text)
         await react(gh, repo, comment_id, "confused")
         return
 
     if COMMANDS[outcome.name].needs_write:
         allowed, role = await may_command(gh, repo, user, config.get("allowed_teams") or [])
         if not allowed:
-            await reply(gh, repo, pr["number"], comment, user, outcome, denied_text(outcome, role))
+            await reply(gh, repo, pr["number"], comment, user, outcome.raw, denied_text(outcome, role))
             await react(gh, repo, comment_id, "-1")
             return
 
@@ -120,7 +120,7 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
         result = CommandResult(ok=False, message=failure_text(exc, ctx.delivery_id))
         reaction = "confused"
     if result.message:
-        await reply(gh, repo, pr["number"], comment, user, outcome, result.message)
+        await reply(gh, repo, pr["number"], comment, user, outcome.raw, result.message)
     await react(gh, repo, comment_id, reaction)
 
 
@@ -135,14 +135,17 @@ async def reply(
     number: int,
     comment: dict[str, Any],
     user: str,
-    command: Command | None,
+    raw: str,
     text: str,
 ) -> None:
-    """Post the answer to a command comment, or update the one already posted for it."""
+    """Post the answer to a command comment, or update the one already posted for it.
+
+    ``raw`` (the command as typed, may be "") is quoted after the mention of ``user``.
+    """
     marker = REPLY_MARKER.format(comment_id=int(comment["id"]))
     # a code span shows HTML literally and GitHub does not link mentions in it; the zero-width
     # space after "@" makes sure nobody named in the command is pinged again
-    quoted = " " + code(command.raw.replace("@", "@\u200b")) if command is not None else ""
+    quoted = " " + code(raw.replace("@", "@\u200b")) if raw else ""
     if len(text) > MAX_REPLY_CHARS:
         text = text[:MAX_REPLY_CHARS] + "\n\n… (cut here: the full answer is longer than a comment may be)"
     body = f"@{user}{quoted}\n\n{text}\n\n{marker}"

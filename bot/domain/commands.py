@@ -52,9 +52,13 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Answer at once without running anything (usage errors, unknown commands)."""
+    """Answer at once without running anything (usage errors, unknown commands).
+
+    ``raw`` is the command line the answer is about ("" when there is none).
+    """
 
     text: str
+    raw: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,10 @@ def find_command_line(body: str, *, bot_login: str = "gitops-bot[bot]") -> str |
 def parse_command_line(line: str, *, enabled: Collection[str] | None = None) -> Outcome:
     """Turn one command line (starting with ``/``) into a Command or a usage Reply."""
     if len(line) > MAX_LINE_CHARS:
-        return Reply(f"That command line is {len(line)} characters long; the limit is {MAX_LINE_CHARS}.")
+        return Reply(
+            f"That command line is {len(line)} characters long; the limit is {MAX_LINE_CHARS}.",
+            line[:40] + "…",
+        )
     match = _COMMAND_RE.match(line)
     if match is None:
         return Ignore("no command")
@@ -139,24 +146,26 @@ def parse_command_line(line: str, *, enabled: Collection[str] | None = None) -> 
     rest = match.group("rest").strip()
     spec = COMMANDS.get(name)
     if spec is None:
-        return Reply(f"I don't know the command {code(f'/{name}')}.\n\n{help_text()}")
+        return Reply(f"I don't know the command {code(f'/{name}')}.\n\n{help_text()}", line)
     if enabled is not None and name != "help" and name not in {e.lower() for e in enabled}:
         return Reply(
             f"{code(f'/{name}')} is turned off in this repository "
-            "(`commands.enabled` in `.github/gitops-bot.yml` on the base branch)."
+            "(`commands.enabled` in `.github/gitops-bot.yml` on the base branch).",
+            line,
         )
     if spec.takes == "none":
         if rest and name != "help":
-            return Reply(f"{code(f'/{name}')} takes no arguments. Usage: {usage(name)}")
+            return Reply(f"{code(f'/{name}')} takes no arguments. Usage: {usage(name)}", line)
         return Command(name, (), line)
     if spec.takes == "env":
         words = rest.split()
         if len(words) > 1:
-            return Reply(f"{code(f'/{name}')} takes one environment name at most. Usage: {usage(name)}")
+            return Reply(f"{code(f'/{name}')} takes one environment name at most. Usage: {usage(name)}", line)
         if words and not _ENV_RE.match(words[0]):
             return Reply(
                 f"{code(words[0])} is not an environment name (letters, digits, `.`, `_`, `-`). "
-                f"Usage: {usage(name)}"
+                f"Usage: {usage(name)}",
+                line,
             )
         return Command(name, tuple(words), line)
     reason = " ".join(rest.split())

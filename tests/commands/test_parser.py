@@ -112,6 +112,7 @@ def test_usage_errors_reply(body: str, fragment: str) -> None:
     outcome = parse_comment(body, sender_login="alice", bot_login=BOT)
     assert isinstance(outcome, Reply), outcome
     assert fragment in outcome.text
+    assert outcome.raw == body
 
 
 @pytest.mark.parametrize(
@@ -143,6 +144,7 @@ def test_long_input_is_bounded() -> None:
     too_long = parse_comment("/hold " + "y" * MAX_LINE_CHARS)
     assert isinstance(too_long, Reply)
     assert "limit" in too_long.text
+    assert len(too_long.raw) < 50, "an over-long line is not quoted back in full"
     cut = parse_comment("/hold " + "z" * (MAX_REASON_CHARS + 50))
     assert isinstance(cut, Command)
     assert len(cut.args[0]) == MAX_REASON_CHARS
