@@ -154,3 +154,18 @@ async def rerun_checks(
 def short_sha(pr: dict[str, Any]) -> str:
     """Return the PR head commit as inline code (7 characters)."""
     return f"`{str((pr.get('head') or {}).get('sha') or '')[:7]}`"
+
+
+async def in_flight_promotions(gh: gidgethub.abc.GitHubAPI, repo: str, number: int) -> list[dict[str, Any]]:
+    """Return the open promotion PRs carrying merged PR ``number`` ("Promote #<number> to <env>: ...")."""
+    prefix = f"Promote #{number} to "
+    found = []
+    async for pr in gh.getiter(f"{repo_path(repo)}/pulls?state=open&per_page=100"):
+        if is_promotion_pr(pr) and str(pr.get("title") or "").startswith(prefix):
+            found.append(dict(pr))
+    return found
+
+
+def is_merged(pr: Mapping[str, Any]) -> bool:
+    """True when the pull request has been merged."""
+    return bool(pr.get("merged") or pr.get("merged_at"))

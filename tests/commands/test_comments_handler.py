@@ -334,3 +334,52 @@ async def test_overlong_answer_is_cut_to_fit_a_comment(apis: FakeAPIs) -> None:
     assert len(text) < 65_536
     assert "cut here" in text
     assert text.endswith(REPLY_MARKER.format(comment_id=4242))
+
+
+def promotion_list() -> list[dict[str, Any]]:
+    return [
+        {
+            **pr_json(12, head_ref="gitops-bot/promote/staging/abc1234"),
+            "title": "Promote #7 to staging: Add cluster",
+        },
+        {
+            **pr_json(13, head_ref="gitops-bot/promote/staging/def5678"),
+            "title": "Promote #70 to staging: Other",
+        },
+        {**pr_json(14), "title": "Promote #7 to staging: not a bot branch"},
+    ]
+
+
+async def test_hold_on_a_merged_pr_holds_its_promotion(apis: FakeAPIs) -> None:
+    canned = responses(pr=pr_json(state="closed", merged=True))
+    canned[("GET", f"{API}/pulls")] = promotion_list()
+    gh = RecordingGitHub(canned)
+    await deliver(gh, comment_payload("/hold"))
+    assert label_writes(gh) == [("POST", f"{API}/issues/7/labels"), ("POST", f"{API}/issues/12/labels")]
+    assert "this PR and its promotion #12" in replies(gh)[0]
+
+
+async def test_hold_on_a_merged_pr_without_promotion_says_so(apis: FakeAPIs) -> None:
+    canned = responses(pr=pr_json(state="closed", merged=True))
+    canned[("GET", f"{API}/pulls")] = []
+    gh = RecordingGitHub(canned)
+    await deliver(gh, comment_payload("/hold"))
+    assert label_writes(gh) == [("POST", f"{API}/issues/7/labels")]
+    assert "no promotion PR open right now" in replies(gh)[0]
+
+
+async def test_unhold_on_a_merged_pr_releases_its_promotion(apis: FakeAPIs) -> None:
+    canned = responses(pr=pr_json(state="closed", merged=True))
+    canned[("GET", f"{API}/pulls")] = promotion_list()
+    canned[("DELETE", f"{API}/issues/7/labels/gitops-bot%2Fhold")] = (
+        404,
+        {"message": "Label does not exist"},
+    )
+    gh = RecordingGitHub(canned)
+    await deliver(gh, comment_payload("/unhold"))
+    assert label_writes(gh) == [
+        ("DELETE", f"{API}/issues/7/labels/gitops-bot%2Fhold"),
+        ("DELETE", f"{API}/issues/12/labels/gitops-bot%2Fhold"),
+    ]
+    assert apis.calls == [("evaluate_promotion", {"repo": "Codertocat/Hello-World", "promotion_pr": 12})]
+    assert "Also released its promotion #12." in replies(gh)[0]
