@@ -1,7 +1,7 @@
 """Slash commands in pull-request comments (``issue_comment`` created and edited).
 
 Flow: parse (pure) → 👀 on receipt → read the PR and the ``commands`` config from its base
-revision → permission check → run the command's runner → reply (one reply per command comment,
+branch → permission check → run the command's runner → reply (one reply per command comment,
 updated in place when the same delivery runs twice) and a reaction with the outcome:
 ``+1`` done, ``-1`` refused or failed, ``confused`` for usage errors and runner crashes.
 
