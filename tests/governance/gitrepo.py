@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -89,6 +90,24 @@ def make_gpg_key(home: Path, name: str, email: str) -> GpgKey:
     listing = run("gpg", "--batch", "--with-colons", "--list-keys", email, env=env)
     fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
     return GpgKey(home, email, fpr)
+
+
+SSH_SIG = "-----BEGIN SSH SIGNATURE-----\n...\n-----END SSH SIGNATURE-----\n"
+
+
+def github_commit(
+    sha: str, email: str, *, verified: bool, reason: str, signature: str | None, message: str = "change"
+) -> dict[str, Any]:
+    """One item of ``GET /repos/{o}/{r}/pulls/{n}/commits`` with GitHub's ``verification``."""
+    return {
+        "sha": sha,
+        "commit": {
+            "message": message,
+            "author": {"email": email},
+            "committer": {"email": email},
+            "verification": {"verified": verified, "reason": reason, "signature": signature},
+        },
+    }
 
 
 class Repo:

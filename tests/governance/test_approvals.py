@@ -234,10 +234,8 @@ def test_stale_approval_is_named_in_summary() -> None:
     assert rule.stale == ("pat",)
     title, text = approvals_summary(result)
     assert title == "Waiting for approvals: 0 of 1 rules satisfied"
-    assert (
-        "| prod | `clusters/prod/**` | ⏳ waiting | — | 1 more from @org/platform-team for `clusters/prod/**` |"
-        in text
-    )
+    needed = "1 more from @org/platform-team for `clusters/prod/**`"
+    assert f"| prod | `clusters/prod/**` | ⏳ waiting | — | {needed} |" in text
     assert "- @pat for prod" in text
     assert "<details><summary>Changed files per rule</summary>" in text
 

@@ -10,7 +10,16 @@ import pytest
 
 from bot.domain.governance import signatures as sig
 from bot.domain.model import CheckInput, Severity
-from tests.governance.gitrepo import GpgKey, Repo, SshKey, gpg_home, make_gpg_key, make_ssh_key
+from tests.governance.gitrepo import (
+    SSH_SIG,
+    GpgKey,
+    Repo,
+    SshKey,
+    github_commit,
+    gpg_home,
+    make_gpg_key,
+    make_ssh_key,
+)
 
 
 @dataclass
@@ -264,28 +273,12 @@ def test_signature_checker_findings(tmp_path: Path, keys: Keys) -> None:
 
 def test_github_verdicts_from_list_commits() -> None:
     commits = [
-        {
-            "sha": "a" * 40,
-            "commit": {
-                "message": "ok",
-                "author": {"email": "alice@example.com"},
-                "committer": {"email": "alice@example.com"},
-                "verification": {
-                    "verified": True,
-                    "reason": "valid",
-                    "signature": "-----BEGIN SSH SIGNATURE-----",
-                },
-            },
-        },
-        {
-            "sha": "b" * 40,
-            "commit": {
-                "message": "nope",
-                "author": {"email": "bob@example.com"},
-                "committer": {"email": "bob@example.com"},
-                "verification": {"verified": False, "reason": "unsigned", "signature": None},
-            },
-        },
+        github_commit(
+            "a" * 40, "alice@example.com", verified=True, reason="valid", signature=SSH_SIG, message="ok"
+        ),
+        github_commit(
+            "b" * 40, "bob@example.com", verified=False, reason="unsigned", signature=None, message="nope"
+        ),
     ]
     ok, bad = sig.github_verdicts(commits, {"signatures": {"required": True}})
     assert (ok.status, ok.ok, ok.kind) == (sig.VERIFIED, True, "ssh")

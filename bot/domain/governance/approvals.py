@@ -345,8 +345,8 @@ def _codeowner_results(
         emails = [o for o in rule.owners if not o.startswith("@")]
         if emails:
             notes.append(
-                f"{facts.codeowners.path} line {line}: owner(s) {', '.join(emails)} are emails, which the bot "
-                "cannot map to GitHub logins; write them as @login."
+                f"{facts.codeowners.path} line {line}: owner(s) {', '.join(emails)} are emails, "
+                "which the bot cannot map to GitHub logins; write them as @login."
             )
         req = _Requirement(
             name=f"CODEOWNERS `{rule.pattern}`",

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bot.domain.governance.globs import translate
 from bot.domain.model import Finding, Severity
 
 LOCATIONS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
@@ -58,42 +59,13 @@ class CodeOwners:
         return rule.owners if rule else ()
 
 
-def _segment_regex(body: str) -> str:
-    out: list[str] = []
-    i = 0
-    n = len(body)
-    while i < n:
-        if body.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif body.startswith("/**", i) and i + 3 == n:
-            out.append("/.*")
-            i += 3
-        elif body.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif body[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif body[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif body[i] == "\\" and i + 1 < n:
-            out.append(re.escape(body[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(body[i]))
-            i += 1
-    return "".join(out)
-
-
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """Translate one CODEOWNERS pattern into a regular expression over repository paths."""
     dir_only = pattern.endswith("/")
     body = pattern.strip("/")
     anchored = pattern.startswith("/") or "/" in body
     prefix = "" if anchored else "(?:.*/)?"
-    core = _segment_regex(body) if body else ".*"
+    core = translate(body, folder_only_tail=True) if body else ".*"
     if body in ("*", "**") or not body:
         return re.compile(r".*\Z")
     if dir_only:
@@ -102,6 +74,10 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     if last == "*" and "/" in body:
         return re.compile(prefix + core + r"\Z")
     return re.compile(prefix + core + r"(?:/.*)?\Z")
+
+
+def _problem(path: str, line: int, message: str, hint: str) -> Finding:
+    return Finding("codeowners", Severity.WARNING, path, line, message, hint)
 
 
 def parse_codeowners(text: str, path: str = ".github/CODEOWNERS") -> CodeOwners:
@@ -117,9 +93,7 @@ def parse_codeowners(text: str, path: str = ".github/CODEOWNERS") -> CodeOwners:
         pattern, owners = parts[0], parts[1:]
         if pattern.startswith("!") or re.search(r"(?<!\\)\[", pattern):
             problems.append(
-                Finding(
-                    "codeowners",
-                    Severity.WARNING,
+                _problem(
                     path,
                     lineno,
                     f"pattern `{pattern}` uses `!` or `[ ]`, which CODEOWNERS does not support; line ignored",
@@ -130,9 +104,7 @@ def parse_codeowners(text: str, path: str = ".github/CODEOWNERS") -> CodeOwners:
         bad = [o for o in owners if not _OWNER.match(o)]
         if bad:
             problems.append(
-                Finding(
-                    "codeowners",
-                    Severity.WARNING,
+                _problem(
                     path,
                     lineno,
                     f"owner(s) {', '.join(bad)} are not @user, @org/team or an email; they are ignored",

@@ -13,7 +13,12 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 
-def _translate(pattern: str) -> str:
+def translate(pattern: str, *, folder_only_tail: bool = False) -> str:
+    """Translate a glob into a regular expression (unanchored) over ``/``-separated paths.
+
+    A trailing ``/**`` matches everything below the folder, and the folder itself unless
+    ``folder_only_tail``. ``\\x`` escapes ``x``.
+    """
     out: list[str] = []
     i = 0
     n = len(pattern)
@@ -23,7 +28,7 @@ def _translate(pattern: str) -> str:
             out.append("(?:.*/)?")
             i += 3
         elif pattern.startswith("/**", i) and i + 3 == n:
-            out.append("(?:/.*)?")
+            out.append("/.*" if folder_only_tail else "(?:/.*)?")
             i += 3
         elif pattern.startswith("**", i):
             out.append(".*")
@@ -34,6 +39,9 @@ def _translate(pattern: str) -> str:
         elif c == "?":
             out.append("[^/]")
             i += 1
+        elif c == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
         else:
             out.append(re.escape(c))
             i += 1
@@ -49,7 +57,7 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
     body = pattern.lstrip("/")
     if body.endswith("/"):
         body += "**"
-    return re.compile(_translate(body) + r"\Z")
+    return re.compile(translate(body) + r"\Z")
 
 
 def glob_match(pattern: str, path: str) -> bool:
@@ -67,7 +75,7 @@ def _env_pattern(pattern: str) -> re.Pattern[str]:
     head, sep, tail = pattern.lstrip("/").partition("{env}")
     if not sep:
         raise ValueError(f"environment pattern {pattern!r} has no {{env}} placeholder")
-    return re.compile(_translate(head) + r"(?P<env>[^/]+)" + _translate(tail) + r"\Z")
+    return re.compile(translate(head) + r"(?P<env>[^/]+)" + translate(tail) + r"\Z")
 
 
 def env_from_path(patterns: Iterable[str], path: str) -> str | None:

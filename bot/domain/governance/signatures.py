@@ -447,7 +447,8 @@ def _parse_key_listing(listing: str) -> dict[str, set[str]]:
 # --------------------------------------------------------------------------- range
 
 
-def _commit_paths(git_dir: Path, sha: str) -> list[str]:
+def commit_paths(git_dir: Path, sha: str) -> list[str]:
+    """Return the paths commit ``sha`` changes (against each parent for merges; all files for a root)."""
     out = git(git_dir, "diff-tree", "--no-commit-id", "--name-only", "-r", "-z", "--root", "-m", sha)
     return sorted({p for p in out.decode("utf-8", errors="replace").split("\0") if p})
 
@@ -503,7 +504,7 @@ def verify_range(
         gpg: _GpgKeyring | None = None
         for sha in shas:
             commit = parse_commit(sha, git(git_dir, "cat-file", "commit", sha))
-            paths = _commit_paths(git_dir, sha) if settings.get("overrides") else None
+            paths = commit_paths(git_dir, sha) if settings.get("overrides") else None
             required = signature_required(settings, paths)
             if commit.web_flow and settings["web_flow"] != "verify":
                 if settings["web_flow"] == "allow":
