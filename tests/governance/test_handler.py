@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from bot.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, router
+from tests.conftest import FIXTURES
 from tests.fakes import RecordingGitHub, make_event
 from tests.governance.gitrepo import SSH_SIG, Repo, SshKey, github_commit, make_ssh_key
 
@@ -287,3 +289,27 @@ async def test_rest_calls_do_not_grow_with_commits(tmp_path: Path, alice: SshKey
         f"REST calls per event (trust: {trust}): "
         f"1 commit -> {len(counts[1])}, 100 commits -> {len(counts[100])}"
     )
+
+
+@pytest.mark.parametrize(
+    ("event", "name"),
+    [
+        ("pull_request", "synchronize.payload.json"),
+        ("pull_request_review", "submitted.payload.json"),
+        ("pull_request_review", "dismissed.payload.json"),
+    ],
+)
+async def test_real_github_payloads(tmp_path: Path, alice: SshKey, event: str, name: str) -> None:
+    """GitHub's own example payloads (octokit/webhooks), pointed at our repository's shas."""
+    w = World(tmp_path, alice)
+    w.push()
+    w.review("pat")
+    payload = json.loads((FIXTURES / "governance" / "webhooks" / name).read_text())
+    pr = payload["pull_request"]
+    pr["number"] = 1
+    pr["head"]["sha"], pr["base"]["sha"], pr["base"]["ref"] = w.head, w.base, "main"
+    payload["repository"]["full_name"] = REPO
+    w._answers()
+    await router.dispatch(make_event(event, payload), w.gh, HandlerContext(repos=w.repos))
+    written = {c.body["name"]: c.body["conclusion"] for c in w.gh.writes()}
+    assert written == {SIGNATURES_CHECK: "success", APPROVALS_CHECK: "success"}

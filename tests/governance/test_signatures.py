@@ -79,6 +79,8 @@ CASES = [
     ("ssh-valid", "alice_ssh", "alice@example.com", None, sig.VERIFIED),
     ("ssh-key-not-allowed", "mallory_ssh", "mallory@example.com", None, sig.UNKNOWN_KEY),
     ("ssh-signer-not-author", "bob_ssh", "alice@example.com", None, sig.EMAIL_MISMATCH),
+    ("ssh-email-case-insensitive", "alice_ssh", "Alice@Example.COM", None, sig.VERIFIED),
+    ("gpg-email-case-insensitive", "alice_gpg", "Alice@Example.COM", None, sig.VERIFIED),
     ("ssh-committer-binds", "bob_ssh", "alice@example.com", "bob@example.com", sig.VERIFIED),
     ("gpg-valid", "alice_gpg", "alice@example.com", None, sig.VERIFIED),
     ("gpg-key-not-in-folder", "mallory_gpg", "mallory@example.com", None, sig.UNKNOWN_KEY),

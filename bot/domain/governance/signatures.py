@@ -274,7 +274,8 @@ class _SshVerifier:
                 "on the base branch, or sign with a key that is listed there.",
             )
         when = datetime.fromtimestamp(commit.committer_time, UTC).strftime("%Y%m%d%H%M%S") + "Z"
-        for email in dict.fromkeys(e for e in (commit.author_email, commit.committer_email) if e):
+        emails = (commit.author_email, commit.committer_email)
+        for email in dict.fromkeys(e for e in (*emails, *(x.lower() for x in emails)) if e):
             code, _ = _run(
                 [
                     "ssh-keygen",
