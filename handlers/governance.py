@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ SIGNATURES_CHECK = "gitops-bot/signatures"
 APPROVALS_CHECK = "gitops-bot/approvals"
 MAX_SUMMARY = 65_000  # GitHub's limit for output.summary is 65,535 characters
 PER_PAGE = 100
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ async def _permission(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: st
 
 def _trees(git_dir: Path, shas: Iterable[str]) -> dict[str, str]:
     """Resolve commit shas to their tree shas in one ``git cat-file --batch-check`` (missing: absent)."""
-    wanted = sorted({s for s in shas if s})
+    wanted = sorted({s for s in shas if _SHA.fullmatch(s)})
     if not wanted:
         return {}
     out = git(git_dir, "cat-file", "--batch-check", input="".join(f"{s}^{{tree}}\n" for s in wanted).encode())

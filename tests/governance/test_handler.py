@@ -313,3 +313,67 @@ async def test_real_github_payloads(tmp_path: Path, alice: SshKey, event: str, n
     await router.dispatch(make_event(event, payload), w.gh, HandlerContext(repos=w.repos))
     written = {c.body["name"]: c.body["conclusion"] for c in w.gh.writes()}
     assert written == {SIGNATURES_CHECK: "success", APPROVALS_CHECK: "success"}
+
+
+async def test_permissions_looked_up_once_per_reviewer_only_when_needed(
+    tmp_path: Path, alice: SshKey
+) -> None:
+    w = World(tmp_path, alice)
+    w.repo.git("checkout", "-q", "main")
+    w.base = w.repo.commit(
+        {
+            ".github/gitops-bot.yml": "version: 1\napprovals:\n  rules:\n    - name: admins\n"
+            "      require: {count: 1, min_permission: maintain}\n"
+        },
+        "admins only",
+    )
+    w.repo.git("checkout", "-q", "-B", "feature")
+    w.push()
+    w.review("writer")
+    w.review("boss")
+    w.review("boss")  # a second review by the same person: still one lookup
+    w.gh.responses[("GET", f"/repos/{REPO}/collaborators/writer/permission")] = {"permission": "write"}
+    w.gh.responses[("GET", f"/repos/{REPO}/collaborators/boss/permission")] = {
+        "permission": "write",
+        "role_name": "maintain",
+    }
+    out = await w.dispatch("pull_request_review", "submitted")
+    assert out[APPROVALS_CHECK]["conclusion"] == "success"
+    assert out[SIGNATURES_CHECK]["output"]["title"] == "No signature policy configured"
+    lookups = sorted(c.path for c in w.last_calls if "/collaborators/" in c.path)
+    assert lookups == [f"/repos/{REPO}/collaborators/{u}/permission" for u in ("boss", "writer")]
+
+
+async def test_team_membership_forbidden_is_explained(tmp_path: Path, alice: SshKey) -> None:
+    w = World(tmp_path, alice)
+    w.push()
+    w.review("pat")
+    w._answers()
+    w.gh.responses[("GET", "/orgs/org/teams/platform-team/memberships/pat")] = (403, {"message": "Forbidden"})
+    w._answers = lambda: None  # type: ignore[method-assign]
+    out = await w.dispatch("pull_request_review", "submitted")
+    approvals = out[APPROVALS_CHECK]
+    assert approvals["conclusion"] == "failure"
+    assert "*Members: read*" in approvals["output"]["summary"]
+
+
+async def test_membership_cached_within_the_event(tmp_path: Path, alice: SshKey) -> None:
+    w = World(tmp_path, alice)
+    w.push()
+    w.review("pat")
+    w._answers()
+    ctx = HandlerContext(repos=w.repos)
+    ctx.cache["governance.team_members"] = {("org/platform-team", "pat"): True}
+    payload = {"action": "submitted", "pull_request": w.pr(), "repository": {"full_name": REPO}}
+    await router.dispatch(make_event("pull_request_review", payload), w.gh, ctx)
+    assert not [c for c in w.gh.calls if "/memberships/" in c.path]
+    assert {c.body["conclusion"] for c in w.gh.writes()} == {"success"}
+
+
+def test_trees_resolves_known_commits_and_skips_odd_ids(tmp_path: Path, alice: SshKey) -> None:
+    from handlers.governance import _trees
+
+    w = World(tmp_path, alice)
+    head = w.push()
+    trees = _trees(w.repo.git_dir, [head, "f" * 40, "not a sha\nHEAD", ""])
+    assert trees == {head: w.repo.tree(head)}
