@@ -291,3 +291,25 @@ def test_github_verdicts_from_list_commits() -> None:
     assert title == "1 of 2 commits fail the signature policy"
     assert "| ❌ | `bbbbbbbbbbbb` nope |" in text
     assert "<details><summary>How to fix</summary>" in text
+
+
+def test_ssh_key_outside_its_validity_window_is_explained(tmp_path: Path, keys: Keys) -> None:
+    repo = Repo(tmp_path / "repo")
+    line = f'alice@example.com namespaces="git",valid-before="20200101" {keys.alice_ssh.public_line}\n'
+    base = repo.commit({".github/allowed_signers": line}, "base")
+    repo.commit({"x": "1"}, "late", ssh=keys.alice_ssh)  # commit time is in 2023
+    [verdict] = verify(repo, base, tmp_path)
+    assert verdict.status == sig.BAD_KEY
+    assert "valid-before" in verdict.message
+
+
+def test_ssh_key_for_another_namespace_is_not_accepted(tmp_path: Path, keys: Keys) -> None:
+    repo = Repo(tmp_path / "repo")
+    base = repo.commit(
+        {".github/allowed_signers": f'alice@example.com namespaces="file" {keys.alice_ssh.public_line}\n'},
+        "base",
+    )
+    repo.commit({"x": "1"}, "signed", ssh=keys.alice_ssh)
+    [verdict] = verify(repo, base, tmp_path)
+    assert not verdict.ok
+    assert verdict.status in (sig.BAD_KEY, sig.UNKNOWN_KEY)

@@ -19,6 +19,9 @@ With ``trust: github`` the verdicts come from GitHub's ``commit.verification`` i
 
 from __future__ import annotations
 
+import base64
+import fnmatch
+import hashlib
 import os
 import re
 import subprocess
@@ -239,10 +242,38 @@ class _SshVerifier:
         self.workdir = workdir
 
     def verify(self, commit: ParsedCommit, rel_allowed: str) -> tuple[str, str, str, str]:
-        """Return (status, signer, message, hint)."""
+        """Return (status, signer, message, hint).
+
+        The common case costs one ``ssh-keygen -Y verify`` per candidate email (author,
+        then committer); only a failure runs the diagnostics that tell a tampered commit,
+        an unknown key and a signer/email mismatch apart.
+        """
         assert commit.signature is not None
         sig = self.workdir / f"{commit.sha}.sig"
         sig.write_text(commit.signature)
+        if self.allowed is not None:
+            when = datetime.fromtimestamp(commit.committer_time, UTC).strftime("%Y%m%d%H%M%S") + "Z"
+            emails = (commit.author_email, commit.committer_email)
+            for email in dict.fromkeys(e for e in (*emails, *(x.lower() for x in emails)) if e):
+                code, out = _run(
+                    [
+                        "ssh-keygen",
+                        "-Y",
+                        "verify",
+                        "-f",
+                        str(self.allowed),
+                        "-I",
+                        email,
+                        "-n",
+                        SSH_NAMESPACE,
+                        "-s",
+                        str(sig),
+                        f"-Overify-time={when}",
+                    ],
+                    input=commit.payload,
+                )
+                if code == 0:
+                    return VERIFIED, email, f"good SSH signature by {email} ({_fingerprint(out)})", ""
         code, out = _run(
             ["ssh-keygen", "-Y", "check-novalidate", "-n", SSH_NAMESPACE, "-s", str(sig)],
             input=commit.payload,
@@ -254,8 +285,7 @@ class _SshVerifier:
                 "the SSH signature does not match the commit's content (tampered or corrupted commit)",
                 "Re-create the commit and sign it again (`git commit --amend -S --no-edit`).",
             )
-        m = re.search(r"(SHA256:[A-Za-z0-9+/=]+)", out)
-        fingerprint = m.group(1) if m else "unknown key"
+        fingerprint = _fingerprint(out)
         if self.allowed is None:
             return (
                 UNKNOWN_KEY,
@@ -263,9 +293,8 @@ class _SshVerifier:
                 f"signed with SSH key {fingerprint}, but the base branch has no `{rel_allowed}`",
                 f"Add an allowed-signers file at `{rel_allowed}` on the base branch.",
             )
-        code, out = _run(["ssh-keygen", "-Y", "find-principals", "-s", str(sig), "-f", str(self.allowed)])
-        principals = [p.strip() for p in out.splitlines() if p.strip()] if code == 0 else []
-        if not principals:
+        entries = [e for e in _allowed_entries(self.allowed) if e.fingerprint == fingerprint]
+        if not entries:
             return (
                 UNKNOWN_KEY,
                 fingerprint,
@@ -273,29 +302,18 @@ class _SshVerifier:
                 f"Add `<email> <key type> <public key>` for this key to `{rel_allowed}` "
                 "on the base branch, or sign with a key that is listed there.",
             )
-        when = datetime.fromtimestamp(commit.committer_time, UTC).strftime("%Y%m%d%H%M%S") + "Z"
-        emails = (commit.author_email, commit.committer_email)
-        for email in dict.fromkeys(e for e in (*emails, *(x.lower() for x in emails)) if e):
-            code, _ = _run(
-                [
-                    "ssh-keygen",
-                    "-Y",
-                    "verify",
-                    "-f",
-                    str(self.allowed),
-                    "-I",
-                    email,
-                    "-n",
-                    SSH_NAMESPACE,
-                    "-s",
-                    str(sig),
-                    f"-Overify-time={when}",
-                ],
-                input=commit.payload,
+        listed = ", ".join(dict.fromkeys(p for e in entries for p in e.principals))
+        mine = [commit.author_email.lower(), commit.committer_email.lower()]
+        if any(fnmatch.fnmatchcase(m, p.lower()) for e in entries for p in e.principals for m in mine if m):
+            options = "; ".join(e.options for e in entries if e.options) or "none"
+            return (
+                BAD_KEY,
+                listed,
+                f"signed with SSH key {fingerprint} of {listed}, but its options in `{rel_allowed}` "
+                f"({options}) do not allow git commit signatures at the commit's time",
+                f"Check `namespaces`, `valid-after` and `valid-before` for this key in `{rel_allowed}` "
+                "on the base branch.",
             )
-            if code == 0:
-                return VERIFIED, email, f"good SSH signature by {email} ({fingerprint})", ""
-        listed = ", ".join(principals)
         return (
             EMAIL_MISMATCH,
             listed,
@@ -304,6 +322,44 @@ class _SshVerifier:
             "Commit with the email the key is registered for in "
             f"`{rel_allowed}` (`git config user.email`), or register the key for your email.",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _AllowedEntry:
+    principals: tuple[str, ...]
+    options: str
+    fingerprint: str
+
+
+_KEY_TOKEN = re.compile(r"(?:^|\s)((?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s|$)")
+
+
+def _allowed_entries(path: Path) -> list[_AllowedEntry]:
+    """Parse an allowed-signers file enough to name the principals of a key (for diagnostics only)."""
+    entries = []
+    for raw in path.read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _KEY_TOKEN.search(line)
+        if not m:
+            continue
+        try:
+            blob = base64.b64decode(m.group(2), validate=True)
+        except ValueError:
+            continue
+        digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+        head = line[: m.start(1)].split(None, 1)
+        principals = tuple(p for p in head[0].split(",") if p) if head else ()
+        entries.append(
+            _AllowedEntry(principals, head[1].strip() if len(head) > 1 else "", f"SHA256:{digest}")
+        )
+    return entries
+
+
+def _fingerprint(output: str) -> str:
+    m = re.search(r"(SHA256:[A-Za-z0-9+/=]+)", output)
+    return m.group(1) if m else "unknown key"
 
 
 @dataclass
