@@ -277,7 +277,8 @@ async def test_rest_calls_do_not_grow_with_commits(tmp_path: Path, alice: SshKey
         w.push(n)
         w.review("pat")
         w.review("mallory")
-        w.review("pat", "COMMENTED")
+        for _ in range(1 if n == 1 else 97):  # 100 commits come with 100 reviews
+            w.review("pat", "COMMENTED")
         out = await w.dispatch("pull_request_review", "submitted")
         assert out[SIGNATURES_CHECK]["conclusion"] == "success", out[SIGNATURES_CHECK]["output"]
         assert out[APPROVALS_CHECK]["conclusion"] == "success"
