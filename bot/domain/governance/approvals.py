@@ -119,7 +119,7 @@ def branch_environment(config: Mapping[str, Any], base_ref: str) -> str | None:
     """Return the environment a base branch stands for, or None.
 
     Looks at ``approvals.branch_environments`` (``{branch: env}``) first, then at entries
-    of the ``environments`` section that carry ``name`` and ``branch``.
+    of the ``environments`` section (``name``, and ``branch`` which defaults to the name).
     """
     mapping = (config.get("approvals") or {}).get("branch_environments") or {}
     if base_ref in mapping:
@@ -127,7 +127,7 @@ def branch_environment(config: Mapping[str, Any], base_ref: str) -> str | None:
     envs = config.get("environments")
     if isinstance(envs, list):
         for env in envs:
-            if isinstance(env, Mapping) and env.get("branch") == base_ref and env.get("name"):
+            if isinstance(env, Mapping) and env.get("name") and env.get("branch", env["name"]) == base_ref:
                 return str(env["name"])
     return None
 
