@@ -275,5 +275,7 @@ def test_path_environment() -> None:
     assert (
         path_environment({"environments": [{"name": "dev", "branch": "main"}]}, "common/x", "main") == "dev"
     )
-    assert path_environment({"environments": [{"name": "dev"}, {"name": "prod"}]}, "common/x", "prod") == "prod"
+    assert (
+        path_environment({"environments": [{"name": "dev"}, {"name": "prod"}]}, "common/x", "prod") == "prod"
+    )
     assert path_environment({}, "common/x", "main") is None
