@@ -77,13 +77,14 @@ async def write_check_runs(
 ) -> None:
     """Create each check run on ``head_sha``, or update the one that already exists (idempotent).
 
-    Lists the head's check runs once (one page of 100) and matches them by name.
+    Lists the head's check runs once (one page of 100) and updates the newest run of each name.
     """
     listing = await gh.getitem(f"/repos/{repo}/commits/{head_sha}/check-runs?per_page={PER_PAGE}")
     existing: dict[str, int] = {}
     for run in listing.get("check_runs", []) if isinstance(listing, Mapping) else []:
         if run.get("head_sha", head_sha) == head_sha:
-            existing.setdefault(str(run.get("name")), int(run["id"]))
+            name = str(run.get("name"))
+            existing[name] = max(existing.get(name, 0), int(run["id"]))
     for result in results:
         body: dict[str, Any] = {
             "status": "completed",

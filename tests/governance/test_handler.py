@@ -378,3 +378,27 @@ def test_trees_resolves_known_commits_and_skips_odd_ids(tmp_path: Path, alice: S
     head = w.push()
     trees = _trees(w.repo.git_dir, [head, "f" * 40, "not a sha\nHEAD", ""])
     assert trees == {head: w.repo.tree(head)}
+
+
+async def test_write_check_runs_updates_newest_of_a_name() -> None:
+    from handlers.governance import CheckRunResult, write_check_runs
+
+    gh = RecordingGitHub()
+    sha = "a" * 40
+    gh.responses[("GET", f"/repos/{REPO}/commits/{sha}/check-runs?per_page=100")] = {
+        "check_runs": [
+            {"id": 5, "name": SIGNATURES_CHECK, "head_sha": sha},
+            {"id": 9, "name": SIGNATURES_CHECK, "head_sha": sha},
+            {"id": 7, "name": "someone-else", "head_sha": sha},
+        ]
+    }
+    results = [
+        CheckRunResult(SIGNATURES_CHECK, "success", "t", "s"),
+        CheckRunResult(APPROVALS_CHECK, "failure", "t" * 300, "x" * 70_000),
+    ]
+    await write_check_runs(gh, REPO, sha, results)
+    patch, post = gh.writes()
+    assert (patch.method, patch.path) == ("PATCH", f"/repos/{REPO}/check-runs/9")
+    assert (post.method, post.body["name"], post.body["head_sha"]) == ("POST", APPROVALS_CHECK, sha)
+    assert len(post.body["output"]["title"]) == 255
+    assert len(post.body["output"]["summary"]) <= 65_535 and "truncated" in post.body["output"]["summary"]
