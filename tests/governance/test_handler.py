@@ -269,6 +269,7 @@ async def test_closed_pull_request_is_ignored(tmp_path: Path, alice: SshKey) -> 
     assert w.gh.calls == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trust", ["keys", "github"])
 async def test_rest_calls_do_not_grow_with_commits(tmp_path: Path, alice: SshKey, trust: str) -> None:
     counts = {}
