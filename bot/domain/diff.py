@@ -193,6 +193,10 @@ def diff_objects(
 
 _ICON = {"error": "❌", "warning": "⚠️", "notice": "\u2139\ufe0f"}
 MAX_PARTS = 5
+FOOTER = (
+    "<sub>Rendered offline with kustomize (no plugins, Helm or network); Secret values appear only "
+    "as keyed hashes. Reproduce with `gitops-bot check --base {base} --head {head}`.</sub>\n"
+)
 MAX_CLUSTER_ROWS = 25
 _GROUP_LIST = 8
 
@@ -395,6 +399,9 @@ def diff_comment_parts(
         )
         return [f"{_marker(1, 1)}\n{concise}{note}\n"]
     n = len(parts)
+    footer = FOOTER.format(base=_short(base_sha), head=_short(head_sha))
+    if sizes[-1] + len(footer) + 1 <= body_budget:
+        parts[-1].append(footer)
     return [f"{_marker(i, n)}\n" + "\n".join(p) for i, p in enumerate(parts, 1)]
 
 

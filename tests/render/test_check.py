@@ -318,3 +318,12 @@ def test_a_pr_that_breaks_an_applicationset_blocks(fleet: Path) -> None:
     report = build_report(fleet, "main", head, secret_key=KEY)
     (f,) = [f for f in report.findings if f.rule == "render.applicationset"]
     assert f.blocking and f.path == "platform/argocd/broken.yaml" and "exactly one generator" in f.message
+
+
+def test_removing_a_cluster_request_shows_removed_objects(fleet: Path) -> None:
+    head = branch(fleet, "pr", {"clusters/staging/staging-euw1/cluster.yaml": None})
+    report = build_report(fleet, "main", head, secret_key=KEY)
+    removed = {(c.target, c.kind, c.name) for c in report.changes if c.action == "removed"}
+    assert ("argocd/cluster-staging-euw1", "EKSCluster", "staging-euw1") in removed
+    assert ("applicationset/cluster-requests", "Application", "cluster-staging-euw1") in removed
+    assert all(c.action == "removed" for c in report.changes)

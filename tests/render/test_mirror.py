@@ -154,3 +154,32 @@ def test_materialise_drops_links_out_of_the_tree(tmp_path: Path, upstream: Path)
 def test_materialise_unknown_revision_raises(tmp_path: Path, upstream: Path) -> None:
     with pytest.raises(GitError, match="read-tree"), materialise(upstream / ".git", "0" * 40):
         pass
+
+
+def test_token_reaches_the_server_as_a_basic_auth_header(tmp_path: Path) -> None:
+    import http.server
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(403)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cache = MirrorCache(tmp_path / "m", f"http://127.0.0.1:{server.server_address[1]}/{{full_name}}.git")
+        with pytest.raises(GitError) as err:
+            cache.sync("acme/fleet", TOKEN)
+    finally:
+        server.shutdown()
+    expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    assert seen and seen[0][0].startswith("/acme/fleet.git/info/refs")
+    assert seen[0][1] == expected
+    assert TOKEN not in seen[0][0] and TOKEN not in str(err.value)
