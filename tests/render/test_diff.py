@@ -237,3 +237,28 @@ def test_a_large_blast_radius_is_summarised_per_environment() -> None:
     assert "| Environment | Clusters | Targets | Added | Changed | Removed |" in part
     assert "| dev | 20 | 20 | 0 | 20 | 0 |" in part and "| prod | 20 | 20 | 0 | 20 | 0 |" in part
     assert "<details><summary>All 40 clusters</summary>" in part and "| prod | c039 | 1 | 0 | 1 | 0 |" in part
+
+
+def test_comment_golden_for_the_example_fleet(tmp_path: Path) -> None:
+    """The comment for a realistic pull request on examples/fleet (an add-on bump and a prod overlay)."""
+    import shutil
+
+    from bot.domain.render import compute_diff
+    from tests.render.conftest import FLEET
+
+    base, head = tmp_path / "base", tmp_path / "head"
+    shutil.copytree(FLEET, base)
+    shutil.copytree(FLEET, head)
+    addon = head / "common/addons/cert-manager.yaml"
+    addon.write_text(addon.read_text().replace("v1.15.3", "v1.16.1"))
+    overlay = head / "apps/checkout/overlays/prod/kustomization.yaml"
+    overlay.write_text(overlay.read_text().replace("value: 3", "value: 4"))
+    config = {"clusters": [], "render": {"parallelism": 2}}
+    import yaml
+
+    config["clusters"] = yaml.safe_load((FLEET / ".github/gitops-bot.yml").read_text())["clusters"]
+    changed = ["common/addons/cert-manager.yaml", "apps/checkout/overlays/prod/kustomization.yaml"]
+    result = compute_diff(base, head, config, changed_paths=changed, secret_key=b"golden")
+    parts = diff_comment_parts(result, base_sha="0a1b2c3d", head_sha="4e5f6a7b")
+    assert len(parts) == 1
+    _golden("comment-fleet.md", parts[0])
