@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.domain.render import discover, render_target
 from bot.domain.render.flux import substitute_object, substitute_text
 from tests.render.conftest import FLEET, KEY, write
@@ -150,3 +152,38 @@ def test_flux_fields_not_applied_are_a_notice(tmp_path: Path) -> None:
     write(tmp_path, {"k.yaml": FLUX + "metadata:\n  name: x\nspec:\n  path: ./\n  images:\n    - name: a\n"})
     rules = [(f.rule, f.severity.value) for f in discover(tmp_path, {}, secret_key=KEY).findings]
     assert rules == [("render.flux-fields", "notice")]
+
+
+ODD_SHAPES = [
+    FLUX + "metadata: [a]\nspec: {path: ./}\n",
+    FLUX + "metadata: {name: x}\nspec: just-a-string\n",
+    FLUX + "metadata: {name: x}\nspec:\n  path: ./\n  postBuild: [1, 2]\n",
+    FLUX + "metadata: {name: x}\nspec:\n  path: ./\n  dependsOn: oops\n",
+    FLUX + "metadata: {name: x}\nspec:\n  path: {nested: 1}\n",
+    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: a}\nspec:\n  source: [1]\n",
+    "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: a}\nspec:\n"
+    "  sources: [{path: 3}]\n  destination: []\n",
+    "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: s}\nspec:\n"
+    "  generators: nope\n",
+    "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: s}\nspec:\n"
+    "  generators: [{list: {elements: [{a: b}]}}]\n  template: [1]\n",
+    "apiVersion: v1\nkind: Secret\nmetadata: {name: s, labels: {argocd.argoproj.io/secret-type: cluster}}\n"
+    "data: [1]\n",
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\ndata:\n  k: ${x}\n",
+]
+
+
+@pytest.mark.parametrize("text", ODD_SHAPES)
+def test_odd_shapes_give_findings_never_a_crash(tmp_path: Path, text: str) -> None:
+    write(
+        tmp_path,
+        {"odd.yaml": text, "ok/kustomization.yaml": "resources: [cm.yaml]\n", "ok/cm.yaml": ODD_SHAPES[-1]},
+    )
+    disc = discover(tmp_path, {}, secret_key=KEY)
+    assert disc.scanner is not None
+    for target in disc.targets:
+        render_target(tmp_path, target, disc.scanner, secret_key=KEY)
+    assert all(f.path and f.message and f.hint for f in disc.findings)
+    assert "kustomize/ok" in {t.name for t in disc.targets}
+    if text is not ODD_SHAPES[-1]:
+        assert [f for f in disc.findings if f.path == "odd.yaml"], "an odd object needs a finding"

@@ -91,6 +91,10 @@ def _registry(config: dict[str, Any]) -> list[_Registered]:
     return out
 
 
+def _mapping(value: Any) -> bool:
+    return value is None or isinstance(value, dict)
+
+
 def _walk(tree: Path) -> Iterable[str]:
     for root, dirs, files in os.walk(tree):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
@@ -165,8 +169,19 @@ class _Finder:
                 )
                 continue
             for line, data in docs:
-                if isinstance(data, dict):
-                    self.docs.append(_Doc(rel, line, data))
+                if not isinstance(data, dict):
+                    continue
+                bad = [
+                    k
+                    for k in ("metadata", "spec", "data", "stringData")
+                    if k in data and not _mapping(data[k])
+                ]
+                if bad:
+                    self._shape(
+                        _Doc(rel, line, {"kind": data.get("kind")}), TypeError(f"`{bad[0]}` is not a mapping")
+                    )
+                    continue
+                self.docs.append(_Doc(rel, line, data))
 
     def is_dir(self, rel: str) -> bool:
         """Tell whether ``rel`` is a directory of the tree (memoised; targets share paths)."""
@@ -281,87 +296,111 @@ class _Finder:
             if str(d.data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP)
         }
         for doc in self.docs:
-            data = doc.data
-            if not str(data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP):
+            try:
+                target = self._flux_target(doc, names)
+            except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                self._shape(doc, exc)
                 continue
-            if data.get("kind") != "Kustomization":
-                continue
-            meta = data.get("metadata") or {}
-            spec = data.get("spec") or {}
-            raw_path = str(spec.get("path") or ".")
-            path = posixpath.normpath(raw_path.lstrip("/")) if raw_path not in ("", "./", ".") else "."
-            if path.startswith(".."):
-                self.findings.append(
-                    Finding(
-                        "render.path",
-                        Severity.ERROR,
-                        doc.path,
-                        doc.line,
-                        f"Flux Kustomization path `{raw_path}` leaves the repository",
-                        "Use a path relative to the repository root.",
-                    )
+            if target is not None:
+                targets.append(target)
+        return targets
+
+    def _shape(self, doc: _Doc, exc: Exception) -> None:
+        kind = doc.data.get("kind", "object")
+        self.findings.append(
+            Finding(
+                "render.shape",
+                Severity.ERROR,
+                doc.path,
+                doc.line,
+                f"{kind} {(doc.data.get('metadata') or {}).get('name', '')} has an unexpected shape "
+                f"({type(exc).__name__}: {exc}); it is not rendered",
+                f"Check this {kind} against its schema (kubectl explain or the project's CRD).",
+            )
+        )
+
+    def _flux_target(self, doc: _Doc, names: set[str]) -> Target | None:
+        data = doc.data
+        if not str(data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP):
+            return None
+        if data.get("kind") != "Kustomization":
+            return None
+        meta = data.get("metadata") or {}
+        spec = data.get("spec") or {}
+        raw_path = str(spec.get("path") or ".")
+        path = posixpath.normpath(raw_path.lstrip("/")) if raw_path not in ("", "./", ".") else "."
+        if path.startswith(".."):
+            self.findings.append(
+                Finding(
+                    "render.path",
+                    Severity.ERROR,
+                    doc.path,
+                    doc.line,
+                    f"Flux Kustomization path `{raw_path}` leaves the repository",
+                    "Use a path relative to the repository root.",
                 )
-                continue
-            if not self.is_dir(path):
+            )
+            return None
+        if not self.is_dir(path):
+            self.findings.append(
+                Finding(
+                    "render.path",
+                    Severity.WARNING,
+                    doc.path,
+                    doc.line,
+                    f"Flux Kustomization {meta.get('name')} points at `{raw_path}`, which is not a "
+                    "directory of this repository; it is not rendered",
+                    "Fix `spec.path`, or ignore this if the source is another repository.",
+                )
+            )
+            return None
+        unsupported = sorted(k for k in FLUX_NOT_APPLIED if spec.get(k))
+        if unsupported:
+            self.findings.append(
+                Finding(
+                    "render.flux-fields",
+                    Severity.NOTICE,
+                    doc.path,
+                    doc.line,
+                    f"Flux Kustomization {meta.get('name')}: {', '.join(f'`{k}`' for k in unsupported)} "
+                    "not applied in the rendered diff (Flux applies them in the cluster)",
+                    "Review them by hand, or move them into a kustomization.yaml under `spec.path`.",
+                )
+            )
+        variables, sources = self.flux_variables(doc)
+        cluster, env = self.place(doc.path, variables)
+        deps_raw = spec.get("dependsOn") or []
+        if not isinstance(deps_raw, list) or not all(isinstance(d, dict) for d in deps_raw):
+            raise TypeError("`spec.dependsOn` must be a list of {name: ...} entries")
+        depends = tuple(
+            sorted(str(d.get("name")) for d in spec.get("dependsOn") or [] if isinstance(d, dict))
+        )
+        for dep in depends:
+            if dep not in names:
                 self.findings.append(
                     Finding(
-                        "render.path",
+                        "render.depends-on",
                         Severity.WARNING,
                         doc.path,
                         doc.line,
-                        f"Flux Kustomization {meta.get('name')} points at `{raw_path}`, which is not a "
-                        "directory of this repository; it is not rendered",
-                        "Fix `spec.path`, or ignore this if the source is another repository.",
+                        f"Flux Kustomization {meta.get('name')} depends on `{dep}`, which is not defined "
+                        "in this repository",
+                        "Fix the name in `spec.dependsOn` or add the Kustomization it waits for.",
                     )
                 )
-                continue
-            unsupported = sorted(k for k in FLUX_NOT_APPLIED if spec.get(k))
-            if unsupported:
-                self.findings.append(
-                    Finding(
-                        "render.flux-fields",
-                        Severity.NOTICE,
-                        doc.path,
-                        doc.line,
-                        f"Flux Kustomization {meta.get('name')}: {', '.join(f'`{k}`' for k in unsupported)} "
-                        "not applied in the rendered diff (Flux applies them in the cluster)",
-                        "Review them by hand, or move them into a kustomization.yaml under `spec.path`.",
-                    )
-                )
-            variables, sources = self.flux_variables(doc)
-            cluster, env = self.place(doc.path, variables)
-            depends = tuple(
-                sorted(str(d.get("name")) for d in spec.get("dependsOn") or [] if isinstance(d, dict))
-            )
-            for dep in depends:
-                if dep not in names:
-                    self.findings.append(
-                        Finding(
-                            "render.depends-on",
-                            Severity.WARNING,
-                            doc.path,
-                            doc.line,
-                            f"Flux Kustomization {meta.get('name')} depends on `{dep}`, which is not defined "
-                            "in this repository",
-                            "Fix the name in `spec.dependsOn` or add the Kustomization it waits for.",
-                        )
-                    )
-            targets.append(
-                Target(
-                    name=f"flux/{cluster}/{meta.get('namespace') or 'flux-system'}/{meta.get('name')}",
-                    kind="flux",
-                    path=path,
-                    cluster=cluster,
-                    env=env,
-                    source=doc.path,
-                    line=doc.line,
-                    namespace=str(spec.get("targetNamespace") or ""),
-                    variables=tuple(sorted(variables.items())),
-                    var_sources=tuple(sorted(set(sources))),
-                    depends_on=depends,
-                )
-            )
-        return targets
+        return Target(
+            name=f"flux/{cluster}/{meta.get('namespace') or 'flux-system'}/{meta.get('name')}",
+            kind="flux",
+            path=path,
+            cluster=cluster,
+            env=env,
+            source=doc.path,
+            line=doc.line,
+            namespace=str(spec.get("targetNamespace") or ""),
+            variables=tuple(sorted(variables.items())),
+            var_sources=tuple(sorted(set(sources))),
+            depends_on=depends,
+        )
 
     def place(self, rel: str, variables: dict[str, str] | None = None) -> tuple[str, str]:
         reg = self.registered_for_path(rel)
@@ -395,6 +434,10 @@ class _Finder:
             or str((meta.get("labels") or {}).get("env") or "")
             or self.env_from_path(doc.path)
         )
+        if "source" in spec and not isinstance(spec["source"], dict):
+            raise TypeError("`spec.source` must be a mapping")
+        if "sources" in spec and not isinstance(spec["sources"], list):
+            raise TypeError("`spec.sources` must be a list")
         sources = list(spec.get("sources") or []) or (
             [spec["source"]] if isinstance(spec.get("source"), dict) else []
         )
@@ -463,12 +506,16 @@ class _Finder:
                 continue
             kind = doc.data.get("kind")
             if kind == "Application":
-                targets.extend(self._app_targets(doc.data, doc, clusters))
+                try:
+                    targets.extend(self._app_targets(doc.data, doc, clusters))
+                except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                    self._shape(doc, exc)
             elif kind == "ApplicationSet":
                 name = str((doc.data.get("metadata") or {}).get("name"))
                 try:
                     apps = expand_appset(doc.data, ctx)
-                except (GeneratorError, TemplateError, YamlError) as exc:
+                    generated = [t for app in apps for t in self._app_targets(app, doc, clusters)]
+                except (GeneratorError, TemplateError, YamlError, TypeError, AttributeError, KeyError) as exc:
                     self.findings.append(
                         Finding(
                             "render.applicationset",
@@ -496,8 +543,7 @@ class _Finder:
                         objects_yaml=json.dumps(apps, sort_keys=True),
                     )
                 )
-                for app in apps:
-                    targets.extend(self._app_targets(app, doc, clusters))
+                targets.extend(generated)
         return targets
 
     # ------------------------------------------------------------- plain roots

@@ -260,7 +260,12 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
             findings.append(exc.finding)
             continue
         for _line, data in docs:
-            if isinstance(data, dict) and data.get("kind") and data.get("apiVersion"):
+            if (
+                isinstance(data, dict)
+                and data.get("kind")
+                and data.get("apiVersion")
+                and isinstance(data.get("metadata") or {}, dict)
+            ):
                 objects.append(data)
     for sub in _nested_roots(tree, target):
         objects.extend(_kustomize(tree, sub, findings))
@@ -296,6 +301,30 @@ def render_target(
     A target whose kustomization graph is refused (remote base, path leaving the
     repository, Helm chart) is not rendered at all: the findings say why.
     """
+    try:
+        return _render_target(tree, target, scanner, secret_key=secret_key, cache=cache, inputs=inputs)
+    except Exception as exc:  # one broken target must not hide the others
+        return [], [
+            Finding(
+                "render.internal",
+                Severity.ERROR,
+                target.source,
+                target.line,
+                f"target {target.name} could not be rendered: {type(exc).__name__}: {exc}",
+                "This is a bug in gitops-bot; please report it with this message.",
+            )
+        ]
+
+
+def _render_target(
+    tree: Path,
+    target: Target,
+    scanner: KustomizationScanner,
+    *,
+    secret_key: bytes,
+    cache: RenderCache | None,
+    inputs: _Inputs | None,
+) -> tuple[list[dict[str, Any]], list[Finding]]:
     inputs = inputs or target_inputs(tree, target, scanner)
     if any(f.blocking for f in inputs.findings):
         return [], list(inputs.findings)
