@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -20,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repo", type=Path, default=Path("."), help="local clone, worktree or bare repo (default .)"
     )
     parser.add_argument("--ref", default="HEAD", help="revision to render (default HEAD)")
-    parser.add_argument("--target", action="append", default=[], help="only this target (repeatable)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="only this target; globs like 'flux/prod-*/*' work (repeatable)",
+    )
     parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
 
 
@@ -42,14 +48,20 @@ def run(args: argparse.Namespace) -> int:
         config = {"version": 1}
     key = os.environ.get("GITOPS_BOT_DIFF_KEY", "").encode() or os.urandom(32)
     with materialise(git_dir, sha) as tree:
+        only: list[str] = []
         if args.target:
-            known = {t.name for t in discover(tree, config, secret_key=key).targets}
-            unknown = sorted(set(args.target) - known)
+            known = sorted(t.name for t in discover(tree, config, secret_key=key).targets)
+            unknown = []
+            for pattern in args.target:
+                matched = fnmatch.filter(known, pattern)
+                only += matched
+                if not matched:
+                    unknown.append(pattern)
             if unknown:
                 print(f"gitops-bot render: unknown target(s): {', '.join(unknown)}", file=sys.stderr)
-                print("known targets:\n  " + "\n  ".join(sorted(known)), file=sys.stderr)
+                print("known targets:\n  " + "\n  ".join(known), file=sys.stderr)
                 return 2
-        rendered, findings = render_tree(tree, config, secret_key=key, only=args.target)
+        rendered, findings = render_tree(tree, config, secret_key=key, only=only)
     for f in findings:
         print(f"{f.severity.value}: {f.path}:{f.line}: [{f.rule}] {f.message}", file=sys.stderr)
     if args.format == "json":
