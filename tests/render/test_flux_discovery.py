@@ -187,3 +187,23 @@ def test_odd_shapes_give_findings_never_a_crash(tmp_path: Path, text: str) -> No
     assert "kustomize/ok" in {t.name for t in disc.targets}
     if text is not ODD_SHAPES[-1]:
         assert [f for f in disc.findings if f.path == "odd.yaml"], "an odd object needs a finding"
+
+
+def test_kustomization_nested_in_a_flux_folder_is_rendered_by_that_target_only(tmp_path: Path) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n"
+    write(
+        tmp_path,
+        {
+            "clusters/a/sync.yaml": FLUX
+            + "metadata:\n  name: sync\n  namespace: flux-system\nspec:\n  path: ./clusters/a\n",
+            "clusters/a/plain.yaml": cm.format("plain"),
+            "clusters/a/infra/kustomization.yaml": "resources: [cm.yaml]\nnamePrefix: infra-\n",
+            "clusters/a/infra/cm.yaml": cm.format("cm"),
+        },
+    )
+    disc = discover(tmp_path, {}, secret_key=KEY)
+    assert [t.name for t in disc.targets] == ["flux/-/flux-system/sync"]
+    assert disc.scanner is not None
+    objects, findings = render_target(tmp_path, disc.targets[0], disc.scanner, secret_key=KEY)
+    assert findings == []
+    assert sorted(o["metadata"]["name"] for o in objects) == ["infra-cm", "plain", "sync"]

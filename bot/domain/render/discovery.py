@@ -554,6 +554,12 @@ class _Finder:
                 referenced.add(t.path)
                 if scanner.kfile(t.path) is not None:
                     referenced |= scanner.closure(t.path).dirs
+                elif t.kind == "flux":  # Flux renders kustomizations nested in a plain folder
+                    prefix = "" if t.path == "." else t.path + "/"
+                    for d in self.kustomization_dirs:
+                        if d.startswith(prefix):
+                            referenced.add(d)
+                            referenced |= scanner.closure(d).dirs
         for d in self.kustomization_dirs:
             referenced |= {x for x in scanner.closure(d).dirs if x != d}
         out = []
