@@ -444,7 +444,20 @@ class _Finder:
         repo_urls = [str(u) for u in (self.render_cfg.get("argocd") or {}).get("repo_urls") or []]
         out = []
         for idx, src in enumerate(sources):
-            if not isinstance(src, dict) or src.get("chart") or src.get("path") is None:
+            if isinstance(src, dict) and src.get("chart"):
+                self.findings.append(
+                    Finding(
+                        "render.helm-source",
+                        Severity.NOTICE,
+                        doc.path,
+                        doc.line,
+                        f"Helm chart `{src.get('chart')}` is not rendered (no chart is ever downloaded); "
+                        "the Application and its Helm values are diffed instead",
+                        "Review the chart version and values in the Application diff.",
+                    )
+                )
+                continue
+            if not isinstance(src, dict) or src.get("path") is None:
                 continue
             if repo_urls and str(src.get("repoURL") or "") not in repo_urls:
                 continue
@@ -512,6 +525,17 @@ class _Finder:
                     self._shape(doc, exc)
             elif kind == "ApplicationSet":
                 name = str((doc.data.get("metadata") or {}).get("name"))
+                if (doc.data.get("spec") or {}).get("templatePatch"):
+                    self.findings.append(
+                        Finding(
+                            "render.applicationset",
+                            Severity.NOTICE,
+                            doc.path,
+                            doc.line,
+                            f"ApplicationSet {name}: `templatePatch` is not applied in the rendered diff",
+                            "Review the patch by hand; the generated Applications are shown without it.",
+                        )
+                    )
                 try:
                     apps = expand_appset(doc.data, ctx)
                     generated = [t for app in apps for t in self._app_targets(app, doc, clusters)]
