@@ -305,6 +305,10 @@ class _Finder:
                 targets.append(target)
         return targets
 
+    def _not_a_dir(self, doc: _Doc, what: str, hint: str) -> None:
+        message = f"{what} is not a directory of this repository; it is not rendered"
+        self.findings.append(Finding("render.path", Severity.WARNING, doc.path, doc.line, message, hint))
+
     def _shape(self, doc: _Doc, exc: Exception) -> None:
         kind = doc.data.get("kind", "object")
         self.findings.append(
@@ -342,16 +346,10 @@ class _Finder:
             )
             return None
         if not self.is_dir(path):
-            self.findings.append(
-                Finding(
-                    "render.path",
-                    Severity.WARNING,
-                    doc.path,
-                    doc.line,
-                    f"Flux Kustomization {meta.get('name')} points at `{raw_path}`, which is not a "
-                    "directory of this repository; it is not rendered",
-                    "Fix `spec.path`, or ignore this if the source is another repository.",
-                )
+            self._not_a_dir(
+                doc,
+                f"Flux Kustomization {meta.get('name')}: `spec.path` `{raw_path}`",
+                "Fix `spec.path`, or ignore this if the source is another repository.",
             )
             return None
         unsupported = sorted(k for k in FLUX_NOT_APPLIED if spec.get(k))
@@ -464,17 +462,11 @@ class _Finder:
             raw = str(src["path"])
             path = posixpath.normpath(raw.lstrip("/")) if raw not in ("", ".", "./") else "."
             if path.startswith("..") or not self.is_dir(path):
-                self.findings.append(
-                    Finding(
-                        "render.path",
-                        Severity.WARNING,
-                        doc.path,
-                        doc.line,
-                        f"Argo CD Application {meta.get('name')}: source path `{raw}` is not a directory of "
-                        "this repository; it is not rendered",
-                        "Fix `source.path`, or list this repository in render.argocd.repo_urls so other "
-                        "repositories are skipped quietly.",
-                    )
+                self._not_a_dir(
+                    doc,
+                    f"Argo CD Application {meta.get('name')}: source path `{raw}`",
+                    "Fix `source.path`, or list this repository in render.argocd.repo_urls so other "
+                    "repositories are skipped quietly.",
                 )
                 continue
             directory = src.get("directory") or {}
