@@ -14,9 +14,10 @@ import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
-from bot.domain.diff import diff_comment_parts
+from bot.domain.diff import MAX_PARTS, diff_comment_parts
 from bot.domain.model import CheckInput, Finding, Report, Severity
 from bot.domain.render import DiffResult, RenderCache, compute_diff
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
@@ -41,11 +42,18 @@ class CheckResult:
     base_sha: str
     head_sha: str
     changed_paths: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
 
     def comment_parts(self) -> list[str]:
-        """Return the diff comment for this report, with every finding (not only rendering ones)."""
+        """Return the diff comment for this report, with every finding (not only rendering ones).
+
+        ``render.comment.max_parts`` of the base configuration bounds the number of parts.
+        """
         shown = replace(self.diff, findings=sorted(set(self.report.findings), key=Finding.sort_key))
-        return diff_comment_parts(shown, base_sha=self.base_sha, head_sha=self.head_sha)
+        max_parts = int(
+            ((self.config.get("render") or {}).get("comment") or {}).get("max_parts") or MAX_PARTS
+        )
+        return diff_comment_parts(shown, base_sha=self.base_sha, head_sha=self.head_sha, max_parts=max_parts)
 
 
 def resolve_git_dir(repo: Path) -> Path:
@@ -150,7 +158,7 @@ def build_check(
         for checker in CHECKERS if checkers is None else checkers:
             findings.extend(_run_checker(checker, data))
     report = Report(changes=list(diff.changes), findings=sorted(set(findings), key=Finding.sort_key))
-    return CheckResult(report, diff, base_sha, head_sha, paths)
+    return CheckResult(report, diff, base_sha, head_sha, paths, config)
 
 
 def build_report(
