@@ -327,3 +327,31 @@ def test_removing_a_cluster_request_shows_removed_objects(fleet: Path) -> None:
     assert ("argocd/cluster-staging-euw1", "EKSCluster", "staging-euw1") in removed
     assert ("applicationset/cluster-requests", "Application", "cluster-staging-euw1") in removed
     assert all(c.action == "removed" for c in report.changes)
+
+
+def test_example_fleet_config_is_valid_and_every_target_renders_cleanly() -> None:
+    from bot.domain.config import parse_config
+    from bot.domain.render import render_tree
+    from tests.render.conftest import FLEET
+
+    config = parse_config((FLEET / ".github/gitops-bot.yml").read_text())
+    rendered, findings = render_tree(FLEET, config, secret_key=KEY)
+    assert [f for f in findings if f.severity is not Severity.NOTICE] == []
+    by_kind: dict[str, int] = {}
+    for target, objects in rendered:
+        assert objects, f"{target.name} renders nothing"
+        by_kind[target.kind] = by_kind.get(target.kind, 0) + 1
+    assert by_kind == {
+        "flux": 25,
+        "argocd": 15,
+        "objects": 2,
+    }  # 6 clusters x 4 + platform; 10 apps + 5 requests
+    kinds = {o["kind"] for _, objs in rendered for o in objs}
+    assert {
+        "HelmRelease",
+        "HelmRepository",
+        "ResourceGraphDefinition",
+        "EKSCluster",
+        "ExternalSecret",
+    } <= kinds
+    assert {"ConstraintTemplate", "K8sRequiredLabels", "K8sContainerLimits", "ApplicationSet"} <= kinds
