@@ -565,17 +565,16 @@ class _Finder:
     # ------------------------------------------------------------- plain roots
     def plain_targets(self, scanner: KustomizationScanner, taken: list[Target]) -> list[Target]:
         referenced: set[str] = set()
-        for t in taken:
-            if t.kind != "objects":
-                referenced.add(t.path)
-                if scanner.kfile(t.path) is not None:
-                    referenced |= scanner.closure(t.path).dirs
-                elif t.kind == "flux":  # Flux renders kustomizations nested in a plain folder
-                    prefix = "" if t.path == "." else t.path + "/"
-                    for d in self.kustomization_dirs:
-                        if d.startswith(prefix):
-                            referenced.add(d)
-                            referenced |= scanner.closure(d).dirs
+        for kind, path in sorted({(t.kind, t.path) for t in taken if t.kind != "objects"}):
+            referenced.add(path)
+            if scanner.kfile(path) is not None:
+                referenced |= scanner.closure(path).dirs
+            elif kind == "flux":  # Flux renders kustomizations nested in a plain folder
+                prefix = "" if path == "." else path + "/"
+                for d in self.kustomization_dirs:
+                    if d.startswith(prefix):
+                        referenced.add(d)
+                        referenced |= scanner.closure(d).dirs
         for d in self.kustomization_dirs:
             referenced |= {x for x in scanner.closure(d).dirs if x != d}
         out = []
