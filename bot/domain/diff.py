@@ -361,6 +361,19 @@ def _marker(i: int, n: int) -> str:
     return f"{MARKER_PREFIX} {i}/{n} -->"
 
 
+_MARKER_RE = re.compile(r"\A<!-- gitops-bot:diff part (\d+)/(\d+) -->")
+
+
+def parse_marker(body: str) -> tuple[int, int] | None:
+    """Return (part, parts) when ``body`` is one of the bot's diff comments, else None.
+
+    The handler uses it to find the sticky comment (part 1) and the extra parts of an
+    earlier run, which it updates in place or deletes when there are fewer parts now.
+    """
+    m = _MARKER_RE.match(body or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def diff_comment_parts(
     result: DiffResult,
     *,

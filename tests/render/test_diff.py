@@ -262,3 +262,14 @@ def test_comment_golden_for_the_example_fleet(tmp_path: Path) -> None:
     parts = diff_comment_parts(result, base_sha="0a1b2c3d", head_sha="4e5f6a7b")
     assert len(parts) == 1
     _golden("comment-fleet.md", parts[0])
+
+
+def test_parse_marker_finds_our_comments_only() -> None:
+    from bot.domain.diff import parse_marker
+
+    parts = diff_comment_parts(
+        _result(n_targets=8, big=3000), base_sha="1", head_sha="2", limit=12_000, max_parts=10
+    )
+    assert [parse_marker(p) for p in parts] == [(i, len(parts)) for i in range(1, len(parts) + 1)]
+    assert parse_marker("LGTM <!-- gitops-bot:diff part 1/1 -->") is None
+    assert parse_marker("") is None
