@@ -111,6 +111,7 @@ class MirrorCache:
         """
         with self._locked(full_name) as path:
             if not (path / "HEAD").exists():
+                shutil.rmtree(path, ignore_errors=True)  # a half-made mirror from a crash: start again
                 tmp = path.with_name(path.name + ".tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 _run(None, ["init", "--bare", "--quiet", str(tmp)], None)

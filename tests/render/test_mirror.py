@@ -183,3 +183,11 @@ def test_token_reaches_the_server_as_a_basic_auth_header(tmp_path: Path) -> None
     assert seen and seen[0][0].startswith("/acme/fleet.git/info/refs")
     assert seen[0][1] == expected
     assert TOKEN not in seen[0][0] and TOKEN not in str(err.value)
+
+
+def test_a_half_made_mirror_is_recreated(tmp_path: Path, upstream: Path) -> None:
+    broken = tmp_path / "mirrors/acme/fleet.git"
+    broken.mkdir(parents=True)
+    (broken / "junk").write_text("left by a crash")
+    path = cache_for(tmp_path).sync("acme/fleet", None)
+    assert rev_parse(path, "main") and not (path / "junk").exists()
