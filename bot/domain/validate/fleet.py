@@ -472,13 +472,18 @@ def eks_rules(
                 )
             )
         elif support.status == "unsupported":
-            ended = f" ended {support.entry.end_of_extended}" if support.entry else " is not offered"
+            ended = (
+                f": standard support ended {support.entry.end_of_standard}, extended support ended "
+                f"{support.entry.end_of_extended}"
+                if support.entry
+                else f": it is not in the {catalog.source}"
+            )
             findings.append(
                 req.finding(
                     "eks.version",
                     E,
                     "version",
-                    f"Kubernetes {label} is out of EKS support: standard and extended support{ended}",
+                    f"Kubernetes {label} is out of EKS support{ended}",
                     f"Use a version in standard support as of {ctx.today}: {newest}.",
                 )
             )

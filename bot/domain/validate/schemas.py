@@ -65,6 +65,12 @@ def _openapi_to_jsonschema(node: Any) -> Any:
             continue
         else:
             out[key] = _openapi_to_jsonschema(value)
+    props = node.get("properties")
+    if isinstance(props, dict) and isinstance(node.get("required"), list):
+        # The API server applies defaults before it validates: a defaulted field is never missing.
+        out["required"] = [r for r in node["required"] if not (isinstance(props.get(r), dict) and "default" in props[r])]
+        if not out["required"]:
+            del out["required"]
     if node.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
