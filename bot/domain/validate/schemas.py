@@ -113,6 +113,9 @@ def _validator_for(key: tuple[str, str, str, int], schema_json: str) -> jsonsche
     import json
 
     schema = _openapi_to_jsonschema(json.loads(schema_json))
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        for key in ("apiVersion", "kind", "metadata"):
+            schema["properties"].setdefault(key, {})
     return jsonschema.Draft7Validator(schema)
 
 
@@ -148,6 +151,15 @@ def _report(
         path = (*base, *err.absolute_path)
         where = ".".join(str(p) for p in path) or "(object)"
         message = err.message
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = err.schema.get("properties") or {} if isinstance(err.schema, dict) else {}
+            extras = sorted(str(k) for k in err.instance if k not in known)
+            if extras:
+                path = (*path, extras[0])
+                message = f"unknown field{'s' if len(extras) > 1 else ''} {', '.join(map(repr, extras))}"
+                close = difflib.get_close_matches(extras[0], sorted(map(str, known)), n=1)
+                if close:
+                    message += f" (did you mean {close[0]!r}?)"
         if err.validator == "additionalProperties":
             hint = f"Remove or rename the unknown field; see the {what} for the allowed fields."
         elif err.validator == "required":
