@@ -26,8 +26,10 @@ RESERVED = frozenset(
     "if import let loop package return var void while".split()
 )
 CEL_WORDS = frozenset(
-    {"true", "false", "null", "in", "has", "size", "int", "uint", "double", "string", "bool"}
+    {"true", "false", "null", "in", "has", "size", "int", "uint", "double", "string", "bool", "bytes", "dyn", "type"}
 )
+#: CEL extension libraries called as ``lists.range(...)``: namespaces, not resource ids.
+CEL_NAMESPACES = frozenset({"lists", "strings", "math", "sets", "base64", "optional", "encoders", "json", "random"})
 MACROS = ("map", "filter", "all", "exists", "exists_one", "transformList", "transformMap", "sortBy")
 HINT_DOCS = "See kro's graph rules (kro.run docs: ResourceGraphDefinition, CEL expressions)."
 
@@ -86,7 +88,7 @@ def root_identifiers(expr: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for m in _IDENT.finditer(text):
         name = m.group(1)
-        if m.group(2) or name in CEL_WORDS or name in bound:
+        if m.group(2) or name in CEL_WORDS or name in bound or name in CEL_NAMESPACES:
             continue
         rest = re.match(r"((?:\??\.[A-Za-z_]\w*)*)", text[m.end(1) :])
         out.append((name, (rest.group(1) if rest else "").replace("?", "")))

@@ -63,6 +63,8 @@ def split_leaf(leaf: str) -> tuple[str, dict[str, str]]:
             raise SimpleSchemaError(f"unknown marker {key!r} (known: {', '.join(sorted(MARKERS))})")
         if value[:1] in ("'", '"'):
             value = value[1:-1]
+        elif value == "" and rest[match.end() : match.end() + 1] in ("'", '"'):
+            raise SimpleSchemaError(f"malformed marker {key!r}: unclosed quote")
         elif value == "":
             raise SimpleSchemaError(f"marker {key!r} has no value")
         markers[key] = value
