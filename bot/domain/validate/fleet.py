@@ -332,7 +332,7 @@ def fleet_rules(
                     )
                 known = [zones[s] for s in subnets if isinstance(s, str) and s in zones]
                 need_z = int(production.get("min_zones") or 0)
-                if zones and len(known) == len(subnets) and len(set(known)) < need_z:
+                if zones and len(subnets) >= need and len(known) == len(subnets) and len(set(known)) < need_z:
                     findings.append(
                         req.finding(
                             "fleet.production",
