@@ -45,7 +45,7 @@ def test_bounds(tmp_path: Path) -> None:
         "NodeGroup: minSize 5 is greater than maxSize 3",
     ]
     findings = run(tmp_path / "2", {DEV: crossplane_nodegroup(sizes="2, 30, 1")})
-    assert [f.message for f in findings] == [
+    assert sorted(f.message for f in findings) == [
         "NodeGroup: desiredSize 1 is below minSize 2",
         "NodeGroup: maxSize 30 exceeds the dev environment's cap of 20 nodes",
     ]
