@@ -49,7 +49,10 @@ def _describe(client: Any) -> list[EksVersion]:
     for page in paginator.paginate(includeAll=True):
         for info in page.get("clusterVersions") or []:
             version = str(info.get("clusterVersion") or "")
-            standard, extended = _day(info.get("endOfStandardSupportDate")), _day(info.get("endOfExtendedSupportDate"))
+            standard, extended = (
+                _day(info.get("endOfStandardSupportDate")),
+                _day(info.get("endOfExtendedSupportDate")),
+            )
             if not parse_minor(version) or standard is None:
                 continue
             out.append(EksVersion(version, _day(info.get("releaseDate")), standard, extended or standard))
@@ -83,7 +86,11 @@ def online_catalog(
         versions = _describe(_client(session_or_client))
     except (ClientError, BotoCoreError) as exc:
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-        log.warning("describe_cluster_versions failed (%s %s); using the bundled EKS calendar", type(exc).__name__, code)
+        log.warning(
+            "describe_cluster_versions failed (%s %s); using the bundled EKS calendar",
+            type(exc).__name__,
+            code,
+        )
         fallback = EksCatalog.bundled()
         fallback.source = "bundled calendar (AWS unavailable)"
         return fallback
@@ -101,7 +108,7 @@ def addon_versions(
     *,
     addon_names: Iterable[str] = (),
 ) -> dict[tuple[str, str], frozenset[str]]:
-    """Return ``(addon name, kubernetes version) -> compatible add-on versions`` from ``describe_addon_versions``.
+    """Return ``(addon, kubernetes version) -> compatible add-on versions`` via ``describe_addon_versions``.
 
     Only names in ``addon_names`` are asked for when given (one paginated call each);
     otherwise every add-on for that Kubernetes version. Raises botocore errors: the caller
@@ -109,7 +116,9 @@ def addon_versions(
     """
     client = _client(session_or_client)
     paginator = client.get_paginator("describe_addon_versions")
-    calls: list[dict[str, Any]] = [{"kubernetesVersion": kubernetes_version, "addonName": n} for n in addon_names]
+    calls: list[dict[str, Any]] = [
+        {"kubernetesVersion": kubernetes_version, "addonName": n} for n in addon_names
+    ]
     out: dict[tuple[str, str], set[str]] = {}
     for params in calls or [{"kubernetesVersion": kubernetes_version}]:
         for page in paginator.paginate(**params):
@@ -124,7 +133,10 @@ def addon_versions(
 
 
 def catalog_with_addons(
-    session_or_client: Any, catalog: EksCatalog, kubernetes_versions: Iterable[str], addon_names: Iterable[str]
+    session_or_client: Any,
+    catalog: EksCatalog,
+    kubernetes_versions: Iterable[str],
+    addon_names: Iterable[str],
 ) -> EksCatalog:
     """Return ``catalog`` with add-on versions for each Kubernetes version filled in (best effort)."""
     names = list(addon_names)
@@ -132,6 +144,8 @@ def catalog_with_addons(
         try:
             catalog.addons.update(addon_versions(session_or_client, version, addon_names=names))
         except (ClientError, BotoCoreError) as exc:
-            log.warning("describe_addon_versions failed (%s); add-on versions not checked", type(exc).__name__)
+            log.warning(
+                "describe_addon_versions failed (%s); add-on versions not checked", type(exc).__name__
+            )
             break
     return catalog

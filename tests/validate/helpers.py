@@ -24,8 +24,12 @@ FLEET_CONFIG: dict[str, Any] = {
             "dev": {"max_nodes": 20, "account_id": "111111111111"},
             "prod": {"max_nodes": 200, "account_id": "333333333333"},
         },
-        "subnet_zones": {"subnet-a": "eu-west-1a", "subnet-b": "eu-west-1b", "subnet-c": "eu-west-1c",
-                         "subnet-d": "eu-west-1a"},
+        "subnet_zones": {
+            "subnet-a": "eu-west-1a",
+            "subnet-b": "eu-west-1b",
+            "subnet-c": "eu-west-1c",
+            "subnet-d": "eu-west-1a",
+        },
     },
 }
 
@@ -68,8 +72,14 @@ def rules(findings: list[Finding]) -> list[tuple[str, int]]:
     return [(f.rule, f.line) for f in findings]
 
 
-def crossplane_cluster(name: str = "payments-dev", version: str = '"1.34"', extra: str = "", region: str = "eu-west-1",
-                       subnets: str = "[subnet-a, subnet-b]", env: str = "dev") -> str:
+def crossplane_cluster(
+    name: str = "payments-dev",
+    version: str = '"1.34"',
+    extra: str = "",
+    region: str = "eu-west-1",
+    subnets: str = "[subnet-a, subnet-b]",
+    env: str = "dev",
+) -> str:
     return f"""
     apiVersion: eks.aws.crossplane.io/v1beta1
     kind: Cluster
@@ -89,8 +99,13 @@ def crossplane_cluster(name: str = "payments-dev", version: str = '"1.34"', extr
     """
 
 
-def crossplane_nodegroup(name: str = "payments-dev-workers", cluster: str = "payments-dev", sizes: str = "1, 5, 2",
-                         itype: str = "m6i.large", version: str = "") -> str:
+def crossplane_nodegroup(
+    name: str = "payments-dev-workers",
+    cluster: str = "payments-dev",
+    sizes: str = "1, 5, 2",
+    itype: str = "m6i.large",
+    version: str = "",
+) -> str:
     lo, hi, want = (s.strip() for s in sizes.split(","))
     ver = f"\n        version: {version}" if version else ""
     return f"""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import boto3
 import pytest
@@ -24,7 +24,7 @@ def eks() -> Iterator[tuple[object, Stubber]]:
 def _version(v: str, std: str, ext: str) -> dict[str, object]:
     return {
         "clusterVersion": v,
-        "releaseDate": datetime(2026, 1, 27, tzinfo=timezone.utc),
+        "releaseDate": datetime(2026, 1, 27, tzinfo=UTC),
         "endOfStandardSupportDate": datetime.fromisoformat(std + "T00:00:00+00:00"),
         "endOfExtendedSupportDate": datetime.fromisoformat(ext + "T00:00:00+00:00"),
         "status": "STANDARD_SUPPORT",
@@ -69,8 +69,14 @@ def test_addon_versions_filters_by_compatibility(eks: tuple[object, Stubber]) ->
                 {
                     "addonName": "vpc-cni",
                     "addonVersions": [
-                        {"addonVersion": "v1.20.4-eksbuild.1", "compatibilities": [{"clusterVersion": "1.34"}]},
-                        {"addonVersion": "v1.15.0-eksbuild.2", "compatibilities": [{"clusterVersion": "1.28"}]},
+                        {
+                            "addonVersion": "v1.20.4-eksbuild.1",
+                            "compatibilities": [{"clusterVersion": "1.34"}],
+                        },
+                        {
+                            "addonVersion": "v1.15.0-eksbuild.2",
+                            "compatibilities": [{"clusterVersion": "1.28"}],
+                        },
                     ],
                 }
             ]

@@ -65,7 +65,10 @@ def test_fixed_blog_example_is_clean(tmp_path: Path) -> None:
         .replace('"1.29"', '"1.34"\n            tags: {team: a, environment: dev, cost-center: cc-1}')
         .replace("c7i.8xlarge", "c7i.xlarge")
         .replace("maxSize: 50", "maxSize: 15")
-        .replace("desiredSize: 10", "desiredSize: 10\n            tags: {team: a, environment: dev, cost-center: cc-1}")
+        .replace(
+            "desiredSize: 10",
+            "desiredSize: 10\n            tags: {team: a, environment: dev, cost-center: cc-1}",
+        )
     )
     head = tmp_path / "head"
     shutil.copytree(BLOG, head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from bot.domain.config import ConfigError, parse_config
@@ -39,9 +40,15 @@ def test_example_fleet_config_is_valid() -> None:
     ("text", "where"),
     [
         ("version: 1\nfleet: {allowed_regions: eu-west-1}\n", "fleet/allowed_regions"),
-        ("version: 1\nfleet: {environments: {dev: {account_id: '123'}}}\n", "fleet/environments/dev/account_id"),
+        (
+            "version: 1\nfleet: {environments: {dev: {account_id: '123'}}}\n",
+            "fleet/environments/dev/account_id",
+        ),
         ("version: 1\neks: {allow_extended: true}\n", "eks"),
-        ("version: 1\ncluster_requests: {kinds: [{kind: X, role: master}]}\n", "cluster_requests/kinds/0/role"),
+        (
+            "version: 1\ncluster_requests: {kinds: [{kind: X, role: master}]}\n",
+            "cluster_requests/kinds/0/role",
+        ),
         ("version: 1\nself_service: {enabled: 'yes'}\n", "self_service/enabled"),
         ("version: 1\npolicy: {paths: []}\npolicy2: 1\n", "policy2"),
     ],
@@ -50,4 +57,3 @@ def test_bad_values_are_rejected_with_their_place(text: str, where: str) -> None
     with pytest.raises(ConfigError) as err:
         parse_config(text)
     assert any(where in f.message for f in err.value.findings), err.value.findings
-

@@ -23,8 +23,15 @@ def test_clean_request_passes(tmp_path: Path) -> None:
 
 def test_name_pattern_and_uniqueness_across_the_fleet(tmp_path: Path) -> None:
     base = {"clusters/dev/existing.yaml": crossplane_cluster(name="payments-dev")}
-    findings = run(tmp_path, {DEV: crossplane_cluster(name="payments-dev"), "clusters/dev/bad.yaml": crossplane_cluster(name="Bad_Name")},
-                   base=base, changed=[DEV, "clusters/dev/bad.yaml"])
+    findings = run(
+        tmp_path,
+        {
+            DEV: crossplane_cluster(name="payments-dev"),
+            "clusters/dev/bad.yaml": crossplane_cluster(name="Bad_Name"),
+        },
+        base=base,
+        changed=[DEV, "clusters/dev/bad.yaml"],
+    )
     assert sorted(rules(findings)) == [("fleet.name", 4), ("fleet.unique", 4)]
     unique = next(f for f in findings if f.rule == "fleet.unique")
     assert unique.path == DEV and "clusters/dev/existing.yaml" in unique.message
@@ -64,7 +71,9 @@ def test_production_needs_three_subnets_in_distinct_zones(tmp_path: Path) -> Non
     assert [f.rule for f in findings] == ["fleet.production"] and "at least 3 subnets" in findings[0].message
     same_zone = crossplane_cluster(name="payments-prod", env="prod", subnets="[subnet-a, subnet-b, subnet-d]")
     findings = run(tmp_path / "2", {prod: same_zone})
-    assert [f.rule for f in findings] == ["fleet.production"] and "2 availability zone(s)" in findings[0].message
+    assert [f.rule for f in findings] == ["fleet.production"] and "2 availability zone(s)" in findings[
+        0
+    ].message
     good = crossplane_cluster(name="payments-prod", env="prod", subnets="[subnet-a, subnet-b, subnet-c]")
     assert run(tmp_path / "3", {prod: good}) == []
 
@@ -78,10 +87,21 @@ def test_kro_instance_with_configured_field_mapping(tmp_path: Path) -> None:
         **FLEET_CONFIG,
         "cluster_requests": {
             "paths": ["clusters/**"],
-            "kinds": [{"apiVersion": "kro.run/*", "kind": "EksCluster", "role": "cluster",
-                       "fields": {"name": "spec.name", "region": "spec.region", "version": "spec.version",
-                                  "instance_types": "spec.nodes.instanceTypes", "max_size": "spec.nodes.max",
-                                  "tags": "spec.tags"}}],
+            "kinds": [
+                {
+                    "apiVersion": "kro.run/*",
+                    "kind": "EksCluster",
+                    "role": "cluster",
+                    "fields": {
+                        "name": "spec.name",
+                        "region": "spec.region",
+                        "version": "spec.version",
+                        "instance_types": "spec.nodes.instanceTypes",
+                        "max_size": "spec.nodes.max",
+                        "tags": "spec.tags",
+                    },
+                }
+            ],
         },
     }
     text = """

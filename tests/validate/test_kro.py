@@ -26,7 +26,7 @@ def _graph(resources: str, schema_spec: str = "name: string") -> str:
 def _cm(rid: str, name: str = "${schema.spec.name}", extra: str = "") -> str:
     return (
         f"    - id: {rid}\n{extra}      template:\n        apiVersion: v1\n        kind: ConfigMap\n"
-        f"        metadata: {{name: \"{name}\"}}\n"
+        f'        metadata: {{name: "{name}"}}\n'
     )
 
 
@@ -58,7 +58,9 @@ def test_upstream_invalid_example_is_caught(tmp_path: Path) -> None:
 def test_cycle_is_named(tmp_path: Path) -> None:
     text = _graph(_cm("roleA", "${roleB.metadata.name}1") + _cm("roleB", "${roleA.metadata.name}2"))
     [finding] = run(tmp_path, {"g.yaml": text}, config=CFG)
-    assert finding.rule == "kro.cycle" and "graph contains a cycle: roleA -> roleB -> roleA" in finding.message
+    assert (
+        finding.rule == "kro.cycle" and "graph contains a cycle: roleA -> roleB -> roleA" in finding.message
+    )
 
 
 def test_ids_must_be_valid_unique_and_not_reserved(tmp_path: Path) -> None:
@@ -96,7 +98,7 @@ def test_schema_field_references_and_simple_schema_errors(tmp_path: Path) -> Non
         ("boolean | enum=true,false", "enum is allowed on string or integer only"),
         ("integer | pattern=^a$", "strings only"),
         ("string | colour=red", "unknown marker"),
-        ("string | default=\"open", "malformed marker"),
+        ('string | default="open', "malformed marker"),
     ],
 )
 def test_simple_schema_rejects(leaf: str, error: str) -> None:
@@ -105,8 +107,16 @@ def test_simple_schema_rejects(leaf: str, error: str) -> None:
 
 
 def test_simple_schema_accepts_markers_and_custom_types() -> None:
-    schema, required = leaf_schema('integer | required=true default=3 minimum=1 maximum=10 description="n"', {})
-    assert required and schema == {"type": "integer", "minimum": 1.0, "maximum": 10.0, "default": 3, "description": "n"}
+    schema, required = leaf_schema(
+        'integer | required=true default=3 minimum=1 maximum=10 description="n"', {}
+    )
+    assert required and schema == {
+        "type": "integer",
+        "minimum": 1.0,
+        "maximum": 10.0,
+        "default": 3,
+        "description": "n",
+    }
     schema, _ = leaf_schema("[]Port", {"Port": {"number": "integer"}})
     assert schema["items"]["properties"]["number"] == {"type": "integer"}
     with pytest.raises(SimpleSchemaError, match="cycle between custom types"):

@@ -72,7 +72,10 @@ def test_unknown_group_is_a_warning_and_kro_run_resourcegroup_an_error(tmp_path:
     text = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: x}\n"
     [finding] = run(tmp_path, {"w.yaml": text}, config=CFG)
     assert finding.severity is Severity.WARNING and "commit the CRD" in finding.hint
-    legacy = "apiVersion: kro.run/v1alpha1\nkind: ResourceGroup\nmetadata: {name: x}\nspec: {schema: {apiVersion: v1alpha1, kind: X}, resources: []}\n"
+    legacy = (
+        "apiVersion: kro.run/v1alpha1\nkind: ResourceGroup\nmetadata: {name: x}\n"
+        "spec: {schema: {apiVersion: v1alpha1, kind: X}, resources: []}\n"
+    )
     findings = run(tmp_path / "2", {"g.yaml": legacy}, config=CFG)
     assert ("schema.unknown-kind", 1) in rules(findings)
     assert "ResourceGraphDefinition" in findings[0].hint
@@ -103,21 +106,33 @@ def test_repository_crd_is_used(tmp_path: Path) -> None:
                     note: {type: string, nullable: true}
                     extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
     """
-    ok = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\nspec: {size: 3, note: null, extra: {any: 1}}\n"
+    ok = (
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\n"
+        + "spec: {size: 3, note: null, extra: {any: 1}}\n"
+    )
     ok2 = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: b}\nspec: {size: 50%}\n"
     bad = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: c}\nspec: {note: 1}\n"
-    findings = run(tmp_path, {"crds/w.yaml": crd, "a.yaml": ok, "b.yaml": ok2, "c.yaml": bad}, config=CFG,
-                   changed=["a.yaml", "b.yaml", "c.yaml"])
+    findings = run(
+        tmp_path,
+        {"crds/w.yaml": crd, "a.yaml": ok, "b.yaml": ok2, "c.yaml": bad},
+        config=CFG,
+        changed=["a.yaml", "b.yaml", "c.yaml"],
+    )
     assert {(f.path, f.rule) for f in findings} == {("c.yaml", "schema")}
     assert any("'size' is a required property" in f.message for f in findings)
 
 
 def test_kro_instance_against_rgd_simple_schema(tmp_path: Path) -> None:
-    good = "apiVersion: kro.run/v1alpha2\nkind: EksCluster\nmetadata: {name: a}\nspec: {name: a, size: large, nodes: 4}\n"
-    bad = "apiVersion: kro.run/v1alpha2\nkind: EksCluster\nmetadata: {name: b}\nspec:\n  size: huge\n  nodes: 11\n  spot: 'yes'\n  colour: red\n"
+    head = "apiVersion: kro.run/v1alpha2\nkind: EksCluster\n"
+    good = head + "metadata: {name: a}\nspec: {name: a, size: large, nodes: 4}\n"
+    bad = head + "metadata: {name: b}\nspec:\n  size: huge\n  nodes: 11\n  spot: 'yes'\n  colour: red\n"
     old = "apiVersion: kro.run/v1alpha1\nkind: EksCluster\nmetadata: {name: c}\nspec: {name: c}\n"
-    findings = run(tmp_path, {"rgd.yaml": RGD, "good.yaml": good, "bad.yaml": bad, "old.yaml": old}, config=CFG,
-                   changed=["good.yaml", "bad.yaml", "old.yaml"])
+    findings = run(
+        tmp_path,
+        {"rgd.yaml": RGD, "good.yaml": good, "bad.yaml": bad, "old.yaml": old},
+        config=CFG,
+        changed=["good.yaml", "bad.yaml", "old.yaml"],
+    )
     bad_findings = [f for f in findings if f.path == "bad.yaml"]
     text = " ".join(f.message for f in bad_findings)
     assert "'name' is a required property" in text

@@ -44,7 +44,8 @@ def test_private_keys_and_access_keys_in_any_file(tmp_path: Path) -> None:
 
 def test_irsa_role_arn_format_and_account(tmp_path: Path) -> None:
     def sa(arn: str) -> str:
-        return f"apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  annotations:\n    eks.amazonaws.com/role-arn: {arn}\n"
+        head = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  annotations:\n"
+        return head + f"    eks.amazonaws.com/role-arn: {arn}\n"
 
     assert run(tmp_path / "a", {"clusters/dev/sa.yaml": sa("arn:aws:iam::111111111111:role/app")}) == []
     [bad] = run(tmp_path / "b", {"clusters/dev/sa.yaml": sa("arn:aws:iam::1111:role/app")})
@@ -69,9 +70,16 @@ POLICY = {
 
 def test_gatekeeper_runs_base_policy_on_changed_objects_and_rendered_output(tmp_path: Path) -> None:
     ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n"
-    rendered = RenderedObject("dev", "eu-1", "dev", "clusters/dev/kustomization.yaml",
-                              {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rendered"}})
-    findings = run(tmp_path, {"apps/ns.yaml": ns}, base=POLICY, changed=["apps/ns.yaml"], rendered=(rendered,))
+    rendered = RenderedObject(
+        "dev",
+        "eu-1",
+        "dev",
+        "clusters/dev/kustomization.yaml",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rendered"}},
+    )
+    findings = run(
+        tmp_path, {"apps/ns.yaml": ns}, base=POLICY, changed=["apps/ns.yaml"], rendered=(rendered,)
+    )
     assert sorted((f.rule, f.path, f.line, f.severity) for f in findings) == [
         ("policy.gatekeeper", "apps/ns.yaml", 1, Severity.WARNING),
         ("policy.gatekeeper", "clusters/dev/kustomization.yaml", 1, Severity.WARNING),
@@ -98,8 +106,14 @@ def test_summary_and_annotations() -> None:
     assert validation_summary(findings[1:])[0] == "Validation passed with 1 warning, 1 notice"
     notes = annotations(findings)
     assert notes[0] == {
-        "path": "c.yaml", "start_line": 3, "end_line": 3, "annotation_level": "failure", "title": "fleet.region",
-        "message": "region 'x' | bad\n\nHint: Use eu-west-1.", "start_column": 5, "end_column": 5,
+        "path": "c.yaml",
+        "start_line": 3,
+        "end_line": 3,
+        "annotation_level": "failure",
+        "title": "fleet.region",
+        "message": "region 'x' | bad\n\nHint: Use eu-west-1.",
+        "start_column": 5,
+        "end_column": 5,
     }
     assert [n["annotation_level"] for n in notes] == ["failure", "warning", "notice"]
     many = [Finding("r", Severity.ERROR, "x.yaml", i, f"m{i}", "h") for i in range(1, 80)]
@@ -113,21 +127,28 @@ def _check(tmp_path: Path, files: dict[str, str], self_service: dict[str, object
 
 
 def test_self_service_is_off_by_default(tmp_path: Path) -> None:
-    decision = self_service_decision(_check(tmp_path, {"clusters/dev/a.yaml": crossplane_nodegroup()}, None), [])
+    decision = self_service_decision(
+        _check(tmp_path, {"clusters/dev/a.yaml": crossplane_nodegroup()}, None), []
+    )
     assert not decision.eligible and "off" in decision.reasons[0]
 
 
 def test_self_service_low_risk_dev_request_is_eligible(tmp_path: Path) -> None:
     cfg = {"enabled": True, "environments": ["dev"], "max_nodes": 10}
-    check = _check(tmp_path, {"clusters/dev/a.yaml": crossplane_cluster() + "---\n" + crossplane_nodegroup()}, cfg)
+    check = _check(
+        tmp_path, {"clusters/dev/a.yaml": crossplane_cluster() + "---\n" + crossplane_nodegroup()}, cfg
+    )
     decision = self_service_decision(check, [])
     assert decision.eligible, decision.reasons
 
 
 def test_self_service_refuses_with_reasons(tmp_path: Path) -> None:
     cfg = {"enabled": True, "environments": ["dev"], "max_nodes": 4}
-    files = {"clusters/prod/a.yaml": crossplane_cluster(env="prod"), "clusters/dev/b.yaml": crossplane_nodegroup(),
-             "README.md": "hello\n"}
+    files = {
+        "clusters/prod/a.yaml": crossplane_cluster(env="prod"),
+        "clusters/dev/b.yaml": crossplane_nodegroup(),
+        "README.md": "hello\n",
+    }
     warning = Finding("eks.version", Severity.WARNING, "x", 1, "m", "h")
     decision = self_service_decision(_check(tmp_path, files, cfg), [warning])
     assert not decision.eligible

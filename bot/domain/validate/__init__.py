@@ -187,7 +187,8 @@ def validation_summary(findings: Sequence[Finding]) -> tuple[str, str]:
     if not findings:
         return (
             "Validation passed",
-            "No problems found: YAML, schemas, kro graphs, fleet rules, EKS versions, secrets and policy all pass.",
+            "No problems found: YAML, schemas, kro graphs, fleet rules, EKS versions, secrets and policy "
+            "all pass.",
         )
     parts = [
         f"{n} {label}{'s' if n != 1 else ''}"
@@ -205,7 +206,8 @@ def validation_summary(findings: Sequence[Finding]) -> tuple[str, str]:
     ]
     for f in ordered[:50]:
         lines.append(
-            f"| {icon[f.severity]} | `{f.rule}` | `{_escape(f.path)}:{f.line}` | {_escape(f.message)} | {_escape(f.hint)} |"
+            f"| {icon[f.severity]} | `{f.rule}` | `{_escape(f.path)}:{f.line}` | {_escape(f.message)} | "
+            f"{_escape(f.hint)} |"
         )
     if len(ordered) > 50:
         lines.append("")
@@ -218,7 +220,7 @@ def validation_summary(findings: Sequence[Finding]) -> tuple[str, str]:
     return title, "\n".join(lines)
 
 
-def annotations(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+def annotations(findings: Sequence[Finding]) -> list[dict[str, Any]]:  # type: ignore[no-redef]
     """Return GitHub check-run annotation dicts, one per finding (the caller batches 50 per request)."""
     out: list[dict[str, Any]] = []
     for f in sorted(findings, key=Finding.sort_key):
@@ -293,7 +295,8 @@ def self_service_decision(check: CheckInput, findings: Sequence[Finding]) -> Dec
         label = req.name or req.doc.path
         if req.environment not in envs:
             reasons.append(
-                f"{label}: environment {req.environment or '(unknown)'} is not self-service ({', '.join(envs)})"
+                f"{label}: environment {req.environment or '(unknown)'} is not self-service "
+                f"({', '.join(envs)})"
             )
         size = req.value("max_size")
         if max_nodes is not None and isinstance(size, int) and size > int(max_nodes):

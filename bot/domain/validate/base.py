@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -49,7 +49,7 @@ class Doc:
         meta = self.data.get("metadata") if isinstance(self.data, dict) else None
         return str(meta.get("name") or "") if isinstance(meta, dict) else ""
 
-    def line_at(self, path: list[str | int] | tuple[str | int, ...]) -> int:
+    def line_at(self, path: Sequence[str | int]) -> int:
         """Return the line of ``path`` inside this document (the deepest part that exists)."""
         return line_of_path(self.node, list(path), self.line)
 
@@ -57,7 +57,7 @@ class Doc:
         self,
         rule: str,
         severity: Severity,
-        path: list[str | int] | tuple[str | int, ...],
+        path: Sequence[str | int],
         message: str,
         hint: str,
     ) -> Finding:

@@ -338,7 +338,8 @@ def fleet_rules(
                             "fleet.production",
                             E,
                             "subnets",
-                            f"production subnets span {len(set(known))} availability zone(s): {', '.join(sorted(set(known)))}",
+                            f"production subnets span {len(set(known))} availability zone(s): "
+                            f"{', '.join(sorted(set(known)))}",
                             f"Use subnets in at least {need_z} distinct availability zones.",
                         )
                     )
@@ -388,7 +389,8 @@ def _bounds(req: ClusterRequest, envs: Mapping[str, Any]) -> list[Finding]:
                 E,
                 "max_size",
                 f"maxSize {hi} exceeds the {req.environment} environment's cap of {cap} nodes",
-                f"Lower maxSize to {cap} or less, or ask the platform team to raise the {req.environment} cap.",
+                f"Lower maxSize to {cap} or less, or ask the platform team to raise the {req.environment} "
+                "cap.",
             )
         )
     return out
@@ -529,7 +531,8 @@ def eks_rules(
                     "eks.skew",
                     E,
                     "version",
-                    f"node group version {format_minor(version)} is newer than its control plane {format_minor(cp)}",
+                    f"node group version {format_minor(version)} is newer than its control plane "
+                    f"{format_minor(cp)}",
                     "Upgrade the control plane first; node groups may not be newer.",
                 )
             )

@@ -19,19 +19,93 @@ from bot.domain.validate.simpleschema import SimpleSchemaError, compile_fields, 
 ID_PATTERN = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 KIND_PATTERN = re.compile(r"^[A-Z][a-zA-Z0-9]*$")
 RESERVED = frozenset(
-    "apiVersion context dependency dependencies each externalRef externalReference externalRefs "
-    "externalReferences graph instance item items kind kro metadata namespace object resource "
-    "resourcegraphdefinition resourceGraphDefinition resources root runtime schema self serviceAccountName "
-    "spec status this variables vars version true false null in as break const continue else for function "
-    "if import let loop package return var void while".split()
+    [
+        "apiVersion",
+        "context",
+        "dependency",
+        "dependencies",
+        "each",
+        "externalRef",
+        "externalReference",
+        "externalRefs",
+        "externalReferences",
+        "graph",
+        "instance",
+        "item",
+        "items",
+        "kind",
+        "kro",
+        "metadata",
+        "namespace",
+        "object",
+        "resource",
+        "resourcegraphdefinition",
+        "resourceGraphDefinition",
+        "resources",
+        "root",
+        "runtime",
+        "schema",
+        "self",
+        "serviceAccountName",
+        "spec",
+        "status",
+        "this",
+        "variables",
+        "vars",
+        "version",
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "return",
+        "var",
+        "void",
+        "while",
+    ]
 )
 CEL_WORDS = frozenset(
-    {"true", "false", "null", "in", "has", "size", "int", "uint", "double", "string", "bool", "bytes", "dyn", "type"}
+    {
+        "true",
+        "false",
+        "null",
+        "in",
+        "has",
+        "size",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bool",
+        "bytes",
+        "dyn",
+        "type",
+    }
 )
 #: CEL extension libraries called as ``lists.range(...)``: namespaces, not resource ids.
-CEL_NAMESPACES = frozenset({"lists", "strings", "math", "sets", "base64", "optional", "encoders", "json", "random"})
+CEL_NAMESPACES = frozenset(
+    {"lists", "strings", "math", "sets", "base64", "optional", "encoders", "json", "random"}
+)
 MACROS = ("map", "filter", "all", "exists", "exists_one", "transformList", "transformMap", "sortBy")
 HINT_DOCS = "See kro's graph rules (kro.run docs: ResourceGraphDefinition, CEL expressions)."
+
+
+def _camel(name: str) -> str:
+    parts = [p for p in re.split(r"[^a-zA-Z0-9]+", name) if p]
+    text = "".join(p[:1].upper() + p[1:] for p in parts) or "myResource"
+    text = text[:1].lower() + text[1:]
+    return text if text[:1].isalpha() else "r" + text
 
 
 def graph_kinds() -> frozenset[tuple[str, str]]:
@@ -238,7 +312,7 @@ def check_graph(doc: Doc) -> list[Finding]:
                 "kro.id",
                 where,
                 f"resource id {rid!r} is not lowerCamelCase",
-                f"Rename it, e.g. {re.sub(r'[^a-zA-Z0-9]', '', rid[:1].lower() + rid[1:]) or 'myResource'!r}: ids match ^[a-z][a-zA-Z0-9]*$.",
+                f"Rename it, e.g. {_camel(rid)!r}: ids match ^[a-z][a-zA-Z0-9]*$.",
             )
         elif rid in RESERVED:
             add(
@@ -349,7 +423,8 @@ def check_graph(doc: Doc) -> list[Finding]:
                                 "kro.reference",
                                 path,
                                 f"expression ${{{expr}}} references unknown identifier {ident!r}",
-                                f"Known resource ids: {', '.join(ids) or '(none)'}; the instance is `schema`.",
+                                f"Known resource ids: {', '.join(ids) or '(none)'}; the instance is "
+                                "`schema`.",
                             )
                             continue
                         if section == "readyWhen":

@@ -11,6 +11,7 @@ validation does). Values holding kro ``${...}`` expressions are not type-checked
 from __future__ import annotations
 
 import difflib
+import json
 from functools import cache
 from typing import Any
 
@@ -68,7 +69,9 @@ def _openapi_to_jsonschema(node: Any) -> Any:
     props = node.get("properties")
     if isinstance(props, dict) and isinstance(node.get("required"), list):
         # The API server applies defaults before it validates: a defaulted field is never missing.
-        out["required"] = [r for r in node["required"] if not (isinstance(props.get(r), dict) and "default" in props[r])]
+        out["required"] = [
+            r for r in node["required"] if not (isinstance(props.get(r), dict) and "default" in props[r])
+        ]
         if not out["required"]:
             del out["required"]
     if node.get("x-kubernetes-int-or-string"):
@@ -110,20 +113,16 @@ def _bundled_crd(group: str, kind: str) -> dict[str, Any] | None:
 
 @cache
 def _validator_for(key: tuple[str, str, str, int], schema_json: str) -> jsonschema.Draft7Validator:
-    import json
-
     schema = _openapi_to_jsonschema(json.loads(schema_json))
     if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
-        for key in ("apiVersion", "kind", "metadata"):
-            schema["properties"].setdefault(key, {})
+        for top in ("apiVersion", "kind", "metadata"):
+            schema["properties"].setdefault(top, {})
     return jsonschema.Draft7Validator(schema)
 
 
 def _validator(
     source: str, group: str, kind: str, version: str, schema: dict[str, Any]
 ) -> jsonschema.Draft7Validator:
-    import json
-
     text = json.dumps(schema, sort_keys=True)
     return _validator_for((source, f"{group}/{kind}", version, hash(text)), text)
 
@@ -165,7 +164,8 @@ def _report(
         elif err.validator == "required":
             hint = "Add the missing field."
         elif err.validator == "enum":
-            hint = f"Use one of: {', '.join(map(str, err.validator_value))}."
+            allowed = err.validator_value if isinstance(err.validator_value, list) else []
+            hint = f"Use one of: {', '.join(map(str, allowed))}."
         else:
             hint = f"Fix the value to match the {what}."
         if len(message) > 300:
@@ -291,7 +291,8 @@ def unknown_api_hint(group: str, version: str, kind: str) -> tuple[str, str] | N
     if group == "kro.run" and kind == "ResourceGroup":
         return (
             "kro.run ResourceGroup is the pre-v0.2 name of kro's API and is no longer served",
-            "Use kind: ResourceGraphDefinition (renamed in kro v0.2; cluster-scoped, so drop metadata.namespace).",
+            "Use kind: ResourceGraphDefinition (renamed in kro v0.2; cluster-scoped, so drop "
+            "metadata.namespace).",
         )
     return None
 

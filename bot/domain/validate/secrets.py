@@ -35,7 +35,8 @@ def scan_text(path: str, text: str) -> list[Finding]:
                     path,
                     lineno,
                     f"a {m.group(1).lower()} is committed in this file",
-                    "Remove it from Git (and from history), rotate the key, and load it with ExternalSecret or SealedSecret.",
+                    "Remove it from Git (and from history), rotate the key, and load it with "
+                    "ExternalSecret or SealedSecret.",
                     m.start() + 1,
                 )
             )
@@ -49,7 +50,8 @@ def scan_text(path: str, text: str) -> list[Finding]:
                     path,
                     lineno,
                     f"an AWS access key id ({key.group(1)[:4]}...) is committed in this file",
-                    "Deactivate the key in IAM now, remove it from Git, and use IRSA or Pod Identity instead.",
+                    "Deactivate the key in IAM now, remove it from Git, and use IRSA or Pod Identity "
+                    "instead.",
                     key.start() + 1,
                 )
             )
@@ -90,12 +92,13 @@ def check_doc(ctx: Context, doc: Doc) -> list[Finding]:
                         Severity.ERROR,
                         [key],
                         f"Secret {doc.name!r} carries {key} in Git (keys: {names}); base64 is not encryption",
-                        "Replace it with an ExternalSecret (external-secrets.io) or a SealedSecret (bitnami.com), "
+                        "Replace it with an ExternalSecret (external-secrets.io) or a SealedSecret "
+                        "(bitnami.com), "
                         "and rotate the values that were committed.",
                     )
                 )
-    for base, annotations in _walk_annotations(doc):
-        value = annotations.get(IRSA_ANNOTATION)
+    for base, notes in _walk_annotations(doc):
+        value = notes.get(IRSA_ANNOTATION)
         if value is None or "${" in str(value):
             continue
         where = [*base, IRSA_ANNOTATION]
@@ -118,7 +121,8 @@ def check_doc(ctx: Context, doc: Doc) -> list[Finding]:
                     "secrets.irsa",
                     Severity.ERROR,
                     where,
-                    f"IRSA role is in account {m.group(2)}, not the cluster's account ({', '.join(sorted(allowed))})",
+                    f"IRSA role is in account {m.group(2)}, not the cluster's account "
+                    f"({', '.join(sorted(allowed))})",
                     "Use a role from the cluster's own AWS account; cross-account IRSA is not allowed here.",
                 )
             )

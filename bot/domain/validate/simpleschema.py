@@ -123,7 +123,7 @@ def leaf_schema(
     type_name, markers = split_leaf(leaf)
     schema = dict(_type_schema(type_name, types, seen, depth))
     kind = schema.get("type")
-    for key, raw in markers.items():
+    for key in markers:
         if key in STRING_ONLY and kind != "string":
             raise SimpleSchemaError(f"marker {key!r} applies to strings only, not {type_name}")
         if key in ARRAY_ONLY and kind != "array":
