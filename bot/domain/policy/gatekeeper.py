@@ -13,7 +13,10 @@ error, ``warn`` to a warning and ``dryrun`` to a notice.
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,48 @@ class Template:
     rego: str
     libs: tuple[str, ...]
     path: str
+    #: ``metadata.gatekeeper.sh/requires-sync-data``: (groups, versions, kinds) the inventory needs;
+    #: ``None`` when the template does not say (then the whole inventory is given).
+    sync: tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...] | None = None
+
+    def wants(self, obj: Mapping[str, Any]) -> bool:
+        """Return whether ``obj`` belongs in this template's inventory."""
+        if self.sync is None:
+            return True
+        group, version = _group_version(str(obj.get("apiVersion") or ""))
+        kind = str(obj.get("kind") or "")
+        return any(
+            (group in g or "*" in g) and (version in v or "*" in v or not v) and (kind in k or "*" in k)
+            for g, v, k in self.sync
+        )
+
+
+def _sync_requirements(
+    doc: Mapping[str, Any],
+) -> tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...] | None:
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get("metadata.gatekeeper.sh/requires-sync-data")
+    if not raw:
+        return None
+    try:
+        text = str(raw).strip()
+        if text.startswith('"') and text.endswith('"'):  # the library wraps the JSON in quotes, unescaped
+            text = text[1:-1]
+        data = json.loads(text)
+    except (ValueError, TypeError):
+        return None
+    out = []
+    for group in data if isinstance(data, list) else []:
+        for req in group if isinstance(group, list) else [group]:
+            if isinstance(req, dict):
+                out.append(
+                    (
+                        frozenset(str(x) for x in req.get("groups") or [""]),
+                        frozenset(str(x) for x in req.get("versions") or []),
+                        frozenset(str(x) for x in req.get("kinds") or ["*"]),
+                    )
+                )
+    return tuple(out) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +174,15 @@ def template_from(doc: Mapping[str, Any], path: str) -> Template:
     for target in spec.get("targets") or []:
         if target.get("target") not in (None, "admission.k8s.gatekeeper.sh"):
             continue
+        sync = _sync_requirements(doc)
         if target.get("rego"):
-            return Template(name, str(kind), str(target["rego"]), tuple(target.get("libs") or ()), path)
+            return Template(name, str(kind), str(target["rego"]), tuple(target.get("libs") or ()), path, sync)
         for code in target.get("code") or []:
             if code.get("engine") == "Rego":
                 source = code.get("source") or {}
                 if source.get("rego"):
                     libs = tuple(source.get("libs") or target.get("libs") or ())
-                    return Template(name, str(kind), str(source["rego"]), libs, path)
+                    return Template(name, str(kind), str(source["rego"]), libs, path, sync)
     raise ValueError(f"ConstraintTemplate {name!r} has no Rego code for target admission.k8s.gatekeeper.sh")
 
 
@@ -345,17 +391,49 @@ def _as_plain(item: RenderedObject | Mapping[str, Any]) -> tuple[Mapping[str, An
     return item, "", ""
 
 
+Pair = tuple[Constraint, tuple[Mapping[str, Any], str, str]]
+MAX_WORKERS = 4
+MIN_CHUNK = 200
+
+
+def _run_chunk(template: Template, inventory: Mapping[str, Any], chunk: list[Pair]) -> list[Any]:
+    """Evaluate ``chunk`` with a private interpreter; return per pair a violation list or a RegoError."""
+    try:
+        compiled = CompiledTemplate(template.rego, template.libs, inventory)
+    except RegoError as exc:
+        return [exc] * len(chunk)
+    review_json: dict[int, str] = {}
+    params_json: dict[int, str] = {}
+    out: list[Any] = []
+    for constraint, (obj, _, _) in chunk:
+        rj = review_json.get(id(obj))
+        if rj is None:
+            rj = review_json[id(obj)] = json.dumps(review_of(obj))
+        pj = params_json.get(id(constraint))
+        if pj is None:
+            pj = params_json[id(constraint)] = json.dumps(dict(constraint.parameters))
+        try:
+            out.append(compiled.violations_json(rj, pj))
+        except RegoError as exc:
+            out.append(exc)
+    return out
+
+
 def evaluate(
     policy_set: PolicySet,
     objects: Sequence[RenderedObject | Mapping[str, Any]],
     *,
     inventory: Sequence[Mapping[str, Any]] | None = None,
+    workers: int | None = None,
 ) -> list[PolicyResult]:
     """Evaluate every constraint on every object it matches; return the violations.
 
-    Each template is compiled once per call (with ``inventory``, default: the objects
-    themselves, as ``data.inventory``). A constraint whose template is missing, or a
-    template that fails to compile or run, yields one error result instead of a crash.
+    Each template is compiled once per chunk of (constraint, object) pairs; chunks run on
+    up to ``workers`` threads (default: CPUs, at most 4; the engine releases the GIL).
+    ``inventory`` (default: the objects themselves) becomes ``data.inventory`` for
+    referential templates only, filtered by their ``requires-sync-data`` annotation. A
+    constraint whose template is missing, or a template that fails to compile or run,
+    yields an error result instead of a crash. Results come in a deterministic order.
     """
     plain = [_as_plain(o) for o in objects]
     inv_objects = list(inventory) if inventory is not None else [p[0] for p in plain]
@@ -364,30 +442,36 @@ def evaluate(
         for o in [*inv_objects, *(p[0] for p in plain)]
         if o.get("kind") == "Namespace"
     }
-    inv = build_inventory(inv_objects)
     by_kind: dict[str, list[Constraint]] = {}
     for constraint in policy_set.constraints:
         by_kind.setdefault(constraint.kind, []).append(constraint)
     results: list[PolicyResult] = []
+    jobs: list[tuple[Template, Mapping[str, Any], list[Pair]]] = []
     for kind, constraints in sorted(by_kind.items()):
         template = policy_set.templates.get(kind)
         if template is None:
             for c in constraints:
                 results.append(_error_result(c, f"no ConstraintTemplate defines kind {kind}", c.path))
             continue
-        pairs = [(c, o) for c in constraints for o in plain if matches(c.match, o[0], namespaces)]
+        pairs: list[Pair] = [(c, o) for c in constraints for o in plain if matches(c.match, o[0], namespaces)]
         if not pairs:
             continue
-        try:
-            compiled = CompiledTemplate(template.rego, template.libs, inv)
-        except RegoError as exc:
-            results.extend(_error_result(c, str(exc), template.path) for c in constraints)
-            continue
-        for constraint, (obj, source, target) in pairs:
-            try:
-                violations = compiled.violations(review_of(obj), constraint.parameters)
-            except RegoError as exc:
-                results.append(_error_result(constraint, str(exc), template.path))
+        inv = build_inventory(o for o in inv_objects if template.wants(o)) if _referential(template) else {}
+        size = max(MIN_CHUNK, -(-len(pairs) // (workers or MAX_WORKERS)))
+        jobs.extend((template, inv, pairs[i : i + size]) for i in range(0, len(pairs), size))
+    count = max(1, min(workers or min(os.cpu_count() or 1, MAX_WORKERS), len(jobs)))
+    if count == 1:
+        outcomes = [_run_chunk(*job) for job in jobs]
+    else:
+        with ThreadPoolExecutor(count) as pool:
+            outcomes = list(pool.map(lambda job: _run_chunk(*job), jobs))
+    failed: set[tuple[str, str]] = set()
+    for (template, _, chunk), outcome in zip(jobs, outcomes, strict=True):
+        for (constraint, (obj, source, target)), violations in zip(chunk, outcome, strict=True):
+            if isinstance(violations, RegoError):
+                if (constraint.kind, constraint.name) not in failed:
+                    failed.add((constraint.kind, constraint.name))
+                    results.append(_error_result(constraint, str(violations), template.path))
                 continue
             meta = _metadata(obj)
             for v in violations:
@@ -408,6 +492,10 @@ def evaluate(
                     )
                 )
     return results
+
+
+def _referential(template: Template) -> bool:
+    return "data.inventory" in template.rego or any("data.inventory" in lib for lib in template.libs)
 
 
 def _error_result(constraint: Constraint, message: str, path: str) -> PolicyResult:

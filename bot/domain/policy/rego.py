@@ -70,12 +70,15 @@ class CompiledTemplate:
 
     def __init__(self, source: str, libs: Sequence[str] = (), inventory: Mapping[str, Any] | None = None):
         self.package = package_of(source)
+        #: Whether the Rego reads ``data.inventory`` (only then is the inventory loaded: it is costly).
+        self.referential = "data.inventory" in source or any("data.inventory" in lib for lib in libs)
         self._interp = regopy.Interpreter()
         try:
             self._interp.add_module("template", _rewrite_set_iteration(source))
             for index, lib in enumerate(libs):
                 self._interp.add_module(f"lib{index}", _rewrite_set_iteration(lib))
-            self._interp.add_data_json(json.dumps({"inventory": dict(inventory or {})}))
+            if self.referential:
+                self._interp.add_data_json(json.dumps({"inventory": dict(inventory or {})}))
             self._bundle = self._interp.build(
                 f"gitopsbot_violations := [v | data.{self.package}.violation[v]]"
             )
@@ -86,7 +89,11 @@ class CompiledTemplate:
 
     def violations(self, review: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Return the ``violation`` set for one review as a list of ``{"msg", "details"}`` dicts."""
-        self._interp.set_input_term(json.dumps({"review": review, "parameters": parameters}))
+        return self.violations_json(json.dumps(review), json.dumps(parameters))
+
+    def violations_json(self, review_json: str, parameters_json: str) -> list[dict[str, Any]]:
+        """Like :meth:`violations`, with review and parameters already JSON-encoded (reused across pairs)."""
+        self._interp.set_input_term('{"review":' + review_json + ',"parameters":' + parameters_json + "}")
         output = self._interp.query_bundle(self._bundle)
         if not output.ok():
             raise RegoError(
