@@ -404,6 +404,7 @@ def _run_chunk(template: Template, inventory: Mapping[str, Any], chunk: list[Pai
         return [exc] * len(chunk)
     review_json: dict[int, str] = {}
     params_json: dict[int, str] = {}
+    seen: dict[tuple[str, str], Any] = {}  # identical objects rendered for many targets are evaluated once
     out: list[Any] = []
     for constraint, (obj, _, _) in chunk:
         rj = review_json.get(id(obj))
@@ -412,10 +413,13 @@ def _run_chunk(template: Template, inventory: Mapping[str, Any], chunk: list[Pai
         pj = params_json.get(id(constraint))
         if pj is None:
             pj = params_json[id(constraint)] = json.dumps(dict(constraint.parameters))
-        try:
-            out.append(compiled.violations_json(rj, pj))
-        except RegoError as exc:
-            out.append(exc)
+        key = (rj, pj)
+        if key not in seen:
+            try:
+                seen[key] = compiled.violations_json(rj, pj)
+            except RegoError as exc:
+                seen[key] = exc
+        out.append(seen[key])
     return out
 
 
