@@ -127,9 +127,8 @@ def bench_gatekeeper(
     kinds = {c.kind for c in policy.constraints}
     pairs = sum(1 for c in policy.constraints for o in objs if matches(c.match, o, {}))
     shape = f"{distinct} distinct manifests rendered {objects // distinct}x" if distinct else "all distinct"
-    print(
-        f"gatekeeper: {objects} objects ({shape}) x {len(policy.constraints)} constraints, {len(kinds)} templates"
-    )
+    n = len(policy.constraints)
+    print(f"gatekeeper: {objects} objects ({shape}) x {n} constraints, {len(kinds)} templates")
     print(f"  load policy        {t1 - t0:7.3f} s")
     print(f"  evaluate           {t2 - t1:7.3f} s   ({pairs} matching pairs, {len(results)} violations)")
 
