@@ -142,3 +142,17 @@ def test_kro_instance_against_rgd_simple_schema(tmp_path: Path) -> None:
     [old_finding] = [f for f in findings if f.path == "old.yaml"]
     assert old_finding.rule == "schema.version" and "kro.run/v1alpha2" in old_finding.hint
     assert not [f for f in findings if f.path == "good.yaml"]
+
+
+def test_unknown_kro_kind_is_a_warning_naming_the_missing_rgd(tmp_path: Path) -> None:
+    text = "apiVersion: kro.run/v1alpha1\nkind: Vpc\nmetadata: {name: v}\nspec: {}\n"
+    [finding] = run(tmp_path, {"v.yaml": text}, config=CFG)
+    assert finding.severity is Severity.WARNING and "ResourceGraphDefinition" in finding.message
+
+
+def test_changed_config_is_checked_against_its_schema(tmp_path: Path) -> None:
+    findings = run(
+        tmp_path, {".github/gitops-bot.yml": "version: 1\nfleet: {allowed_regions: eu-west-1}\n"}, config=CFG
+    )
+    assert [f.rule for f in findings] == ["config"] and "takes effect after merge" in findings[0].hint
+    assert run(tmp_path / "ok", {".github/gitops-bot.yml": "version: 1\n"}, config=CFG) == []

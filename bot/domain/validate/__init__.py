@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.model import CheckInput, Finding, RenderedObject, Severity
 from bot.domain.policy import evaluate, load_policy
 from bot.domain.validate import fleet, kro, schemas, secrets
@@ -109,6 +110,25 @@ def _fleet_facts(
     return names, versions
 
 
+def _config_findings(text: str) -> list[Finding]:
+    """Check a changed ``.github/gitops-bot.yml``: it takes effect after merge, so say now if it is broken."""
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        return [
+            Finding(
+                f.rule,
+                f.severity,
+                f.path,
+                f.line,
+                f.message,
+                f.hint + " (The change takes effect after merge.)",
+            )
+            for f in exc.findings
+        ]
+    return []
+
+
 def _policy_findings(ctx: Context, docs: list[Doc]) -> list[Finding]:
     policy = load_policy(ctx.check.base_dir, ctx.config)
     findings = list(policy.errors)
@@ -156,6 +176,9 @@ def validate(
         ctx.texts[rel] = text
         if secret_cfg.get("enabled", True) and not any(fnmatch.fnmatchcase(rel, p) for p in ignore):
             findings.extend(secrets.scan_text(rel, text))
+        if rel == CONFIG_PATH:
+            findings.extend(_config_findings(text))
+            continue
         if rel.endswith(YAML_SUFFIXES):
             docs, problems = parse_docs(text, rel)
             findings.extend(problems)

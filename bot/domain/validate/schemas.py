@@ -234,6 +234,17 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
     crd = ctx.head_crds.get((group, kind)) or _bundled_crd(group, kind)
     if crd is None:
         known = _known_kinds(ctx)
+        if group == "kro.run":
+            return [
+                doc.finding(
+                    "schema.unknown-kind",
+                    Severity.WARNING,
+                    ("kind",),
+                    f"no ResourceGraphDefinition in the repository defines kind {kind!r}; not validated",
+                    "Commit the ResourceGraphDefinition that defines it (kro must have it active before this "
+                    "object can be created), or fix the kind.",
+                )
+            ]
         if group in known:
             close = difflib.get_close_matches(kind, sorted(known[group]), n=1, cutoff=0.3)
             suggestion = f" Did you mean {close[0]!r}?" if close else ""
