@@ -26,7 +26,16 @@ from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.model import CheckInput, Finding, RenderedObject, Severity
 from bot.domain.policy import evaluate, load_policy
 from bot.domain.validate import fleet, kro, schemas, secrets
-from bot.domain.validate.base import YAML_SUFFIXES, Context, Doc, iter_yaml_files, parse_docs, read_text
+from bot.domain.validate.base import (
+    YAML_SUFFIXES,
+    Context,
+    Doc,
+    as_dict,
+    as_list,
+    iter_yaml_files,
+    parse_docs,
+    read_text,
+)
 from bot.domain.validate.eks import EksCatalog, parse_minor
 
 __all__ = [
@@ -188,7 +197,7 @@ def validate(
         findings.extend(schemas.check_object(ctx, doc))
         if schemas.is_graph(doc):
             findings.extend(kro.check_graph(doc))
-            for i, res in enumerate((doc.data.get("spec") or {}).get("resources") or []):
+            for i, res in enumerate(as_list(as_dict(doc.data.get("spec")).get("resources"))):
                 sub = doc.sub(("spec", "resources", i, "template")) if isinstance(res, dict) else None
                 if sub is not None:
                     findings.extend(schemas.check_object(ctx, sub))

@@ -79,6 +79,16 @@ class Doc:
         return Doc(self.path, self.index, line_of_path(self.node, list(path), self.line), node, data, path)
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """Return ``value`` if it is a mapping, else ``{}`` (repository YAML may have any shape)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """Return ``value`` if it is a list, else ``[]``."""
+    return value if isinstance(value, list) else []
+
+
 def read_text(root: Path, rel: str) -> str | None:
     """Return the text of ``rel`` under ``root``; ``None`` when missing, a symlink out, too big or binary."""
     path = root / rel

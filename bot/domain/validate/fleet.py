@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.domain.model import Finding, Severity
-from bot.domain.validate.base import Context, Doc
+from bot.domain.validate.base import Context, Doc, as_dict
 from bot.domain.validate.eks import EksCatalog, format_minor, parse_minor
 
 DEFAULT_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
@@ -164,7 +164,7 @@ def _tags(req: ClusterRequest) -> dict[str, str]:
         for item in raw:
             if isinstance(item, dict) and "key" in item:
                 out[str(item["key"])] = str(item.get("value", ""))
-    labels = (req.doc.data.get("metadata") or {}).get("labels") or {}
+    labels = as_dict(as_dict(req.doc.data.get("metadata")).get("labels"))
     if isinstance(labels, dict):
         for k, v in labels.items():
             out.setdefault(str(k), str(v))
@@ -200,8 +200,8 @@ def requests_in(docs: Iterable[Doc], config: Mapping[str, Any]) -> list[ClusterR
         req = request_of(doc, config)
         if req is not None:
             out.append(req)
-        resources = (doc.data.get("spec") or {}).get("resources") if isinstance(doc.data, dict) else None
-        if isinstance(resources, list) and isinstance(doc.data.get("spec", {}).get("schema"), dict):
+        resources = as_dict(doc.data.get("spec")).get("resources") if isinstance(doc.data, dict) else None
+        if isinstance(resources, list) and isinstance(as_dict(doc.data.get("spec")).get("schema"), dict):
             for i, res in enumerate(resources):
                 sub = doc.sub(("spec", "resources", i, "template")) if isinstance(res, dict) else None
                 if sub is not None:

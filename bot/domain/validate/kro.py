@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bot.domain.model import Finding, Severity
-from bot.domain.validate.base import Doc
+from bot.domain.validate.base import Doc, as_dict, as_list
 from bot.domain.validate.simpleschema import SimpleSchemaError, compile_fields, field_paths
 
 ID_PATTERN = re.compile(r"^[a-z][a-zA-Z0-9]*$")
@@ -225,7 +225,7 @@ def topological_order(order: list[str], edges: dict[str, set[str]]) -> list[str]
 
 def instance_schema(doc: Doc) -> tuple[dict[str, Any] | None, str]:
     """Return the JSON Schema of instances' ``spec`` declared by an RGD, and an error ("" if fine)."""
-    schema = (doc.data.get("spec") or {}).get("schema") or {}
+    schema = as_dict(as_dict(doc.data.get("spec")).get("schema"))
     types = schema.get("types") or {}
     try:
         return compile_fields(schema.get("spec") or {}, types if isinstance(types, dict) else {}), ""
@@ -349,7 +349,7 @@ def check_graph(doc: Doc) -> list[Finding]:
                     "A template is a full Kubernetes object.",
                 )
         names = set()
-        for entry in res.get("forEach") or []:
+        for entry in as_list(res.get("forEach")):
             if isinstance(entry, dict) and len(entry) == 1:
                 names.add(str(next(iter(entry))))
             else:

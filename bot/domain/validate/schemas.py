@@ -19,7 +19,7 @@ import jsonschema
 
 from bot import crds
 from bot.domain.model import Finding, Severity
-from bot.domain.validate.base import Context, Doc
+from bot.domain.validate.base import Context, Doc, as_dict
 from bot.domain.validate.kro import graph_kinds, instance_schema
 
 #: Groups served by Kubernetes itself (no CRD needed; not validated here).
@@ -205,7 +205,7 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
         return []
     rgd = ctx.rgds.get((group, kind))
     if rgd is not None:
-        expected = str(((rgd.data.get("spec") or {}).get("schema") or {}).get("apiVersion") or "v1alpha1")
+        expected = str(as_dict(as_dict(rgd.data.get("spec")).get("schema")).get("apiVersion") or "v1alpha1")
         if version != expected:
             return [
                 doc.finding(
