@@ -135,3 +135,10 @@ def test_topological_order_matches_kro() -> None:
     edges = {"A": {"B", "C"}, "B": {"D"}, "C": {"D"}, "E": {"F", "A"}}  # X: deps
     assert topological_order(order, edges) == ["D", "B", "C", "A", "F", "E"]
     assert find_cycle(["a", "b", "c"], {"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_patterns_that_could_backtrack_are_not_run() -> None:
+    schema, _ = leaf_schema("string | pattern=^(a+)+$", {})
+    assert "pattern" not in schema
+    schema, _ = leaf_schema("string | pattern=^[a-z]+$", {})
+    assert schema["pattern"] == "^[a-z]+$"

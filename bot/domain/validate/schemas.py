@@ -21,6 +21,7 @@ from bot import crds
 from bot.domain.model import Finding, Severity
 from bot.domain.validate.base import Context, Doc, as_dict
 from bot.domain.validate.kro import graph_kinds, instance_schema
+from bot.domain.validate.simpleschema import risky_pattern
 
 #: Groups served by Kubernetes itself (no CRD needed; not validated here).
 BUILTIN_GROUPS = frozenset(
@@ -81,6 +82,8 @@ def _openapi_to_jsonschema(node: Any) -> Any:
         out.setdefault("additionalProperties", True)
     elif "properties" in node and "additionalProperties" not in node:
         out["additionalProperties"] = False
+    if isinstance(out.get("pattern"), str) and risky_pattern(out["pattern"]):
+        del out["pattern"]  # never run a regex from the repository that could hang the bot
     if node.get("nullable") and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]
     return out

@@ -41,6 +41,19 @@ _MARKER = re.compile(r'\s*([A-Za-z]+)=("(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s"\']*)')
 MAX_NESTING = 16
 
 
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*[+*}][^()]*\)\s*[+*{]")
+MAX_PATTERN = 512
+
+
+def risky_pattern(pattern: str) -> bool:
+    """Return whether a regex from the repository could backtrack catastrophically (``(a+)+``) or is huge.
+
+    Patterns come from pull requests, and Python's ``re`` has no time limit: such patterns
+    are not evaluated.
+    """
+    return len(pattern) > MAX_PATTERN or bool(_NESTED_QUANTIFIER.search(pattern))
+
+
 class SimpleSchemaError(ValueError):
     """A SimpleSchema leaf or type is invalid; the message says which part and why."""
 
@@ -148,7 +161,8 @@ def leaf_schema(
             re.compile(markers["pattern"])
         except re.error as exc:
             raise SimpleSchemaError(f"pattern does not compile: {exc}") from exc
-        schema["pattern"] = markers["pattern"]
+        if not risky_pattern(markers["pattern"]):
+            schema["pattern"] = markers["pattern"]
     if markers.get("uniqueItems") == "true":
         schema["uniqueItems"] = True
     if "default" in markers:
