@@ -70,20 +70,25 @@ POLICY = {
 
 def test_gatekeeper_runs_base_policy_on_changed_objects_and_rendered_output(tmp_path: Path) -> None:
     ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n"
+    source = "clusters/dev/namespaces.yaml"
     rendered = RenderedObject(
         "dev",
         "eu-1",
         "dev",
-        "clusters/dev/kustomization.yaml",
+        source,
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rendered"}},
     )
-    findings = run(
-        tmp_path, {"apps/ns.yaml": ns}, base=POLICY, changed=["apps/ns.yaml"], rendered=(rendered,)
+    orphan = RenderedObject(
+        "dev", "eu-1", "dev", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "o"}}
     )
+    head = {"apps/ns.yaml": ns, source: "# rendered from here\n---\n" + ns.replace("shop", "rendered")}
+    findings = run(tmp_path, head, base=POLICY, changed=["apps/ns.yaml"], rendered=(rendered, orphan))
     assert sorted((f.rule, f.path, f.line, f.severity) for f in findings) == [
+        ("policy.gatekeeper", "(rendered)", 1, Severity.WARNING),
         ("policy.gatekeeper", "apps/ns.yaml", 1, Severity.WARNING),
-        ("policy.gatekeeper", "clusters/dev/kustomization.yaml", 1, Severity.WARNING),
+        ("policy.gatekeeper", source, 3, Severity.WARNING),
     ]
+    assert [a["path"] for a in annotations(findings)] == ["apps/ns.yaml", source]
     assert "you must provide labels" in findings[0].message
 
 

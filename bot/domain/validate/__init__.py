@@ -152,9 +152,22 @@ def _policy_findings(ctx: Context, docs: list[Doc]) -> list[Finding]:
             ns = str(meta.get("namespace") or "") if isinstance(meta, dict) else ""
             lines[(doc.path, doc.kind, ns, doc.name)] = doc.line
     for result in evaluate(policy, objects):
-        line = lines.get((result.source_path, result.kind, result.namespace, result.name), 1)
+        key = (result.source_path, result.kind, result.namespace, result.name)
+        if key not in lines and result.source_path and result.source_path not in ctx.texts:
+            _index_lines(ctx, result.source_path, lines)
+        line = lines.get(key) or lines.get((result.source_path, result.kind, "", result.name), 1)
         findings.append(result.to_finding(line))
     return findings
+
+
+def _index_lines(ctx: Context, rel: str, lines: dict[tuple[str, str, str, str], int]) -> None:
+    """Record the line of every object in a head file (to pin rendered objects to their source)."""
+    ctx.texts[rel] = text = read_text(ctx.check.head_dir, rel) or ""
+    docs, _ = parse_docs(text, rel) if rel.endswith(YAML_SUFFIXES) else ([], [])
+    for doc in docs:
+        if isinstance(doc.data, dict):
+            ns = str(as_dict(doc.data.get("metadata")).get("namespace") or "")
+            lines.setdefault((rel, doc.kind, ns, doc.name), doc.line)
 
 
 def validate(
@@ -267,9 +280,14 @@ def validation_summary(findings: Sequence[Finding]) -> tuple[str, str]:
 
 
 def annotations(findings: Sequence[Finding]) -> list[dict[str, Any]]:  # type: ignore[no-redef]
-    """Return GitHub check-run annotation dicts, one per finding (the caller batches 50 per request)."""
+    """Return GitHub check-run annotation dicts, one per finding (the caller batches 50 per request).
+
+    Findings without a file (path empty or ``(rendered)``) appear only in the summary.
+    """
     out: list[dict[str, Any]] = []
     for f in sorted(findings, key=Finding.sort_key):
+        if not f.path or f.path.startswith("("):
+            continue  # no file to pin it to (e.g. a rendered object without a source): summary only
         line = max(1, f.line)
         ann: dict[str, Any] = {
             "path": f.path,
