@@ -219,3 +219,10 @@ def test_referential_template_sees_inventory_of_the_batch(tmp_path: Path) -> Non
     clash = evaluate(policy, [ingress("a", "same.example.com"), ingress("b", "same.example.com")])
     assert sorted(r.name for r in clash) == ["a", "b"]
     assert "conflicts with an existing ingress" in clash[0].message
+
+
+def test_malformed_match_is_reported_not_raised(tmp_path: Path) -> None:
+    _write(tmp_path, "policies/t.yaml", REQUIRED_LABELS)
+    _write(tmp_path, "policies/c.yaml", _constraint(match="kinds: [Namespace]"))
+    [result] = evaluate(load_policy(tmp_path, {}), [_ns("a")])
+    assert result.severity is Severity.ERROR and "spec.match is malformed" in result.message

@@ -181,3 +181,10 @@ def test_catalog_lookups() -> None:
     custom = EksCatalog([EksVersion("1.40", None, date(2030, 1, 1), date(2031, 1, 1))], source="AWS")
     assert custom.newest() == "1.40"
     assert parse_minor("v1.29.3") == (1, 29) and parse_minor("latest") is None and parse_minor(True) is None
+
+
+def test_invalid_name_pattern_in_config_is_reported(tmp_path: Path) -> None:
+    findings = run(tmp_path, {DEV: crossplane_cluster()}, config=_with(name_pattern="(["))
+    assert [f.rule for f in findings] == ["config"] and "not a valid regular expression" in findings[
+        0
+    ].message

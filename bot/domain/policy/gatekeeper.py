@@ -457,7 +457,14 @@ def evaluate(
             for c in constraints:
                 results.append(_error_result(c, f"no ConstraintTemplate defines kind {kind}", c.path))
             continue
-        pairs: list[Pair] = [(c, o) for c in constraints for o in plain if matches(c.match, o[0], namespaces)]
+        pairs: list[Pair] = []
+        for c in constraints:
+            try:
+                pairs.extend((c, o) for o in plain if matches(c.match, o[0], namespaces))
+            except (AttributeError, TypeError, ValueError):
+                results.append(
+                    _error_result(c, "spec.match is malformed (see Gatekeeper's match schema)", c.path)
+                )
         if not pairs:
             continue
         inv = build_inventory(o for o in inv_objects if template.wants(o)) if _referential(template) else {}

@@ -227,7 +227,20 @@ def fleet_rules(
     """Return the fleet findings for the changed requests (``fleet_names``: name -> [(path, region)])."""
     cfg = ctx.section("fleet")
     findings: list[Finding] = []
-    pattern = re.compile(str(cfg.get("name_pattern") or DEFAULT_NAME_PATTERN))
+    try:
+        pattern = re.compile(str(cfg.get("name_pattern") or DEFAULT_NAME_PATTERN))
+    except re.error as exc:
+        findings.append(
+            Finding(
+                "config",
+                Severity.ERROR,
+                ".github/gitops-bot.yml",
+                1,
+                f"fleet.name_pattern is not a valid regular expression: {exc}",
+                "Fix the pattern on the base branch; names are checked against the default until then.",
+            )
+        )
+        pattern = re.compile(DEFAULT_NAME_PATTERN)
     regions = [str(r) for r in cfg.get("allowed_regions") or []]
     types = [str(t) for t in cfg.get("allowed_instance_types") or []]
     required = [str(t) for t in cfg.get("required_tags") or []]
