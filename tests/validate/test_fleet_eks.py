@@ -188,3 +188,40 @@ def test_invalid_name_pattern_in_config_is_reported(tmp_path: Path) -> None:
     assert [f.rule for f in findings] == ["config"] and "not a valid regular expression" in findings[
         0
     ].message
+
+
+def test_ack_nodegroup_and_cluster_builtin_mappings(tmp_path: Path) -> None:
+    text = """
+    apiVersion: eks.services.k8s.aws/v1alpha1
+    kind: Cluster
+    metadata:
+      name: shop
+      annotations: {services.k8s.aws/region: ap-south-1}
+    spec:
+      name: shop-dev
+      version: "1.34"
+      roleARN: arn:aws:iam::111111111111:role/eks
+      resourcesVPCConfig: {subnetIDs: [subnet-a, subnet-b]}
+      tags: {team: shop, environment: dev, cost-center: cc-1}
+    ---
+    apiVersion: eks.services.k8s.aws/v1alpha1
+    kind: Nodegroup
+    metadata: {name: shop-workers}
+    spec:
+      name: shop-workers
+      clusterName: shop-dev
+      version: "1.35"
+      nodeRole: arn:aws:iam::111111111111:role/nodes
+      subnets: [subnet-a]
+      instanceTypes: [m6i.large]
+      scalingConfig: {minSize: 1, maxSize: 3, desiredSize: 2}
+      tags: {team: shop, environment: dev, cost-center: cc-1}
+    """
+    findings = run(tmp_path, {DEV: text})
+    assert sorted((f.rule, f.line) for f in findings) == [("eks.skew", 19), ("fleet.region", 5)]
+
+
+def test_cli_policy_without_subcommand_is_usage_error() -> None:
+    from bot.__main__ import main
+
+    assert main(["policy"]) == 2
