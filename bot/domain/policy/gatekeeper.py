@@ -402,21 +402,21 @@ def _run_chunk(template: Template, inventory: Mapping[str, Any], chunk: list[Pai
         compiled = CompiledTemplate(template.rego, template.libs, inventory)
     except RegoError as exc:
         return [exc] * len(chunk)
-    review_json: dict[int, str] = {}
-    params_json: dict[int, str] = {}
+    reviews: dict[int, tuple[str, dict[str, Any]]] = {}
+    params: dict[int, str] = {}
     seen: dict[tuple[str, str], Any] = {}  # identical objects rendered for many targets are evaluated once
     out: list[Any] = []
     for constraint, (obj, _, _) in chunk:
-        rj = review_json.get(id(obj))
-        if rj is None:
-            rj = review_json[id(obj)] = json.dumps(review_of(obj))
-        pj = params_json.get(id(constraint))
-        if pj is None:
-            pj = params_json[id(constraint)] = json.dumps(dict(constraint.parameters))
-        key = (rj, pj)
+        if id(obj) not in reviews:
+            review = review_of(obj)
+            reviews[id(obj)] = (json.dumps(review, sort_keys=True), review)
+        if id(constraint) not in params:
+            params[id(constraint)] = json.dumps(dict(constraint.parameters), sort_keys=True)
+        review_key, review = reviews[id(obj)]
+        key = (review_key, params[id(constraint)])
         if key not in seen:
             try:
-                seen[key] = compiled.violations_json(rj, pj)
+                seen[key] = compiled.violations(review, constraint.parameters)
             except RegoError as exc:
                 seen[key] = exc
         out.append(seen[key])
