@@ -134,7 +134,7 @@ def bench_gatekeeper(
     print(f"gatekeeper: {objects} objects ({shape}) x {n} constraints, {len(kinds)} templates")
     print(f"  load policy        {t1 - t0:7.3f} s")
     print(
-        f"  evaluate           {t2 - t1:7.3f} s   (CPU {cpu:.3f} s; {pairs} matching pairs, {len(results)} violations)"
+        f"  evaluate           {t2 - t1:7.3f} s   (CPU {cpu:.3f} s; {pairs} pairs, {len(results)} violations)"
     )
 
 
@@ -206,9 +206,8 @@ def bench_fleet(tmp: Path, clusters: int = 500) -> None:
 
 
 def main() -> int:
-    print(
-        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (figures are wall-clock, then CPU)"
-    )
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} (figures: wall-clock, then CPU time)")
     with tempfile.TemporaryDirectory() as tmp:
         bench_gatekeeper(Path(tmp) / "a")
         bench_gatekeeper(Path(tmp) / "b", distinct=100)

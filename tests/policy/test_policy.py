@@ -226,3 +226,13 @@ def test_malformed_match_is_reported_not_raised(tmp_path: Path) -> None:
     _write(tmp_path, "policies/c.yaml", _constraint(match="kinds: [Namespace]"))
     [result] = evaluate(load_policy(tmp_path, {}), [_ns("a")])
     assert result.severity is Severity.ERROR and "spec.match is malformed" in result.message
+
+
+def test_threaded_evaluation_gives_the_same_results(tmp_path: Path) -> None:
+    _write(tmp_path, "policies/t.yaml", REQUIRED_LABELS)
+    _write(tmp_path, "policies/c.yaml", _constraint())
+    objects = [_ns(f"ns-{i}", {"owner": "x"} if i % 3 else {}) for i in range(450)]
+    policy = load_policy(tmp_path, {})
+    one = evaluate(policy, objects)
+    assert len(one) == 150
+    assert evaluate(policy, objects, workers=3) == one
