@@ -107,7 +107,7 @@ def _policy_tree(tmp: Path, constraints: int) -> Path:
         doc = copy.deepcopy(samples[i % len(samples)])
         doc["metadata"]["name"] = f"{doc['metadata']['name']}-{i}"
         doc.setdefault("spec", {}).setdefault("match", {}).pop("namespaces", None)
-        # a unique (ignored) parameter, so that no two constraints share parameters and no pair is deduplicated
+        # a unique (ignored) parameter: no two constraints share parameters, so no pair is deduplicated
         doc["spec"].setdefault("parameters", {})["benchId"] = i
         with (root / "policies" / f"constraint-{i}.yaml").open("w") as fh:
             yaml.dump(doc, fh)
