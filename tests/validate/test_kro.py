@@ -142,3 +142,13 @@ def test_patterns_that_could_backtrack_are_not_run() -> None:
     assert "pattern" not in schema
     schema, _ = leaf_schema("string | pattern=^[a-z]+$", {})
     assert schema["pattern"] == "^[a-z]+$"
+
+
+def test_foreach_iterators_follow_the_id_rules(tmp_path: Path) -> None:
+    each = "      forEach:\n        - web: ${schema.spec.zones}\n        - Bad-Name: ${schema.spec.zones}\n"
+    text = _graph(
+        _cm("web", "${schema.spec.name}-${web}", extra=each), "name: string\n      zones: '[]string'"
+    )
+    messages = [f.message for f in run(tmp_path, {"g.yaml": text}, config=CFG)]
+    assert any("iterator 'Bad-Name' is not a valid" in m for m in messages)
+    assert any("iterator 'web' has the same name as a resource id" in m for m in messages)

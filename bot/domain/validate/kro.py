@@ -360,6 +360,23 @@ def check_graph(doc: Doc) -> list[Finding]:
                 )
         iterators[i] = names
 
+    for i, names in iterators.items():
+        where_fe: tuple[str | int, ...] = ("spec", "resources", i, "forEach")
+        for name in sorted(names):
+            if not ID_PATTERN.match(name) or name in RESERVED:
+                add(
+                    "kro.foreach",
+                    where_fe,
+                    f"forEach iterator {name!r} is not a valid, unreserved lowerCamelCase name",
+                    "Name iterators like ids, e.g. `subnet` or `zone`.",
+                )
+            elif name in seen:
+                add(
+                    "kro.foreach",
+                    where_fe,
+                    f"forEach iterator {name!r} has the same name as a resource id",
+                    "Rename the iterator so expressions are not ambiguous.",
+                )
     known = set(ids)
     edges: dict[str, set[str]] = {rid: set() for rid in ids}
     for i, res in enumerate(resources):
