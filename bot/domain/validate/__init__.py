@@ -23,6 +23,7 @@ from datetime import date
 from typing import Any
 
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.governance.globs import any_match
 from bot.domain.model import CheckInput, Finding, RenderedObject, Severity
 from bot.domain.policy import evaluate, load_policy
 from bot.domain.validate import fleet, kro, schemas, secrets
@@ -196,7 +197,7 @@ def validate(
         if text is None:
             continue
         ctx.texts[rel] = text
-        if secret_cfg.get("enabled", True) and not any(fnmatch.fnmatchcase(rel, p) for p in ignore):
+        if secret_cfg.get("enabled", True) and not any_match(ignore, rel):
             findings.extend(secrets.scan_text(rel, text))
         if rel == CONFIG_PATH:
             findings.extend(_config_findings(text))
@@ -343,7 +344,7 @@ def self_service_decision(check: CheckInput, findings: Sequence[Finding]) -> Dec
     types = [str(t) for t in cfg.get("instance_types") or []]
     requests: list[fleet.ClusterRequest] = []
     for rel in paths:
-        if allowed_paths and not any(fnmatch.fnmatchcase(rel, p) for p in allowed_paths):
+        if allowed_paths and not any_match(allowed_paths, rel):
             reasons.append(f"{rel} is outside the self-service paths ({', '.join(allowed_paths)})")
             continue
         text = read_text(check.head_dir, rel)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -128,14 +127,6 @@ def iter_yaml_files(root: Path) -> Iterator[str]:
             continue
         if path.is_file() and not path.is_symlink():
             yield rel.as_posix()
-
-
-def glob_match(path: str, patterns: list[str] | tuple[str, ...]) -> bool:
-    """Return whether ``path`` matches any glob (``**`` spans folders; a bare name matches anywhere)."""
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", "")):
-            return True
-    return False
 
 
 @dataclass(slots=True)

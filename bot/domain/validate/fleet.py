@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.domain.governance.globs import any_match
 from bot.domain.model import Finding, Severity
 from bot.domain.validate.base import Context, Doc, as_dict
 from bot.domain.validate.eks import EksCatalog, format_minor, parse_minor
@@ -186,9 +187,7 @@ def _environment(req: ClusterRequest, config: Mapping[str, Any]) -> str | None:
 def in_scope(path: str, config: Mapping[str, Any]) -> bool:
     """Return whether a file path may hold cluster requests (``cluster_requests.paths`` globs)."""
     patterns = (config.get("cluster_requests") or {}).get("paths") or ["**"]
-    return any(
-        fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p.replace("**/", "")) for p in patterns
-    )
+    return any_match([str(p) for p in patterns], path)
 
 
 def requests_in(docs: Iterable[Doc], config: Mapping[str, Any]) -> list[ClusterRequest]:
