@@ -236,3 +236,14 @@ def test_threaded_evaluation_gives_the_same_results(tmp_path: Path) -> None:
     one = evaluate(policy, objects)
     assert len(one) == 150
     assert evaluate(policy, objects, workers=3) == one
+
+
+def test_verify_accepts_a_single_suite_file() -> None:
+    report = verify_suites(LIBRARY / "general" / "httpsonly" / "suite.yaml")
+    assert [c.case for c in report.cases] == [
+        "example-allowed",
+        "example-disallowed",
+        "example-allowed-tls-optional",
+        "example-disallowed-tls-optional",
+    ]
+    assert report.ok

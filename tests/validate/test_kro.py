@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.domain.validate.kro import expressions, find_cycle, root_identifiers, topological_order
 from bot.domain.validate.simpleschema import SimpleSchemaError, leaf_schema
@@ -152,3 +154,13 @@ def test_foreach_iterators_follow_the_id_rules(tmp_path: Path) -> None:
     messages = [f.message for f in run(tmp_path, {"g.yaml": text}, config=CFG)]
     assert any("iterator 'Bad-Name' is not a valid" in m for m in messages)
     assert any("iterator 'web' has the same name as a resource id" in m for m in messages)
+
+
+@given(st.text(max_size=40))
+def test_any_leaf_text_is_accepted_or_rejected_cleanly(leaf: str) -> None:
+    try:
+        schema, required = leaf_schema(leaf, {"Known": {"a": "string"}})
+    except SimpleSchemaError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(schema, dict) and isinstance(required, bool)
