@@ -184,7 +184,10 @@ def evaluate_gates(
 
     soak = source.gates.soak
     if soak > timedelta(0):
+        # a signal that was already green before the change arrived says nothing about the change
         start = since if source.gates.needs_health else (since or facts.merged_at)
+        if start is not None and facts.merged_at is not None and facts.merged_at > start:
+            start = facts.merged_at
         if health.state is not GateState.PASS:
             results.append(GateResult("soak", GateState.PENDING, f"starts when `{source.name}` is healthy"))
         elif start is None:
