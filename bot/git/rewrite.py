@@ -250,7 +250,7 @@ def merge(git_dir: Path, source: str, onto: str, *, message: str) -> RewriteResu
     """
     src = commit_info(git_dir, source)
     onto_sha = rev_parse(git_dir, onto)
-    if _is_ancestor(git_dir, src.sha, onto_sha):
+    if is_ancestor(git_dir, src.sha, onto_sha):
         return RewriteResult(onto_sha, empty=True)
     tree, conflicts, messages = _merge_trees(git_dir, onto_sha, src.sha)
     if tree is None:
@@ -266,7 +266,8 @@ def merge(git_dir: Path, source: str, onto: str, *, message: str) -> RewriteResu
     return RewriteResult(sha, (), messages, empty=tree == _tree_of(git_dir, onto_sha))
 
 
-def _is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
+def is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
+    """Whether ``ancestor`` is reachable from ``descendant`` (or is it)."""
     proc = subprocess.run(
         ["git", f"--git-dir={git_dir}", "merge-base", "--is-ancestor", ancestor, descendant],
         capture_output=True,

@@ -77,6 +77,7 @@ class History:
     strategy: Strategy
     hops: tuple[Hop, ...] = ()
     commits: tuple[str, ...] = field(default=())
+    merged_at: str = ""  # when the source PR merged into source_env (ISO 8601, UTC)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -97,6 +98,7 @@ class History:
             strategy="merge" if data.get("strategy") == "merge" else "cherry-pick",
             hops=tuple(Hop(str(h["env"]), int(h["pr"]), str(h["sha"])) for h in data.get("hops", [])),
             commits=tuple(str(c) for c in data.get("commits", [])),
+            merged_at=str(data.get("merged_at") or ""),
         )
 
 
@@ -129,6 +131,7 @@ def next_history(
     merged_sha: str,
     previous: History | None,
     commits: tuple[str, ...] = (),
+    merged_at: str = "",
 ) -> History:
     """The history of the promotion that carries ``merged_pr`` (merged into ``source_env``) onward.
 
@@ -147,6 +150,7 @@ def next_history(
             strategy=chain.settings.strategy,
             hops=(*previous.hops, hop),
             commits=commits,
+            merged_at=merged_at,
         )
     return History(
         origin_pr=merged_pr,
@@ -158,6 +162,7 @@ def next_history(
         strategy=chain.settings.strategy,
         hops=(hop,),
         commits=commits,
+        merged_at=merged_at,
     )
 
 
