@@ -221,7 +221,10 @@ def evaluate_gates(
         if missing:
             results.append(GateResult("approvals", GateState.PENDING, "still needed: " + "; ".join(missing)))
         else:
-            rules = ", ".join(f"`{r}`" for r in target.gates.approvals)
+            rules = "; ".join(
+                f"`{r}`" + (f" ({by_rule[r].detail})" if by_rule[r].detail else "")
+                for r in target.gates.approvals
+            )
             results.append(GateResult("approvals", GateState.PASS, f"satisfied: {rules}"))
 
     if target.gates.freeze:
