@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ from bot.health.statuses import health_from_github, parse_time
 log = logging.getLogger(__name__)
 
 CHECK_NAME = "gitops-bot/promotion"
+CONFIG_TTL = 60.0
 GATES_START = "<!-- gitops-bot:gates -->"
 GATES_END = "<!-- /gitops-bot:gates -->"
 RED_MARKER = "<!-- gitops-bot:rollback-on-red -->"
@@ -144,10 +146,16 @@ class _Stop(Exception):
         self.outcome = PromotionOutcome(ok, message, url)
 
 
-async def _chain(
-    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str
-) -> tuple[Chain, dict[str, Any], Path]:
-    """Read the config from the default branch of a fresh mirror and build the chain."""
+async def _chain(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str) -> tuple[Chain, dict[str, Any]]:
+    """Read the config from the default branch of a fresh mirror and build the chain.
+
+    Cached in ``ctx.cache`` for :data:`CONFIG_TTL` seconds, so one delivery or one reconciler
+    pass reads it once; an invalid config is never cached.
+    """
+    key = f"promotion:chain:{repo}"
+    hit = ctx.cache.get(key)
+    if hit is not None and time.monotonic() - hit[0] < CONFIG_TTL:
+        return hit[1]
     default = await _default_branch(gh, ctx, repo)
     git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{default}"])
     text = read_file_at(git_dir, f"refs/heads/{default}", CONFIG_PATH)
@@ -158,7 +166,8 @@ async def _chain(
         raise _Stop(f"⚠️ `{CONFIG_PATH}` on `{default}` is not valid, so promotion is paused: {exc}") from exc
     if not chain.environments:
         raise _Stop(f"Promotion is not configured: add `environments` to `{CONFIG_PATH}` on `{default}`.")
-    return chain, config, git_dir
+    ctx.cache[key] = (time.monotonic(), (chain, config))
+    return chain, config
 
 
 def _marker_comment_key(marker: str) -> str:
@@ -197,14 +206,23 @@ async def _prs_for_head(
     return [p for p in await _list(gh, url, limit=20) if (p.get("head") or {}).get("ref") == branch]
 
 
-async def _push_branch(ctx: HandlerContext, repo: str, git_dir: Path, branch: str, sha: str) -> bool:
-    """Point ``branch`` at ``sha`` unless it already is; return whether a push happened."""
-    current = (
-        git(git_dir, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).decode().strip()
-    )
+def _branch_head(git_dir: Path, branch: str, pr: Mapping[str, Any] | None) -> str:
+    """The bot branch's current sha: from the mirror, else from its PR, else ``""``."""
+    sha = git(git_dir, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).decode().strip()
+    if not sha and pr is not None:
+        sha = str((pr.get("head") or {}).get("sha") or "")
+    return sha
+
+
+async def _push_branch(ctx: HandlerContext, repo: str, branch: str, sha: str, current: str) -> bool:
+    """Point the bot-owned ``branch`` at ``sha`` unless it already is; return whether it pushed.
+
+    Always a force push: ``gitops-bot/...`` branches belong to the bot, and a branch left by an
+    interrupted earlier run must be replaced, not refused.
+    """
     if current == sha:
         return False
-    await ctx.repos.push(repo, [f"{sha}:refs/heads/{branch}"], force=bool(current))
+    await ctx.repos.push(repo, [f"{sha}:refs/heads/{branch}"], force=True)
     return True
 
 
@@ -294,7 +312,7 @@ async def _promote(
     explicit: bool,
     pr: dict[str, Any] | None = None,
 ) -> PromotionOutcome:
-    chain, _, _ = await _chain(gh, ctx, repo)
+    chain, _ = await _chain(gh, ctx, repo)
     if pr is None:
         pr = await _get(gh, f"/repos/{repo}/pulls/{source_pr}")
     assert pr is not None
@@ -348,14 +366,9 @@ async def _promote(
     if existing is None and existing_all:
         existing = existing_all[0]  # explicit /promote: reopen the closed one
 
-    git_dir = await ctx.repos.git_dir(
-        repo,
-        refs=[f"refs/heads/{nxt.branch}", f"refs/heads/{source.branch}", f"refs/heads/{branch}", merge_sha],
-    )
+    git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{nxt.branch}", f"refs/heads/{source.branch}"])
     onto = f"refs/heads/{nxt.branch}"
-    current = (
-        git(git_dir, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).decode().strip()
-    )
+    current = _branch_head(git_dir, branch, existing)
     commits: tuple[str, ...] = (merge_sha,)
     if chain.settings.strategy == "merge":
         message = f"Promote {source.branch} to {nxt.branch} (#{source_pr})\n"
@@ -398,11 +411,13 @@ async def _promote(
             True, f"`{nxt.branch}` already has the change of #{source_pr}; nothing to promote."
         )
 
-    # keep a branch someone already fixed or that is up to date with its target
-    if not (
-        current and rewrite.is_ancestor(git_dir, rev_parse(git_dir, onto), current) and existing is not None
-    ):
-        await _push_branch(ctx, repo, git_dir, branch, result.sha)
+    # keep an open PR's branch that is up to date with its target (it may hold a hand fix);
+    # otherwise (new, or the target moved on) rebuild it on the target's tip
+    head_sha = result.sha
+    if current and existing is not None and _contains(git_dir, current, onto):
+        head_sha = current
+    else:
+        await _push_branch(ctx, repo, branch, result.sha, current)
     previous = plan.read_marker(pr.get("body"))
     history = plan.next_history(
         chain,
@@ -434,9 +449,7 @@ async def _promote(
     url = str(promo.get("html_url") or _html(repo, int(promo["number"])))
     if await _find_marker_comment(gh, repo, source_pr, conflict_tag) is not None:
         await _upsert_comment(gh, repo, source_pr, conflict_tag, plan.resolved_comment(nxt, url))
-    promo.setdefault("head", {"ref": branch, "sha": result.sha})
-    if not (promo.get("head") or {}).get("sha"):
-        promo["head"] = {"ref": branch, "sha": result.sha}
+    promo["head"] = {**(promo.get("head") or {}), "ref": branch, "sha": head_sha}
     return await _finish(gh, ctx, repo, promo, f"Promotion of #{source_pr} to `{nxt.name}`: {url}", url)
 
 
@@ -445,6 +458,14 @@ async def _finish(
 ) -> PromotionOutcome:
     evaluated = await _evaluate(gh, ctx, repo=repo, pr=promo)
     return PromotionOutcome(True, f"{message}\n\n{evaluated.message}", url)
+
+
+def _contains(git_dir: Path, head: str, rev: str) -> bool:
+    """Whether commit ``head`` (maybe unknown to the mirror) contains ``rev``."""
+    try:
+        return rewrite.is_ancestor(git_dir, rev_parse(git_dir, rev), head)
+    except GitError:
+        return False
 
 
 def _gates_block(body: str) -> str | None:
@@ -533,7 +554,7 @@ async def _evaluate(
         return PromotionOutcome(
             True, f"#{number} is closed; `/promote {history.target_env}` on #{history.source_pr} reopens it."
         )
-    chain, config, _ = await _chain(gh, ctx, repo)
+    chain, config = await _chain(gh, ctx, repo)
     source, target = chain.by_name(history.source_env), chain.by_name(history.target_env)
     if source is None or target is None:
         raise _Stop(
@@ -678,7 +699,7 @@ async def _rollback(
     base = str(pr["base"]["ref"])
     sha = str(pr["merge_commit_sha"])
     try:
-        chain, _, _ = await _chain(gh, ctx, repo)
+        chain, _ = await _chain(gh, ctx, repo)
         env = chain.by_branch(base)
     except _Stop:
         env = None
@@ -691,10 +712,8 @@ async def _rollback(
             f"#{pr_number} was already rolled back in #{done['number']}.", ok=True, url=done.get("html_url")
         )
     existing = next((p for p in existing_all if p.get("state") == "open"), None)
-    git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{base}", f"refs/heads/{branch}", sha])
-    current = (
-        git(git_dir, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).decode().strip()
-    )
+    git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{base}"])
+    current = _branch_head(git_dir, branch, existing)
     title = f"Roll back #{pr_number} in {env_name}: {pr.get('title') or ''}".strip()
     if existing is not None and current:
         url = str(existing.get("html_url") or _html(repo, int(existing["number"])))
@@ -717,7 +736,7 @@ async def _rollback(
         head = result.sha
     if result.sha is None or result.sha == rev_parse(git_dir, f"refs/heads/{base}"):
         raise _Stop(f"`{base}` no longer has the change of #{pr_number}; nothing to roll back.", ok=True)
-    await _push_branch(ctx, repo, git_dir, branch, result.sha)
+    await _push_branch(ctx, repo, branch, result.sha, current)
     body = plan.rollback_body(repo=repo, env=env_name, pr_number=pr_number, sha=sha, reason=reason)
     promo = await _open_or_update_pr(
         gh, repo, branch=branch, base=base, title=title, body=body, labels=[ROLLBACK_LABEL], existing=existing
@@ -735,7 +754,7 @@ async def _rollback_if_red(
     history = plan.read_marker(pr.get("body"))
     if history is None or not pr.get("merged_at") or not pr.get("merge_commit_sha"):
         return None
-    chain, _, _ = await _chain(gh, ctx, repo)
+    chain, _ = await _chain(gh, ctx, repo)
     env = chain.by_name(history.target_env)
     if not chain.settings.rollback_on_red or env is None or not env.gates.needs_health:
         return None
@@ -766,14 +785,18 @@ async def reconcile_promotions(
 ) -> list[PromotionOutcome]:
     """Re-evaluate open promotion PRs and open the promotions that merged PRs are missing.
 
-    Looks at the 50 most recently updated closed PRs per environment branch, so a lost
-    webhook delays a promotion until the next run but never drops it.
+    Looks at the 50 most recently updated closed PRs of each environment branch that merged
+    within ``promotion.reconcile_lookback`` (default 3d), so a lost webhook delays a promotion
+    until the next run but never drops it. Also applies ``rollback_on_red`` to recently merged
+    promotions. Returns one outcome per action taken or gate evaluated (nothing for PRs that
+    are already promoted).
     """
     try:
-        chain, _, _ = await _chain(gh, ctx, repo)
+        chain, _ = await _chain(gh, ctx, repo)
     except _Stop as stop:
         return [stop.outcome]
     outcomes: list[PromotionOutcome] = []
+    since = datetime.now(UTC) - chain.settings.reconcile_lookback
     for env in chain.environments:
         nxt = chain.next_after(env)
         closed = await _list(
@@ -782,27 +805,38 @@ async def reconcile_promotions(
             "&sort=updated&direction=desc&per_page=50",
             limit=50,
         )
-        for p in sorted((p for p in closed if p.get("merged_at")), key=lambda p: str(p["merged_at"])):
-            if nxt is not None:
-                try:
-                    outcome = await _promote(
+        merged = sorted(
+            (p for p in closed if (t := parse_time(p.get("merged_at"))) is not None and t >= since),
+            key=lambda p: str(p["merged_at"]),
+        )
+        if nxt is not None and merged:
+            known = {
+                str((p.get("head") or {}).get("ref"))
+                for p in await _list(
+                    gh,
+                    f"/repos/{repo}/pulls?state=all&base={quote(nxt.branch, safe='')}"
+                    "&sort=created&direction=desc&per_page=100",
+                    limit=200,
+                )
+            }
+            for p in merged:
+                if plan.branch_name(nxt.name, str(p.get("merge_commit_sha"))) in known:
+                    continue
+                outcome = await _safe(
+                    _promote(
                         gh, ctx, repo=repo, source_pr=int(p["number"]), target_env=None, explicit=False, pr=p
                     )
-                except _Stop as stop:
-                    outcome = stop.outcome
-                if not outcome.message.startswith(f"#{p['number']} is already promoted"):
-                    outcomes.append(outcome)
+                )
+                outcomes.append(outcome)
+        for p in merged:
             if plan.read_marker(p.get("body")) is not None:
-                red = await _rollback_if_red(gh, ctx, repo, p)
+                red = await _safe(_rollback_if_red(gh, ctx, repo, p))
                 if red is not None:
                     outcomes.append(red)
     for p in await _list(gh, f"/repos/{repo}/pulls?state=open&per_page=100"):
         if plan.parse_branch(str((p.get("head") or {}).get("ref") or "")) is None:
             continue
-        try:
-            outcomes.append(await _evaluate(gh, ctx, repo=repo, pr=p))
-        except _Stop as stop:
-            outcomes.append(stop.outcome)
+        outcomes.append(await _safe(_evaluate(gh, ctx, repo=repo, pr=p)))
     return outcomes
 
 
@@ -814,21 +848,39 @@ def _repo(event: gidgethub.sansio.Event) -> str:
 
 
 async def _evaluate_for_sha(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, sha: str) -> None:
-    """Re-evaluate open promotion PRs whose source commit is ``sha``; roll back on red."""
+    """Re-evaluate open promotion PRs whose source commit is ``sha``; roll back on red.
+
+    Most statuses are about feature branches: this reads the config only when ``sha`` is the
+    merge commit of a promotion PR.
+    """
     for p in await _list(gh, f"/repos/{repo}/pulls?state=open&per_page=100"):
         parsed = plan.parse_branch(str((p.get("head") or {}).get("ref") or ""))
         h = plan.read_marker(p.get("body"))
         if parsed is not None and h is not None and h.source_sha == sha:
             await _safe(_evaluate(gh, ctx, repo=repo, pr=p))
-    chain, _, _ = await _chain(gh, ctx, repo)
-    if chain.settings.rollback_on_red:
-        for p in await _list(gh, f"/repos/{repo}/commits/{sha}/pulls"):
-            if p.get("merge_commit_sha") == sha and p.get("merged_at"):
-                full = await _get(gh, f"/repos/{repo}/pulls/{p['number']}")
-                await _safe(_rollback_if_red(gh, ctx, repo, full))
+    for p in await _list(gh, f"/repos/{repo}/commits/{sha}/pulls"):
+        if p.get("merge_commit_sha") == sha and p.get("merged_at") and plan.read_marker(p.get("body")):
+            full = await _get(gh, f"/repos/{repo}/pulls/{p['number']}")
+            await _safe(_rollback_if_red(gh, ctx, repo, full))
+
+
+async def _refresh_queue(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, base: str) -> None:
+    """After a promotion into ``base`` merged or closed, rebuild and re-evaluate the others.
+
+    Each queued promotion branch is rebuilt on the new tip of ``base`` (same deterministic
+    name) so the next one in line merges cleanly, then its gates are evaluated.
+    """
+    for p in await _list(gh, f"/repos/{repo}/pulls?state=open&base={quote(base, safe='')}&per_page=100"):
+        h = plan.read_marker(p.get("body"))
+        if plan.parse_branch(str((p.get("head") or {}).get("ref") or "")) is None or h is None:
+            continue
+        await _safe(
+            _promote(gh, ctx, repo=repo, source_pr=h.source_pr, target_env=h.target_env, explicit=False)
+        )
 
 
 async def _safe(step: Awaitable[Any]) -> Any:
+    """Run one step; a :class:`_Stop` becomes its outcome (logged), never an exception."""
     try:
         return await step
     except _Stop as stop:
@@ -850,11 +902,7 @@ async def on_pull_request_closed(
         if plan.read_marker(pr.get("body")) is not None:
             await _safe(_rollback_if_red(gh, ctx, repo, pr))
     if plan.parse_branch(str(pr["head"]["ref"])) is not None:
-        for p in await _list(
-            gh, f"/repos/{repo}/pulls?state=open&base={quote(str(pr['base']['ref']), safe='')}&per_page=100"
-        ):
-            if plan.parse_branch(str((p.get("head") or {}).get("ref") or "")) is not None:
-                await _safe(_evaluate(gh, ctx, repo=repo, pr=p))
+        await _refresh_queue(gh, ctx, repo, str(pr["base"]["ref"]))
 
 
 @router.register("pull_request", action="opened")

@@ -307,3 +307,94 @@ async def test_broken_config_is_reported_not_crashed(world: World) -> None:
     out = await promote_pr(world.gh, world.ctx, repo="org/fleet", source_pr=n)
     assert not out.ok and "not valid" in out.message and "listed twice" in out.message
     await world.closed(n)  # the webhook path logs it and does not raise
+
+
+async def test_queue_advances_and_rebuilds_the_next_branch(world: World) -> None:
+    n1 = world.change("feature/a1", "env/dev", {"clusters/a1.yaml": "1\n"}, "A1", merged_ago=60)
+    n2 = world.change("feature/a2", "env/dev", {"clusters/a2.yaml": "2\n"}, "A2", merged_ago=50)
+    await world.closed(n1)
+    await world.closed(n2)
+    by_source = {
+        read_marker(p["body"]).source_pr: p for p in world.gh.pulls.values() if read_marker(p["body"])
+    }  # type: ignore[union-attr]
+    p1, p2 = by_source[n1], by_source[n2]
+    sha1, sha2 = world.gh.pulls[n1]["merge_commit_sha"], world.gh.pulls[n2]["merge_commit_sha"]
+    world.gh.set_status(sha2, "flux/dev", "success", updated_at=ago(minutes=40))
+    await world.dispatch("status", {"sha": sha2, "state": "success", "context": "flux/dev"})
+    assert not p2["merged"], "the second waits for the first"
+    world.gh.set_status(sha1, "flux/dev", "success", updated_at=ago(minutes=40))
+    await world.dispatch("status", {"sha": sha1, "state": "success", "context": "flux/dev"})
+    assert p1["merged"]
+    old_head = p2["head"]["sha"]
+    await world.closed(p1["number"])
+    assert p2["merged"], "next in line: rebuilt on the new staging tip and merged"
+    assert p2["head"]["sha"] != old_head
+    assert world.repo.read("refs/heads/env/staging", "clusters/a1.yaml") == "1\n"
+    assert world.repo.read("refs/heads/env/staging", "clusters/a2.yaml") == "2\n"
+
+
+async def test_reconciler_ignores_merges_older_than_the_lookback(world: World) -> None:
+    n = world.change("feature/old", "env/dev", {"clusters/old.yaml": "o\n"}, "Old")
+    world.gh.pulls[n]["merged_at"] = ago(days=5)
+    outcomes = await reconcile_promotions(world.gh, world.ctx, repo="org/fleet")
+    assert outcomes == []
+    assert not [p for p in world.gh.pulls.values() if p["head"]["ref"].startswith("gitops-bot/")]
+
+
+async def test_kubernetes_health_gate_in_the_handler(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    from tests.promotion.kubeapi import FakeKubeAPI
+
+    world = make_world(tmp_path)
+    kube_config = """\
+version: 1
+environments:
+  - name: dev
+    branch: env/dev
+    auto_merge: true
+    gates:
+      health:
+        kubernetes: {context: dev-admin, kustomizations: [apps], applications: [fleet-dev]}
+  - name: staging
+    branch: env/staging
+    auto_merge: true
+"""
+    world.repo.commit("main", {".github/gitops-bot.yml": kube_config}, "kube health")
+    api = FakeKubeAPI()
+    await api.start()
+    try:
+
+        @dataclass
+        class Settings:
+            kubeconfig: str
+
+        world.ctx.settings = Settings(str(api.kubeconfig(tmp_path / "kubeconfig", "dev-admin")))
+        n = world.change("feature/k", "env/dev", {"clusters/k.yaml": "k\n"}, "Add k")
+        sha = world.gh.pulls[n]["merge_commit_sha"]
+        await world.closed(n)
+        promo = _promotion(world, "staging")
+        assert not promo["merged"]
+        run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+        assert "not found in context dev-admin" in run["output"]["summary"]
+        ready = {"type": "Ready", "status": "True", "lastTransitionTime": ago(minutes=1)}
+        api.put(
+            "kustomize.toolkit.fluxcd.io",
+            "v1",
+            "kustomizations",
+            "flux-system",
+            "apps",
+            {"status": {"conditions": [ready], "lastAppliedRevision": f"env/dev@sha1:{sha}"}},
+        )
+        api.put(
+            "argoproj.io",
+            "v1alpha1",
+            "applications",
+            "argocd",
+            "fleet-dev",
+            {"status": {"sync": {"status": "Synced", "revision": sha}, "health": {"status": "Healthy"}}},
+        )
+        out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo["number"])
+        assert out.ok and promo["merged"], out.message
+    finally:
+        await api.stop()

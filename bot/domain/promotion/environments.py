@@ -94,7 +94,7 @@ class PromotionSettings:
     rollback_on_red: bool = False
     merge_method: str = "merge"
     labels: tuple[str, ...] = ()
-    draft_until_gates_pass: bool = False
+    reconcile_lookback: timedelta = timedelta(days=3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,5 +174,6 @@ def load_chain(config: dict[str, Any]) -> Chain:
         rollback_on_red=bool(p.get("rollback_on_red", False)),
         merge_method=str(p.get("merge_method", "merge")),
         labels=_split(p.get("labels")),
+        reconcile_lookback=parse_duration(p.get("reconcile_lookback", "3d")),
     )
     return Chain(tuple(envs), settings)
