@@ -178,20 +178,19 @@ def _tree_of(git_dir: Path, rev: str) -> str:
     return git(git_dir, "rev-parse", "--verify", f"{rev}^{{tree}}").decode().strip()
 
 
-def cherry_pick(git_dir: Path, commit: str, onto: str, *, trailer: str = "") -> RewriteResult:
-    """Apply ``commit``'s change (against its first parent) on top of ``onto``.
+def _parent_tree(git_dir: Path, src: CommitInfo) -> str:
+    return _tree_of(git_dir, src.parents[0]) if src.parents else _empty_tree(git_dir)
 
-    A merge commit is picked against its first parent (``-m 1``), which is what a merged PR
-    brings to its base branch. A root commit is picked against the empty tree. ``trailer``
-    (e.g. ``(cherry picked from commit ...)``) is appended to the message after a blank line.
-    """
-    src = commit_info(git_dir, commit)
+
+def _replay(
+    git_dir: Path, src: CommitInfo, onto: str, base_tree: str, theirs_tree: str, message: str
+) -> RewriteResult:
+    """Apply the change ``base_tree -> theirs_tree`` on ``onto`` and commit it with ``src``'s author."""
     onto_sha = rev_parse(git_dir, onto)
-    base_tree = _tree_of(git_dir, src.parents[0]) if src.parents else _empty_tree(git_dir)
-    tree, conflicts, messages = _three_way(git_dir, base_tree, _tree_of(git_dir, onto_sha), src.tree)
+    onto_tree = _tree_of(git_dir, onto_sha)
+    tree, conflicts, messages = _three_way(git_dir, base_tree, onto_tree, theirs_tree)
     if tree is None:
         return RewriteResult(None, conflicts, messages)
-    message = src.message + (f"\n{trailer.strip()}\n" if trailer.strip() else "")
     sha = _commit_tree(
         git_dir,
         tree,
@@ -200,7 +199,19 @@ def cherry_pick(git_dir: Path, commit: str, onto: str, *, trailer: str = "") -> 
         (src.author_name, src.author_email, src.author_date),
         _bot_committer(src.committer_date),
     )
-    return RewriteResult(sha, (), messages, empty=tree == _tree_of(git_dir, onto_sha))
+    return RewriteResult(sha, (), messages, empty=tree == onto_tree)
+
+
+def cherry_pick(git_dir: Path, commit: str, onto: str, *, trailer: str = "") -> RewriteResult:
+    """Apply ``commit``'s change (against its first parent) on top of ``onto``.
+
+    A merge commit is picked against its first parent (``-m 1``), which is what a merged PR
+    brings to its base branch. A root commit is picked against the empty tree. ``trailer``
+    (e.g. ``(cherry picked from commit ...)``) is appended to the message after a blank line.
+    """
+    src = commit_info(git_dir, commit)
+    message = src.message + (f"\n{trailer.strip()}\n" if trailer.strip() else "")
+    return _replay(git_dir, src, onto, _parent_tree(git_dir, src), src.tree, message)
 
 
 def cherry_pick_range(git_dir: Path, commits: list[str], onto: str, *, trailer: str = "") -> RewriteResult:
@@ -223,23 +234,10 @@ def revert(git_dir: Path, commit: str, onto: str, *, reason: str = "") -> Rewrit
     The message is ``Revert "<subject>"`` plus ``This reverts commit <sha>.`` and ``reason``.
     """
     src = commit_info(git_dir, commit)
-    onto_sha = rev_parse(git_dir, onto)
-    parent_tree = _tree_of(git_dir, src.parents[0]) if src.parents else _empty_tree(git_dir)
-    tree, conflicts, messages = _three_way(git_dir, src.tree, _tree_of(git_dir, onto_sha), parent_tree)
-    if tree is None:
-        return RewriteResult(None, conflicts, messages)
     message = f'Revert "{src.subject}"\n\nThis reverts commit {src.sha}.\n'
     if reason.strip():
         message += f"\n{reason.strip()}\n"
-    sha = _commit_tree(
-        git_dir,
-        tree,
-        (onto_sha,),
-        message,
-        (src.author_name, src.author_email, src.author_date),
-        _bot_committer(src.committer_date),
-    )
-    return RewriteResult(sha, (), messages, empty=tree == _tree_of(git_dir, onto_sha))
+    return _replay(git_dir, src, onto, src.tree, _parent_tree(git_dir, src), message)
 
 
 def merge(git_dir: Path, source: str, onto: str, *, message: str) -> RewriteResult:

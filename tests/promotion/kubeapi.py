@@ -23,6 +23,18 @@ class FakeKubeAPI:
     ) -> None:
         self.objects[(group, version, namespace, plural, name)] = obj
 
+    def put_kustomization(self, ref: str, obj: dict[str, Any]) -> None:
+        ns, _, name = ref.rpartition("/")
+        self.put("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", ns or "flux-system", name, obj)
+
+    def put_application(self, ref: str, obj: dict[str, Any]) -> None:
+        ns, _, name = ref.rpartition("/")
+        self.put("argoproj.io", "v1alpha1", "applications", ns or "argocd", name, obj)
+
+    def put_canary(self, ref: str, obj: dict[str, Any]) -> None:
+        ns, _, name = ref.rpartition("/")
+        self.put("flagger.app", "v1beta1", "canaries", ns, name, obj)
+
     async def _get(self, request: web.Request) -> web.Response:
         m = request.match_info
         self.requests.append(request.path)

@@ -378,20 +378,12 @@ environments:
         run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
         assert "not found in context dev-admin" in run["output"]["summary"]
         ready = {"type": "Ready", "status": "True", "lastTransitionTime": ago(minutes=1)}
-        api.put(
-            "kustomize.toolkit.fluxcd.io",
-            "v1",
-            "kustomizations",
-            "flux-system",
+        api.put_kustomization(
             "apps",
             {"status": {"conditions": [ready], "lastAppliedRevision": f"env/dev@sha1:{sha}"}},
         )
-        api.put(
-            "argoproj.io",
-            "v1alpha1",
-            "applications",
-            "argocd",
-            "fleet-dev",
+        api.put_application(
+            "argocd/fleet-dev",
             {"status": {"sync": {"status": "Synced", "revision": sha}, "health": {"status": "Healthy"}}},
         )
         out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo["number"])

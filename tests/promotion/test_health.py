@@ -135,18 +135,12 @@ KH = KubernetesHealth(
 
 async def test_all_green_at_the_commit(kube: tuple[FakeKubeAPI, Path]) -> None:
     api, cfg = kube
-    api.put(
-        "kustomize.toolkit.fluxcd.io",
-        "v1",
-        "kustomizations",
-        "flux-system",
+    api.put_kustomization(
         "apps",
         _kustomization("True", SHA),
     )
-    api.put(
-        "argoproj.io", "v1alpha1", "applications", "argocd", "fleet", _application("Synced", "Healthy", SHA)
-    )
-    api.put("flagger.app", "v1beta1", "canaries", "test", "podinfo", _canary("Succeeded"))
+    api.put_application("argocd/fleet", _application("Synced", "Healthy", SHA))
+    api.put_canary("test/podinfo", _canary("Succeeded"))
     checks = await kubernetes_health(KH, SHA, kubeconfig=str(cfg))
     assert [(c.source, c.state) for c in checks] == [
         ("kustomization", GateState.PASS),
@@ -161,39 +155,25 @@ async def test_all_green_at_the_commit(kube: tuple[FakeKubeAPI, Path]) -> None:
 
 async def test_old_revision_waits_and_failures_are_red(kube: tuple[FakeKubeAPI, Path]) -> None:
     api, cfg = kube
-    api.put(
-        "kustomize.toolkit.fluxcd.io",
-        "v1",
-        "kustomizations",
-        "flux-system",
+    api.put_kustomization(
         "apps",
         _kustomization("True", OLD),
     )
-    api.put(
-        "argoproj.io",
-        "v1alpha1",
-        "applications",
-        "argocd",
-        "fleet",
+    api.put_application(
+        "argocd/fleet",
         _application("OutOfSync", "Healthy", OLD),
     )
-    api.put("flagger.app", "v1beta1", "canaries", "test", "podinfo", _canary("Progressing"))
+    api.put_canary("test/podinfo", _canary("Progressing"))
     checks = await kubernetes_health(KH, SHA, kubeconfig=str(cfg))
     assert all(c.state is GateState.PENDING for c in checks), checks
     assert "waiting for 4f2c9a1" in checks[0].detail
 
-    api.put(
-        "kustomize.toolkit.fluxcd.io",
-        "v1",
-        "kustomizations",
-        "flux-system",
+    api.put_kustomization(
         "apps",
         _kustomization("False", OLD, attempted=SHA, message="dry-run failed: unknown field"),
     )
-    api.put(
-        "argoproj.io", "v1alpha1", "applications", "argocd", "fleet", _application("Synced", "Degraded", SHA)
-    )
-    api.put("flagger.app", "v1beta1", "canaries", "test", "podinfo", _canary("Failed"))
+    api.put_application("argocd/fleet", _application("Synced", "Degraded", SHA))
+    api.put_canary("test/podinfo", _canary("Failed"))
     red = await kubernetes_health(KH, SHA, kubeconfig=str(cfg))
     assert all(c.state is GateState.FAIL for c in red), red
     assert "dry-run failed" in red[0].detail
