@@ -292,7 +292,8 @@ async def promote_pr(
 
     Opens or updates the promotion PR and evaluates its gates; a closed promotion PR is
     reopened (this is the explicit ``/promote``). Conflicts produce a comment on the source
-    PR and ``ok=False``. Safe to run any number of times.
+    PR and ``ok=False``. On an open promotion PR it re-evaluates that PR's gates now. Safe to
+    run any number of times.
     """
     try:
         return await _promote(gh, ctx, repo=repo, source_pr=source_pr, target_env=target_env, explicit=True)
@@ -317,6 +318,8 @@ async def _promote(
         pr = await _get(gh, f"/repos/{repo}/pulls/{source_pr}")
     assert pr is not None
     if not pr.get("merged_at") or not pr.get("merge_commit_sha"):
+        if pr.get("state") == "open" and plan.read_marker(pr.get("body")) is not None:
+            return await _evaluate(gh, ctx, repo=repo, pr=pr)  # `/promote` on a promotion PR: check now
         raise _Stop(f"#{source_pr} is not merged yet; it is promoted after it merges.")
     base = str(pr["base"]["ref"])
     source = chain.by_branch(base)

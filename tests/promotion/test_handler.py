@@ -390,3 +390,14 @@ environments:
         assert out.ok and promo["merged"], out.message
     finally:
         await api.stop()
+
+
+async def test_promote_on_an_open_promotion_pr_re_evaluates_it(world: World) -> None:
+    n = world.change("feature/pp", "env/dev", {"clusters/pp.yaml": "p\n"}, "Add pp", merged_ago=60)
+    await world.closed(n)
+    promo = _promotion(world, "staging")
+    world.gh.set_status(
+        world.gh.pulls[n]["merge_commit_sha"], "flux/dev", "success", updated_at=ago(minutes=40)
+    )
+    out = await promote_pr(world.gh, world.ctx, repo="org/fleet", source_pr=promo["number"])
+    assert out.ok and promo["merged"] and "merged" in out.message
