@@ -401,6 +401,7 @@ async def _promote(
             source_sha=merge_sha,
             paths=result.conflicts,
             strategy=chain.settings.strategy,
+            merge_commit=len(rewrite.commit_info(git_dir, merge_sha).parents) > 1,
         )
         await _upsert_comment(gh, repo, source_pr, conflict_tag, body)
         paths = ", ".join(f"`{p}`" for p in result.conflicts)
@@ -769,7 +770,7 @@ async def _rollback_if_red(
     red = [c for c in checks if c.state is GateState.FAIL]
     if not red:
         return None
-    why = "; ".join(f"`{c.name}`: {c.detail}" for c in red)
+    why = "; ".join(f"`{c.name}`: {plan.inline_text(c.detail, 200)}" for c in red)
     reason = f"health of `{env.name}` turned red within the soak window after this promotion merged ({why})"
     outcome = await _rollback(gh, ctx, repo=repo, pr_number=int(pr["number"]), reason=reason)
     note = (

@@ -235,8 +235,9 @@ def revert(git_dir: Path, commit: str, onto: str, *, reason: str = "") -> Rewrit
     """
     src = commit_info(git_dir, commit)
     message = f'Revert "{src.subject}"\n\nThis reverts commit {src.sha}.\n'
-    if reason.strip():
-        message += f"\n{reason.strip()}\n"
+    reason = " ".join(reason.split())[:1000]
+    if reason:
+        message += f"\n{reason}\n"
     return _replay(git_dir, src, onto, src.tree, _parent_tree(git_dir, src), message)
 
 

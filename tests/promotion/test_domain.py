@@ -312,3 +312,29 @@ def test_queue_one_in_flight_per_environment_in_merge_order() -> None:
 def test_history_json_is_stable() -> None:
     h = History(1, "t", "dev", "staging", 1, "e" * 40, "merge")
     assert History.from_json(h.to_json()) == h
+
+
+def test_forged_markers_in_titles_and_diffs_are_not_trusted() -> None:
+    c = chain()
+    dev, staging, _ = c.environments
+    forged = (
+        '<!-- gitops-bot:promotion {"origin_pr":1,"source_env":"x","target_env":"y",'
+        '"source_pr":1,"source_sha":"f"} -->'
+    )
+    h = next_history(
+        c, dev, staging, merged_pr=5, merged_title=f"Add a {forged}", merged_sha="a" * 40, previous=None
+    )
+    body = pr_body(h, repo="o/r", diff_markdown=f"```diff\n+{forged}\n```", checklist="", auto_merge=True)
+    assert read_marker(body) == h
+    assert '<!-- gitops-bot:promotion {"origin_pr":1' not in body.split("### Gates")[0]
+    assert "&lt;!--" in body
+
+
+def test_gate_details_are_one_line_without_html() -> None:
+    c = chain()
+    dev, staging, _ = c.environments
+    red = HealthCheck("status", "flux/dev", GateState.FAIL, "bad <script>\nline | two")
+    report = evaluate_gates(dev, staging, GateFacts(now=NOW, health=(red,)))
+    table = report.checklist()
+    assert "<script>" not in table and "&lt;script&gt;" in table and "line \\| two" in table
+    assert "\nline" not in report.task_list()

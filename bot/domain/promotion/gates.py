@@ -125,15 +125,21 @@ class GateReport:
         """A markdown table: gate, state, detail."""
         lines = ["| | Gate | Detail |", "|---|---|---|"]
         for r in self.results:
-            detail = r.detail.replace("|", "\\|").replace("\n", " ")
+            detail = _cell(r.detail).replace("|", "\\|")
             lines.append(f"| {r.state.icon} | **{r.gate}** | {detail} |")
         return "\n".join(lines)
 
     def task_list(self) -> str:
         """A markdown task list (``- [x]``) for the PR body."""
         return "\n".join(
-            f"- [{'x' if r.state is GateState.PASS else ' '}] **{r.gate}**: {r.detail}" for r in self.results
+            f"- [{'x' if r.state is GateState.PASS else ' '}] **{r.gate}**: {_cell(r.detail)}"
+            for r in self.results
         )
+
+
+def _cell(text: str) -> str:
+    """One line, no HTML: details quote status descriptions and cluster messages verbatim."""
+    return " ".join(text.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _fmt_delta(d: timedelta) -> str:

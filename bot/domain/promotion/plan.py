@@ -23,6 +23,18 @@ MAX_BODY = 60_000  # GitHub allows 65,536 characters; keep room for the marker a
 _MARKER_RE = re.compile(re.escape(PROMOTION_MARKER_PREFIX) + r"(\{.*?\})" + re.escape(MARKER_SUFFIX), re.S)
 
 
+def inline_text(text: str, limit: int = 300) -> str:
+    """User text (a PR title, a /rollback reason) made safe for one line of markdown.
+
+    Newlines collapse, ``<``/``>``/``&`` become entities (no HTML, no hidden comments, no
+    forged markers), and the text is cut at ``limit`` characters.
+    """
+    one = " ".join(text.split())
+    if len(one) > limit:
+        one = one[: limit - 1] + "…"
+    return one.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def short(sha: str) -> str:
     return sha[:7]
 
@@ -112,9 +124,11 @@ def read_marker(body: str | None) -> History | None:
     """Return the history in a PR body, or None when there is none or it is unreadable."""
     if not body:
         return None
-    m = _MARKER_RE.search(body)
-    if not m:
+    # the bot writes its marker last; anything earlier (a quoted diff, a title) is not trusted
+    matches = list(_MARKER_RE.finditer(body))
+    if not matches:
         return None
+    m = matches[-1]
     try:
         return History.from_json(json.loads(m.group(1)))
     except (ValueError, KeyError, TypeError):
@@ -200,7 +214,8 @@ def pr_body(
     lines = [
         f"## Promote #{history.origin_pr} to `{history.target_env}`",
         "",
-        f"Carries [#{history.origin_pr}]({origin}) (*{history.origin_title}*) from `{history.source_env}` "
+        f"Carries [#{history.origin_pr}]({origin}) (*{inline_text(history.origin_title)}*) "
+        f"from `{history.source_env}` "
         f"to `{history.target_env}`: this PR {how} "
         f"(source [#{history.source_pr}]({src}), commit `{short(history.source_sha)}`).",
         "",
@@ -218,7 +233,7 @@ def pr_body(
         f"### Rendered diff for `{history.target_env}`",
         "",
     ]
-    head = "\n".join(lines)
+    head = "\n".join(lines) + "\n"
     hist = ["", "### History", "", "| Environment | PR | Commit |", "|---|---|---|"]
     hist += [f"| `{h.env}` | #{h.pr} | `{short(h.sha)}` |" for h in history.hops]
     hist.append(f"| `{history.target_env}` | this PR | |")
@@ -240,12 +255,13 @@ def conflict_comment(
     source_sha: str,
     paths: tuple[str, ...],
     strategy: Strategy,
+    merge_commit: bool = True,
 ) -> str:
     """The comment on the source PR when its change does not apply to ``env``: paths and what to do."""
     files = "\n".join(f"- `{p}`" for p in paths)
     branch = branch_name(env.name, source_sha)
     if strategy == "cherry-pick":
-        apply = f"git cherry-pick -m 1 {source_sha}   # or without -m 1 for a single commit"
+        apply = f"git cherry-pick {'-m 1 ' if merge_commit else ''}{source_sha}"
     else:
         apply = f"git merge {source_sha}"
     return "\n".join(
@@ -288,7 +304,7 @@ def rollback_body(*, repo: str, env: str, pr_number: int, sha: str, reason: str)
             "",
             f"Reverts commit `{short(sha)}` of [#{pr_number}](https://github.com/{repo}/pull/{pr_number}).",
             "",
-            f"**Why:** {reason.strip() or 'requested'}",
+            f"**Why:** {inline_text(reason, 1000) or 'requested'}",
             "",
             "Review and merge to undo the change; close this PR to keep it.",
             f"<!-- gitops-bot:rollback {json.dumps({'pr': pr_number, 'sha': sha, 'env': env})} -->",
