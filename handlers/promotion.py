@@ -521,7 +521,14 @@ async def _health(
     if kh is not None and not kh.empty:
         from bot.health.kube import kubernetes_health  # the kubernetes client is heavy: load on use
 
-        checks += await kubernetes_health(kh, sha, kubeconfig=_kubeconfig(ctx))
+        git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{env.branch}"])
+
+        def contains(later: str) -> bool:
+            # only commits on the environment's own branch count (a mirror without it says no)
+            on_branch = rewrite.is_ancestor(git_dir, later, f"refs/heads/{env.branch}")
+            return on_branch and rewrite.is_ancestor(git_dir, sha, later)
+
+        checks += await kubernetes_health(kh, sha, kubeconfig=_kubeconfig(ctx), contains=contains)
     return checks
 
 

@@ -9,7 +9,8 @@ the objects themselves saying "failed" turn health red.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,18 +48,37 @@ def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
     return None
 
 
-def _has_sha(revision: Any, sha: str) -> bool:
-    # Flux: "main@sha1:<sha>" (v2.1+) or "main/<sha>"; Argo CD: the full sha
-    return isinstance(revision, str) and bool(sha) and sha in revision
+Contains = Callable[[str], bool]
+"""``contains(revision_sha)``: whether that later commit already includes the commit we ask about."""
+
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
-def kustomization_health(ref: str, obj: Mapping[str, Any], sha: str) -> HealthCheck:
+def _has_sha(revision: Any, sha: str, contains: Contains | None = None) -> bool:
+    """Whether ``revision`` is ``sha`` or, with ``contains``, a later commit that includes it.
+
+    Flux writes ``main@sha1:<sha>`` (v2.1+) or ``main/<sha>``; Argo CD the bare sha. A busy
+    environment is often already at a newer commit than the one being promoted.
+    """
+    if not isinstance(revision, str) or not sha:
+        return False
+    if sha in revision:
+        return True
+    if contains is None:
+        return False
+    m = _SHA.search(revision)
+    return m is not None and contains(m.group(0))
+
+
+def kustomization_health(
+    ref: str, obj: Mapping[str, Any], sha: str, contains: Contains | None = None
+) -> HealthCheck:
     """Ready=True and ``status.lastAppliedRevision`` at ``sha``; Ready=False at ``sha`` is red."""
     status = obj.get("status") or {}
     ready = _condition(obj, "Ready")
     applied = status.get("lastAppliedRevision")
     attempted = status.get("lastAttemptedRevision")
-    if ready is not None and ready.get("status") == "True" and _has_sha(applied, sha):
+    if ready is not None and ready.get("status") == "True" and _has_sha(applied, sha, contains):
         return HealthCheck(
             "kustomization",
             ref,
@@ -66,21 +86,23 @@ def kustomization_health(ref: str, obj: Mapping[str, Any], sha: str) -> HealthCh
             f"Ready at {applied}",
             parse_time(ready.get("lastTransitionTime")),
         )
-    if ready is not None and ready.get("status") == "False" and _has_sha(attempted, sha):
+    if ready is not None and ready.get("status") == "False" and _has_sha(attempted, sha, contains):
         why = f"{ready.get('reason', '')}: {ready.get('message', '')}".strip(": ")
         return HealthCheck("kustomization", ref, GateState.FAIL, f"not Ready at {attempted} ({why})"[:300])
     at = applied or "no revision"
     return HealthCheck("kustomization", ref, GateState.PENDING, f"at {at}, waiting for {sha[:7]}")
 
 
-def application_health(ref: str, obj: Mapping[str, Any], sha: str) -> HealthCheck:
+def application_health(
+    ref: str, obj: Mapping[str, Any], sha: str, contains: Contains | None = None
+) -> HealthCheck:
     """Synced at ``sha`` (``status.sync.revision``) and Healthy; Degraded at ``sha`` is red."""
     status = obj.get("status") or {}
     sync = status.get("sync") or {}
     health = (status.get("health") or {}).get("status", "Unknown")
     revision = sync.get("revision") or ""
     revisions = sync.get("revisions") or []
-    at_sha = _has_sha(revision, sha) or any(_has_sha(r, sha) for r in revisions)
+    at_sha = _has_sha(revision, sha, contains) or any(_has_sha(r, sha, contains) for r in revisions)
     if not at_sha:
         return HealthCheck(
             "application",
@@ -94,7 +116,7 @@ def application_health(ref: str, obj: Mapping[str, Any], sha: str) -> HealthChec
     if sync.get("status") == "Synced" and health == "Healthy":
         since = None
         for h in status.get("history") or []:
-            if _has_sha(h.get("revision"), sha):
+            if _has_sha(h.get("revision"), sha, contains):
                 since = parse_time(h.get("deployedAt"))
         since = since or parse_time(status.get("reconciledAt"))
         return HealthCheck("application", ref, GateState.PASS, f"Synced and Healthy at {sha[:7]}", since)
@@ -129,7 +151,9 @@ def canary_health(ref: str, obj: Mapping[str, Any]) -> HealthCheck:
     return HealthCheck("canary", ref, GateState.PENDING, phase or "no status yet")
 
 
-def _fetch_all(kh: KubernetesHealth, sha: str, kubeconfig: str | None) -> list[HealthCheck]:
+def _fetch_all(
+    kh: KubernetesHealth, sha: str, kubeconfig: str | None, contains: Contains | None
+) -> list[HealthCheck]:
     wanted = (
         [(KUSTOMIZATION, r) for r in kh.kustomizations]
         + [(APPLICATION, r) for r in kh.applications]
@@ -167,19 +191,20 @@ def _fetch_all(kh: KubernetesHealth, sha: str, kubeconfig: str | None) -> list[H
                 continue
             obj: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
             if kind is KUSTOMIZATION:
-                out.append(kustomization_health(ref, obj, sha))
+                out.append(kustomization_health(ref, obj, sha, contains))
             elif kind is APPLICATION:
-                out.append(application_health(ref, obj, sha))
+                out.append(application_health(ref, obj, sha, contains))
             else:
                 out.append(canary_health(ref, obj))
     return out
 
 
 async def kubernetes_health(
-    kh: KubernetesHealth, sha: str, *, kubeconfig: str | None = None
+    kh: KubernetesHealth, sha: str, *, kubeconfig: str | None = None, contains: Contains | None = None
 ) -> list[HealthCheck]:
     """Read every configured object in ``kh.context`` and judge it at commit ``sha``.
 
     ``kubeconfig`` None means the client's default (``$KUBECONFIG`` or ``~/.kube/config``).
+    ``contains`` lets an object at a newer revision that includes ``sha`` count as at ``sha``.
     """
-    return await asyncio.to_thread(_fetch_all, kh, sha, kubeconfig)
+    return await asyncio.to_thread(_fetch_all, kh, sha, kubeconfig, contains)

@@ -401,3 +401,45 @@ async def test_promote_on_an_open_promotion_pr_re_evaluates_it(world: World) -> 
     )
     out = await promote_pr(world.gh, world.ctx, repo="org/fleet", source_pr=promo["number"])
     assert out.ok and promo["merged"] and "merged" in out.message
+
+
+async def test_kubernetes_health_at_a_later_revision_counts(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    from tests.promotion.kubeapi import FakeKubeAPI
+
+    world = make_world(tmp_path)
+    config = """\
+version: 1
+environments:
+  - {name: dev, branch: env/dev, gates: {health: {kubernetes: {context: dev, kustomizations: [apps]}}}}
+  - {name: staging, branch: env/staging, auto_merge: true}
+"""
+    world.repo.commit("main", {".github/gitops-bot.yml": config}, "kube health")
+    api = FakeKubeAPI()
+    await api.start()
+    try:
+
+        @dataclass
+        class Settings:
+            kubeconfig: str
+
+        world.ctx.settings = Settings(str(api.kubeconfig(tmp_path / "kubeconfig", "dev")))
+        n = world.change("feature/l1", "env/dev", {"clusters/l1.yaml": "1\n"}, "L1")
+        await world.closed(n)
+        promo = _promotion(world, "staging")
+        # Flux already applied a later commit of env/dev, which includes ours
+        later = world.repo.commit("env/dev", {"clusters/l2.yaml": "2\n"}, "L2 pushed to dev")
+        ready = {"type": "Ready", "status": "True", "lastTransitionTime": ago(minutes=1)}
+        status = {"conditions": [ready], "lastAppliedRevision": f"env/dev@sha1:{later}"}
+        api.put_kustomization("apps", {"status": status})
+        out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo["number"])
+        assert promo["merged"], out.message
+        # a change newer than what Flux applied keeps waiting
+        n2 = world.change("feature/l3", "env/dev", {"clusters/l3.yaml": "3\n"}, "L3")
+        await world.closed(n2)
+        promo2 = next(p for p in world.gh.pulls.values() if p["title"].startswith(f"Promote #{n2} "))
+        out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo2["number"])
+        assert not promo2["merged"] and "waiting for" in out.message + str(world.gh.check_runs)
+    finally:
+        await api.stop()
