@@ -21,7 +21,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from bot.domain.promotion.environments import Chain, Environment, EnvironmentCon
 from bot.domain.promotion.gates import GateFacts, GateReport, GateState, HealthCheck, evaluate_gates
 from bot.git import rewrite
 from bot.git.files import GitError, git, read_file_at, rev_parse
-from bot.health.statuses import health_from_github, parse_time
+from bot.health.statuses import NO_STATUS, health_from_github, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -507,26 +507,60 @@ def _kubeconfig(ctx: HandlerContext) -> str | None:
     return str(value) if value else os.environ.get("KUBECONFIG") or None
 
 
+async def _github_health(
+    gh: gidgethub.abc.GitHubAPI, repo: str, contexts: Sequence[str], sha: str
+) -> list[HealthCheck]:
+    combined = await _get(gh, f"/repos/{repo}/commits/{sha}/status")
+    runs = await _get(gh, f"/repos/{repo}/commits/{sha}/check-runs?per_page=100")
+    return health_from_github(contexts, combined.get("statuses") or [], runs.get("check_runs") or [])
+
+
+def _on_branch_after(git_dir: Path, branch: str, sha: str, later: str) -> bool:
+    """Whether ``later`` is on ``branch`` and already includes ``sha``."""
+    return rewrite.is_ancestor(git_dir, later, f"refs/heads/{branch}") and rewrite.is_ancestor(
+        git_dir, sha, later
+    )
+
+
 async def _health(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, env: Environment, sha: str
 ) -> list[HealthCheck]:
+    """Health signals of ``env`` at ``sha``.
+
+    A busy environment may have applied (and reported on) only a later commit of its branch:
+    a context with no status at ``sha`` takes its status from the branch tip when the tip
+    includes ``sha``; a Kubernetes object at a later revision that includes ``sha`` counts.
+    """
     checks: list[HealthCheck] = []
+    git_dir: Path | None = None
     if env.gates.contexts:
-        combined = await _get(gh, f"/repos/{repo}/commits/{sha}/status")
-        runs = await _get(gh, f"/repos/{repo}/commits/{sha}/check-runs?per_page=100")
-        checks += health_from_github(
-            env.gates.contexts, combined.get("statuses") or [], runs.get("check_runs") or []
-        )
+        checks = await _github_health(gh, repo, env.gates.contexts, sha)
+        missing = [c.name for c in checks if c.detail == NO_STATUS]
+        if missing:
+            git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{env.branch}"])
+            tip = git(git_dir, "rev-parse", "--verify", "-q", f"refs/heads/{env.branch}", check=False)
+            tip_sha = tip.decode().strip()
+            if tip_sha and tip_sha != sha and rewrite.is_ancestor(git_dir, sha, tip_sha):
+                later = {c.name: c for c in await _github_health(gh, repo, missing, tip_sha)}
+                checks = [
+                    replace(
+                        later[c.name],
+                        detail=f"{later[c.name].detail} (at `{tip_sha[:7]}`, which includes it)",
+                    )
+                    if c.name in later and later[c.name].detail != NO_STATUS
+                    else c
+                    for c in checks
+                ]
     kh = env.gates.kubernetes
     if kh is not None and not kh.empty:
         from bot.health.kube import kubernetes_health  # the kubernetes client is heavy: load on use
 
-        git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{env.branch}"])
+        if git_dir is None:
+            git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{env.branch}"])
+        mirror = git_dir
 
         def contains(later: str) -> bool:
-            # only commits on the environment's own branch count (a mirror without it says no)
-            on_branch = rewrite.is_ancestor(git_dir, later, f"refs/heads/{env.branch}")
-            return on_branch and rewrite.is_ancestor(git_dir, sha, later)
+            return _on_branch_after(mirror, env.branch, sha, later)
 
         checks += await kubernetes_health(kh, sha, kubeconfig=_kubeconfig(ctx), contains=contains)
     return checks
@@ -858,17 +892,40 @@ def _repo(event: gidgethub.sansio.Event) -> str:
     return str(event.data["repository"]["full_name"])
 
 
-async def _evaluate_for_sha(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, sha: str) -> None:
+async def _evaluate_for_sha(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, sha: str, context: str | None = None
+) -> None:
     """Re-evaluate open promotion PRs whose source commit is ``sha``; roll back on red.
 
-    Most statuses are about feature branches: this reads the config only when ``sha`` is the
-    merge commit of a promotion PR.
+    When ``context`` (a status context or check run name) is a configured health context,
+    promotions whose source commit ``sha`` includes on the same environment branch are
+    re-evaluated too. Most statuses are about feature branches: the config and the mirror are
+    read only when a promotion PR may be concerned.
     """
+    others: list[tuple[dict[str, Any], plan.History]] = []
     for p in await _list(gh, f"/repos/{repo}/pulls?state=open&per_page=100"):
         parsed = plan.parse_branch(str((p.get("head") or {}).get("ref") or ""))
         h = plan.read_marker(p.get("body"))
-        if parsed is not None and h is not None and h.source_sha == sha:
+        if parsed is None or h is None:
+            continue
+        if h.source_sha == sha:
             await _safe(_evaluate(gh, ctx, repo=repo, pr=p))
+        else:
+            others.append((p, h))
+    if others and context:
+        chain, _ = await _chain(gh, ctx, repo)
+        related = []
+        for p, h in others:
+            env = chain.by_name(h.source_env)
+            if env is not None and context in env.gates.contexts:
+                related.append((p, h, env))
+        if related:
+            git_dir = await ctx.repos.git_dir(
+                repo, refs=sorted({f"refs/heads/{e.branch}" for _, _, e in related})
+            )
+            for p, h, env in related:
+                if _on_branch_after(git_dir, env.branch, h.source_sha, sha):
+                    await _safe(_evaluate(gh, ctx, repo=repo, pr=p))
     for p in await _list(gh, f"/repos/{repo}/commits/{sha}/pulls"):
         if p.get("merge_commit_sha") == sha and p.get("merged_at") and plan.read_marker(p.get("body")):
             full = await _get(gh, f"/repos/{repo}/pulls/{p['number']}")
@@ -944,7 +1001,8 @@ async def on_review(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
 @router.register("status")
 async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
     """A commit status may be an environment's health signal."""
-    await _safe(_evaluate_for_sha(gh, ctx, _repo(event), str(event.data["sha"])))
+    data = event.data
+    await _safe(_evaluate_for_sha(gh, ctx, _repo(event), str(data["sha"]), str(data.get("context") or "")))
 
 
 @router.register("check_run", action="completed")
@@ -955,7 +1013,7 @@ async def on_check_run(
     run = event.data["check_run"]
     if run.get("name") == CHECK_NAME:
         return
-    await _safe(_evaluate_for_sha(gh, ctx, _repo(event), str(run["head_sha"])))
+    await _safe(_evaluate_for_sha(gh, ctx, _repo(event), str(run["head_sha"]), str(run.get("name") or "")))
 
 
 @router.register("check_suite", action="completed")

@@ -31,6 +31,9 @@ _CONCLUSION = {
 }
 
 
+NO_STATUS = "no status yet"
+
+
 def parse_time(value: Any) -> datetime | None:
     """Parse GitHub's / Kubernetes' ``2026-11-18T10:00:00Z``; None for anything else."""
     if not isinstance(value, str) or not value:
@@ -90,5 +93,5 @@ def health_from_github(
         if name in latest:
             out.append(latest[name][1])
         else:
-            out.append(HealthCheck("status", name, GateState.PENDING, "no status yet"))
+            out.append(HealthCheck("status", name, GateState.PENDING, NO_STATUS))
     return out

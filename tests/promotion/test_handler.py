@@ -443,3 +443,17 @@ environments:
         assert not promo2["merged"] and "waiting for" in out.message + str(world.gh.check_runs)
     finally:
         await api.stop()
+
+
+async def test_status_on_a_later_commit_of_the_branch_counts(world: World) -> None:
+    n = world.change("feature/v1", "env/dev", {"clusters/v1.yaml": "1\n"}, "V1", merged_ago=60)
+    await world.closed(n)
+    promo = _promotion(world, "staging")
+    later = world.repo.commit("env/dev", {"clusters/v2.yaml": "2\n"}, "V2 pushed to dev")
+    world.gh.set_status(later, "flux/dev", "success", updated_at=ago(minutes=40), description="Applied")
+    await world.dispatch("status", {"sha": later, "state": "success", "context": "other/ci"})
+    assert not promo["merged"], "a context that is no health signal does not re-evaluate others"
+    await world.dispatch("status", {"sha": later, "state": "success", "context": "flux/dev"})
+    assert promo["merged"]
+    run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+    assert f"at `{later[:7]}`, which includes it" in run["output"]["summary"]

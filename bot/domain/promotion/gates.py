@@ -173,9 +173,8 @@ def health_result(source: Environment, checks: Sequence[HealthCheck]) -> tuple[G
         return GateResult("health", GateState.PENDING, f"waiting for {names} in `{source.name}`"), None
     sinces = [c.since for c in checks if c.since is not None]
     since = max(sinces) if sinces else None
-    return GateResult(
-        "health", GateState.PASS, f"`{source.name}` healthy: {len(checks)} signal(s) green"
-    ), since
+    names = ", ".join(f"`{c.name}`" + (f" ({c.detail})" if c.detail else "") for c in checks)
+    return GateResult("health", GateState.PASS, f"`{source.name}` healthy: {names}"), since
 
 
 def evaluate_gates(
@@ -204,7 +203,9 @@ def evaluate_gates(
             elapsed = facts.now - start
             if elapsed >= soak:
                 results.append(
-                    GateResult("soak", GateState.PASS, f"soaked {_fmt_delta(elapsed)} of {_fmt_delta(soak)}")
+                    GateResult(
+                        "soak", GateState.PASS, f"healthy for {_fmt_delta(elapsed)} (soak {_fmt_delta(soak)})"
+                    )
                 )
             else:
                 ready = start + soak
@@ -213,7 +214,8 @@ def evaluate_gates(
                     GateResult(
                         "soak",
                         GateState.PENDING,
-                        f"soaked {_fmt_delta(elapsed)} of {_fmt_delta(soak)}; ready at {_fmt_time(ready)}",
+                        f"healthy for {_fmt_delta(elapsed)} of {_fmt_delta(soak)}; "
+                        f"ready at {_fmt_time(ready)}",
                     )
                 )
 
