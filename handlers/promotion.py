@@ -295,12 +295,8 @@ async def promote_pr(
     PR and ``ok=False``. On an open promotion PR it re-evaluates that PR's gates now. Safe to
     run any number of times.
     """
-    try:
-        return await _promote(gh, ctx, repo=repo, source_pr=source_pr, target_env=target_env, explicit=True)
-    except _Stop as stop:
-        return stop.outcome
-    except GitError as exc:
-        return PromotionOutcome(False, f"git failed while promoting #{source_pr}: {exc}. Try again.")
+    step = _promote(gh, ctx, repo=repo, source_pr=source_pr, target_env=target_env, explicit=True)
+    return await _answer(step, f"promoting #{source_pr}")
 
 
 async def _promote(
@@ -495,11 +491,12 @@ async def evaluate_promotion(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, promotion_pr: int
 ) -> PromotionOutcome:
     """Re-evaluate the gates of one promotion PR, publish the check run, merge when all hold."""
-    try:
+
+    async def step() -> PromotionOutcome:
         pr = await _get(gh, f"/repos/{repo}/pulls/{promotion_pr}")
         return await _evaluate(gh, ctx, repo=repo, pr=pr)
-    except _Stop as stop:
-        return stop.outcome
+
+    return await _answer(step(), f"evaluating #{promotion_pr}")
 
 
 def _kubeconfig(ctx: HandlerContext) -> str | None:
@@ -727,12 +724,9 @@ async def rollback_pr(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr_number: int, reason: str
 ) -> PromotionOutcome:
     """Open (or find) a PR that reverts merged PR ``pr_number`` on the branch it merged into."""
-    try:
-        return await _rollback(gh, ctx, repo=repo, pr_number=pr_number, reason=reason)
-    except _Stop as stop:
-        return stop.outcome
-    except GitError as exc:
-        return PromotionOutcome(False, f"git failed while rolling back #{pr_number}: {exc}. Try again.")
+    return await _answer(
+        _rollback(gh, ctx, repo=repo, pr_number=pr_number, reason=reason), f"rolling back #{pr_number}"
+    )
 
 
 async def _rollback(
@@ -867,21 +861,21 @@ async def reconcile_promotions(
             for p in merged:
                 if plan.branch_name(nxt.name, str(p.get("merge_commit_sha"))) in known:
                     continue
-                outcome = await _safe(
-                    _promote(
-                        gh, ctx, repo=repo, source_pr=int(p["number"]), target_env=None, explicit=False, pr=p
-                    )
+                step = _promote(
+                    gh, ctx, repo=repo, source_pr=int(p["number"]), target_env=None, explicit=False, pr=p
                 )
-                outcomes.append(outcome)
+                outcomes.append(await _answer(step, f"promoting #{p['number']}"))
         for p in merged:
             if plan.read_marker(p.get("body")) is not None:
-                red = await _safe(_rollback_if_red(gh, ctx, repo, p))
+                red = await _answer(
+                    _rollback_if_red(gh, ctx, repo, p), f"checking #{p['number']} for red health"
+                )
                 if red is not None:
                     outcomes.append(red)
     for p in await _list(gh, f"/repos/{repo}/pulls?state=open&per_page=100"):
         if plan.parse_branch(str((p.get("head") or {}).get("ref") or "")) is None:
             continue
-        outcomes.append(await _safe(_evaluate(gh, ctx, repo=repo, pr=p)))
+        outcomes.append(await _answer(_evaluate(gh, ctx, repo=repo, pr=p), f"evaluating #{p['number']}"))
     return outcomes
 
 
@@ -945,6 +939,33 @@ async def _refresh_queue(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo:
         await _safe(
             _promote(gh, ctx, repo=repo, source_pr=h.source_pr, target_env=h.target_env, explicit=False)
         )
+
+
+async def _answer(step: Awaitable[Any], what: str) -> Any:
+    """Run one step for a person or the reconciler: every failure becomes a clear outcome.
+
+    A 404 means the PR is not there; other GitHub and git errors say what failed and that it
+    is safe to try again (every step is idempotent). Webhook routes use :func:`_safe` instead,
+    so the worker retries transient errors.
+    """
+    try:
+        return await step
+    except _Stop as stop:
+        return stop.outcome
+    except gidgethub.BadRequest as exc:
+        if exc.status_code == 404:
+            return PromotionOutcome(
+                False, f"Not found while {what}: check the PR number and the bot's access."
+            )
+        return PromotionOutcome(False, f"GitHub refused a request while {what} ({exc.status_code}: {exc}).")
+    except gidgethub.HTTPException as exc:
+        log.warning("promotion: GitHub error while %s: %s", what, exc.status_code)
+        return PromotionOutcome(
+            False, f"GitHub failed while {what} ({exc.status_code}); it is safe to try again."
+        )
+    except GitError as exc:
+        log.warning("promotion: git error while %s: %s", what, exc)
+        return PromotionOutcome(False, f"git failed while {what}: {exc}. It is safe to try again.")
 
 
 async def _safe(step: Awaitable[Any]) -> Any:

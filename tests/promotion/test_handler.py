@@ -457,3 +457,16 @@ async def test_status_on_a_later_commit_of_the_branch_counts(world: World) -> No
     assert promo["merged"]
     run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
     assert f"at `{later[:7]}`, which includes it" in run["output"]["summary"]
+
+
+async def test_unknown_pr_gets_a_clear_answer(world: World) -> None:
+    out = await promote_pr(world.gh, world.ctx, repo="org/fleet", source_pr=999)
+    assert not out.ok and "Not found while promoting #999" in out.message
+    out = await rollback_pr(world.gh, world.ctx, repo="org/fleet", pr_number=999, reason="x")
+    assert not out.ok and "Not found" in out.message
+    out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=999)
+    assert not out.ok and "Not found" in out.message
+    world.repo.git("update-ref", "refs/heads/feature/np", world.repo.sha("refs/heads/env/dev"))
+    plain = world.gh.open_pr("feature/np", "env/dev", "plain")
+    out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=plain["number"])
+    assert not out.ok and "not a promotion PR" in out.message
