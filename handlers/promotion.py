@@ -920,10 +920,13 @@ async def _evaluate_for_sha(
             for p, h, env in related:
                 if _on_branch_after(git_dir, env.branch, h.source_sha, sha):
                     await _safe(_evaluate(gh, ctx, repo=repo, pr=p))
-    for p in await _list(gh, f"/repos/{repo}/commits/{sha}/pulls"):
+    # rollback_on_red: is sha the merge commit of a recently merged promotion PR?
+    recent = await _list(
+        gh, f"/repos/{repo}/pulls?state=closed&sort=updated&direction=desc&per_page=30", limit=30
+    )
+    for p in recent:
         if p.get("merge_commit_sha") == sha and p.get("merged_at") and plan.read_marker(p.get("body")):
-            full = await _get(gh, f"/repos/{repo}/pulls/{p['number']}")
-            await _safe(_rollback_if_red(gh, ctx, repo, full))
+            await _safe(_rollback_if_red(gh, ctx, repo, p))
 
 
 async def _refresh_queue(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, base: str) -> None:

@@ -1,5 +1,8 @@
 """A small stateful GitHub for handler tests, on top of tests.fakes.RecordingGitHub.
 
+Only endpoints of the shared REST subset (``shared/github/rest-subset.openapi.json``) exist
+here, so the handler cannot come to depend on one the simulator does not serve.
+
 It keeps pull requests, comments, labels, check runs, statuses and reviews in memory and
 backs branches with a real bare repository: pushes land there, ``PUT .../merge`` makes a real
 merge commit. Every call is still recorded; an unknown GET still fails loudly.
@@ -180,6 +183,7 @@ class FakeGitHub(RecordingGitHub):
                 out.append(self._refresh(p))
             if q.get("direction") == "desc":
                 out.reverse()
+            out = out[: int(q.get("per_page", 30))]
             return 200, out
         if path == f"{r}/pulls" and method == "POST":
             head, base = data["head"], data["base"]
@@ -255,9 +259,6 @@ class FakeGitHub(RecordingGitHub):
             if "check_name" in q:
                 runs = [c for c in runs if c["name"] == q["check_name"]]
             return 200, {"total_count": len(runs), "check_runs": runs}
-        m = re.fullmatch(rf"{r}/commits/([0-9a-f]+)/pulls", path)
-        if m:
-            return 200, [self._refresh(p) for p in self.pulls.values() if p["merge_commit_sha"] == m.group(1)]
         if path == f"{r}/check-runs" and method == "POST":
             cid = self._id()
             self.check_runs[cid] = {"id": cid, "conclusion": None, **data}

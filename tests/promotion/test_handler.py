@@ -470,3 +470,16 @@ async def test_unknown_pr_gets_a_clear_answer(world: World) -> None:
     plain = world.gh.open_pr("feature/np", "env/dev", "plain")
     out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=plain["number"])
     assert not out.ok and "not a promotion PR" in out.message
+
+
+async def test_evaluating_twice_writes_nothing_new(world: World) -> None:
+    n = world.change("feature/w", "env/dev", {"clusters/w.yaml": "w\n"}, "Add w")
+    await world.closed(n)
+    promo = _promotion(world, "staging")
+    first = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo["number"])
+    writes = len(world.gh.writes())
+    second = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo["number"])
+    await reconcile_promotions(world.gh, world.ctx, repo="org/fleet")
+    assert first == second
+    assert len(world.gh.writes()) == writes
+    assert len([r for r in world.gh.check_runs.values() if r["head_sha"] == promo["head"]["sha"]]) == 1
