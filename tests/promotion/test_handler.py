@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.domain.labels import HOLD_LABEL, PROMOTION_LABEL, ROLLBACK_LABEL
@@ -15,6 +18,48 @@ from handlers.promotion import (
     set_diff_renderer,
 )
 from tests.promotion.conftest import CLUSTER, World, ago, make_world
+from tests.promotion.kubeapi import FakeKubeAPI
+
+
+KUBE_BOTH_KINDS = """\
+version: 1
+environments:
+  - name: dev
+    branch: env/dev
+    auto_merge: true
+    gates:
+      health:
+        kubernetes: {context: dev-admin, kustomizations: [apps], applications: [fleet-dev]}
+  - name: staging
+    branch: env/staging
+    auto_merge: true
+"""
+
+KUBE_FLUX_ONLY = """\
+version: 1
+environments:
+  - {name: dev, branch: env/dev, gates: {health: {kubernetes: {context: dev, kustomizations: [apps]}}}}
+  - {name: staging, branch: env/staging, auto_merge: true}
+"""
+
+
+@asynccontextmanager
+async def kube_world(tmp_path: Path, config: str, context: str) -> AsyncIterator[tuple[World, FakeKubeAPI]]:
+    """A world whose config reads health from a test Kubernetes API server, via a kubeconfig."""
+
+    @dataclass
+    class Settings:
+        kubeconfig: str
+
+    world = make_world(tmp_path)
+    world.repo.commit("main", {".github/gitops-bot.yml": config}, "kube health")
+    api = FakeKubeAPI()
+    await api.start()
+    try:
+        world.ctx.settings = Settings(str(api.kubeconfig(tmp_path / "kubeconfig", context)))
+        yield world, api
+    finally:
+        await api.stop()
 
 
 def _promotion(world: World, env: str) -> dict:
@@ -342,34 +387,7 @@ async def test_reconciler_ignores_merges_older_than_the_lookback(world: World) -
 
 
 async def test_kubernetes_health_gate_in_the_handler(tmp_path: Path) -> None:
-    from dataclasses import dataclass
-
-    from tests.promotion.kubeapi import FakeKubeAPI
-
-    world = make_world(tmp_path)
-    kube_config = """\
-version: 1
-environments:
-  - name: dev
-    branch: env/dev
-    auto_merge: true
-    gates:
-      health:
-        kubernetes: {context: dev-admin, kustomizations: [apps], applications: [fleet-dev]}
-  - name: staging
-    branch: env/staging
-    auto_merge: true
-"""
-    world.repo.commit("main", {".github/gitops-bot.yml": kube_config}, "kube health")
-    api = FakeKubeAPI()
-    await api.start()
-    try:
-
-        @dataclass
-        class Settings:
-            kubeconfig: str
-
-        world.ctx.settings = Settings(str(api.kubeconfig(tmp_path / "kubeconfig", "dev-admin")))
+    async with kube_world(tmp_path, KUBE_BOTH_KINDS, "dev-admin") as (world, api):
         n = world.change("feature/k", "env/dev", {"clusters/k.yaml": "k\n"}, "Add k")
         sha = world.gh.pulls[n]["merge_commit_sha"]
         await world.closed(n)
@@ -388,43 +406,10 @@ environments:
         )
         out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo["number"])
         assert out.ok and promo["merged"], out.message
-    finally:
-        await api.stop()
-
-
-async def test_promote_on_an_open_promotion_pr_re_evaluates_it(world: World) -> None:
-    n = world.change("feature/pp", "env/dev", {"clusters/pp.yaml": "p\n"}, "Add pp", merged_ago=60)
-    await world.closed(n)
-    promo = _promotion(world, "staging")
-    world.gh.set_status(
-        world.gh.pulls[n]["merge_commit_sha"], "flux/dev", "success", updated_at=ago(minutes=40)
-    )
-    out = await promote_pr(world.gh, world.ctx, repo="org/fleet", source_pr=promo["number"])
-    assert out.ok and promo["merged"] and "merged" in out.message
 
 
 async def test_kubernetes_health_at_a_later_revision_counts(tmp_path: Path) -> None:
-    from dataclasses import dataclass
-
-    from tests.promotion.kubeapi import FakeKubeAPI
-
-    world = make_world(tmp_path)
-    config = """\
-version: 1
-environments:
-  - {name: dev, branch: env/dev, gates: {health: {kubernetes: {context: dev, kustomizations: [apps]}}}}
-  - {name: staging, branch: env/staging, auto_merge: true}
-"""
-    world.repo.commit("main", {".github/gitops-bot.yml": config}, "kube health")
-    api = FakeKubeAPI()
-    await api.start()
-    try:
-
-        @dataclass
-        class Settings:
-            kubeconfig: str
-
-        world.ctx.settings = Settings(str(api.kubeconfig(tmp_path / "kubeconfig", "dev")))
+    async with kube_world(tmp_path, KUBE_FLUX_ONLY, "dev") as (world, api):
         n = world.change("feature/l1", "env/dev", {"clusters/l1.yaml": "1\n"}, "L1")
         await world.closed(n)
         promo = _promotion(world, "staging")
@@ -441,8 +426,6 @@ environments:
         promo2 = next(p for p in world.gh.pulls.values() if p["title"].startswith(f"Promote #{n2} "))
         out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=promo2["number"])
         assert not promo2["merged"] and "waiting for" in out.message + str(world.gh.check_runs)
-    finally:
-        await api.stop()
 
 
 async def test_status_on_a_later_commit_of_the_branch_counts(world: World) -> None:
