@@ -20,7 +20,6 @@ from handlers.promotion import (
 from tests.promotion.conftest import CLUSTER, World, ago, make_world
 from tests.promotion.kubeapi import FakeKubeAPI
 
-
 KUBE_BOTH_KINDS = """\
 version: 1
 environments:
