@@ -373,11 +373,7 @@ async def _promote(
         message = f"Promote {source.branch} to {nxt.branch} (#{source_pr})\n"
         result = rewrite.merge(git_dir, merge_sha, onto, message=message)
     else:
-        info = rewrite.commit_info(git_dir, merge_sha)
-        count = int(pr.get("commits") or 1)
-        if len(info.parents) == 1 and count > 1:  # rebase-merged: the PR's commits are the last `count`
-            out = git(git_dir, "rev-list", "--reverse", "--first-parent", f"-n{count}", merge_sha).decode()
-            commits = tuple(out.split())
+        commits = await _merged_commits(gh, repo, git_dir, pr, merge_sha)
         result = rewrite.cherry_pick_range(
             git_dir, list(commits), onto, trailer=f"Promoted from #{source_pr} ({source.name}) by gitops-bot."
         )
@@ -458,6 +454,26 @@ async def _finish(
 ) -> PromotionOutcome:
     evaluated = await _evaluate(gh, ctx, repo=repo, pr=promo)
     return PromotionOutcome(True, f"{message}\n\n{evaluated.message}", url)
+
+
+async def _merged_commits(
+    gh: gidgethub.abc.GitHubAPI, repo: str, git_dir: Path, pr: Mapping[str, Any], merge_sha: str
+) -> tuple[str, ...]:
+    """The commits a merged PR added to its base, oldest first.
+
+    A merge commit or a squash commit is one commit (picked against its first parent). A
+    rebase merge leaves the PR's commits, rewritten, as the last ``pr.commits`` first-parent
+    commits; it is told apart from a squash by their subjects matching the PR's own commits
+    (``GET /pulls/{n}/commits``), so a squash never drags in unrelated earlier commits.
+    """
+    count = int(pr.get("commits") or 1)
+    if count <= 1 or len(rewrite.commit_info(git_dir, merge_sha).parents) != 1:
+        return (merge_sha,)
+    out = git(git_dir, "rev-list", "--reverse", "--first-parent", f"-n{count}", merge_sha).decode().split()
+    theirs = await _list(gh, f"/repos/{repo}/pulls/{pr['number']}/commits?per_page=100", limit=250)
+    wanted = [str((c.get("commit") or {}).get("message") or "").split("\n", 1)[0] for c in theirs]
+    have = [rewrite.commit_info(git_dir, c).subject for c in out]
+    return tuple(out) if len(out) == count and have == wanted else (merge_sha,)
 
 
 def _contains(git_dir: Path, head: str, rev: str) -> bool:
@@ -757,11 +773,7 @@ async def _rollback(
     if existing is not None and current:
         url = str(existing.get("html_url") or _html(repo, int(existing["number"])))
         return PromotionOutcome(True, f"The rollback of #{pr_number} is open: {url}", url)
-    info = rewrite.commit_info(git_dir, sha)
-    commits = [sha]
-    count = int(pr.get("commits") or 1)
-    if len(info.parents) == 1 and count > 1:
-        commits = git(git_dir, "rev-list", "--first-parent", f"-n{count}", sha).decode().split()
+    commits = list(reversed(await _merged_commits(gh, repo, git_dir, pr, sha)))
     head = f"refs/heads/{base}"
     result = rewrite.RewriteResult(None)
     for c in commits:  # newest first

@@ -82,6 +82,7 @@ class FakeGitHub(RecordingGitHub):
     runs_by_sha: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)
+    pr_commits: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
     _next: int = 1
 
     # --- test helpers ---
@@ -218,6 +219,11 @@ class FakeGitHub(RecordingGitHub):
                 "sha": pr["merge_commit_sha"],
                 "message": "Pull Request successfully merged",
             }
+        m = re.fullmatch(rf"{r}/pulls/(\d+)/commits", path)
+        if m:
+            return 200, [
+                {"sha": c, "commit": {"message": m2}} for c, m2 in self.pr_commits.get(int(m.group(1)), [])
+            ]
         m = re.fullmatch(rf"{r}/pulls/(\d+)/reviews", path)
         if m:
             return 200, self.reviews.get(int(m.group(1)), [])

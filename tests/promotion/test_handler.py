@@ -465,3 +465,50 @@ async def test_evaluating_twice_writes_nothing_new(world: World) -> None:
     assert first == second
     assert len(world.gh.writes()) == writes
     assert len([r for r in world.gh.check_runs.values() if r["head_sha"] == promo["head"]["sha"]]) == 1
+
+
+def _merged_by_hand(world: World, branch: str, merge_sha: str, commits: list[tuple[str, str]]) -> int:
+    """A PR merged by squash or rebase: base already moved to ``merge_sha``."""
+    pr = world.gh.open_pr(branch, "env/dev", "Two steps")
+    pr.update(state="closed", merged=True, merged_at=ago(minutes=1), merge_commit_sha=merge_sha)
+    pr["commits"] = len(commits)
+    world.gh.pr_commits[pr["number"]] = commits
+    return int(pr["number"])
+
+
+async def test_squash_merge_carries_only_the_squash_commit(world: World) -> None:
+    world.repo.commit(
+        "env/dev", {"clusters/unrelated.yaml": "not promoted yet\n"}, "unrelated earlier change"
+    )
+    world.repo.git("update-ref", "refs/heads/feature/sq", world.repo.sha("refs/heads/env/dev"))
+    c1 = world.repo.commit("feature/sq", {"clusters/s1.yaml": "1\n"}, "step 1")
+    c2 = world.repo.commit("feature/sq", {"clusters/s2.yaml": "2\n"}, "step 2")
+    squash = world.repo.commit(
+        "env/dev", {"clusters/s1.yaml": "1\n", "clusters/s2.yaml": "2\n"}, "Two steps (#9)"
+    )
+    n = _merged_by_hand(world, "feature/sq", squash, [(c1, "step 1"), (c2, "step 2")])
+    await world.closed(n)
+    head = _promotion(world, "staging")["head"]["sha"]
+    assert world.repo.read(head, "clusters/s2.yaml") == "2\n"
+    assert world.repo.read(head, "clusters/unrelated.yaml") is None
+
+
+async def test_rebase_merge_carries_every_rebased_commit(world: World) -> None:
+    world.repo.commit(
+        "env/dev", {"clusters/unrelated.yaml": "not promoted yet\n"}, "unrelated earlier change"
+    )
+    r1 = world.repo.commit("env/dev", {"clusters/r1.yaml": "1\n"}, "step 1")
+    r2 = world.repo.commit("env/dev", {"clusters/r2.yaml": "2\n"}, "step 2")
+    world.repo.git("update-ref", "refs/heads/feature/rb", r2)
+    n = _merged_by_hand(world, "feature/rb", r2, [("a" * 40, "step 1"), ("b" * 40, "step 2\n\nbody")])
+    await world.closed(n)
+    head = _promotion(world, "staging")["head"]["sha"]
+    assert world.repo.read(head, "clusters/r1.yaml") == "1\n"
+    assert world.repo.read(head, "clusters/r2.yaml") == "2\n"
+    assert world.repo.read(head, "clusters/unrelated.yaml") is None
+    assert r1 != r2
+    out = await rollback_pr(world.gh, world.ctx, repo="org/fleet", pr_number=n, reason="undo both")
+    (revert,) = [p for p in world.gh.pulls.values() if p["head"]["ref"].startswith("gitops-bot/rollback/")]
+    assert out.ok
+    assert world.repo.read(revert["head"]["sha"], "clusters/r1.yaml") is None
+    assert world.repo.read(revert["head"]["sha"], "clusters/unrelated.yaml") == "not promoted yet\n"
