@@ -639,7 +639,7 @@ async def _evaluate(
     await _publish(gh, repo, pr, head_sha, history, report)
     url = str(pr.get("html_url") or _html(repo, number))
     if report.passed and target.auto_merge:
-        return await _merge(gh, repo, pr, head_sha, chain, target, url)
+        return await _merge(gh, ctx, repo, pr, head_sha, chain, target, url)
     if report.passed:
         return PromotionOutcome(
             True, f"All gates hold on #{number}; `{target.name}` waits for a person to merge it.", url
@@ -710,6 +710,7 @@ async def _publish(
 
 async def _merge(
     gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
     repo: str,
     pr: dict[str, Any],
     head_sha: str,
@@ -730,7 +731,16 @@ async def _merge(
             "The bot tries again on the next event; check branch protection and required checks."
         )
         return PromotionOutcome(False, msg, url)
-    return PromotionOutcome(True, f"All gates hold: merged #{number} into `{target.branch}`.", url)
+    merged = f"All gates hold: merged #{number} into `{target.branch}`."
+    # carry on now rather than wait for the merge webhook (which then finds nothing to do)
+    fresh = await _get(gh, f"/repos/{repo}/pulls/{number}")
+    nxt = await _safe(
+        _promote(gh, ctx, repo=repo, source_pr=number, target_env=None, explicit=False, pr=fresh)
+    )
+    await _refresh_queue(gh, ctx, repo, target.branch)
+    if isinstance(nxt, PromotionOutcome) and nxt.url:
+        merged += f" Next: {nxt.url}"
+    return PromotionOutcome(True, merged, url)
 
 
 # --- rollback ------------------------------------------------------------------------------

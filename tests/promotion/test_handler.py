@@ -61,6 +61,13 @@ async def kube_world(tmp_path: Path, config: str, context: str) -> AsyncIterator
         await api.stop()
 
 
+def _run(world: World, pr: dict) -> dict:
+    """The latest gitops-bot/promotion check run on ``pr``'s head."""
+    return max(
+        (r for r in world.gh.check_runs.values() if r["head_sha"] == pr["head"]["sha"]), key=lambda r: r["id"]
+    )
+
+
 def _promotion(world: World, env: str) -> dict:
     prs = [p for p in world.gh.pulls.values() if p["head"]["ref"].startswith(f"gitops-bot/promote/{env}/")]
     assert len(prs) == 1, [p["head"]["ref"] for p in prs]
@@ -114,7 +121,7 @@ async def test_gates_pass_merge_and_carry_on_to_prod(world: World) -> None:
     await world.dispatch("status", {"sha": dev_sha, "state": "success", "context": "flux/dev"})
     assert promo["merged"], "all gates hold and staging merges itself"
     assert world.repo.read("refs/heads/env/staging", "clusters/c.yaml") == CLUSTER.format(name="c", size=3)
-    run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+    run = _run(world, promo)
     assert run["status"] == "completed" and run["conclusion"] == "success"
     assert "- [x] **soak**" in promo["body"]
 
@@ -145,7 +152,7 @@ async def test_prod_approvals_by_people_with_write_and_no_auto_merge(world: Worl
     world.gh.reviews[prod["number"]].append({"user": {"login": "lead"}, "state": "APPROVED"})
     out = await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=prod["number"])
     assert out.ok and not prod["merged"] and "waits for a person" in out.message
-    run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+    run = _run(world, prod)
     assert run["conclusion"] == "success" and "@lead" in run["output"]["summary"]
 
 
@@ -161,7 +168,7 @@ async def test_hold_blocks_merge_until_unlabeled(world: World) -> None:
     world.gh.set_status(sha, "flux/dev", "success", updated_at=ago(minutes=50))
     await world.dispatch("status", {"sha": sha, "state": "success", "context": "flux/dev"})
     assert not promo["merged"]
-    run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+    run = _run(world, promo)
     assert "held with `gitops-bot/hold`" in run["output"]["summary"] and run["status"] == "in_progress"
     promo["labels"] = []
     await world.dispatch(
@@ -178,7 +185,7 @@ async def test_red_health_fails_the_check_and_does_not_merge(world: World) -> No
     await world.dispatch("status", {"sha": sha, "state": "failure", "context": "flux/dev"})
     promo = _promotion(world, "staging")
     assert not promo["merged"]
-    run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+    run = _run(world, promo)
     assert run["conclusion"] == "failure" and "dry-run failed" in run["output"]["summary"]
 
 
@@ -362,17 +369,20 @@ async def test_queue_advances_and_rebuilds_the_next_branch(world: World) -> None
         read_marker(p["body"]).source_pr: p for p in world.gh.pulls.values() if read_marker(p["body"])
     }  # type: ignore[union-attr]
     p1, p2 = by_source[n1], by_source[n2]
-    sha1, sha2 = world.gh.pulls[n1]["merge_commit_sha"], world.gh.pulls[n2]["merge_commit_sha"]
-    world.gh.set_status(sha2, "flux/dev", "success", updated_at=ago(minutes=40))
+    p1["labels"].append({"name": HOLD_LABEL})  # keep the first one in flight
+    sha2 = world.gh.pulls[n2]["merge_commit_sha"]
+    world.gh.set_status(sha2, "flux/dev", "success", updated_at=ago(minutes=40))  # covers both commits
     await world.dispatch("status", {"sha": sha2, "state": "success", "context": "flux/dev"})
-    assert not p2["merged"], "the second waits for the first"
-    world.gh.set_status(sha1, "flux/dev", "success", updated_at=ago(minutes=40))
-    await world.dispatch("status", {"sha": sha1, "state": "success", "context": "flux/dev"})
+    assert not p1["merged"] and not p2["merged"], "the second waits for the first"
+    assert f"waiting for #{p1['number']}" in _run(world, p2)["output"]["summary"]
+    p1["labels"] = []
+    await world.dispatch(
+        "pull_request", {"action": "unlabeled", "pull_request": p1, "label": {"name": HOLD_LABEL}}
+    )
     assert p1["merged"]
-    old_head = p2["head"]["sha"]
-    await world.closed(p1["number"])
     assert p2["merged"], "next in line: rebuilt on the new staging tip and merged"
-    assert p2["head"]["sha"] != old_head
+    assert world.repo.git("rev-parse", f"{p2['head']['sha']}^") == p1["merge_commit_sha"]
+    await world.closed(p1["number"])  # the merge webhook arrives later and finds nothing to do
     assert world.repo.read("refs/heads/env/staging", "clusters/a1.yaml") == "1\n"
     assert world.repo.read("refs/heads/env/staging", "clusters/a2.yaml") == "2\n"
 
@@ -392,7 +402,7 @@ async def test_kubernetes_health_gate_in_the_handler(tmp_path: Path) -> None:
         await world.closed(n)
         promo = _promotion(world, "staging")
         assert not promo["merged"]
-        run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+        run = _run(world, promo)
         assert "not found in context dev-admin" in run["output"]["summary"]
         ready = {"type": "Ready", "status": "True", "lastTransitionTime": ago(minutes=1)}
         api.put_kustomization(
@@ -437,7 +447,7 @@ async def test_status_on_a_later_commit_of_the_branch_counts(world: World) -> No
     assert not promo["merged"], "a context that is no health signal does not re-evaluate others"
     await world.dispatch("status", {"sha": later, "state": "success", "context": "flux/dev"})
     assert promo["merged"]
-    run = max(world.gh.check_runs.values(), key=lambda r: r["id"])
+    run = _run(world, promo)
     assert f"at `{later[:7]}`, which includes it" in run["output"]["summary"]
 
 
