@@ -428,7 +428,7 @@ async def _promote(
     )
     renderer = _diff_renderer or _file_diff
     try:
-        diff_md = await renderer(git_dir, onto, result.sha, nxt.name)
+        diff_md = await renderer(git_dir, onto, head_sha, nxt.name)
     except Exception as exc:  # a broken renderer must not stop promotion; say so in the body
         log.warning("promotion diff failed for %s#%s: %s", repo, source_pr, type(exc).__name__)
         diff_md = f"_The rendered diff could not be produced ({type(exc).__name__}); run `/diff` on this PR._"
