@@ -274,7 +274,8 @@ async def _open_or_update_pr(
     missing = [lbl for lbl in labels if lbl not in have]
     if missing:
         await gh.post(f"/repos/{repo}/issues/{pr['number']}/labels", data={"labels": missing})
-    return dict(pr)
+    # the gates read the labels from this dict: make it say what the PR now carries
+    return {**pr, "labels": [*(pr.get("labels") or []), *({"name": name} for name in missing)]}
 
 
 # --- promote -------------------------------------------------------------------------------
@@ -439,6 +440,8 @@ async def _promote(
     )
     title = plan.pr_title(history.origin_pr, nxt.name, history.origin_title)
     labels = [PROMOTION_LABEL, *chain.settings.labels]
+    if existing is None and HOLD_LABEL in {lbl.get("name") for lbl in pr.get("labels") or []}:
+        labels.append(HOLD_LABEL)  # a held change stays held on its way; `/unhold` there releases it
     promo = await _open_or_update_pr(
         gh, repo, branch=branch, base=nxt.branch, title=title, body=body, labels=labels, existing=existing
     )

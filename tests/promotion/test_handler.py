@@ -522,3 +522,20 @@ async def test_rebase_merge_carries_every_rebased_commit(world: World) -> None:
     assert out.ok
     assert world.repo.read(revert["head"]["sha"], "clusters/r1.yaml") is None
     assert world.repo.read(revert["head"]["sha"], "clusters/unrelated.yaml") == "not promoted yet\n"
+
+
+async def test_a_held_source_pr_opens_its_promotion_held(world: World) -> None:
+    n = world.change("feature/hh", "env/dev", {"clusters/hh.yaml": "h\n"}, "Add hh", merged_ago=60)
+    world.gh.pulls[n]["labels"].append({"name": HOLD_LABEL})
+    world.gh.set_status(
+        world.gh.pulls[n]["merge_commit_sha"], "flux/dev", "success", updated_at=ago(minutes=40)
+    )
+    await world.closed(n)
+    promo = _promotion(world, "staging")
+    assert HOLD_LABEL in {lbl["name"] for lbl in promo["labels"]} and not promo["merged"]
+    promo["labels"] = [lbl for lbl in promo["labels"] if lbl["name"] != HOLD_LABEL]
+    await world.dispatch(
+        "pull_request", {"action": "unlabeled", "pull_request": promo, "label": {"name": HOLD_LABEL}}
+    )
+    assert promo["merged"]
+    assert HOLD_LABEL not in {lbl["name"] for lbl in promo["labels"]}
