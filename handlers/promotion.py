@@ -36,9 +36,16 @@ from bot.context import HandlerContext
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.labels import HOLD_LABEL, PROMOTION_LABEL, ROLLBACK_LABEL
 from bot.domain.promotion import plan
-from bot.domain.promotion.approvals import WRITE_PERMISSIONS, approvers, evaluate_rules
+from bot.domain.promotion.approvals import WRITE_PERMISSIONS, approvers, evaluate_rules, requirement
 from bot.domain.promotion.environments import Chain, Environment, EnvironmentConfigError, load_chain
-from bot.domain.promotion.gates import GateFacts, GateReport, GateState, HealthCheck, evaluate_gates
+from bot.domain.promotion.gates import (
+    ApprovalResult,
+    GateFacts,
+    GateReport,
+    GateState,
+    HealthCheck,
+    evaluate_gates,
+)
 from bot.git import rewrite
 from bot.git.files import GitError, git, read_file_at, rev_parse
 from bot.health.statuses import NO_STATUS, health_from_github, parse_time
@@ -588,18 +595,33 @@ async def _approvals(
     pr: Mapping[str, Any],
     rules: Sequence[str],
     config: Mapping[str, Any],
-) -> tuple[Any, ...]:
+) -> tuple[ApprovalResult, ...]:
+    """Gather reviews, permissions and team memberships of the approvers; let the rules decide."""
+    author = str((pr.get("user") or {}).get("login") or "")
+    reqs = [requirement(config, r) for r in rules]
     reviews = await _list(gh, f"/repos/{repo}/pulls/{pr['number']}/reviews?per_page=100")
-    approved = approvers(reviews, author=str((pr.get("user") or {}).get("login") or ""))
-    writers = []
+    approved = approvers(reviews, author=author, author_counts=any(r.author_can_approve for r in reqs))
+    permissions: dict[str, str] = {}
     for login in approved:
         perm = await _get(gh, f"/repos/{repo}/collaborators/{quote(login)}/permission")
-        if (
-            str(perm.get("permission")) in WRITE_PERMISSIONS
-            or str(perm.get("role_name")) in WRITE_PERMISSIONS
-        ):
-            writers.append(login)
-    return evaluate_rules(rules, config, approved, writers)
+        role = str(perm.get("role_name") or "")
+        permissions[login] = role if role in WRITE_PERMISSIONS else str(perm.get("permission") or "none")
+    members: dict[str, set[str]] = {}
+    for team in sorted({t for r in reqs for t in r.teams}):
+        org, _, slug = team.partition("/")
+        found = members.setdefault(team, set())
+        for login in approved:
+            url = f"/orgs/{quote(org)}/teams/{quote(slug)}/memberships/{quote(login)}"
+            try:
+                membership = await _get(gh, url)
+            except gidgethub.BadRequest as exc:  # 404: not a member; 403: the App cannot see teams
+                if exc.status_code not in (403, 404):
+                    raise
+                continue
+            if membership.get("state") == "active":
+                found.add(login.lower())
+    teams = {t: frozenset(m) for t, m in members.items()}
+    return evaluate_rules(reqs, approved, permissions, teams, author=author)
 
 
 async def _evaluate(

@@ -35,6 +35,10 @@ environments:
     auto_merge: false
     gates:
       approvals: [prod-owners]
+approvals:
+  rules:
+    - name: prod-owners
+      require: {count: 1}
 promotion:
   strategy: {strategy}
   rollback_on_red: true

@@ -83,6 +83,7 @@ class FakeGitHub(RecordingGitHub):
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)
     pr_commits: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    teams: dict[str, set[str]] = field(default_factory=dict)  # "org/slug" -> logins
     _next: int = 1
 
     # --- test helpers ---
@@ -227,6 +228,11 @@ class FakeGitHub(RecordingGitHub):
         m = re.fullmatch(rf"{r}/pulls/(\d+)/reviews", path)
         if m:
             return 200, self.reviews.get(int(m.group(1)), [])
+        m = re.fullmatch(r"/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)", path)
+        if m:
+            if m.group(3) in self.teams.get(f"{m.group(1)}/{m.group(2)}", set()):
+                return 200, {"state": "active", "role": "member"}
+            return 404, {"message": "Not Found"}
         m = re.fullmatch(rf"{r}/collaborators/([^/]+)/permission", path)
         if m:
             return 200, {"permission": self.permissions.get(m.group(1), "read")}

@@ -539,3 +539,23 @@ async def test_a_held_source_pr_opens_its_promotion_held(world: World) -> None:
     )
     assert promo["merged"]
     assert HOLD_LABEL not in {lbl["name"] for lbl in promo["labels"]}
+
+
+async def test_team_rule_counts_team_members_only(world: World) -> None:
+    config = world.repo.read("refs/heads/main", ".github/gitops-bot.yml") or ""
+    config = config.replace("require: {count: 1}", "require: {count: 1, teams: [org/sre]}")
+    world.repo.commit("main", {".github/gitops-bot.yml": config}, "prod-owners is the SRE team")
+    n = world.change("feature/tm", "env/dev", {"clusters/tm.yaml": "t\n"}, "Add tm", merged_ago=60)
+    await world.closed(n)
+    staging = _promotion(world, "staging")
+    world.gh.merge_pr(staging["number"])
+    await world.closed(staging["number"])
+    prod = _promotion(world, "prod")
+    world.gh.permissions.update(ann="write", bob="admin")
+    world.gh.teams["org/sre"] = {"ann"}
+    world.gh.reviews[prod["number"]] = [{"user": {"login": "bob"}, "state": "APPROVED"}]
+    await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=prod["number"])
+    assert "0 of 1 approval(s) from @org/sre" in _run(world, prod)["output"]["summary"]
+    world.gh.reviews[prod["number"]].append({"user": {"login": "ann"}, "state": "APPROVED"})
+    await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=prod["number"])
+    assert "approved by @ann" in _run(world, prod)["output"]["summary"]

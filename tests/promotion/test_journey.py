@@ -21,6 +21,8 @@ environments:
   - name: prod
     branch: env/prod
     gates: {approvals: [prod-owners]}
+approvals:
+  rules: [{name: prod-owners, require: {count: 1, min_permission: maintain}}]
 """
 
 
