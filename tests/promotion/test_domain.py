@@ -338,3 +338,16 @@ def test_gate_details_are_one_line_without_html() -> None:
     table = report.checklist()
     assert "<script>" not in table and "&lt;script&gt;" in table and "line \\| two" in table
     assert "\nline" not in report.task_list()
+
+
+def test_the_documented_example_config_is_valid() -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "promotion.md"
+    block = re.search(r"```yaml\n(.*?)```", doc.read_text(), re.S)
+    assert block is not None
+    c = load_chain(parse_config(block.group(1)))
+    assert c.names == ["dev", "staging", "prod"]
+    prod = c.by_name("prod")
+    assert prod is not None and prod.gates.approvals == ("prod-owners",) and len(prod.gates.freeze) == 2
