@@ -34,9 +34,10 @@ import gidgethub.sansio
 
 from bot.context import HandlerContext
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.governance.approvals import ApprovalFacts, Review, plan_lookups
 from bot.domain.labels import HOLD_LABEL, PROMOTION_LABEL, ROLLBACK_LABEL
 from bot.domain.promotion import plan
-from bot.domain.promotion.approvals import WRITE_PERMISSIONS, approvers, evaluate_rules, requirement
+from bot.domain.promotion.approvals import PROMOTION_PATH, approval_results, promotion_rules_config
 from bot.domain.promotion.environments import Chain, Environment, EnvironmentConfigError, load_chain
 from bot.domain.promotion.gates import (
     ApprovalResult,
@@ -591,26 +592,49 @@ async def _health(
 
 async def _approvals(
     gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
     repo: str,
     pr: Mapping[str, Any],
     rules: Sequence[str],
     config: Mapping[str, Any],
 ) -> tuple[ApprovalResult, ...]:
-    """Gather reviews, permissions and team memberships of the approvers; let the rules decide."""
-    author = str((pr.get("user") or {}).get("login") or "")
-    reqs = [requirement(config, r) for r in rules]
-    reviews = await _list(gh, f"/repos/{repo}/pulls/{pr['number']}/reviews?per_page=100")
-    approved = approvers(reviews, author=author, author_counts=any(r.author_can_approve for r in reqs))
+    """Gather the governance facts of the promotion PR (reviews, trees, permissions, teams)."""
+    number = int(pr["number"])
+    head_sha = str(pr["head"]["sha"])
+    scoped, _ = promotion_rules_config(config, rules)
+    reviews = tuple(
+        Review(
+            user=str((r.get("user") or {}).get("login") or ""),
+            state=str(r.get("state") or ""),
+            commit_id=str(r.get("commit_id") or ""),
+            submitted_at=str(r.get("submitted_at") or ""),
+            id=int(r.get("id") or 0),
+        )
+        for r in await _list(gh, f"/repos/{repo}/pulls/{number}/reviews?per_page=100")
+        if (r.get("user") or {}).get("login")
+    )
+    git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{pr['head']['ref']}"])
+    trees = {}
+    for sha in {head_sha, *(r.commit_id for r in reviews)}:
+        tree = git(git_dir, "rev-parse", "--verify", "-q", f"{sha}^{{tree}}", check=False).decode().strip()
+        if tree:
+            trees[sha] = tree
+    base_ref = str(pr["base"]["ref"])
+    lookups = plan_lookups(scoped, [PROMOTION_PATH], base_ref, reviews, None)
     permissions: dict[str, str] = {}
-    for login in approved:
-        perm = await _get(gh, f"/repos/{repo}/collaborators/{quote(login)}/permission")
-        role = str(perm.get("role_name") or "")
-        permissions[login] = role if role in WRITE_PERMISSIONS else str(perm.get("permission") or "none")
-    members: dict[str, set[str]] = {}
-    for team in sorted({t for r in reqs for t in r.teams}):
+    for login in lookups.reviewers:
+        try:
+            perm = await _get(gh, f"/repos/{repo}/collaborators/{quote(login)}/permission")
+            permissions[login] = str(perm.get("role_name") or perm.get("permission") or "none")
+        except gidgethub.BadRequest as exc:  # 404: not a collaborator
+            if exc.status_code != 404:
+                raise
+            permissions[login] = "none"
+    members: dict[str, frozenset[str]] = {}
+    for team in lookups.teams:
         org, _, slug = team.partition("/")
-        found = members.setdefault(team, set())
-        for login in approved:
+        found = set()
+        for login in lookups.reviewers:
             url = f"/orgs/{quote(org)}/teams/{quote(slug)}/memberships/{quote(login)}"
             try:
                 membership = await _get(gh, url)
@@ -619,9 +643,20 @@ async def _approvals(
                     raise
                 continue
             if membership.get("state") == "active":
-                found.add(login.lower())
-    teams = {t: frozenset(m) for t, m in members.items()}
-    return evaluate_rules(reqs, approved, permissions, teams, author=author)
+                found.add(login)
+        members[team] = frozenset(found)
+    facts = ApprovalFacts(
+        author=str((pr.get("user") or {}).get("login") or ""),
+        head_sha=head_sha,
+        head_tree=trees.get(head_sha, ""),
+        base_ref=base_ref,
+        changed_paths=(PROMOTION_PATH,),
+        reviews=reviews,
+        trees=trees,
+        team_members=members,
+        permissions=permissions,
+    )
+    return approval_results(rules, config, facts)
 
 
 async def _evaluate(
@@ -648,7 +683,7 @@ async def _evaluate(
     now = datetime.now(UTC)
     health = await _health(gh, ctx, repo, source, history.source_sha)
     approvals = (
-        await _approvals(gh, repo, pr, target.gates.approvals, config) if target.gates.approvals else ()
+        await _approvals(gh, ctx, repo, pr, target.gates.approvals, config) if target.gates.approvals else ()
     )
     labels = {str(lbl.get("name")) for lbl in pr.get("labels") or []}
     queue = await _queue(gh, repo, target)

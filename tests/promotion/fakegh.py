@@ -227,7 +227,10 @@ class FakeGitHub(RecordingGitHub):
             ]
         m = re.fullmatch(rf"{r}/pulls/(\d+)/reviews", path)
         if m:
-            return 200, self.reviews.get(int(m.group(1)), [])
+            number = int(m.group(1))
+            for review in self.reviews.get(number, []):  # GitHub records the head a review was given on
+                review.setdefault("commit_id", self._refresh(self.pulls[number])["head"]["sha"])
+            return 200, self.reviews.get(number, [])
         m = re.fullmatch(r"/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)", path)
         if m:
             if m.group(3) in self.teams.get(f"{m.group(1)}/{m.group(2)}", set()):

@@ -555,7 +555,10 @@ async def test_team_rule_counts_team_members_only(world: World) -> None:
     world.gh.teams["org/sre"] = {"ann"}
     world.gh.reviews[prod["number"]] = [{"user": {"login": "bob"}, "state": "APPROVED"}]
     await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=prod["number"])
-    assert "0 of 1 approval(s) from @org/sre" in _run(world, prod)["output"]["summary"]
+    assert (
+        "`prod-owners`: 1 more from @org/sre (with write permission)"
+        in _run(world, prod)["output"]["summary"]
+    )
     world.gh.reviews[prod["number"]].append({"user": {"login": "ann"}, "state": "APPROVED"})
     await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=prod["number"])
     assert "approved by @ann" in _run(world, prod)["output"]["summary"]
