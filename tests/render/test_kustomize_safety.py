@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -136,6 +137,7 @@ def test_kustomize_gets_no_proxy_and_an_empty_home(tmp_path: Path, monkeypatch: 
     argv, env = seen["argv"], seen["env"]
     assert isinstance(argv, list) and isinstance(env, dict)
     assert "--load-restrictor=LoadRestrictionsRootOnly" in argv
+    assert any(a.startswith("--as=") for a in argv) or shutil.which("prlimit") is None
     assert not any("alpha" in a or "exec" in a or "helm" in a for a in argv)
     assert not any("proxy" in k.lower() and k.lower() != "no_proxy" for k in env)
     assert "gitops-bot-home-" in env["HOME"] and env["HOME"] != str(Path.home())

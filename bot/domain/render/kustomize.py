@@ -301,6 +301,22 @@ def kustomize_version() -> str:
     return proc.stdout.decode(errors="replace").strip()
 
 
+KUSTOMIZE_MAX_MEMORY = 2 * 1024**3
+
+
+@cache
+def _limits() -> tuple[str, ...]:
+    """Return a ``prlimit`` prefix bounding kustomize's memory and CPU time, when prlimit exists.
+
+    A pull request can make kustomize work hard (huge generators, deep overlays); the limit
+    turns that into a finding instead of a starved worker.
+    """
+    prlimit = shutil.which("prlimit")
+    if not prlimit:
+        return ()
+    return (prlimit, f"--as={KUSTOMIZE_MAX_MEMORY}", f"--cpu={KUSTOMIZE_TIMEOUT}")
+
+
 def _safe_env(home: Path) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -328,7 +344,7 @@ def run_kustomize(tree: Path, rel_dir: str) -> str:
     (``LoadRestrictionsRootOnly``), no plugins, no Helm, no network settings and an
     empty HOME. Raises :class:`KustomizeError` with kustomize's message on failure.
     """
-    argv = [*kustomize_command(), "--load-restrictor=LoadRestrictionsRootOnly", rel_dir or "."]
+    argv = [*_limits(), *kustomize_command(), "--load-restrictor=LoadRestrictionsRootOnly", rel_dir or "."]
     with tempfile.TemporaryDirectory(prefix="gitops-bot-home-") as home:
         try:
             proc = subprocess.run(
