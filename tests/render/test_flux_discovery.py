@@ -207,3 +207,13 @@ def test_kustomization_nested_in_a_flux_folder_is_rendered_by_that_target_only(t
     objects, findings = render_target(tmp_path, disc.targets[0], disc.scanner, secret_key=KEY)
     assert findings == []
     assert sorted(o["metadata"]["name"] for o in objects) == ["infra-cm", "plain", "sync"]
+
+
+def test_target_namespace_is_not_set_on_cluster_scoped_objects() -> None:
+    from bot.domain.render.engine import is_cluster_scoped
+
+    assert is_cluster_scoped({"kind": "K8sRequiredLabels", "apiVersion": "constraints.gatekeeper.sh/v1beta1"})
+    assert is_cluster_scoped({"kind": "ClusterIssuer", "apiVersion": "cert-manager.io/v1"})
+    assert is_cluster_scoped({"kind": "Namespace", "apiVersion": "v1"})
+    assert not is_cluster_scoped({"kind": "Cluster", "apiVersion": "eks.services.k8s.aws/v1alpha1"})
+    assert not is_cluster_scoped({"kind": "Deployment", "apiVersion": "apps/v1"})

@@ -55,8 +55,31 @@ CLUSTER_SCOPED = frozenset(
         "IngressClass",
         "RuntimeClass",
         "Node",
+        "CSIDriver",
+        "VolumeSnapshotClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "FlowSchema",
+        "PriorityLevelConfiguration",
     }
 )
+CLUSTER_SCOPED_GROUPS = frozenset(
+    {"constraints.gatekeeper.sh", "templates.gatekeeper.sh", "apiregistration.k8s.io"}
+)
+
+
+def is_cluster_scoped(obj: dict[str, Any]) -> bool:
+    """Guess whether an object is cluster-scoped (no namespace is set on it).
+
+    Known kinds, kinds named ``Cluster*`` (ClusterIssuer, ClusterSecretStore, ...), and
+    Gatekeeper constraints. Anything else is treated as namespaced.
+    """
+    kind = str(obj.get("kind") or "")
+    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+    cluster_prefixed = kind.startswith("Cluster") and kind[7:8].isupper()  # ClusterIssuer, not Cluster
+    return kind in CLUSTER_SCOPED or cluster_prefixed or group in CLUSTER_SCOPED_GROUPS
+
+
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -278,7 +301,7 @@ def _postprocess(target: Target, objects: list[dict[str, Any]], secret_key: byte
     for obj in objects:
         if variables:
             obj = substitute_object(obj, variables)
-        if target.namespace and obj.get("kind") not in CLUSTER_SCOPED:
+        if target.namespace and not is_cluster_scoped(obj):
             meta = dict(obj.get("metadata") or {})
             if target.kind == "flux" or not meta.get("namespace"):
                 meta["namespace"] = target.namespace
