@@ -182,6 +182,10 @@ def materialise(git_dir: Path, sha: str, dropped: list[str] | None = None) -> It
         "filter.lfs.process=",
         "-c",
         "filter.lfs.required=false",
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "core.hooksPath=/dev/null",
     ]
     try:
         for args in (["read-tree", f"{sha}^{{tree}}"], ["checkout-index", "--all", "--force", "--quiet"]):
