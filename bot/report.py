@@ -18,15 +18,19 @@ from typing import Any
 
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.diff import MAX_PARTS, diff_comment_parts
+from bot.domain.governance.signatures import signature_checker
 from bot.domain.model import CheckInput, Finding, Report, Severity
 from bot.domain.render import DiffResult, RenderCache, compute_diff
+from bot.domain.validate import validate
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
 from bot.git.mirror import materialise
 
 Checker = Callable[[CheckInput], Iterable[Finding]]
 
-CHECKERS: list[Checker] = []
-"""Every checker ``gitops-bot check`` and the bot run after rendering (the lead adds them)."""
+CHECKERS: list[Checker] = [validate, signature_checker]
+"""Every checker ``gitops-bot check`` and the bot run after rendering: validation and policy
+(:func:`bot.domain.validate.validate`) and commit signatures with ``trust: keys``
+(:func:`bot.domain.governance.signatures.signature_checker`)."""
 
 
 class UsageError(ValueError):
