@@ -391,23 +391,28 @@ def _as_plain(item: RenderedObject | Mapping[str, Any]) -> tuple[Mapping[str, An
 
 
 Pair = tuple[Constraint, tuple[Mapping[str, Any], str, str]]
-#: Threads for evaluation. 1 by default: rego-cpp threads contend (measured: 2 threads doubled the CPU
-#: time and were slower on a 2-core machine); more may pay off on larger machines.
+#: Threads for evaluation. 1 by default: one batched engine call per template is already cheap, and
+#: the machine is small; more may pay off on larger machines with many templates.
 DEFAULT_WORKERS = 1
 MAX_WORKERS = 8
 MIN_CHUNK = 200
 
 
 def _run_chunk(template: Template, inventory: Mapping[str, Any], chunk: list[Pair]) -> list[Any]:
-    """Evaluate ``chunk`` with a private interpreter; return per pair a violation list or a RegoError."""
+    """Evaluate ``chunk`` in one engine; return per pair a violation list or a RegoError.
+
+    Identical (review, parameters) pairs, e.g. one manifest rendered for many targets, are
+    evaluated once; the distinct ones go to the engine as one batch.
+    """
     try:
         compiled = CompiledTemplate(template.rego, template.libs, inventory)
     except RegoError as exc:
         return [exc] * len(chunk)
     reviews: dict[int, tuple[str, dict[str, Any]]] = {}
     params: dict[int, str] = {}
-    seen: dict[tuple[str, str], Any] = {}  # identical objects rendered for many targets are evaluated once
-    out: list[Any] = []
+    index: dict[tuple[str, str], int] = {}
+    batch: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    slots: list[int] = []
     for constraint, (obj, _, _) in chunk:
         if id(obj) not in reviews:
             review = review_of(obj)
@@ -416,13 +421,12 @@ def _run_chunk(template: Template, inventory: Mapping[str, Any], chunk: list[Pai
             params[id(constraint)] = json.dumps(dict(constraint.parameters), sort_keys=True)
         review_key, review = reviews[id(obj)]
         key = (review_key, params[id(constraint)])
-        if key not in seen:
-            try:
-                seen[key] = compiled.violations(review, constraint.parameters)
-            except RegoError as exc:
-                seen[key] = exc
-        out.append(seen[key])
-    return out
+        if key not in index:
+            index[key] = len(batch)
+            batch.append((review, constraint.parameters))
+        slots.append(index[key])
+    outcomes = compiled.violations_batch(batch)
+    return [outcomes[slot] for slot in slots]
 
 
 def evaluate(
@@ -435,7 +439,7 @@ def evaluate(
     """Evaluate every constraint on every object it matches; return the violations.
 
     Each template is compiled once per chunk of (constraint, object) pairs (one chunk per
-    template unless ``workers`` > 1 asks for threads; the engine releases the GIL).
+    template unless ``workers`` > 1 asks for threads), and each chunk is one batched engine call.
     ``inventory`` (default: the objects themselves) becomes ``data.inventory`` for
     referential templates only, filtered by their ``requires-sync-data`` annotation. A
     constraint whose template is missing, or a template that fails to compile or run,
