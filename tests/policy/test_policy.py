@@ -247,3 +247,63 @@ def test_verify_accepts_a_single_suite_file() -> None:
         "example-disallowed-tls-optional",
     ]
     assert report.ok
+
+
+CONFLICT_REGO = """package conflict
+x = 1 { input.review.object.a }
+x = 2 { input.review.object.b }
+violation[{"msg": msg}] { msg := sprintf("x is %v", [x]) }
+"""
+
+
+def test_batch_gives_per_pair_results_and_isolates_a_runtime_error() -> None:
+    compiled = CompiledTemplate(CONFLICT_REGO)
+    reviews = ['{"object": {"a": true}}', '{"object": {"a": true, "b": true}}', '{"object": {}}']
+    first, broken, empty = compiled.violations_batch(reviews, ["{}"], [(0, 0), (1, 0), (2, 0)])
+    assert first == [{"msg": "x is 1"}] and empty == []
+    assert isinstance(broken, RegoError) and "rule conflicts with rule" in str(broken)
+    assert "Stack backtrace" not in str(broken)
+
+
+def test_batch_evaluates_each_pair_with_its_own_parameters() -> None:
+    template = REQUIRED_LABELS.split("rego: |", 1)[1]
+    compiled = CompiledTemplate(textwrap.dedent(template))
+    review = '{"object": {"metadata": {"name": "a", "labels": {"owner": "x"}}}}'
+    owner, team = '{"labels": [{"key": "owner"}]}', '{"labels": [{"key": "team"}]}'
+    ok, missing = compiled.violations_batch([review], [owner, team], [(0, 0), (0, 1)])
+    assert ok == []
+    assert len(missing) == 1 and "team" in missing[0]["msg"]  # type: ignore[index]
+
+
+def test_runtime_error_in_one_object_does_not_hide_the_others(tmp_path: Path) -> None:
+    body = textwrap.indent(CONFLICT_REGO, " " * 14)
+    _write(
+        tmp_path,
+        "policies/t.yaml",
+        f"""
+        apiVersion: templates.gatekeeper.sh/v1
+        kind: ConstraintTemplate
+        metadata: {{name: conflict}}
+        spec:
+          crd: {{spec: {{names: {{kind: Conflict}}}}}}
+          targets:
+          - target: admission.k8s.gatekeeper.sh
+            rego: |
+{body}
+        """,
+    )
+    constraint = (
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: Conflict\nmetadata: {name: no-conflict}\n"
+    )
+    _write(tmp_path, "policies/c.yaml", constraint)
+    objs = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}, **extra}
+        for n, extra in (
+            ("good", {"a": True}),
+            ("bad", {"a": True, "b": True}),
+        )
+    ]
+    results = evaluate(load_policy(tmp_path, {}), objs)
+    assert [(r.name, r.message) for r in results if r.enforcement_action == "deny"] == [("good", "x is 1")]
+    [error] = [r for r in results if r.enforcement_action == "error"]
+    assert "rule conflicts with rule" in error.message

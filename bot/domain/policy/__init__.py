@@ -1,6 +1,6 @@
 """Gatekeeper policy: ConstraintTemplates and Constraints evaluated with a real Rego engine.
 
-Only :mod:`bot.domain.policy.rego` imports the engine (regopy).
+Only :mod:`bot.domain.policy.rego` imports the engine (regorus).
 """
 
 from __future__ import annotations

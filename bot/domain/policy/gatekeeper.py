@@ -391,38 +391,39 @@ def _as_plain(item: RenderedObject | Mapping[str, Any]) -> tuple[Mapping[str, An
 
 
 Pair = tuple[Constraint, tuple[Mapping[str, Any], str, str]]
-#: Threads for evaluation. 1 by default: rego-cpp threads contend (measured: 2 threads doubled the CPU
-#: time and were slower on a 2-core machine); more may pay off on larger machines.
+#: Threads for evaluation. 1 by default: the regorus binding holds the GIL while it evaluates
+#: (measured: 2 threads were no faster), so threads only help if a future engine releases it.
 DEFAULT_WORKERS = 1
 MAX_WORKERS = 8
 MIN_CHUNK = 200
 
 
-def _run_chunk(template: Template, inventory: Mapping[str, Any], chunk: list[Pair]) -> list[Any]:
-    """Evaluate ``chunk`` with a private interpreter; return per pair a violation list or a RegoError."""
+def _run_chunk(
+    template: Template, inventory: Mapping[str, Any], chunk: list[Pair], review_json: Mapping[int, str]
+) -> list[Any]:
+    """Evaluate ``chunk`` in one engine; return per pair a violation list or a RegoError.
+
+    ``review_json`` maps ``id(object)`` to its review as canonical JSON. Identical
+    (review, parameters) pairs, e.g. one manifest rendered for many targets, are evaluated
+    once; the distinct ones go to the engine as one batch, each review text sent once.
+    """
     try:
         compiled = CompiledTemplate(template.rego, template.libs, inventory)
     except RegoError as exc:
         return [exc] * len(chunk)
-    reviews: dict[int, tuple[str, dict[str, Any]]] = {}
-    params: dict[int, str] = {}
-    seen: dict[tuple[str, str], Any] = {}  # identical objects rendered for many targets are evaluated once
-    out: list[Any] = []
+    reviews: dict[str, int] = {}
+    params: dict[str, int] = {}
+    param_of: dict[int, int] = {}
+    index: dict[tuple[int, int], int] = {}
+    slots: list[int] = []
     for constraint, (obj, _, _) in chunk:
-        if id(obj) not in reviews:
-            review = review_of(obj)
-            reviews[id(obj)] = (json.dumps(review, sort_keys=True), review)
-        if id(constraint) not in params:
-            params[id(constraint)] = json.dumps(dict(constraint.parameters), sort_keys=True)
-        review_key, review = reviews[id(obj)]
-        key = (review_key, params[id(constraint)])
-        if key not in seen:
-            try:
-                seen[key] = compiled.violations(review, constraint.parameters)
-            except RegoError as exc:
-                seen[key] = exc
-        out.append(seen[key])
-    return out
+        r = reviews.setdefault(review_json[id(obj)], len(reviews))
+        if id(constraint) not in param_of:
+            text = json.dumps(dict(constraint.parameters), sort_keys=True)
+            param_of[id(constraint)] = params.setdefault(text, len(params))
+        slots.append(index.setdefault((r, param_of[id(constraint)]), len(index)))
+    outcomes = compiled.violations_batch(list(reviews), list(params), list(index))
+    return [outcomes[slot] for slot in slots]
 
 
 def evaluate(
@@ -435,7 +436,7 @@ def evaluate(
     """Evaluate every constraint on every object it matches; return the violations.
 
     Each template is compiled once per chunk of (constraint, object) pairs (one chunk per
-    template unless ``workers`` > 1 asks for threads; the engine releases the GIL).
+    template unless ``workers`` > 1 asks for threads), and each chunk is one batched engine call.
     ``inventory`` (default: the objects themselves) becomes ``data.inventory`` for
     referential templates only, filtered by their ``requires-sync-data`` annotation. A
     constraint whose template is missing, or a template that fails to compile or run,
@@ -476,12 +477,21 @@ def evaluate(
             else max(MIN_CHUNK, -(-len(pairs) // (workers or 1)))
         )
         jobs.extend((template, inv, pairs[i : i + size]) for i in range(0, len(pairs), size))
+    review_json: dict[int, str] = {}
+    for _, _, chunk in jobs:
+        for _, (obj, _, _) in chunk:
+            if id(obj) not in review_json:
+                review_json[id(obj)] = json.dumps(review_of(obj), sort_keys=True)
+
+    def run(job: tuple[Template, Mapping[str, Any], list[Pair]]) -> list[Any]:
+        return _run_chunk(job[0], job[1], job[2], review_json)
+
     count = max(1, min(workers or DEFAULT_WORKERS, MAX_WORKERS, len(jobs)))
     if count == 1:
-        outcomes = [_run_chunk(*job) for job in jobs]
+        outcomes = [run(job) for job in jobs]
     else:
         with ThreadPoolExecutor(count) as pool:
-            outcomes = list(pool.map(lambda job: _run_chunk(*job), jobs))
+            outcomes = list(pool.map(run, jobs))
     failed: set[tuple[str, str]] = set()
     for (template, _, chunk), outcome in zip(jobs, outcomes, strict=True):
         for (constraint, (obj, source, target)), violations in zip(chunk, outcome, strict=True):
