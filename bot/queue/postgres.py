@@ -1,0 +1,311 @@
+"""The scale-out delivery store: PostgreSQL through asyncpg (``DATABASE_URL=postgresql://...``).
+
+Same semantics as the SQLite store (see :mod:`bot.queue.base`); several ``serve`` and ``worker``
+processes on several hosts share one database:
+
+* ``put`` is one ``INSERT ... ON CONFLICT (id) DO NOTHING`` in autocommit: when it returns the row
+  is committed (``synchronous_commit`` is left at the server's default, ``on``), and a duplicate
+  ``X-GitHub-Delivery`` id is stored once whichever replica receives it.
+* ``claim`` is one statement: a CTE selects runnable rows in arrival order ``FOR UPDATE SKIP
+  LOCKED`` and the outer ``UPDATE`` leases them. A row is a candidate only when no earlier row
+  with the same ``ordering_key`` is pending, processing or failed, so only the head of each pull
+  request's queue can be claimed. Two replicas never get the same row (the row lock), and never
+  two rows of one key (the second is not a head until the first is done or dead; when a
+  concurrent claim changed a row, PostgreSQL re-checks its status under the lock).
+* Time comes from the database (``now()``) so replicas with skewed clocks agree on leases.
+  ``fail(retry_at=...)`` takes the worker's clock, like the SQLite store.
+* ``complete``/``fail`` act only while the worker still holds the lease: a worker whose lease
+  expired and whose delivery was re-claimed cannot overwrite the new owner's result.
+* The schema is created on ``open`` under a transaction-scoped advisory lock, so replicas
+  starting together do not race on ``CREATE TABLE``.
+
+Tables are prefixed ``gitops_bot_`` so the bot can share a database with other applications.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bot.queue.base import Delivery, DeliveryStore, Status
+
+log = logging.getLogger(__name__)
+
+SCHEMA_LOCK_ID = 0x6769746F7073  # "gitops"
+MAX_ERROR_CHARS = 4000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS gitops_bot_deliveries (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    event TEXT NOT NULL,
+    action TEXT,
+    payload BYTEA NOT NULL,
+    installation_id BIGINT,
+    ordering_key TEXT,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'processing', 'done', 'failed', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    next_attempt_at TIMESTAMPTZ,
+    lease_owner TEXT,
+    lease_until TIMESTAMPTZ,
+    last_error TEXT,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS gitops_bot_deliveries_open
+    ON gitops_bot_deliveries (seq) WHERE status IN ('pending', 'processing', 'failed');
+CREATE INDEX IF NOT EXISTS gitops_bot_deliveries_key_open
+    ON gitops_bot_deliveries (ordering_key, seq) WHERE status IN ('pending', 'processing', 'failed');
+CREATE INDEX IF NOT EXISTS gitops_bot_deliveries_updated ON gitops_bot_deliveries (updated_at DESC, seq DESC);
+CREATE INDEX IF NOT EXISTS gitops_bot_deliveries_status ON gitops_bot_deliveries (status);
+CREATE TABLE IF NOT EXISTS gitops_bot_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"""
+
+COLUMNS = (
+    "id, event, action, payload, installation_id, ordering_key, status, attempts, received_at, "
+    "next_attempt_at, last_error, updated_at"
+)
+
+CLAIM = f"""
+WITH picked AS (
+    SELECT d.seq FROM gitops_bot_deliveries AS d
+    WHERE (
+        d.status = 'pending'
+        OR (d.status = 'failed' AND d.next_attempt_at <= now())
+        OR (d.status = 'processing' AND d.lease_until <= now())
+    )
+    AND (
+        d.ordering_key IS NULL
+        OR NOT EXISTS (
+            SELECT 1 FROM gitops_bot_deliveries AS e
+            WHERE e.ordering_key = d.ordering_key AND e.seq < d.seq
+              AND e.status IN ('pending', 'processing', 'failed')
+        )
+    )
+    ORDER BY d.seq
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE gitops_bot_deliveries AS t
+SET status = 'processing', attempts = t.attempts + 1, lease_owner = $1,
+    lease_until = now() + make_interval(secs => $2), next_attempt_at = NULL, updated_at = now()
+FROM picked WHERE t.seq = picked.seq
+RETURNING t.seq, {", ".join("t." + c.strip() for c in COLUMNS.split(","))}
+"""
+
+
+def _row_to_delivery(row: asyncpg.Record) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        event=row["event"],
+        action=row["action"],
+        payload=bytes(row["payload"]),
+        installation_id=row["installation_id"],
+        ordering_key=row["ordering_key"],
+        status=Status(row["status"]),
+        attempts=row["attempts"],
+        received_at=row["received_at"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _check_text(name: str, value: str | None) -> None:
+    if value is not None and "\x00" in value:
+        raise ValueError(f"{name} contains a NUL character, which PostgreSQL text cannot store")
+
+
+def normalise_dsn(dsn: str) -> str:
+    """Accept ``postgres://`` and ``postgresql+asyncpg://`` spellings; return a ``postgresql://`` DSN."""
+    for prefix in ("postgresql+asyncpg://", "postgres://"):
+        if dsn.startswith(prefix):
+            return "postgresql://" + dsn[len(prefix) :]
+    return dsn
+
+
+class PostgresStore(DeliveryStore):
+    """A :class:`DeliveryStore` in PostgreSQL, safe to share between many processes."""
+
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 30.0
+    ) -> None:
+        self.dsn = normalise_dsn(dsn)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    def __repr__(self) -> str:  # the DSN may carry a password
+        return "PostgresStore(<dsn hidden>)"
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the delivery store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        """Connect a pool and create the schema when missing."""
+        if self._pool is not None:
+            return
+        pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            command_timeout=self._command_timeout,
+        )
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_ID)
+                await conn.execute(SCHEMA)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool (waiting for statements in flight)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> bool:
+        """Return True when the database answers a trivial query."""
+        if self._pool is None:
+            return False
+        try:
+            return bool(await self._pool.fetchval("SELECT 1", timeout=5) == 1)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+
+    async def put(
+        self,
+        delivery_id: str,
+        event: str,
+        payload: bytes,
+        *,
+        action: str | None = None,
+        installation_id: int | None = None,
+        ordering_key: str | None = None,
+    ) -> bool:
+        """Store a delivery (committed on return); return False when the id was already stored."""
+        for name, value in (
+            ("delivery id", delivery_id),
+            ("event", event),
+            ("action", action),
+            ("ordering key", ordering_key),
+        ):
+            _check_text(name, value)
+        seq = await self.pool.fetchval(
+            "INSERT INTO gitops_bot_deliveries (id, event, action, payload, installation_id, ordering_key) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING seq",
+            delivery_id,
+            event,
+            action,
+            payload,
+            installation_id,
+            ordering_key,
+        )
+        return seq is not None
+
+    async def claim(self, worker_id: str, *, limit: int = 1, lease_seconds: float = 300.0) -> list[Delivery]:
+        """Lease up to ``limit`` runnable deliveries, respecting per-key arrival order across replicas."""
+        if limit <= 0:
+            return []
+        rows = await self.pool.fetch(CLAIM, worker_id, float(lease_seconds), limit)
+        return [_row_to_delivery(r) for r in sorted(rows, key=lambda r: r["seq"])]
+
+    async def complete(self, delivery_id: str, worker_id: str) -> None:
+        """Mark a delivery done (only while ``worker_id`` still holds its lease)."""
+        await self.pool.execute(
+            "UPDATE gitops_bot_deliveries SET status = 'done', lease_owner = NULL, lease_until = NULL, "
+            "next_attempt_at = NULL, updated_at = now() "
+            "WHERE id = $1 AND status = 'processing' AND lease_owner = $2",
+            delivery_id,
+            worker_id,
+        )
+
+    async def fail(self, delivery_id: str, worker_id: str, error: str, retry_at: datetime | None) -> None:
+        """Record a failure: ``failed`` with a retry time, or ``dead`` when ``retry_at`` is None."""
+        status = Status.DEAD if retry_at is None else Status.FAILED
+        text = error.replace("\x00", "\\0")[:MAX_ERROR_CHARS]
+        await self.pool.execute(
+            "UPDATE gitops_bot_deliveries SET status = $1, next_attempt_at = $2, last_error = $3, "
+            "lease_owner = NULL, lease_until = NULL, updated_at = now() "
+            "WHERE id = $4 AND status = 'processing' AND lease_owner = $5",
+            status.value,
+            retry_at,
+            text,
+            delivery_id,
+            worker_id,
+        )
+
+    async def retry(self, delivery_id: str) -> bool:
+        """Put a failed or dead delivery back to pending with a fresh attempt budget."""
+        result: str = await self.pool.execute(
+            "UPDATE gitops_bot_deliveries SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
+            "updated_at = now() WHERE id = $1 AND status IN ('failed', 'dead')",
+            delivery_id,
+        )
+        return result.endswith(" 1")
+
+    async def retry_dead(self) -> int:
+        """Put every dead delivery back to pending; return how many."""
+        result: str = await self.pool.execute(
+            "UPDATE gitops_bot_deliveries SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
+            "updated_at = now() WHERE status = 'dead'"
+        )
+        return int(result.rsplit(" ", 1)[-1])
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        """Return one delivery, or None."""
+        row = await self.pool.fetchrow(
+            f"SELECT {COLUMNS} FROM gitops_bot_deliveries WHERE id = $1", delivery_id
+        )
+        return None if row is None else _row_to_delivery(row)
+
+    async def counts(self) -> dict[Status, int]:
+        """Return the number of deliveries per status, every status present."""
+        out = dict.fromkeys(Status, 0)
+        for row in await self.pool.fetch(
+            "SELECT status, COUNT(*) AS n FROM gitops_bot_deliveries GROUP BY status"
+        ):
+            out[Status(row["status"])] = int(row["n"])
+        return out
+
+    async def recent(self, *, status: Status | None = None, limit: int = 20) -> list[Delivery]:
+        """Return the most recently updated deliveries, optionally of one status."""
+        args: list[Any] = [limit]
+        where = ""
+        if status is not None:
+            where = "WHERE status = $2"
+            args.append(status.value)
+        rows = await self.pool.fetch(
+            f"SELECT {COLUMNS} FROM gitops_bot_deliveries {where} "
+            "ORDER BY updated_at DESC, seq DESC LIMIT $1",
+            *args,
+        )
+        return [_row_to_delivery(r) for r in rows]
+
+    async def get_state(self, key: str) -> str | None:
+        """Read one service-state value."""
+        value = await self.pool.fetchval("SELECT value FROM gitops_bot_state WHERE key = $1", key)
+        return None if value is None else str(value)
+
+    async def set_state(self, key: str, value: str) -> None:
+        """Write one service-state value."""
+        await self.pool.execute(
+            "INSERT INTO gitops_bot_state (key, value) VALUES ($1, $2) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
+            key,
+            value,
+        )
