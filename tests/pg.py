@@ -18,9 +18,40 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """Start one PostgreSQL for the session; skip (with the reason) when none can be started.
+
+    The cluster lives in its own directory under the system temp dir (pytest's own tmp tree is
+    private to the current user, which the unprivileged server user cannot enter). Import this
+    fixture and :func:`pg_dsn` into a ``conftest.py`` to use them.
+    """
+    base = Path(tempfile.mkdtemp(prefix="gitops-bot-pg-"))
+    try:
+        server = start_postgres(base)
+    except PgUnavailable as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"no PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> str:
+    """A DSN of a new, empty database on the session's server."""
+    return pg_server.create_database()
 
 
 class PgUnavailable(RuntimeError):

@@ -45,3 +45,8 @@ class Sleeper:
 @pytest.fixture
 def sleeper() -> Sleeper:
     return Sleeper()
+
+
+from tests.pg import pg_dsn, pg_server  # noqa: E402  (PostgreSQL fixtures for the redelivery tests)
+
+__all__ = ["Sleeper", "pg_dsn", "pg_server"]
