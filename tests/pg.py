@@ -107,12 +107,42 @@ class PgServer:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        """Stop the server at once (``-m immediate``: like a crash, recovery runs at next start)."""
         subprocess.run(
             [*self.prefix, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "stop"],
             capture_output=True,
             check=False,
             timeout=60,
         )
+
+    def start(self) -> bool:
+        """Start (again) on the same port; return True when it is up."""
+        sock_dir = self.data_dir.parent / "sock"
+        opts = (
+            f"-p {self.port} -k {sock_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        )
+        log = self.data_dir.parent / "log"
+        started = subprocess.run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                str(self.data_dir),
+                "-o",
+                opts,
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=90,
+        )
+        return started.returncode == 0
 
 
 def start_postgres(base_dir: Path) -> PgServer:
@@ -148,32 +178,10 @@ def start_postgres(base_dir: Path) -> PgServer:
     )
     if init.returncode != 0:
         raise PgUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
-    last_error = ""
     for _ in range(3):
-        port = _free_port()
-        opts = f"-p {port} -k {sock_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        started = subprocess.run(
-            [
-                *prefix,
-                pg_ctl,
-                "-D",
-                str(data_dir),
-                "-o",
-                opts,
-                "-l",
-                str(base_dir / "log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=90,
-        )
-        if started.returncode == 0:
-            return PgServer(data_dir=data_dir, port=port, pg_ctl=pg_ctl, prefix=prefix, user=user)
-        log = base_dir / "log"
-        last_error = (log.read_text(errors="replace") if log.exists() else started.stderr)[-500:]
+        server = PgServer(data_dir=data_dir, port=_free_port(), pg_ctl=pg_ctl, prefix=prefix, user=user)
+        if server.start():
+            return server
+    log = base_dir / "log"
+    last_error = log.read_text(errors="replace")[-500:] if log.exists() else "no log"
     raise PgUnavailable(f"pg_ctl start failed: {last_error.strip()}")

@@ -16,6 +16,11 @@ processes on several hosts share one database:
   ``fail(retry_at=...)`` takes the worker's clock, like the SQLite store.
 * ``complete``/``fail`` act only while the worker still holds the lease: a worker whose lease
   expired and whose delivery was re-claimed cannot overwrite the new owner's result.
+* A lost connection (database restart, failover, network blip) is retried a few times with
+  backoff on a fresh pooled connection. Every operation is safe to repeat: ``put`` is
+  ``ON CONFLICT DO NOTHING`` (a committed row whose answer was lost reads as a duplicate, and is
+  still stored once), ``complete``/``fail`` are guarded updates, and a ``claim`` whose answer was
+  lost only leaves a lease that expires.
 * The schema is created on ``open`` under a transaction-scoped advisory lock, so replicas
   starting together do not race on ``CREATE TABLE``.
 
@@ -24,15 +29,26 @@ Tables are prefixed ``gitops_bot_`` so the bot can share a database with other a
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from bot.queue.base import Delivery, DeliveryStore, Status
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors after which the same statement may be sent again on another connection.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+)
 
 SCHEMA_LOCK_ID = 0x6769746F7073  # "gitops"
 MAX_ERROR_CHARS = 4000
@@ -136,9 +152,18 @@ class PostgresStore(DeliveryStore):
     """A :class:`DeliveryStore` in PostgreSQL, safe to share between many processes."""
 
     def __init__(
-        self, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 30.0
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        command_timeout: float = 30.0,
+        reconnect_attempts: int = 6,
+        reconnect_delay: float = 0.2,
     ) -> None:
         self.dsn = normalise_dsn(dsn)
+        self._reconnect_attempts = reconnect_attempts
+        self._reconnect_delay = reconnect_delay
         self._min_size = min_size
         self._max_size = max_size
         self._command_timeout = command_timeout
@@ -152,6 +177,32 @@ class PostgresStore(DeliveryStore):
         if self._pool is None:
             raise RuntimeError("the delivery store is not open")
         return self._pool
+
+    async def _retrying(self, what: str, op: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+        """Run ``op`` on the pool, again after a lost connection (see module docs)."""
+        delay = self._reconnect_delay
+        for attempt in range(1, self._reconnect_attempts + 1):
+            try:
+                return await op(self.pool)
+            except TRANSIENT_ERRORS as exc:
+                if attempt == self._reconnect_attempts:
+                    raise
+                log.warning("PostgreSQL %s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        return await self._retrying("update", lambda p: p.execute(query, *args))
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._retrying("query", lambda p: p.fetch(query, *args))
+
+    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._retrying("query", lambda p: p.fetchrow(query, *args))
+
+    async def _fetchval(self, query: str, *args: Any) -> Any:
+        return await self._retrying("query", lambda p: p.fetchval(query, *args))
 
     async def open(self) -> None:
         """Connect a pool and create the schema when missing."""
@@ -205,7 +256,7 @@ class PostgresStore(DeliveryStore):
             ("ordering key", ordering_key),
         ):
             _check_text(name, value)
-        seq = await self.pool.fetchval(
+        seq = await self._fetchval(
             "INSERT INTO gitops_bot_deliveries (id, event, action, payload, installation_id, ordering_key) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING seq",
             delivery_id,
@@ -221,12 +272,12 @@ class PostgresStore(DeliveryStore):
         """Lease up to ``limit`` runnable deliveries, respecting per-key arrival order across replicas."""
         if limit <= 0:
             return []
-        rows = await self.pool.fetch(CLAIM, worker_id, float(lease_seconds), limit)
+        rows = await self._fetch(CLAIM, worker_id, float(lease_seconds), limit)
         return [_row_to_delivery(r) for r in sorted(rows, key=lambda r: r["seq"])]
 
     async def complete(self, delivery_id: str, worker_id: str) -> None:
         """Mark a delivery done (only while ``worker_id`` still holds its lease)."""
-        await self.pool.execute(
+        await self._execute(
             "UPDATE gitops_bot_deliveries SET status = 'done', lease_owner = NULL, lease_until = NULL, "
             "next_attempt_at = NULL, updated_at = now() "
             "WHERE id = $1 AND status = 'processing' AND lease_owner = $2",
@@ -238,7 +289,7 @@ class PostgresStore(DeliveryStore):
         """Record a failure: ``failed`` with a retry time, or ``dead`` when ``retry_at`` is None."""
         status = Status.DEAD if retry_at is None else Status.FAILED
         text = error.replace("\x00", "\\0")[:MAX_ERROR_CHARS]
-        await self.pool.execute(
+        await self._execute(
             "UPDATE gitops_bot_deliveries SET status = $1, next_attempt_at = $2, last_error = $3, "
             "lease_owner = NULL, lease_until = NULL, updated_at = now() "
             "WHERE id = $4 AND status = 'processing' AND lease_owner = $5",
@@ -251,7 +302,7 @@ class PostgresStore(DeliveryStore):
 
     async def retry(self, delivery_id: str) -> bool:
         """Put a failed or dead delivery back to pending with a fresh attempt budget."""
-        result: str = await self.pool.execute(
+        result: str = await self._execute(
             "UPDATE gitops_bot_deliveries SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
             "updated_at = now() WHERE id = $1 AND status IN ('failed', 'dead')",
             delivery_id,
@@ -260,7 +311,7 @@ class PostgresStore(DeliveryStore):
 
     async def retry_dead(self) -> int:
         """Put every dead delivery back to pending; return how many."""
-        result: str = await self.pool.execute(
+        result: str = await self._execute(
             "UPDATE gitops_bot_deliveries SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
             "updated_at = now() WHERE status = 'dead'"
         )
@@ -268,15 +319,13 @@ class PostgresStore(DeliveryStore):
 
     async def get(self, delivery_id: str) -> Delivery | None:
         """Return one delivery, or None."""
-        row = await self.pool.fetchrow(
-            f"SELECT {COLUMNS} FROM gitops_bot_deliveries WHERE id = $1", delivery_id
-        )
+        row = await self._fetchrow(f"SELECT {COLUMNS} FROM gitops_bot_deliveries WHERE id = $1", delivery_id)
         return None if row is None else _row_to_delivery(row)
 
     async def counts(self) -> dict[Status, int]:
         """Return the number of deliveries per status, every status present."""
         out = dict.fromkeys(Status, 0)
-        for row in await self.pool.fetch(
+        for row in await self._fetch(
             "SELECT status, COUNT(*) AS n FROM gitops_bot_deliveries GROUP BY status"
         ):
             out[Status(row["status"])] = int(row["n"])
@@ -289,7 +338,7 @@ class PostgresStore(DeliveryStore):
         if status is not None:
             where = "WHERE status = $2"
             args.append(status.value)
-        rows = await self.pool.fetch(
+        rows = await self._fetch(
             f"SELECT {COLUMNS} FROM gitops_bot_deliveries {where} "
             "ORDER BY updated_at DESC, seq DESC LIMIT $1",
             *args,
@@ -298,12 +347,12 @@ class PostgresStore(DeliveryStore):
 
     async def get_state(self, key: str) -> str | None:
         """Read one service-state value."""
-        value = await self.pool.fetchval("SELECT value FROM gitops_bot_state WHERE key = $1", key)
+        value = await self._fetchval("SELECT value FROM gitops_bot_state WHERE key = $1", key)
         return None if value is None else str(value)
 
     async def set_state(self, key: str, value: str) -> None:
         """Write one service-state value."""
-        await self.pool.execute(
+        await self._execute(
             "INSERT INTO gitops_bot_state (key, value) VALUES ($1, $2) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
             key,

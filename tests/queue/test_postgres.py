@@ -175,3 +175,39 @@ def test_pg_worker_module_runs_standalone() -> None:
         [sys.executable, "-c", "import tests.queue.pg_worker"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.slow
+async def test_store_rides_out_a_database_restart() -> None:
+    """A crash-restart of PostgreSQL costs a retry, not an error: the put in flight is stored."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.pg import PgUnavailable, start_postgres
+
+    base = Path(tempfile.mkdtemp(prefix="gitops-bot-pg-restart-"))
+    try:
+        server = start_postgres(base)
+    except PgUnavailable as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"no PostgreSQL: {exc}")
+    store = PostgresStore(server.dsn, reconnect_attempts=30, reconnect_delay=0.1)
+    try:
+        await store.open()
+        assert await store.put("before", "push", b"{}")
+        await asyncio.to_thread(server.stop)
+        assert not await store.ping()
+        put = asyncio.create_task(store.put("during", "push", b"{}", ordering_key="k"))
+        await asyncio.sleep(0.3)
+        assert not put.done(), "the put waits for the database instead of failing"
+        assert await asyncio.to_thread(server.start)
+        assert await asyncio.wait_for(put, timeout=30)
+        assert await store.ping()
+        assert {d.id for d in await store.recent()} == {"before", "during"}
+        [claimed] = await store.claim("w")
+        assert claimed.id == "before"
+    finally:
+        await store.close()
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
