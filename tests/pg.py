@@ -27,15 +27,14 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """Start one PostgreSQL for the session; skip (with the reason) when none can be started.
+@contextlib.contextmanager
+def postgres_or_skip(prefix: str = "gitops-bot-pg-") -> Iterator[PgServer]:
+    """Run a PostgreSQL of one's own for the block; skip the test (with the reason) when impossible.
 
     The cluster lives in its own directory under the system temp dir (pytest's own tmp tree is
-    private to the current user, which the unprivileged server user cannot enter). Import this
-    fixture and :func:`pg_dsn` into a ``conftest.py`` to use them.
+    private to the current user, which the unprivileged server user cannot enter).
     """
-    base = Path(tempfile.mkdtemp(prefix="gitops-bot-pg-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         server = start_postgres(base)
     except PgUnavailable as exc:
@@ -46,6 +45,13 @@ def pg_server() -> Iterator[PgServer]:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL for the session (import this and :func:`pg_dsn` into a ``conftest.py``)."""
+    with postgres_or_skip() as server:
+        yield server
 
 
 @pytest.fixture

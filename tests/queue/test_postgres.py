@@ -18,6 +18,7 @@ import pytest
 from bot.queue.base import Status
 from bot.queue.postgres import PostgresStore, normalise_dsn
 from tests.conftest import ROOT
+from tests.pg import PgServer, postgres_or_skip
 
 pytestmark = pytest.mark.postgres
 
@@ -180,18 +181,11 @@ def test_pg_worker_module_runs_standalone() -> None:
 @pytest.mark.slow
 async def test_store_rides_out_a_database_restart() -> None:
     """A crash-restart of PostgreSQL costs a retry, not an error: the put in flight is stored."""
-    import shutil
-    import tempfile
-    from pathlib import Path
+    with postgres_or_skip("gitops-bot-pg-restart-") as server:
+        await _restart_scenario(server)
 
-    from tests.pg import PgUnavailable, start_postgres
 
-    base = Path(tempfile.mkdtemp(prefix="gitops-bot-pg-restart-"))
-    try:
-        server = start_postgres(base)
-    except PgUnavailable as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"no PostgreSQL: {exc}")
+async def _restart_scenario(server: PgServer) -> None:
     store = PostgresStore(server.dsn, reconnect_attempts=30, reconnect_delay=0.1)
     try:
         await store.open()
@@ -209,5 +203,3 @@ async def test_store_rides_out_a_database_restart() -> None:
         assert claimed.id == "before"
     finally:
         await store.close()
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
