@@ -87,6 +87,7 @@ class PgServer:
     pg_ctl: str
     prefix: list[str]
     user: str
+    fsync: bool = False
 
     @property
     def dsn(self) -> str:
@@ -124,9 +125,9 @@ class PgServer:
     def start(self) -> bool:
         """Start (again) on the same port; return True when it is up."""
         sock_dir = self.data_dir.parent / "sock"
-        opts = (
-            f"-p {self.port} -k {sock_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        )
+        opts = f"-p {self.port} -k {sock_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.fsync:
+            opts += " -c fsync=off"
         log = self.data_dir.parent / "log"
         started = subprocess.run(
             [
@@ -151,8 +152,11 @@ class PgServer:
         return started.returncode == 0
 
 
-def start_postgres(base_dir: Path) -> PgServer:
-    """Create and start a cluster under ``base_dir``; raise :class:`PgUnavailable` when impossible."""
+def start_postgres(base_dir: Path, *, fsync: bool = False) -> PgServer:
+    """Create and start a cluster under ``base_dir``; raise :class:`PgUnavailable` when impossible.
+
+    ``fsync=False`` (tests) trades crash safety of the test cluster for speed; benchmarks pass True.
+    """
     initdb, pg_ctl = _find_bin("initdb"), _find_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise PgUnavailable("PostgreSQL binaries (initdb, pg_ctl) not found on PATH or /usr/lib/postgresql")
@@ -185,7 +189,9 @@ def start_postgres(base_dir: Path) -> PgServer:
     if init.returncode != 0:
         raise PgUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
     for _ in range(3):
-        server = PgServer(data_dir=data_dir, port=_free_port(), pg_ctl=pg_ctl, prefix=prefix, user=user)
+        server = PgServer(
+            data_dir=data_dir, port=_free_port(), pg_ctl=pg_ctl, prefix=prefix, user=user, fsync=fsync
+        )
         if server.start():
             return server
     log = base_dir / "log"
