@@ -170,4 +170,10 @@ class GitHubApp:
     async def installation_api(self, installation_id: int) -> GitHubClient:
         """Return a client authenticated as the installation, sharing its limits and ETag cache."""
         token = await self.installation_token(installation_id)
-        return self._client(installation_id, oauth_token=token)
+
+        async def refresh() -> str:
+            if self._tokens.get(installation_id) is not None and self._tokens[installation_id].token == token:
+                self.forget_token(installation_id)
+            return await self.installation_token(installation_id)
+
+        return self._client(installation_id, oauth_token=token, refresh_token=refresh)

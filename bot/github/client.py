@@ -28,6 +28,9 @@ gidgethub it adds:
   answers a 304 from the cache; a 304 does not count against GitHub's rate limit. The cache is a
   bounded :class:`LRUCache` shared by the clients of one installation.
 
+* **Token refresh**: a 401 on an installation client (token revoked or expired early) makes the
+  client fetch a new token through ``refresh_token`` and send the request again, once.
+
 * **Metrics**: ``github_calls{method,status}`` per HTTP exchange (``status="error"`` for a failed
   connection) and ``rate_limit_remaining``.
 
@@ -225,6 +228,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
         wall_clock: Callable[[], float] = time.time,
+        refresh_token: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         super().__init__(
             session,
@@ -240,6 +244,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         self.retry_policy = retry if retry is not None else RetryPolicy()
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self._wall_clock = wall_clock
+        self._refresh_token = refresh_token
         self.attempts = 0
 
     async def sleep(self, seconds: float) -> None:
@@ -312,6 +317,15 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 slept += delay
                 continue
             self._observe(method, str(status), resp_headers)
+            if status == 401 and self._refresh_token is not None and self.oauth_token is not None:
+                # The installation token was revoked or expired early: GitHub did nothing with
+                # the request, so any method may be sent again, once, with a fresh token.
+                refresh, self._refresh_token = self._refresh_token, None
+                self.oauth_token = await refresh()
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                headers["authorization"] = f"token {self.oauth_token}"
+                log.warning("GitHub %s %s answered 401; retrying once with a new token", method, _path(url))
+                continue
             resp_headers = _readable_error(status, resp_headers, data)
             delay_or_none = self._status_delay(method, status, resp_headers, data)
             if delay_or_none is None:

@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 
 import aiohttp
+import gidgethub
 import pytest
 
 import bot.github.auth as auth_mod
@@ -142,3 +143,26 @@ def test_parse_expires_at(value: object, ok: bool) -> None:
     assert (parsed is not None) == ok
     if parsed is not None:
         assert parsed.utcoffset() == timedelta(0)
+
+
+async def test_revoked_token_is_replaced_once_on_401(
+    session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, keypair: tuple[str, str]
+) -> None:
+    def answer(request):  # type: ignore[no-untyped-def]
+        if request.headers["Authorization"] == "token ghs_inst7_n1":
+            return 401, {}, {"message": "Bad credentials"}
+        return 201, {}, {"id": 1}
+
+    fake.script[("POST", "/repos/o/r/issues/1/comments")] = [answer]
+    app = make_app(session, base_url, keypair)
+    gh = await app.installation_api(7)
+    assert await gh.post("/repos/o/r/issues/1/comments", data={"body": "x"}) == {"id": 1}
+    assert fake.token_calls == {7: 2}
+    assert await app.installation_token(7) == "ghs_inst7_n2", "the new token is cached for the others"
+
+    fake.script[("GET", "/repos/o/r")] = [(401, {}, {"message": "Bad credentials"})]
+    gh = await app.installation_api(7)
+    with pytest.raises(gidgethub.BadRequest) as info:
+        await gh.getitem("/repos/o/r")
+    assert info.value.status_code == 401
+    assert fake.paths("GET").count("/repos/o/r") == 2, "one refresh, not a loop"
