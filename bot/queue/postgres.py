@@ -3,9 +3,11 @@
 Same semantics as the SQLite store (see :mod:`bot.queue.base`); several ``serve`` and ``worker``
 processes on several hosts share one database:
 
-* ``put`` is one ``INSERT ... ON CONFLICT (id) DO NOTHING`` in autocommit: when it returns the row
+* ``put`` is an ``INSERT ... ON CONFLICT (id) DO NOTHING`` in autocommit: when it returns the row
   is committed (``synchronous_commit`` is left at the server's default, ``on``), and a duplicate
-  ``X-GitHub-Delivery`` id is stored once whichever replica receives it.
+  ``X-GitHub-Delivery`` id is stored once whichever replica receives it. Puts that arrive while
+  one is being written are *group-committed*: the next statement inserts them all (``unnest``,
+  in arrival order), so a burst of webhooks costs a few commits, not one each.
 * ``claim`` is one statement: a CTE selects runnable rows in arrival order ``FOR UPDATE SKIP
   LOCKED`` and the outer ``UPDATE`` leases them. A row is a candidate only when no earlier row
   with the same ``ordering_key`` is pending, processing or failed, so only the head of each pull
@@ -30,6 +32,7 @@ Tables are prefixed ``gitops_bot_`` so the bot can share a database with other a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -83,6 +86,21 @@ CREATE TABLE IF NOT EXISTS gitops_bot_state (
     value TEXT NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+"""
+
+MAX_BATCH = 500
+PutRow = tuple[str, str, str | None, bytes, int | None, str | None]
+
+# Many puts in one statement, in arrival order; a duplicate id (stored before, or twice in the
+# batch) inserts nothing and is not returned.
+INSERT_MANY = """
+INSERT INTO gitops_bot_deliveries (id, event, action, payload, installation_id, ordering_key)
+SELECT id, event, action, payload, installation_id, ordering_key
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::text[])
+    WITH ORDINALITY AS u(id, event, action, payload, installation_id, ordering_key, n)
+ORDER BY n
+ON CONFLICT (id) DO NOTHING
+RETURNING id
 """
 
 COLUMNS = (
@@ -168,6 +186,9 @@ class PostgresStore(DeliveryStore):
         self._max_size = max_size
         self._command_timeout = command_timeout
         self._pool: asyncpg.Pool | None = None
+        self._pending: list[tuple[PutRow, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # put statements run, for tests and benchmarks
 
     def __repr__(self) -> str:  # the DSN may carry a password
         return "PostgresStore(<dsn hidden>)"
@@ -224,7 +245,10 @@ class PostgresStore(DeliveryStore):
         self._pool = pool
 
     async def close(self) -> None:
-        """Close the pool (waiting for statements in flight)."""
+        """Finish queued puts, then close the pool (waiting for statements in flight)."""
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -256,17 +280,39 @@ class PostgresStore(DeliveryStore):
             ("ordering key", ordering_key),
         ):
             _check_text(name, value)
-        seq = await self._fetchval(
-            "INSERT INTO gitops_bot_deliveries (id, event, action, payload, installation_id, ordering_key) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING seq",
-            delivery_id,
-            event,
-            action,
-            payload,
-            installation_id,
-            ordering_key,
-        )
-        return seq is not None
+        if self._pool is None:
+            raise RuntimeError("the delivery store is not open")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append(((delivery_id, event, action, payload, installation_id, ordering_key), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        return await asyncio.shield(future)
+
+    async def _flush_loop(self) -> None:
+        """Insert queued puts in batches (group commit): one statement, one fsync per batch."""
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            rows = [row for row, _ in batch]
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            try:
+                inserted = {r["id"] for r in await self._fetch(INSERT_MANY, *columns)}
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            except BaseException as exc:  # cancelled: fail the waiters, then stop
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(RuntimeError(f"store put interrupted: {type(exc).__name__}"))
+                raise
+            self.batches += 1
+            seen: set[str] = set()
+            for row, fut in batch:
+                fresh = row[0] in inserted and row[0] not in seen
+                seen.add(row[0])
+                if not fut.done():
+                    fut.set_result(fresh)
 
     async def claim(self, worker_id: str, *, limit: int = 1, lease_seconds: float = 300.0) -> list[Delivery]:
         """Lease up to ``limit`` runnable deliveries, respecting per-key arrival order across replicas."""

@@ -203,3 +203,24 @@ async def _restart_scenario(server: PgServer) -> None:
         assert claimed.id == "before"
     finally:
         await store.close()
+
+
+async def test_concurrent_puts_are_group_committed_in_arrival_order(pg_dsn: str) -> None:
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    try:
+        ids = [f"g{i:03d}" for i in range(120)]
+        results = await asyncio.gather(
+            *(store.put(i, "pull_request", b"{}", ordering_key="o/r#1") for i in ids)
+        )
+        results += await asyncio.gather(store.put("g000", "push", b"{}"), store.put("new", "push", b"{}"))
+        assert results == [True] * 120 + [False, True]
+        assert store.batches < 20, f"{store.batches} statements for 122 puts"
+        claimed = []
+        while batch := await store.claim("w", limit=50):
+            for d in batch:
+                claimed.append(d.id)
+                await store.complete(d.id, "w")
+        assert [c for c in claimed if c != "new"] == ids, "one key's deliveries come out in put order"
+    finally:
+        await store.close()
