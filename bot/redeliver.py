@@ -28,12 +28,13 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import gidgethub
+from aiohttp import web
 
 from bot.github.types import GitHubClients
 from bot.queue.base import DeliveryStore
@@ -261,3 +262,30 @@ async def redelivery_task(
             await asyncio.wait_for(task, timeout=10)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
+
+
+def cleanup_ctx(
+    clients_key: web.AppKey[Any],
+    store_key: web.AppKey[Any],
+    *,
+    interval: float = 300.0,
+    **options: Any,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Return an aiohttp ``cleanup_ctx`` running the periodic pass while the app runs.
+
+    Append it after the contexts that set ``store_key`` and ``clients_key``. When the app has
+    no GitHub clients (no App credentials) or ``interval`` is 0, it logs why and does nothing.
+    """
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        clients = app.get(clients_key)
+        if clients is None or interval <= 0:
+            log.info(
+                "missed-delivery redelivery is off (%s)", "disabled" if interval <= 0 else "no App clients"
+            )
+            yield
+            return
+        async with redelivery_task(clients, app[store_key], interval=interval, **options):
+            yield
+
+    return ctx

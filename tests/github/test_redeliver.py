@@ -191,3 +191,45 @@ def test_plan_is_pure_and_ignores_old_failures() -> None:
 @pytest.mark.parametrize("bad", [None, [], {"id": 1}, {"id": 1, "guid": "x", "delivered_at": "yesterday"}])
 def test_unreadable_records_are_skipped(bad: object) -> None:
     assert HookDelivery.from_api(bad) is None
+
+
+async def test_cleanup_ctx_runs_a_pass_while_the_app_lives(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    github: FakeGitHub,
+    keypair: tuple[str, str],
+    store: PostgresStore,
+    sleeper: Sleeper,
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from bot.redeliver import cleanup_ctx
+
+    clients_key = web.AppKey("clients", GitHubApp)
+    store_key = web.AppKey("store", PostgresStore)
+    app = web.Application()
+    app[clients_key] = app_for(session, base_url, keypair, sleeper)
+    app[store_key] = store
+    app.cleanup_ctx.append(
+        cleanup_ctx(clients_key, store_key, interval=60, initial_lookback=timedelta(days=30))
+    )
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        for _ in range(300):
+            if await store.get_state(STATE_LAST_CHECKED):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await server.close()
+    assert await store.get_state(STATE_LAST_CHECKED) is not None
+    assert "/app/hook/deliveries" in github.paths("GET")
+
+    bare = web.Application()
+    bare[store_key] = store
+    bare.cleanup_ctx.append(cleanup_ctx(clients_key, store_key))
+    calls = len(github.seen)
+    server = TestServer(bare)
+    await server.start_server()
+    await server.close()
+    assert len(github.seen) == calls, "without App clients no pass runs, and start-up still works"
