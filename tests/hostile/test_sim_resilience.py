@@ -22,24 +22,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-sim_module = pytest.importorskip("bot.sim", reason="the simulator is not on this branch yet")
+pytest.importorskip("bot.sim.server", reason="the simulator is not on this branch yet")
+sim_module = pytest.importorskip("bot.sim")
 
 from bot.github.auth import GitHubApp  # noqa: E402
 from bot.github.client import RetryPolicy  # noqa: E402
 from bot.queue.postgres import PostgresStore  # noqa: E402
 from bot.redeliver import redeliver_failed  # noqa: E402
+from tests.github.conftest import Sleeper  # noqa: E402  (records waits, never waits)
 
 REPO = "acme/fleet"
-
-
-class NoSleep:
-    """Records the waits the client asks for, without waiting (rate-limit faults ask for seconds)."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 @pytest.fixture
@@ -58,7 +50,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Any, Any, int]]:
             await driver.close()
 
 
-def app_for(sim: Any, session: aiohttp.ClientSession, sleep: NoSleep) -> GitHubApp:
+def app_for(sim: Any, session: aiohttp.ClientSession, sleep: Sleeper) -> GitHubApp:
     return GitHubApp(
         session,
         app_id=str(sim.world.app_id),
@@ -74,7 +66,7 @@ def app_for(sim: Any, session: aiohttp.ClientSession, sleep: NoSleep) -> GitHubA
 async def test_app_auth_against_the_simulator(world: tuple[Any, Any, int]) -> None:
     sim, _, installation_id = world
     async with aiohttp.ClientSession() as session:
-        app = app_for(sim, session, NoSleep())
+        app = app_for(sim, session, Sleeper())
         for _ in range(5):
             gh = await app.installation_api(installation_id)
             repo = await gh.getitem(f"/repos/{REPO}")
@@ -90,7 +82,7 @@ async def test_conversation_survives_twenty_percent_faults(world: tuple[Any, Any
     sim.faults.add(sim_module.FaultRule("error", probability=0.03, status=503))
     sim.faults.add(sim_module.FaultRule("secondary_rate_limit", probability=0.04, retry_after=2))
     sim.faults.add(sim_module.FaultRule("rate_limit_429", probability=0.04, retry_after=1))
-    sleep = NoSleep()
+    sleep = Sleeper()
     async with aiohttp.ClientSession() as session:
         app = app_for(sim, session, sleep)
         gh = await app.installation_api(installation_id)
@@ -147,7 +139,7 @@ async def test_dropped_webhooks_are_redelivered_into_the_store(
             await driver.open_pr("alice", REPO, f"change-{i}", title=f"Change {i}")
         sim.faults.clear()  # the outage is over
         async with aiohttp.ClientSession() as session:
-            app = app_for(sim, session, NoSleep())
+            app = app_for(sim, session, Sleeper())
             gh = await app.app_api()
             listed = [d async for d in gh.getiter("/app/hook/deliveries?per_page=5")]
             wanted = {d["guid"] for d in listed if d["event"] == "pull_request"}
