@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -390,6 +390,19 @@ class PostgresStore(DeliveryStore):
             *args,
         )
         return [_row_to_delivery(r) for r in rows]
+
+    async def prune_done(self, older_than: timedelta) -> int:
+        """Delete ``done`` deliveries last updated more than ``older_than`` ago; return how many.
+
+        Not part of :class:`DeliveryStore`: run it from a periodic job to keep the table small.
+        Failed, dead and open deliveries are never deleted, and neither is a done delivery's id
+        newer than ``older_than``, so a redelivery of a recent delivery is still recognised.
+        """
+        result = await self._execute(
+            "DELETE FROM gitops_bot_deliveries WHERE status = 'done' AND updated_at < now() - $1::interval",
+            older_than,
+        )
+        return int(result.rsplit(" ", 1)[-1])
 
     async def get_state(self, key: str) -> str | None:
         """Read one service-state value."""

@@ -224,3 +224,27 @@ async def test_concurrent_puts_are_group_committed_in_arrival_order(pg_dsn: str)
         assert [c for c in claimed if c != "new"] == ids, "one key's deliveries come out in put order"
     finally:
         await store.close()
+
+
+async def test_prune_done_keeps_open_failed_dead_and_recent(pg_dsn: str) -> None:
+    from datetime import timedelta
+
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    try:
+        for did in ("old-done", "new-done", "dead", "pending"):
+            await store.put(did, "push", b"{}")
+        for d in await store.claim("w", limit=3):
+            if d.id == "dead":
+                await store.fail(d.id, "w", "x", None)
+            else:
+                await store.complete(d.id, "w")
+        await store.pool.execute(
+            "UPDATE gitops_bot_deliveries SET updated_at = now() - interval '10 days' "
+            "WHERE id IN ('old-done', 'dead')"
+        )
+        assert await store.prune_done(timedelta(days=7)) == 1
+        assert await store.get("old-done") is None
+        assert all([await store.get(i) is not None for i in ("new-done", "dead", "pending")])
+    finally:
+        await store.close()
