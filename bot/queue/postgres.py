@@ -13,7 +13,10 @@ processes on several hosts share one database:
   with the same ``ordering_key`` is pending, processing or failed, so only the head of each pull
   request's queue can be claimed. Two replicas never get the same row (the row lock), and never
   two rows of one key (the second is not a head until the first is done or dead; when a
-  concurrent claim changed a row, PostgreSQL re-checks its status under the lock).
+  concurrent claim changed a row, PostgreSQL re-checks its status under the lock). ``seq`` is
+  taken at insert, not at commit, so a delivery inserted by a slow replica may become visible
+  after a later one of the same pull request was claimed: it then waits while any row of its key
+  holds a live lease, so one pull request is still handled one delivery at a time.
 * Time comes from the database (``now()``) so replicas with skewed clocks agree on leases.
   ``fail(retry_at=...)`` takes the worker's clock, like the SQLite store.
 * ``complete``/``fail`` act only while the worker still holds the lease: a worker whose lease
@@ -120,8 +123,12 @@ WITH picked AS (
         d.ordering_key IS NULL
         OR NOT EXISTS (
             SELECT 1 FROM gitops_bot_deliveries AS e
-            WHERE e.ordering_key = d.ordering_key AND e.seq < d.seq
-              AND e.status IN ('pending', 'processing', 'failed')
+            WHERE e.ordering_key = d.ordering_key AND e.seq <> d.seq
+              AND (
+                  (e.seq < d.seq AND e.status IN ('pending', 'processing', 'failed'))
+                  -- a later row already leased: an earlier insert that committed late must wait
+                  OR (e.status = 'processing' AND e.lease_until > now())
+              )
         )
     )
     ORDER BY d.seq

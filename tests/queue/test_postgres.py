@@ -248,3 +248,26 @@ async def test_prune_done_keeps_open_failed_dead_and_recent(pg_dsn: str) -> None
         assert all([await store.get(i) is not None for i in ("new-done", "dead", "pending")])
     finally:
         await store.close()
+
+
+async def test_late_committed_earlier_insert_waits_for_the_running_one(pg_dsn: str) -> None:
+    """seq comes from the insert, visibility from the commit: a slow replica must not break one-at-a-time."""
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    slow = await asyncpg.connect(pg_dsn)
+    try:
+        tx = slow.transaction()
+        await tx.start()
+        await slow.execute(
+            "INSERT INTO gitops_bot_deliveries (id, event, payload, ordering_key) "
+            "VALUES ('early', 'pull_request', '\\x7b7d'::bytea, 'o/r#1')"
+        )
+        await store.put("late", "pull_request", b"{}", ordering_key="o/r#1")
+        assert [d.id for d in await store.claim("w1")] == ["late"]
+        await tx.commit()
+        assert await store.claim("w2", limit=5) == [], "'early' waits while 'late' is being handled"
+        await store.complete("late", "w1")
+        assert [d.id for d in await store.claim("w2")] == ["early"]
+    finally:
+        await slow.close()
+        await store.close()
