@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ import aiohttp
 import gidgethub.apps
 import jwt
 
-from bot.github.client import GitHubClient, LRUCache, RetryPolicy, Sleep
+from bot.github.client import GitHubClient, InstallationLimits, LRUCache, RetryPolicy, Sleep
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class GitHubApp:
         refresh_margin: float = 300.0,
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
         etag_cache_size: int = 1024,
     ) -> None:
         if not str(app_id).strip():
@@ -98,10 +100,11 @@ class GitHubApp:
         self._refresh_margin = refresh_margin
         self._retry = retry
         self._sleep = sleep
+        self._monotonic = monotonic
         self._etag_cache_size = etag_cache_size
         self._tokens: dict[int, _CachedToken] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-        self._semaphores: dict[int | None, asyncio.Semaphore] = {}
+        self._limits: dict[int | None, InstallationLimits] = {}
         self._caches: dict[int | None, LRUCache[str, Any]] = {}
         self.token_requests = 0
 
@@ -109,18 +112,19 @@ class GitHubApp:
         return f"GitHubApp(app_id={self.app_id!r}, api_url={self.api_url!r})"
 
     def _client(self, key: int | None, **auth: Any) -> GitHubClient:
-        if key not in self._semaphores:
-            self._semaphores[key] = asyncio.Semaphore(self._max_concurrency)
+        if key not in self._limits:
+            self._limits[key] = InstallationLimits(self._max_concurrency)
             self._caches[key] = LRUCache(self._etag_cache_size)
         return GitHubClient(
             self._session,
             self._requester,
             base_url=self.api_url,
             cache=self._caches[key],
-            semaphore=self._semaphores[key],
+            limits=self._limits[key],
             metrics=self._metrics,
             retry=self._retry,
             sleep=self._sleep,
+            monotonic=self._monotonic,
             **auth,
         )
 

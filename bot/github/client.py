@@ -21,8 +21,12 @@ gidgethub it adds:
   ``x-ratelimit-reset``, else one minute as GitHub's docs ask. When the wait would exceed the
   retry budget the response is returned and gidgethub raises its usual exception.
 
-* **Bounded concurrency per installation**: all clients of one installation share a semaphore
-  (handed in by :class:`bot.github.auth.GitHubApp`).
+* **Bounded concurrency and a shared pause per installation**: all clients of one installation
+  share an :class:`InstallationLimits` (handed in by :class:`bot.github.auth.GitHubApp`): a
+  semaphore, and a pause set by any rate-limit answer or by ``x-ratelimit-remaining: 0``, during
+  which no client of that installation sends anything (GitHub asks integrations to stop all
+  requests, not just the one that was refused). A pause longer than the budget raises
+  :class:`GitHubPaused` before sending, so the worker retries the delivery later.
 
 * **Conditional requests**: gidgethub sends ``If-None-Match`` for GETs it has a cached ETag for and
   answers a 304 from the cache; a 304 does not count against GitHub's rate limit. The cache is a
@@ -53,6 +57,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import gidgethub
 import gidgethub.aiohttp
 
 from bot.metrics import Metrics
@@ -205,12 +210,36 @@ def _readable_error(status: int, headers: Mapping[str, str], body: bytes) -> Map
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class GitHubPaused(gidgethub.GitHubException):
+    """GitHub asked this installation to pause for longer than the retry budget; try again later."""
+
+
+@dataclass
+class InstallationLimits:
+    """What every client of one installation shares: a concurrency bound and a pause.
+
+    GitHub's rate limits are per installation, and its docs ask an integration that hit one to
+    stop *all* its requests until ``Retry-After`` / ``x-ratelimit-reset``, not only the one that
+    failed. ``paused_until`` is on the ``time.monotonic()`` scale.
+    """
+
+    max_concurrency: int = 8
+    paused_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.semaphore = asyncio.Semaphore(self.max_concurrency)
+
+    def pause(self, seconds: float, now: float) -> None:
+        """Hold every request of the installation for ``seconds`` from ``now`` (never shortens a pause)."""
+        self.paused_until = max(self.paused_until, now + seconds)
+
+
 class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     """A GitHub REST client with retries, rate-limit waits, ETag cache and per-installation limits.
 
     ``base_url`` points at GitHub, GitHub Enterprise Server (``https://HOST/api/v3``) or the
-    simulator. ``semaphore`` is shared by every client of one installation; ``sleep`` and
-    ``wall_clock`` exist for tests.
+    simulator. ``limits`` is shared by every client of one installation; ``sleep``,
+    ``wall_clock`` and ``monotonic`` exist for tests.
     """
 
     def __init__(
@@ -223,11 +252,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         private_key: str | bytes | None = None,
         base_url: str = "https://api.github.com",
         cache: MutableMapping[str, Any] | None = None,
-        semaphore: asyncio.Semaphore | None = None,
+        limits: InstallationLimits | None = None,
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
         wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         refresh_token: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         super().__init__(
@@ -239,11 +269,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             cache=cache,
             base_url=base_url.rstrip("/"),
         )
-        self._semaphore = semaphore if semaphore is not None else asyncio.Semaphore(8)
+        self.limits = limits if limits is not None else InstallationLimits()
         self._metrics = metrics
         self.retry_policy = retry if retry is not None else RetryPolicy()
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self._wall_clock = wall_clock
+        self._monotonic = monotonic
         self._refresh_token = refresh_token
         self.attempts = 0
 
@@ -255,7 +286,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     ) -> tuple[int, Mapping[str, str], bytes]:
         timeout = aiohttp.ClientTimeout(total=self.retry_policy.request_timeout)
         async with (
-            self._semaphore,
+            self.limits.semaphore,
             self._session.request(method, url, headers=headers, data=body, timeout=timeout) as response,
         ):
             return response.status, response.headers, await response.read()
@@ -268,6 +299,18 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             remaining = _header(headers, "x-ratelimit-remaining")
             if remaining is not None and remaining.isdigit():
                 self._metrics.rate_limit_remaining.set(int(remaining))
+
+    def _note_quota(self, headers: Mapping[str, str]) -> None:
+        """Pause the installation until the reset when GitHub says the hourly quota is spent."""
+        if _header(headers, "x-ratelimit-remaining") != "0":
+            return
+        reset = _header(headers, "x-ratelimit-reset")
+        try:
+            wait = float(reset) - self._wall_clock() + 1.0 if reset is not None else None
+        except ValueError:
+            wait = None
+        if wait is not None and wait > 0:
+            self.limits.pause(wait, self._monotonic())
 
     def _status_delay(
         self, method: str, status: int, headers: Mapping[str, str], body: bytes
@@ -294,6 +337,16 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         while True:
             attempt += 1
             self.attempts += 1
+            paused = self.limits.paused_until - self._monotonic()
+            if paused > 0:
+                if slept + paused > policy.total_seconds:
+                    raise GitHubPaused(
+                        f"GitHub asked this installation to pause {paused:.0f}s (rate limit); "
+                        "the request was not sent and can be retried later"
+                    )
+                log.info("GitHub installation paused; %s %s waits %.1fs", method, _path(url), paused)
+                await self.sleep(paused)
+                slept += paused
             try:
                 status, resp_headers, data = await self._send(method, url, headers, body)
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -327,10 +380,19 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 log.warning("GitHub %s %s answered 401; retrying once with a new token", method, _path(url))
                 continue
             resp_headers = _readable_error(status, resp_headers, data)
+            self._note_quota(resp_headers)
+            limited = rate_limit_wait(status, resp_headers, data, now=self._wall_clock())
+            if limited is not None:
+                self.limits.pause(limited, self._monotonic())
             delay_or_none = self._status_delay(method, status, resp_headers, data)
             if delay_or_none is None:
                 return status, resp_headers, data
             delay = policy.backoff(attempt) if delay_or_none < 0 else delay_or_none
+            if limited is not None:
+                # The shared pause makes the next attempt wait; do not wait twice.
+                if attempt >= policy.max_attempts or slept + delay > policy.total_seconds:
+                    return status, resp_headers, data
+                continue
             if attempt >= policy.max_attempts or slept + delay > policy.total_seconds:
                 log.warning(
                     "GitHub %s %s answered %d; giving up after %d attempts",

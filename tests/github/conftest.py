@@ -33,13 +33,18 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 class Sleeper:
-    """Records requested sleeps and returns at once (no test waits for real)."""
+    """Records requested sleeps and returns at once; :meth:`clock` is a monotonic clock they advance."""
 
     def __init__(self) -> None:
         self.calls: list[float] = []
+        self.now = 1000.0
 
     async def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 @pytest.fixture

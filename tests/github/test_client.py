@@ -11,7 +11,15 @@ import aiohttp
 import gidgethub
 import pytest
 
-from bot.github.client import GitHubClient, LRUCache, RetryPolicy, rate_limit_wait, redact_headers
+from bot.github.client import (
+    GitHubClient,
+    GitHubPaused,
+    InstallationLimits,
+    LRUCache,
+    RetryPolicy,
+    rate_limit_wait,
+    redact_headers,
+)
 from bot.metrics import Metrics
 from tests.github.conftest import Sleeper
 from tests.github.fakegh import FakeGitHub
@@ -36,6 +44,7 @@ def client(
         metrics=metrics,
         retry=retry or RetryPolicy(max_attempts=4, base_delay=0.2, total_seconds=30),
         sleep=sleeper,
+        monotonic=sleeper.clock,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -209,8 +218,8 @@ async def test_concurrency_bounded_per_installation(
 ) -> None:
     fake.delay = 0.02
     fake.script[("GET", "/slow")] = [(200, {}, {})]
-    shared = asyncio.Semaphore(2)
-    clients = [client(session, base_url, sleeper, semaphore=shared) for _ in range(3)]
+    shared = InstallationLimits(max_concurrency=2)
+    clients = [client(session, base_url, sleeper, limits=shared) for _ in range(3)]
     await asyncio.gather(*(c.getitem("/slow") for c in clients for _ in range(4)))
     assert fake.max_in_flight == 2
     assert len(fake.seen) == 12
@@ -264,3 +273,52 @@ async def test_error_page_claiming_json_still_gives_the_http_error(
     with pytest.raises(gidgethub.BadRequest) as info:
         await gh.getitem("/proxy")
     assert info.value.status_code == 404
+
+
+async def test_rate_limit_pauses_every_client_of_the_installation(
+    session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, sleeper: Sleeper
+) -> None:
+    fake.script[("GET", "/a")] = [(429, {"Retry-After": "30"}, {"message": "slow down"})]
+    fake.script[("GET", "/b")] = [(200, {}, {"b": 1})]
+    shared = InstallationLimits()
+    one_shot = RetryPolicy(max_attempts=1)
+    a = client(session, base_url, sleeper, limits=shared, retry=one_shot)
+    with pytest.raises(gidgethub.BadRequest):
+        await a.getitem("/a")
+    b = client(session, base_url, sleeper, limits=shared)
+    assert await b.getitem("/b") == {"b": 1}
+    assert sleeper.calls == [30.0], "the other client waited out the pause before sending"
+
+    other = client(session, base_url, Sleeper(), limits=InstallationLimits())
+    assert await other.getitem("/b") == {"b": 1}, "another installation is not paused"
+
+
+async def test_pause_longer_than_the_budget_is_not_sent(
+    session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, sleeper: Sleeper
+) -> None:
+    fake.script[("POST", "/c")] = [(201, {}, {})]
+    shared = InstallationLimits()
+    shared.pause(600, sleeper.clock())
+    gh = client(session, base_url, sleeper, limits=shared, retry=RetryPolicy(total_seconds=60))
+    with pytest.raises(GitHubPaused, match="pause 600s"):
+        await gh.post("/c", data={})
+    assert fake.seen == [] and sleeper.calls == []
+
+
+async def test_spent_quota_pauses_until_reset(
+    session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, sleeper: Sleeper
+) -> None:
+    now = 1_700_000_000.0
+    spent = {
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-limit": "5000",
+        "x-ratelimit-reset": str(int(now) + 20),
+    }
+    fake.script[("GET", "/last")] = [(200, spent, {"last": True})]
+    fake.script[("GET", "/next")] = [(200, {}, {"next": True})]
+    shared = InstallationLimits()
+    gh = client(session, base_url, sleeper, limits=shared, wall_clock=lambda: now)
+    assert await gh.getitem("/last") == {"last": True}
+    assert sleeper.calls == []
+    assert await gh.getitem("/next") == {"next": True}
+    assert sleeper.calls == [21.0], "no request while the hourly quota is spent"

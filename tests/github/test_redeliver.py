@@ -95,6 +95,7 @@ def app_for(
         api_url=base_url,
         retry=RetryPolicy(max_attempts=2, base_delay=0.01),
         sleep=sleep,
+        monotonic=sleep.clock,
     )
 
 

@@ -39,12 +39,22 @@ async def play(method: str, faults: list[str]) -> tuple[str, int, int, list[floa
     fake = FakeGitHub(public_key="")
     fake.script[(method, "/repos/o/r/issues/1/comments")] = [*(FAULTS[f] for f in faults), OK]
     sleeps: list[float] = []
+    clock = [1000.0]
 
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
+        clock[0] += seconds
 
     async with serve(fake) as url, aiohttp.ClientSession() as session:
-        gh = GitHubClient(session, "tests", oauth_token="t", base_url=url, retry=POLICY, sleep=sleep)
+        gh = GitHubClient(
+            session,
+            "tests",
+            oauth_token="t",
+            base_url=url,
+            retry=POLICY,
+            sleep=sleep,
+            monotonic=lambda: clock[0],
+        )
         try:
             if method == "GET":
                 await gh.getitem("/repos/o/r/issues/1/comments")

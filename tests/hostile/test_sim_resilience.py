@@ -60,6 +60,7 @@ def app_for(sim: Any, session: aiohttp.ClientSession, sleep: Sleeper) -> GitHubA
         api_url=sim.base_url,
         retry=RetryPolicy(max_attempts=8, base_delay=0.01, max_delay=0.05, total_seconds=120),
         sleep=sleep,
+        monotonic=sleep.clock,
     )
 
 
