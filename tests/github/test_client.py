@@ -49,6 +49,11 @@ def client(
     )
 
 
+def spent_quota(reset: float) -> dict[str, str]:
+    """Headers of an answer after which the hourly quota is spent until ``reset`` (epoch seconds)."""
+    return {"x-ratelimit-remaining": "0", "x-ratelimit-limit": "5000", "x-ratelimit-reset": str(int(reset))}
+
+
 def calls(metrics: Metrics, method: str, status: str) -> float:
     value = metrics.registry.get_sample_value(
         "gitops_bot_github_api_calls_total", {"method": method, "status": status}
@@ -133,11 +138,7 @@ async def test_primary_rate_limit_waits_until_reset(
     session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, sleeper: Sleeper
 ) -> None:
     now = 1_700_000_000.0
-    headers = {
-        "x-ratelimit-remaining": "0",
-        "x-ratelimit-limit": "5000",
-        "x-ratelimit-reset": str(int(now) + 12),
-    }
+    headers = spent_quota(reset=now + 12)
     fake.script[("GET", "/rate")] = [(403, headers, {"message": "API rate limit exceeded"}), (200, {}, {})]
     gh = client(session, base_url, sleeper, wall_clock=lambda: now)
     await gh.getitem("/rate")
@@ -147,8 +148,7 @@ async def test_primary_rate_limit_waits_until_reset(
 async def test_rate_limit_beyond_budget_raises_instead_of_waiting(
     session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, sleeper: Sleeper
 ) -> None:
-    reset = str(int(time.time()) + 3600)
-    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-limit": "5000", "x-ratelimit-reset": reset}
+    headers = spent_quota(reset=time.time() + 3600)
     fake.script[("GET", "/rate")] = [(403, headers, {"message": "API rate limit exceeded"})]
     gh = client(session, base_url, sleeper)
     with pytest.raises(gidgethub.RateLimitExceeded):
@@ -309,12 +309,7 @@ async def test_spent_quota_pauses_until_reset(
     session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, sleeper: Sleeper
 ) -> None:
     now = 1_700_000_000.0
-    spent = {
-        "x-ratelimit-remaining": "0",
-        "x-ratelimit-limit": "5000",
-        "x-ratelimit-reset": str(int(now) + 20),
-    }
-    fake.script[("GET", "/last")] = [(200, spent, {"last": True})]
+    fake.script[("GET", "/last")] = [(200, spent_quota(reset=now + 20), {"last": True})]
     fake.script[("GET", "/next")] = [(200, {}, {"next": True})]
     shared = InstallationLimits()
     gh = client(session, base_url, sleeper, limits=shared, wall_clock=lambda: now)
