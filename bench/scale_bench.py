@@ -19,9 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.queue.base import DeliveryStore  # noqa: E402
+from tests.hostile.serve_process import ServeProcess  # noqa: E402
 from tests.pg import PgUnavailable, start_postgres  # noqa: E402
 
 SECRET = b"scale-bench-secret"
@@ -51,67 +49,23 @@ def sign(body: bytes) -> str:
     return "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def replicas(database_url: str, count: int, workdir: Path) -> Iterator[list[str]]:
-    """Start ``count`` serve processes on one store; yield their base URLs."""
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
+    """Start ``count`` serve processes (worker off) on one store; yield their base URLs."""
+    env = {"GITHUB_WEBHOOK_SECRET": SECRET.decode(), "DATABASE_URL": database_url}
+    procs = [ServeProcess(f"serve{i}", env, workdir) for i in range(count)]
+
+    async def start_all() -> None:
+        async with aiohttp.ClientSession() as session:
+            for p in procs:
+                await p.start(session)
+
     try:
-        for i in range(count):
-            port = free_port()
-            env = {
-                **os.environ,
-                "PYTHONPATH": str(ROOT),
-                "GITHUB_WEBHOOK_SECRET": SECRET.decode(),
-                "DATABASE_URL": database_url,
-                "PORT": str(port),
-                "GITOPS_BOT_WORKER": "off",
-                "GITOPS_BOT_DATA_DIR": str(workdir / f"data{i}"),
-                "LOG_LEVEL": "WARNING",
-            }
-            log = open(workdir / f"serve{i}.log", "wb")  # noqa: SIM115
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "bot", "serve", "--worker", "off", "--port", str(port)],
-                    cwd=workdir,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        asyncio.run(wait_ready(urls, procs, workdir))
-        yield urls
+        asyncio.run(start_all())
+        yield [p.url for p in procs]
     finally:
         for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-async def wait_ready(urls: list[str], procs: list[subprocess.Popen[bytes]], workdir: Path) -> None:
-    async with aiohttp.ClientSession() as session:
-        for i, url in enumerate(urls):
-            for _ in range(300):
-                if procs[i].poll() is not None:
-                    log = (workdir / f"serve{i}.log").read_text(errors="replace")
-                    raise SystemExit(f"serve replica {i} exited: {log[-2000:]}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{url}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                await asyncio.sleep(0.1)
-            else:
-                raise SystemExit(f"serve replica {i} never became ready")
+            p.stop()
 
 
 @dataclass

@@ -10,17 +10,11 @@ retries of deliveries that were stored but not acknowledged did not create a sec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import importlib.util
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +23,7 @@ import pytest
 
 from bot.queue.base import DeliveryStore
 from bot.queue.postgres import PostgresStore
-from tests.conftest import ROOT
+from tests.hostile.serve_process import ServeProcess
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,64 +37,6 @@ pytestmark = [
 SECRET = b"crash-test-secret"
 MAX_DELIVERIES = 20_000
 KILLS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Service:
-    """One `serve` process that can be killed and started again on the same port."""
-
-    def __init__(self, database_url: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workdir = workdir
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "GITHUB_WEBHOOK_SECRET": SECRET.decode(),
-            "DATABASE_URL": database_url,
-            "GITOPS_BOT_WORKER": "off",
-            "GITOPS_BOT_DATA_DIR": str(workdir / "data"),
-            "LOG_LEVEL": "WARNING",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    async def start(self, session: aiohttp.ClientSession) -> None:
-        self.starts += 1
-        log = open(self.workdir / f"serve{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--worker", "off", "--port", str(self.port)],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        for _ in range(600):
-            assert self.proc.poll() is None, (self.workdir / f"serve{self.starts}.log").read_text()
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{self.url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-        raise AssertionError("serve never became ready")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def delivery(i: int) -> tuple[str, bytes]:
@@ -123,7 +59,7 @@ async def test_no_acknowledged_delivery_is_lost_across_sigkills(
     database: tuple[str, Callable[[], DeliveryStore]], tmp_path: Path
 ) -> None:
     url, open_store = database
-    service = Service(url, tmp_path)
+    service = ServeProcess("serve", {"GITHUB_WEBHOOK_SECRET": SECRET.decode(), "DATABASE_URL": url}, tmp_path)
     acked: set[str] = set()
     failed_attempts = 0
     kills = 0

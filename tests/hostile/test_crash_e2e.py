@@ -13,14 +13,8 @@ comment exists twice, and the store holds no open or dead delivery — nothing l
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
 import re
-import signal
-import socket
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -37,7 +31,7 @@ from bot.github.auth import GitHubApp
 from bot.queue.base import Status
 from bot.queue.postgres import PostgresStore
 from bot.redeliver import redeliver_failed
-from tests.conftest import ROOT
+from tests.hostile.serve_process import ServeProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -46,61 +40,6 @@ PULL_REQUESTS = 4
 KILLS = 4
 MIRROR_GAP = "no git mirror is configured"
 MARKER = re.compile(r"<!-- gitops-bot:(?P<key>[A-Za-z0-9_.:-]+?)(?: part (?P<n>\d+)/\d+)? -->")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Replica:
-    """One `serve` process (worker inline) that can be SIGKILLed and restarted on its port."""
-
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.env = {**env, "PORT": str(self.port), "GITOPS_BOT_DATA_DIR": str(workdir / f"data-{name}")}
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, session: aiohttp.ClientSession) -> None:
-        self.starts += 1
-        log = open(self.workdir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--worker", "inline", "--port", str(self.port)],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        for _ in range(600):
-            if self.proc.poll() is not None:
-                raise AssertionError((self.workdir / f"{self.name}-{self.starts}.log").read_text()[-3000:])
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{self.url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{self.name} never became ready")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 async def settle(store: PostgresStore, timeout: float = 60.0) -> dict[Status, int]:
@@ -129,8 +68,6 @@ async def test_lifecycles_end_correct_across_sigkills(pg_dsn: str, tmp_path: Pat
                 else sim.private_key_pem
             )
             env = {
-                **os.environ,
-                "PYTHONPATH": str(ROOT),
                 "GITHUB_APP_ID": str(sim.world.app_id),
                 "GITHUB_PRIVATE_KEY": key,
                 "GITHUB_WEBHOOK_SECRET": sim.webhook_secret,
@@ -141,9 +78,8 @@ async def test_lifecycles_end_correct_across_sigkills(pg_dsn: str, tmp_path: Pat
                 "GITOPS_BOT_POLL_INTERVAL": "0.05",
                 "GITOPS_BOT_BACKOFF_BASE": "0.2",
                 "GITOPS_BOT_BACKOFF_CAP": "1",
-                "LOG_LEVEL": "WARNING",
             }
-            replicas = [Replica("a", env, tmp_path), Replica("b", env, tmp_path)]
+            replicas = [ServeProcess(n, env, tmp_path, worker="inline") for n in ("a", "b")]
             heads: dict[int, list[str]] = {}
             kills = 0
             async with aiohttp.ClientSession() as session:
