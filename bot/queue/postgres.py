@@ -58,6 +58,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 SCHEMA_LOCK_ID = 0x6769746F7073  # "gitops"
 MAX_ERROR_CHARS = 4000
+MAX_KEY_CHARS = 1000  # ids, event names, actions, ordering keys (a btree entry holds ~2.7 kB)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gitops_bot_deliveries (
@@ -161,8 +162,13 @@ def _row_to_delivery(row: asyncpg.Record) -> Delivery:
 
 
 def _check_text(name: str, value: str | None) -> None:
-    if value is not None and "\x00" in value:
+    """Refuse text PostgreSQL cannot store or index (NUL, or too long for a unique index entry)."""
+    if value is None:
+        return
+    if "\x00" in value:
         raise ValueError(f"{name} contains a NUL character, which PostgreSQL text cannot store")
+    if len(value) > MAX_KEY_CHARS:
+        raise ValueError(f"{name} is {len(value)} characters long; at most {MAX_KEY_CHARS} are stored")
 
 
 def normalise_dsn(dsn: str) -> str:

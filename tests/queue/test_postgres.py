@@ -142,6 +142,9 @@ async def test_nul_in_text_is_a_clear_error_and_error_text_is_kept(pg_dsn: str) 
     try:
         with pytest.raises(ValueError, match="delivery id contains a NUL"):
             await store.put("bad\x00id", "push", b"{}")
+        long_id = "".join(random.Random(2).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=5000))
+        with pytest.raises(ValueError, match="delivery id is 5000 characters long; at most 1000"):
+            await store.put(long_id, "push", b"{}")
         await store.put("ok", "push", b"\x00binary\xff")
         [d] = await store.claim("w")
         assert d.payload == b"\x00binary\xff"
