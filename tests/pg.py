@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,11 +48,28 @@ def postgres_or_skip(prefix: str = "gitops-bot-pg-") -> Iterator[PgServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+_SHARED: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """One PostgreSQL for the session (import this and :func:`pg_dsn` into a ``conftest.py``)."""
-    with postgres_or_skip() as server:
-        yield server
+def pg_server(request: pytest.FixtureRequest) -> PgServer:
+    """One PostgreSQL for the whole run (import this and :func:`pg_dsn` into a ``conftest.py``).
+
+    Each conftest that imports the fixture gets its own session-scoped definition; they all hand
+    out the same server, started on first use and stopped when pytest ends.
+    """
+    if "skip" in _SHARED:
+        pytest.skip(_SHARED["skip"])
+    if "server" not in _SHARED:
+        context = postgres_or_skip()
+        try:
+            _SHARED["server"] = context.__enter__()
+        except pytest.skip.Exception as exc:
+            _SHARED["skip"] = str(exc.msg)
+            raise
+        request.config.add_cleanup(lambda: context.__exit__(None, None, None))
+    server: PgServer = _SHARED["server"]
+    return server
 
 
 @pytest.fixture
