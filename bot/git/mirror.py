@@ -87,7 +87,8 @@ class MirrorCache:
         return self.root / owner / f"{name}.git"
 
     def url_for(self, full_name: str) -> str:
-        return self.url_template.format(full_name=full_name)
+        owner, _, repo = full_name.partition("/")
+        return self.url_template.format(full_name=full_name, owner=owner, repo=repo)
 
     @contextlib.contextmanager
     def _locked(self, full_name: str) -> Iterator[Path]:

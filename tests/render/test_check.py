@@ -255,7 +255,7 @@ def test_secret_values_never_appear_in_any_output(
         code, out, err = run_cli(
             capsys, "check", "--repo", str(repo), "--base", "main", "--head", "pr", "--format", fmt
         )
-        assert code == 0
+        assert code == 1  # the plaintext Secret in Git blocks (secret hygiene), without echoing it
         outputs += [out, err]
     for ref in ("main", "pr"):
         for fmt in ("yaml", "json"):
