@@ -1,0 +1,175 @@
+"""The aiohttp application factory: routes, typed state and clean-up contexts.
+
+``create_app(settings)`` opens the delivery store, an HTTP session and the GitHub App clients
+in ``cleanup_ctx`` (so tear-down mirrors start-up), and runs the in-process worker when
+``settings.worker == "inline"``. Start-up never contacts GitHub: the App clients fetch tokens
+only when a delivery needs one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import aiohttp
+import gidgethub.routing
+from aiohttp import web
+
+from bot.context import RepoAccess
+from bot.github.types import GitHubClients
+from bot.metrics import Metrics
+from bot.queue import open_store
+from bot.queue.base import DeliveryStore, Status
+from bot.settings import Settings
+from bot.webhook import WebhookHandler
+from bot.worker import Worker
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", DeliveryStore)
+METRICS = web.AppKey("metrics", Metrics)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+CLIENTS = web.AppKey("clients", GitHubClients)
+WORKER = web.AppKey("worker", Worker)
+
+
+class ClientsUnavailable(RuntimeError):
+    """The GitHub App client module cannot be loaded."""
+
+
+def github_app_clients(
+    session: aiohttp.ClientSession, settings: Settings, metrics: Metrics | None = None
+) -> GitHubClients:
+    """Build the real GitHub App clients (imported lazily; needs GITHUB_APP_ID and a private key)."""
+    settings.require_app_credentials()
+    try:
+        from bot.github.auth import GitHubApp  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise ClientsUnavailable(f"the GitHub App client cannot be loaded: {exc}") from None
+
+    clients: GitHubClients = GitHubApp(
+        session,
+        app_id=str(settings.app_id),
+        private_key=str(settings.private_key),
+        api_url=settings.api_url,
+        metrics=metrics,
+    )
+    return clients
+
+
+def default_router() -> gidgethub.routing.Router:
+    """Return the combined router of every module under ``handlers/``."""
+    from handlers import ROUTER
+
+    return ROUTER
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: DeliveryStore | None = None,
+    clients: GitHubClients | Callable[[aiohttp.ClientSession], GitHubClients] | None = None,
+    repos: RepoAccess | None = None,
+    router: gidgethub.routing.Router | None = None,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    """Return the web application for ``settings``.
+
+    ``store`` defaults to ``open_store(settings.database_url)`` (opened and closed by the app;
+    a given store is opened too, and closed). ``clients`` is a GitHubClients object or a factory
+    taking the app's ClientSession; by default the GitHub App built from the settings, and only
+    when the in-process worker runs. ``repos`` is the git access handed to handlers.
+    """
+    app = web.Application(client_max_size=settings.max_body_bytes + 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics if metrics is not None else Metrics()
+    the_router = router if router is not None else default_router()
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        s = store if store is not None else open_store(settings.database_url)
+        await s.open()
+        app[STORE] = s
+        yield
+        await s.close()
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            app[SESSION] = session
+            made: GitHubClients | None = None
+            if clients is None:
+                if settings.worker == "inline":
+                    made = github_app_clients(session, settings, app[METRICS])
+            elif hasattr(clients, "installation_api"):
+                made = cast(GitHubClients, clients)
+            else:
+                made = clients(session)
+            if made is not None:
+                app[CLIENTS] = made
+            yield
+
+    async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+        if settings.worker != "inline":
+            log.info("in-process worker is off; run `gitops-bot worker` to process deliveries")
+            yield
+            return
+        worker = Worker.from_settings(
+            settings, app[STORE], app.get(CLIENTS), the_router, repos=repos, metrics=app[METRICS]
+        )
+        app[WORKER] = worker
+        task = asyncio.create_task(worker.run(), name="gitops-bot-worker")
+        yield
+        await worker.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.extend([store_ctx, session_ctx, worker_ctx])
+
+    def wake() -> None:
+        worker = app.get(WORKER)
+        if worker is not None:
+            worker.wake()
+
+    handler = WebhookHandler(
+        settings.webhook_secret,
+        lambda: app[STORE],
+        metrics=app[METRICS],
+        on_stored=wake,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.router.add_post("/webhook", handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Answer 200 while the process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Answer 200 when the delivery store answers, else 503."""
+    store = request.app.get(STORE)
+    ok = store is not None and await store.ping()
+    return web.json_response({"status": "ready" if ok else "store unreachable"}, status=200 if ok else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """Return Prometheus metrics; the queue-depth gauge is refreshed from the store first."""
+    metrics = request.app[METRICS]
+    store = request.app.get(STORE)
+    if store is not None:
+        try:
+            counts = await store.counts()
+        except Exception:
+            log.exception("could not read queue depth for /metrics")
+        else:
+            for status in Status:
+                metrics.queue_depth.labels(status=status.value).set(counts.get(status, 0))
+    return web.Response(
+        body=metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
