@@ -139,7 +139,7 @@ def create_app(
         on_stored=wake,
         max_body_bytes=settings.max_body_bytes,
     )
-    app.router.add_post("/webhook", handler)
+    app.router.add_post("/webhook", handler.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

@@ -117,7 +117,7 @@ def _answer(code: int, message: str, /, **extra: Any) -> web.Response:
 
 
 class WebhookHandler:
-    """The aiohttp handler for ``POST /webhook`` (callable)."""
+    """The aiohttp handler for ``POST /webhook`` (:meth:`handle`)."""
 
     def __init__(
         self,
@@ -141,7 +141,7 @@ class WebhookHandler:
             self.metrics.deliveries.labels(event=event or "unknown", outcome=outcome).inc()
             self.metrics.ack_seconds.observe(time.perf_counter() - started)
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         """Handle one webhook request (see the module docs for the answers)."""
         started = time.perf_counter()
         event = request.headers.get(EVENT_HEADER, "").strip()[:MAX_EVENT_NAME]
