@@ -1,0 +1,61 @@
+"""The first handler: one ``gitops-bot`` check run per head sha and one sticky comment per PR."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bot.context import HandlerContext
+from bot.dispatch import dispatch_isolated, handlers_for
+from bot.worker import UnavailableRepoAccess
+from handlers import ROUTER
+from tests.fakes import make_event
+from tests.service.conftest import example
+from tests.service.stateful_github import StatefulGitHub
+
+
+def _ctx(delivery: str) -> HandlerContext:
+    return HandlerContext(repos=UnavailableRepoAccess(), delivery_id=delivery)
+
+
+async def _deliver(gh: StatefulGitHub, payload: dict[str, Any], delivery: str) -> None:
+    failures = await dispatch_isolated(
+        ROUTER, make_event("pull_request", payload, delivery), gh, _ctx(delivery)
+    )
+    assert failures == []
+
+
+def test_the_combined_router_routes_pull_request_actions() -> None:
+    opened = example("pull_request", "opened.payload.json")
+    assert [h.__name__ for h in handlers_for(ROUTER, make_event("pull_request", opened))] == [
+        "pull_request_changed"
+    ]
+    labeled = example("pull_request", "labeled.payload.json")
+    assert "pull_request_changed" not in [
+        h.__name__ for h in handlers_for(ROUTER, make_event("pull_request", labeled))
+    ]
+
+
+async def test_opened_then_retried_then_pushed_gives_one_comment_and_one_run_per_sha() -> None:
+    gh = StatefulGitHub()
+    opened = example("pull_request", "opened.payload.json")
+    await _deliver(gh, opened, "d1")
+    await _deliver(gh, opened, "d1")  # the same delivery retried
+    assert len(gh.check_runs) == 1
+    assert len(gh.comments) == 1
+    (run,) = gh.check_runs.values()
+    sha = opened["pull_request"]["head"]["sha"]
+    assert run["head_sha"] == sha and run["name"] == "gitops-bot" and run["conclusion"] == "neutral"
+    assert "| `master` ← `changes` |" in run["output"]["summary"]
+
+    pushed = copy.deepcopy(opened)
+    pushed["action"] = "synchronize"
+    pushed["pull_request"]["head"]["sha"] = "f" * 40
+    await _deliver(gh, pushed, "d2")
+    assert len(gh.check_runs) == 2  # one per head sha
+    (comment,) = gh.comments.values()
+    assert comment["body"].startswith("<!-- gitops-bot:sticky -->\n### gitops-bot")
+    assert "`ffffffffffff`" in comment["body"]
+    assert "| Branches | Head commit |\n| --- | --- |" in comment["body"]
+    new_run = max(gh.check_runs.values(), key=lambda r: r["id"])
+    assert f"[gitops-bot]({new_run['html_url']})" in comment["body"]
