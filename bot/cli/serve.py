@@ -28,11 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def serve(settings: Any, *, stop: asyncio.Event | None = None) -> None:
-    """Run the app until ``stop`` is set or SIGTERM/SIGINT arrives."""
+async def serve(settings: Any, *, stop: asyncio.Event | None = None, clients: Any = None) -> None:
+    """Run the app until ``stop`` is set or SIGTERM/SIGINT arrives (``clients`` as in create_app)."""
     from bot.app import ClientsUnavailable, create_app
 
-    app = create_app(settings)
+    app = create_app(settings, clients=clients)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     try:
         await runner.setup()

@@ -1,0 +1,120 @@
+"""``gitops-bot deliveries`` and ``gitops-bot replay`` (in-process through bot.__main__.main)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+from bot.queue.sqlite import SQLiteStore
+from tests.service.conftest import EXAMPLES
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "d.db"
+
+    async def fill() -> None:
+        s = SQLiteStore(path)
+        await s.open()
+        for i in range(4):
+            await s.put(f"id-{i}", "pull_request", b"{}", action="opened")
+        claimed = await s.claim("w", limit=3)
+        await s.complete(claimed[0].id, "w")
+        await s.fail(claimed[1].id, "w", "RuntimeError: GitHub said no", None)
+        await s.fail(claimed[2].id, "w", "TimeoutError", None)
+        await s.close()
+
+    asyncio.run(fill())
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.delenv("GITHUB_WEBHOOK_SECRET", raising=False)
+    return path
+
+
+def test_deliveries_json_counts_each_status(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deliveries", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"] == {"pending": 1, "processing": 0, "done": 1, "failed": 0, "dead": 2}
+    assert sorted(d["id"] for d in data["dead"]) == ["id-1", "id-2"]
+    assert {d["last_error"] for d in data["dead"]} == {"RuntimeError: GitHub said no", "TimeoutError"}
+    assert len(data["recent"]) == 4
+
+
+def test_deliveries_table(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deliveries"]) == 0
+    out = capsys.readouterr().out
+    assert "dead              2" in out
+    assert "error: RuntimeError: GitHub said no" in out
+    assert "gitops-bot deliveries retry --dead" in out
+
+
+def test_retry_one_and_all_dead(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deliveries", "retry", "id-1"]) == 0
+    assert "id-1 put back to pending" in capsys.readouterr().out
+    assert main(["deliveries", "retry", "id-0"]) == 1
+    assert "is done; only failed or dead" in capsys.readouterr().err
+    assert main(["deliveries", "retry", "nope"]) == 1
+    assert "no delivery 'nope'" in capsys.readouterr().err
+    assert main(["deliveries", "retry", "--dead", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"retried": 1}
+    assert main(["deliveries", "retry"]) == 2
+    assert "either a delivery ID or --dead" in capsys.readouterr().err
+    main(["deliveries", "--json"])
+    assert json.loads(capsys.readouterr().out)["counts"]["pending"] == 3
+
+
+def test_deliveries_without_a_store_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/missing.db")
+    assert main(["deliveries"]) == 2
+    assert "no delivery store at" in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_replay_dry_run_prints_every_write_offline(offline: None, capsys: pytest.CaptureFixture[str]) -> None:
+    payload = EXAMPLES / "pull_request" / "synchronize.payload.json"
+    code = main(
+        ["replay", "--event", "pull_request", "--payload", str(payload), "--dry-run", "--delivery-id", "r1"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "replaying pull_request.synchronize as delivery r1: pull_request_changed" in out
+    assert "POST /repos/Codertocat/Hello-World/check-runs\n{" in out
+    assert '"name": "gitops-bot"' in out
+    assert "POST /repos/Codertocat/Hello-World/issues/2/comments" in out
+    assert "<!-- gitops-bot:sticky -->" in out
+    assert "dry run: 2 write(s) printed, none made" in out
+
+
+def test_replay_of_an_event_without_handlers(offline: None, capsys: pytest.CaptureFixture[str]) -> None:
+    payload = EXAMPLES / "status" / "payload.json"
+    assert main(["replay", "--event", "status", "--payload", str(payload), "--dry-run"]) == 0
+    assert "no handler runs for status; nothing to do" in capsys.readouterr().out
+
+
+def test_replay_without_credentials_and_without_dry_run_says_what_to_do(
+    offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = EXAMPLES / "pull_request" / "opened.payload.json"
+    assert main(["replay", "--event", "pull_request", "--payload", str(payload)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gitops-bot: error: GITHUB_APP_ID is not set") and "--dry-run" in err
+
+
+def test_replay_of_a_broken_file(offline: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    assert main(["replay", "--event", "push", "--payload", str(bad), "--dry-run"]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    assert main(["replay", "--event", "push", "--payload", str(tmp_path / "none.json"), "--dry-run"]) == 2
+    assert "cannot be read" in capsys.readouterr().err
