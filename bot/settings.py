@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 WorkerMode = Literal["inline", "off"]
@@ -91,29 +91,24 @@ def default_git_url(api_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/{{owner}}/{{repo}}.git"
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, *, low: N, high: N | None = None) -> N:
+    """Read a number of the type of ``default`` in ``[low, high]``; empty means the default."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    kind = type(default)
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is out of range: use {low}..{high}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, low: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value < low or value != value:
-        raise SettingsError(f"{name}={raw} is out of range: use a number >= {low}")
+        raise SettingsError(
+            f"{name}={raw!r} is not a {'whole number' if kind is int else 'number'}"
+        ) from None
+    if value != value or value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f"a number >= {low}"
+        raise SettingsError(f"{name}={raw} is out of range: use {bounds}")
     return value
 
 
@@ -241,16 +236,16 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         api_url=api_url,
         git_url=git_url,
         host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",
-        port=_int(env, "PORT", 8080, low=0, high=65535),
+        port=_number(env, "PORT", 8080, low=0, high=65535),
         database_url=_database_url(env),
         worker="inline" if worker == "inline" else "off",
         data_dir=Path(env.get("GITOPS_BOT_DATA_DIR", "").strip() or ".gitops-bot"),
-        worker_concurrency=_int(env, "GITOPS_BOT_WORKER_CONCURRENCY", 4, low=1, high=256),
-        max_attempts=_int(env, "GITOPS_BOT_MAX_ATTEMPTS", 8, low=1, high=100),
-        backoff_base=_float(env, "GITOPS_BOT_BACKOFF_BASE", 2.0),
-        backoff_cap=_float(env, "GITOPS_BOT_BACKOFF_CAP", 600.0),
-        lease_seconds=_float(env, "GITOPS_BOT_LEASE_SECONDS", 300.0, low=1.0),
-        poll_interval=_float(env, "GITOPS_BOT_POLL_INTERVAL", 1.0, low=0.01),
+        worker_concurrency=_number(env, "GITOPS_BOT_WORKER_CONCURRENCY", 4, low=1, high=256),
+        max_attempts=_number(env, "GITOPS_BOT_MAX_ATTEMPTS", 8, low=1, high=100),
+        backoff_base=_number(env, "GITOPS_BOT_BACKOFF_BASE", 2.0, low=0.0),
+        backoff_cap=_number(env, "GITOPS_BOT_BACKOFF_CAP", 600.0, low=0.0),
+        lease_seconds=_number(env, "GITOPS_BOT_LEASE_SECONDS", 300.0, low=1.0),
+        poll_interval=_number(env, "GITOPS_BOT_POLL_INTERVAL", 1.0, low=0.01),
         bot_login=env.get("GITOPS_BOT_LOGIN", "").strip() or "gitops-bot[bot]",
         log_level=log_level,
     )

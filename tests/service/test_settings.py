@@ -127,3 +127,17 @@ def test_serve_stops_with_one_clear_line(env: dict[str, str], line: str) -> None
     assert proc.stderr.strip().startswith(line), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_stops_with_one_clear_line_without_app_credentials(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "worker", "--drain"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/w.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("gitops-bot: error: GITHUB_APP_ID is not set"), proc.stderr
+    assert "Traceback" not in proc.stderr
