@@ -150,7 +150,11 @@ class WebhookHandler:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=self.max_body_bytes, actual_size=request.content_length
             )
-        body = await request.read()  # aiohttp answers 413 itself past client_max_size
+        try:
+            body = await request.read()  # a chunked body past client_max_size stops here
+        except web.HTTPRequestEntityTooLarge:
+            self._count(event, "too_large", started)
+            raise
         if len(body) > self.max_body_bytes:
             self._count(event, "too_large", started)
             raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=len(body))

@@ -193,7 +193,12 @@ class Worker:
             delivery_id=delivery.id,
             bot_login=self.bot_login,
         )
-        return await dispatch_isolated(self.router, event, gh, ctx)
+        try:
+            return await dispatch_isolated(self.router, event, gh, ctx)
+        finally:
+            limit = getattr(gh, "rate_limit", None)
+            if self.metrics is not None and limit is not None:
+                self.metrics.rate_limit_remaining.set(limit.remaining)
 
     async def process(self, delivery: Delivery) -> Outcome:
         """Run one claimed delivery and record its outcome in the store."""

@@ -19,6 +19,7 @@ class StatefulGitHub(RecordingGitHub):
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
     next_id: int = 100
+    remaining: int = 5000
 
     def _new_id(self) -> int:
         self.next_id += 1
@@ -76,4 +77,11 @@ class StatefulGitHub(RecordingGitHub):
             return await super()._request(method, url, headers, body)
         self.calls.append(Call(method, path + (f"?{parts.query}" if parts.query else ""), data))
         payload = b"" if status == 204 else json.dumps(answer).encode()
-        return status, {"content-type": "application/json; charset=utf-8"}, payload
+        self.remaining -= 1
+        headers = {
+            "content-type": "application/json; charset=utf-8",
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": "4102444800",
+        }
+        return status, headers, payload

@@ -62,6 +62,7 @@ async def test_webhook_to_check_run_and_sticky_comment(settings: Settings) -> No
     assert 'gitops_bot_deliveries_total{event="pull_request",outcome="done"} 2.0' in text
     assert 'gitops_bot_deliveries_total{event="pull_request",outcome="duplicate"} 1.0' in text
     assert "gitops_bot_processing_seconds_count" in text
+    assert f"gitops_bot_github_rate_limit_remaining {clients.gh.remaining}.0" in text
 
 
 async def test_a_factory_gets_the_app_session(settings: Settings) -> None:

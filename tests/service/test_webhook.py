@@ -103,6 +103,21 @@ async def test_a_body_over_25_mb_gets_413(client: TestClient[Any, Any]) -> None:
     assert await _count(client) == 0
 
 
+async def test_a_chunked_body_over_25_mb_gets_413(client: TestClient[Any, Any]) -> None:
+    chunk = b"x" * (1024 * 1024)
+
+    async def body() -> Any:
+        yield b'{"pad": "'
+        for _ in range(26):
+            yield chunk
+        yield b'"}'
+
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-chunked", "X-Hub-Signature-256": "sha256=00"}
+    resp = await client.post("/webhook", data=body(), headers=headers)
+    assert resp.status == 413
+    assert await _count(client) == 0
+
+
 async def test_a_body_just_under_the_limit_is_accepted(client: TestClient[Any, Any]) -> None:
     payload = example("push", "payload.json")
     payload["pad"] = "x" * (25 * 1024 * 1024 - len(json.dumps(payload)) - 20)
