@@ -44,23 +44,26 @@ async def test_every_example_payload_is_accepted_with_a_valid_signature(
 
 
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: str(p.relative_to(EXAMPLES)))
-@pytest.mark.parametrize("signature", ["missing", "wrong-secret", "tampered", "sha1"])
 async def test_every_example_payload_is_rejected_without_a_valid_signature(
-    client: TestClient[Any, Any], path: Path, signature: str
+    client: TestClient[Any, Any], path: Path
 ) -> None:
-    body = path.read_bytes()
-    headers = signed_headers(body, path.parent.name, "d-1")
-    if signature == "missing":
-        del headers["X-Hub-Signature-256"]
-    elif signature == "wrong-secret":
-        headers["X-Hub-Signature-256"] = sign(b"another-secret", body)
-    elif signature == "tampered":
-        body = body.replace(b"{", b"{ ", 1)
-    else:
-        headers["X-Hub-Signature-256"] = "sha1=" + "0" * 40
-    resp = await client.post("/webhook", data=body, headers=headers)
-    assert resp.status == 401
-    assert "X-Hub-Signature-256" in (await resp.json())["message"]
+    original = path.read_bytes()
+    for signature in ("missing", "wrong-secret", "tampered", "sha1", "empty"):
+        body = original
+        headers = signed_headers(body, path.parent.name, f"d-{signature}")
+        if signature == "missing":
+            del headers["X-Hub-Signature-256"]
+        elif signature == "wrong-secret":
+            headers["X-Hub-Signature-256"] = sign(b"another-secret", body)
+        elif signature == "tampered":
+            body = body.replace(b"{", b"{ ", 1)
+        elif signature == "sha1":
+            headers["X-Hub-Signature-256"] = "sha1=" + "0" * 40
+        else:
+            headers["X-Hub-Signature-256"] = ""
+        resp = await client.post("/webhook", data=body, headers=headers)
+        assert resp.status == 401, signature
+        assert "X-Hub-Signature-256" in (await resp.json())["message"]
     assert await _count(client) == 0
 
 
