@@ -207,6 +207,7 @@ class Worker:
         started = time.perf_counter()
         failures: list[HandlerFailure] = []
         permanent = False
+        heartbeat = asyncio.create_task(self._keep_lease(delivery.id))
         try:
             failures = await self.run_delivery(delivery)
             error = summarize_failures(failures) if failures else None
@@ -222,6 +223,8 @@ class Worker:
         except Exception as exc:
             log.exception("delivery %s (%s) failed before its handlers ran", delivery.id, delivery.event)
             error = f"{type(exc).__name__}: {exc}"[:1000]
+        finally:
+            heartbeat.cancel()
         if error is None:
             await self.store.complete(delivery.id, self.worker_id)
             outcome = Outcome("done", failures)
@@ -256,6 +259,23 @@ class Worker:
                 time.perf_counter() - started
             )
         return outcome
+
+    async def _keep_lease(self, delivery_id: str) -> None:
+        """Extend the lease every third of its length while a delivery runs (when the store can).
+
+        Stores without ``extend_lease`` rely on the lease being longer than any handler run.
+        """
+        extend = getattr(self.store, "extend_lease", None)
+        if extend is None:
+            return
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await extend(delivery_id, self.worker_id, self.lease_seconds):
+                    log.warning("lost the lease of delivery %s; another worker may run it too", delivery_id)
+                    return
+            except Exception:
+                log.exception("could not extend the lease of delivery %s", delivery_id)
 
     # -- the loop -------------------------------------------------------------------------
     def wake(self) -> None:

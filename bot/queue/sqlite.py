@@ -267,6 +267,23 @@ class SQLiteStore(DeliveryStore):
 
         return await self._run(work)
 
+    async def extend_lease(self, delivery_id: str, worker_id: str, lease_seconds: float) -> bool:
+        """Push the lease of a delivery ``worker_id`` holds ``lease_seconds`` from now; False if lost.
+
+        Not part of the DeliveryStore interface: the worker calls it when a store offers it.
+        """
+
+        def work(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            cur = conn.execute(
+                "UPDATE deliveries SET lease_until = ?, updated_at = ? "
+                "WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                (now + lease_seconds, now, delivery_id, worker_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(work)
+
     async def complete(self, delivery_id: str, worker_id: str) -> None:
         """Mark a delivery done (only while ``worker_id`` still holds its lease)."""
 
