@@ -39,6 +39,9 @@ EVENT_HEADER = "X-GitHub-Event"
 DELIVERY_HEADER = "X-GitHub-Delivery"
 MAX_DELIVERY_ID = 200
 MAX_EVENT_NAME = 100
+# Metric label for requests whose event header cannot be trusted yet (keeps label cardinality
+# bounded against unauthenticated callers).
+UNVERIFIED = "unverified"
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -187,21 +190,21 @@ class WebhookHandler:
         started = time.perf_counter()
         event = request.headers.get(EVENT_HEADER, "").strip()[:MAX_EVENT_NAME]
         if request.content_length is not None and request.content_length > self.max_body_bytes:
-            self._count(event, "too_large", started)
+            self._count(UNVERIFIED, "too_large", started)
             raise web.HTTPRequestEntityTooLarge(
                 max_size=self.max_body_bytes, actual_size=request.content_length
             )
         try:
             body = await request.read()  # a chunked body past client_max_size stops here
         except web.HTTPRequestEntityTooLarge:
-            self._count(event, "too_large", started)
+            self._count(UNVERIFIED, "too_large", started)
             raise
         if len(body) > self.max_body_bytes:
-            self._count(event, "too_large", started)
+            self._count(UNVERIFIED, "too_large", started)
             raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=len(body))
 
         if not signature_ok(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
-            self._count(event, "bad_signature", started)
+            self._count(UNVERIFIED, "bad_signature", started)
             log.warning("webhook refused: missing or wrong %s (from %s)", SIGNATURE_HEADER, request.remote)
             return _answer(401, f"missing or wrong {SIGNATURE_HEADER}: check the App's webhook secret")
 

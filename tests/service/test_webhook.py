@@ -65,6 +65,8 @@ async def test_every_example_payload_is_rejected_without_a_valid_signature(
         assert resp.status == 401, signature
         assert "X-Hub-Signature-256" in (await resp.json())["message"]
     assert await _count(client) == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gitops_bot_deliveries_total{event="unverified",outcome="bad_signature"} 5.0' in metrics
 
 
 @pytest.mark.parametrize(
