@@ -118,3 +118,66 @@ def test_replay_of_a_broken_file(offline: None, tmp_path: Path, capsys: pytest.C
     assert "is not valid JSON" in capsys.readouterr().err
     assert main(["replay", "--event", "push", "--payload", str(tmp_path / "none.json"), "--dry-run"]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+async def test_dry_run_client_sends_gets_to_the_real_client_and_prints_writes() -> None:
+    from bot.cli.replay import DryRunGitHub
+    from tests.fakes import RecordingGitHub
+
+    real = RecordingGitHub(responses={("GET", "/repos/o/r/pulls/1"): {"number": 1, "title": "t"}})
+    printed: list[str] = []
+    gh = DryRunGitHub(real, out=printed.append)
+    assert (await gh.getitem("/repos/o/r/pulls/1"))["title"] == "t"
+    created = await gh.post("/repos/o/r/issues/1/comments", data={"body": "hi"})
+    await gh.patch(f"/repos/o/r/issues/comments/{created['id']}", data={"body": "hi again"})
+    await gh.delete("/repos/o/r/git/refs/heads/x")
+    assert [c.method for c in real.calls] == ["GET"]  # no write reached the real client
+    assert printed[0] == "POST /repos/o/r/issues/1/comments"
+    assert json.loads(printed[1]) == {"body": "hi"}
+    assert printed[2] == f"PATCH /repos/o/r/issues/comments/{created['id']}"
+    assert printed[-1] == "DELETE /repos/o/r/git/refs/heads/x"
+    assert [w[0] for w in gh.writes] == ["POST", "PATCH", "DELETE"]
+
+
+async def test_offline_dry_run_answers_lists_and_404s() -> None:
+    import gidgethub
+
+    from bot.cli.replay import DryRunGitHub
+
+    gh = DryRunGitHub(None, out=lambda _: None)
+    assert [c async for c in gh.getiter("/repos/o/r/issues/1/comments")] == []
+    assert (await gh.getitem("/repos/o/r/commits/abc/check-runs"))["check_runs"] == []
+    with pytest.raises(gidgethub.BadRequest) as info:
+        await gh.getitem("/repos/o/r/contents/clusters/a.yaml")
+    assert info.value.status_code == 404
+
+
+async def test_worker_command_drains_pending_deliveries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.app
+    from bot.cli.worker import work
+    from bot.queue.base import Status
+    from bot.settings import load_settings
+    from tests.service.conftest import example
+    from tests.service.stateful_github import StatefulGitHub
+
+    gh = StatefulGitHub()
+
+    class Clients:
+        async def installation_api(self, installation_id: int) -> StatefulGitHub:
+            return gh
+
+    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
+    settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/w.db"}, require_webhook_secret=False)
+    store = SQLiteStore(tmp_path / "w.db")
+    await store.open()
+    payload = example("pull_request", "opened.payload.json")
+    await store.put("p1", "pull_request", json.dumps(payload).encode(), installation_id=1, ordering_key="k")
+    await store.close()
+    assert await work(settings, drain=True) == 0
+    store = SQLiteStore(tmp_path / "w.db")
+    await store.open()
+    assert (await store.get("p1")).status is Status.DONE  # type: ignore[union-attr]
+    await store.close()
+    assert len(gh.comments) == 1 and len(gh.check_runs) == 1
