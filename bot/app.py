@@ -22,7 +22,7 @@ from bot.github.types import GitHubClients
 from bot.metrics import Metrics
 from bot.queue import open_store
 from bot.queue.base import DeliveryStore, Status
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.webhook import WebhookHandler
 from bot.worker import Worker
 
@@ -60,11 +60,19 @@ def github_app_clients(
     return clients
 
 
-def default_router() -> gidgethub.routing.Router:
-    """Return the combined router of every module under ``handlers/``."""
-    from handlers import ROUTER
+def default_router(settings: Settings | None = None) -> gidgethub.routing.Router:
+    """Return the combined router of the modules under ``handlers/`` (all, or GITOPS_BOT_HANDLERS)."""
+    import handlers
 
-    return ROUTER
+    if settings is None or not settings.handlers:
+        return handlers.ROUTER
+    try:
+        return handlers.combined_router(settings.handlers)
+    except KeyError as exc:
+        raise SettingsError(
+            f"GITOPS_BOT_HANDLERS names {exc.args[0]!r}, which is not a handler module: "
+            f"use some of {', '.join(handlers.available())}"
+        ) from None
 
 
 def create_app(
@@ -86,7 +94,7 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes + 1024)
     app[SETTINGS] = settings
     app[METRICS] = metrics if metrics is not None else Metrics()
-    the_router = router if router is not None else default_router()
+    the_router = router if router is not None else default_router(settings)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         s = store if store is not None else open_store(settings.database_url)

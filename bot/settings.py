@@ -47,6 +47,7 @@ class Settings:
     lease_seconds: float = 300.0
     poll_interval: float = 1.0
     bot_login: str = "gitops-bot[bot]"
+    handlers: tuple[str, ...] = ()
     log_level: str = "INFO"
     max_body_bytes: int = MAX_BODY_BYTES
 
@@ -247,5 +248,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         lease_seconds=_number(env, "GITOPS_BOT_LEASE_SECONDS", 300.0, low=1.0),
         poll_interval=_number(env, "GITOPS_BOT_POLL_INTERVAL", 1.0, low=0.01),
         bot_login=env.get("GITOPS_BOT_LOGIN", "").strip() or "gitops-bot[bot]",
+        handlers=tuple(n.strip() for n in env.get("GITOPS_BOT_HANDLERS", "").split(",") if n.strip()),
         log_level=log_level,
     )

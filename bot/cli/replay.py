@@ -188,7 +188,10 @@ async def replay(
         attempts=1,
         received_at=datetime.now(UTC),
     )
-    the_router = router if router is not None else default_router()
+    try:
+        the_router = router if router is not None else default_router(settings)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
     names = [getattr(h, "__qualname__", "?") for h in handlers_for(the_router, event_from_delivery(delivery))]
     label = event + (f".{delivery.action}" if delivery.action else "")
     if not names:

@@ -32,7 +32,10 @@ async def serve(settings: Any, *, stop: asyncio.Event | None = None, clients: An
     """Run the app until ``stop`` is set or SIGTERM/SIGINT arrives (``clients`` as in create_app)."""
     from bot.app import ClientsUnavailable, create_app
 
-    app = create_app(settings, clients=clients)
+    try:
+        app = create_app(settings, clients=clients)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     try:
         await runner.setup()

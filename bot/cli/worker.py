@@ -40,10 +40,11 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
         async with aiohttp.ClientSession() as session:
             metrics = Metrics()
             try:
+                router = default_router(settings)
                 clients = github_app_clients(session, settings, metrics)
             except (SettingsError, ClientsUnavailable) as exc:
                 raise StartupError(str(exc)) from None
-            worker = Worker.from_settings(settings, store, clients, default_router(), metrics=metrics)
+            worker = Worker.from_settings(settings, store, clients, router, metrics=metrics)
             if drain:
                 outcomes = await worker.drain()
                 log.info("drained %d deliveries", len(outcomes))

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import CLIENTS, STORE, WORKER, create_app
 from bot.queue.base import Status
 from bot.settings import Settings
+from tests.fakes import make_event
 from tests.service.conftest import example, signed_headers
 from tests.service.stateful_github import StatefulGitHub
 
@@ -44,7 +45,9 @@ async def _wait_done(client: TestClient[Any, Any], n: int) -> dict[Status, int]:
 
 async def test_webhook_to_check_run_and_sticky_comment(settings: Settings) -> None:
     clients = OneClient()
-    app = create_app(dataclasses.replace(settings, worker="inline"), clients=clients)
+    app = create_app(
+        dataclasses.replace(settings, worker="inline", handlers=("pull_request",)), clients=clients
+    )
     async with TestClient(TestServer(app)) as client:
         assert client.app[CLIENTS] is clients and client.app[WORKER] is not None
         payload = example("pull_request", "opened.payload.json")
@@ -82,6 +85,19 @@ async def test_serve_with_the_worker_off_needs_no_app_credentials(settings: Sett
     app = create_app(settings)
     async with TestClient(TestServer(app)) as client:
         assert CLIENTS not in client.app and WORKER not in client.app
+
+
+def test_handlers_can_be_narrowed_and_unknown_ones_are_named(settings: Settings) -> None:
+    from bot.app import default_router
+    from bot.settings import SettingsError
+
+    narrowed = default_router(dataclasses.replace(settings, handlers=("pull_request",)))
+    event = make_event("pull_request", example("pull_request", "opened.payload.json"))
+    assert [h.__name__ for h in narrowed.fetch(event)] == ["pull_request_changed"]
+    with pytest.raises(
+        SettingsError, match=r"^GITOPS_BOT_HANDLERS names 'nope', which is not a handler module"
+    ):
+        create_app(dataclasses.replace(settings, handlers=("pull_request", "nope")))
 
 
 async def test_the_inline_worker_without_credentials_refuses_to_start(settings: Settings) -> None:

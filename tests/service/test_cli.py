@@ -79,6 +79,7 @@ def test_deliveries_without_a_store_says_so(
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GITOPS_BOT_HANDLERS", "pull_request")
 
 
 def test_replay_dry_run_prints_every_write_offline(offline: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,7 +170,10 @@ async def test_worker_command_drains_pending_deliveries(
             return gh
 
     monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
-    settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/w.db"}, require_webhook_secret=False)
+    settings = load_settings(
+        {"DATABASE_URL": f"sqlite:///{tmp_path}/w.db", "GITOPS_BOT_HANDLERS": "pull_request"},
+        require_webhook_secret=False,
+    )
     store = SQLiteStore(tmp_path / "w.db")
     await store.open()
     payload = example("pull_request", "opened.payload.json")

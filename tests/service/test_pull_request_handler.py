@@ -8,10 +8,12 @@ from typing import Any
 from bot.context import HandlerContext
 from bot.dispatch import dispatch_isolated, handlers_for
 from bot.worker import UnavailableRepoAccess
-from handlers import ROUTER
+from handlers import combined_router
 from tests.fakes import make_event
 from tests.service.conftest import example
 from tests.service.stateful_github import StatefulGitHub
+
+ROUTER = combined_router(["pull_request"])
 
 
 def _ctx(delivery: str) -> HandlerContext:
@@ -59,3 +61,15 @@ async def test_opened_then_retried_then_pushed_gives_one_comment_and_one_run_per
     assert "| Branches | Head commit |\n| --- | --- |" in comment["body"]
     new_run = max(gh.check_runs.values(), key=lambda r: r["id"])
     assert f"[gitops-bot]({new_run['html_url']})" in comment["body"]
+
+
+def test_every_handler_module_is_combined_in_one_router() -> None:
+    import handlers
+
+    assert "pull_request" in handlers.available()
+    opened = make_event("pull_request", example("pull_request", "opened.payload.json"))
+    names = {h.__module__ for h in handlers.ROUTER.fetch(opened)}
+    assert "handlers.pull_request" in names
+    assert names == {
+        h.__module__ for name in handlers.available() for h in handlers.ROUTERS[name].fetch(opened)
+    }

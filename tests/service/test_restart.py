@@ -165,6 +165,8 @@ async def test_a_killed_service_processes_what_was_pending_after_restart(
         "PORT": "0",
         "GITOPS_BOT_POLL_INTERVAL": "0.1",
         "GITOPS_BOT_LEASE_SECONDS": "2",
+        # Only the handler this fake GitHub serves; the others need a git mirror and more API.
+        "GITOPS_BOT_HANDLERS": "pull_request",
     }
     opened = example("pull_request", "opened.payload.json")
     bodies: dict[str, tuple[str, bytes]] = {}
