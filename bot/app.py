@@ -22,6 +22,7 @@ from bot.github.types import GitHubClients
 from bot.metrics import Metrics
 from bot.queue import open_store
 from bot.queue.base import DeliveryStore, Status
+from bot.repos import mirror_repos
 from bot.settings import Settings, SettingsError
 from bot.webhook import WebhookHandler
 from bot.worker import Worker
@@ -80,7 +81,7 @@ def create_app(
     *,
     store: DeliveryStore | None = None,
     clients: GitHubClients | Callable[[aiohttp.ClientSession], GitHubClients] | None = None,
-    repos: RepoAccess | None = None,
+    repos: RepoAccess | Callable[[int | None], RepoAccess] | None = None,
     router: gidgethub.routing.Router | None = None,
     metrics: Metrics | None = None,
 ) -> web.Application:
@@ -89,7 +90,8 @@ def create_app(
     ``store`` defaults to ``open_store(settings.database_url)`` (opened and closed by the app;
     a given store is opened too, and closed). ``clients`` is a GitHubClients object or a factory
     taking the app's ClientSession; by default the GitHub App built from the settings, and only
-    when the in-process worker runs. ``repos`` is the git access handed to handlers.
+    when the in-process worker runs. ``repos`` is the git access handed to handlers: a RepoAccess
+    or a factory taking the installation id; by default mirrors under GITOPS_BOT_DATA_DIR.
     """
     app = web.Application(client_max_size=settings.max_body_bytes + 1024)
     app[SETTINGS] = settings
@@ -123,8 +125,14 @@ def create_app(
             log.info("in-process worker is off; run `gitops-bot worker` to process deliveries")
             yield
             return
+        clients_ = app.get(CLIENTS)
         worker = Worker.from_settings(
-            settings, app[STORE], app.get(CLIENTS), the_router, repos=repos, metrics=app[METRICS]
+            settings,
+            app[STORE],
+            clients_,
+            the_router,
+            repos=repos if repos is not None else mirror_repos(settings, clients_),
+            metrics=app[METRICS],
         )
         app[WORKER] = worker
         task = asyncio.create_task(worker.run(), name="gitops-bot-worker")

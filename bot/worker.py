@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gidgethub.abc
 import gidgethub.routing
@@ -104,7 +104,7 @@ class Worker:
         clients: GitHubClients | None,
         router: gidgethub.routing.Router,
         *,
-        repos: RepoAccess | None = None,
+        repos: RepoAccess | Callable[[int | None], RepoAccess] | None = None,
         metrics: Metrics | None = None,
         settings: Any = None,
         worker_id: str | None = None,
@@ -120,7 +120,7 @@ class Worker:
         self.store = store
         self.clients = clients
         self.router = router
-        self.repos: RepoAccess = repos if repos is not None else UnavailableRepoAccess()
+        self.repos = repos
         self.metrics = metrics
         self.settings = settings
         self.worker_id = worker_id or default_worker_id()
@@ -144,7 +144,7 @@ class Worker:
         clients: GitHubClients | None,
         router: gidgethub.routing.Router,
         *,
-        repos: RepoAccess | None = None,
+        repos: RepoAccess | Callable[[int | None], RepoAccess] | None = None,
         metrics: Metrics | None = None,
     ) -> Worker:
         """Build a worker with the retry, lease and concurrency settings of ``settings``."""
@@ -165,6 +165,14 @@ class Worker:
         )
 
     # -- one delivery ---------------------------------------------------------------------
+    def repos_for(self, installation_id: int | None) -> RepoAccess:
+        """Return the git access handed to handlers for a delivery of ``installation_id``."""
+        if self.repos is None:
+            return UnavailableRepoAccess()
+        if hasattr(self.repos, "git_dir"):
+            return cast(RepoAccess, self.repos)
+        return self.repos(installation_id)
+
     async def run_delivery(
         self, delivery: Delivery, *, gh: gidgethub.abc.GitHubAPI | None = None
     ) -> list[HandlerFailure]:
@@ -186,7 +194,7 @@ class Worker:
                 raise RuntimeError("no GitHub App credentials are configured in this process")
             gh = await self.clients.installation_api(delivery.installation_id)
         ctx = HandlerContext(
-            repos=self.repos,
+            repos=self.repos_for(delivery.installation_id),
             store=self.store,
             metrics=self.metrics,
             settings=self.settings,

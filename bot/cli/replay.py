@@ -14,7 +14,7 @@ import itertools
 import json
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -27,7 +27,9 @@ import gidgethub.abc
 from gidgethub import sansio
 
 from bot.cli._service import StartupError, configure_logging, fail, settings_or_error
+from bot.context import RepoAccess
 from bot.queue.base import Delivery, Status
+from bot.repos import mirror_repos
 from bot.webhook import installation_id, ordering_key
 
 LIST_SEGMENTS = {
@@ -135,6 +137,28 @@ class DryRunGitHub(gidgethub.abc.GitHubAPI):
         return answer, None, 201 if method == "POST" else 200
 
 
+class DryRunRepoAccess:
+    """Git access for a dry run: fetches through ``inner`` (when there is one), prints pushes."""
+
+    def __init__(self, inner: RepoAccess | None, *, out: Callable[[str], None] = print) -> None:
+        self.inner = inner
+        self.out = out
+        self.pushes: list[tuple[str, list[str], bool]] = []
+
+    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
+        """Fetch through the real mirror, or explain that a dry run without credentials has no git."""
+        if self.inner is None:
+            raise RuntimeError(
+                f"dry run without App credentials cannot fetch {full_name}: set GITHUB_APP_ID and the key"
+            )
+        return await self.inner.git_dir(full_name, refs=refs)
+
+    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
+        """Print the push instead of making it."""
+        self.pushes.append((full_name, list(refspecs), force))
+        self.out(f"git push {'--force ' if force else ''}{full_name} {' '.join(refspecs)}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--event", required=True, help="the X-GitHub-Event name, e.g. pull_request")
     parser.add_argument("--payload", required=True, type=Path, help="a JSON file with the webhook body")
@@ -210,13 +234,18 @@ async def replay(
                 settings.require_app_credentials()
             except SettingsError as exc:
                 raise StartupError(f"{exc} (or use --dry-run)") from None
-        worker = Worker(None, clients, the_router, settings=settings, bot_login=settings.bot_login)
+        factory = mirror_repos(settings, clients) if clients is not None else None
+        repos: RepoAccess | None = factory(inst) if factory is not None else None
         gh: gidgethub.abc.GitHubAPI | None = None
         if dry_run:
             real = None
             if clients is not None and inst is not None:
                 real = await clients.installation_api(inst)
             gh = DryRunGitHub(real, out=out, base_url=settings.api_url)
+            repos = DryRunRepoAccess(repos, out=out)
+        worker = Worker(
+            None, clients, the_router, repos=repos, settings=settings, bot_login=settings.bot_login
+        )
         try:
             failures = await worker.run_delivery(delivery, gh=gh)
         except PermanentDeliveryError as exc:

@@ -29,6 +29,7 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
     from bot.app import ClientsUnavailable, default_router, github_app_clients
     from bot.metrics import Metrics
     from bot.queue import open_store
+    from bot.repos import mirror_repos
     from bot.worker import Worker
 
     store = open_store(settings.database_url)
@@ -42,9 +43,10 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
             try:
                 router = default_router(settings)
                 clients = github_app_clients(session, settings, metrics)
+                repos = mirror_repos(settings, clients)
             except (SettingsError, ClientsUnavailable) as exc:
                 raise StartupError(str(exc)) from None
-            worker = Worker.from_settings(settings, store, clients, router, metrics=metrics)
+            worker = Worker.from_settings(settings, store, clients, router, repos=repos, metrics=metrics)
             if drain:
                 outcomes = await worker.drain()
                 log.info("drained %d deliveries", len(outcomes))
