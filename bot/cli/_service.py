@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Mapping
 
+from bot.queue.base import DeliveryStore
 from bot.settings import Settings, SettingsError, load_settings
 
 
@@ -44,3 +45,15 @@ def store_error(url: str, exc: BaseException) -> str:
     shown = re.sub(r"//[^@/]*@", "//***@", url)
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"DATABASE_URL={shown!r} cannot be opened: {detail}"
+
+
+async def open_store_or_error(url: str) -> DeliveryStore:
+    """Open the store at ``url``; raise StartupError with one line when it cannot be opened."""
+    from bot.queue import open_store
+
+    try:
+        store = open_store(url)
+        await store.open()
+    except Exception as exc:
+        raise StartupError(store_error(url, exc)) from None
+    return store

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
-from bot.cli._service import StartupError, fail, settings_or_error, store_error
-from bot.queue import open_store
+from bot.cli._service import StartupError, fail, open_store_or_error, settings_or_error
 from bot.queue.base import Delivery, DeliveryStore, Status
 
 
@@ -61,12 +59,7 @@ def _table(rows: list[Delivery]) -> str:
 async def _with_store(url: str) -> DeliveryStore:
     if url.startswith("sqlite:///") and not await asyncio.to_thread(Path(url[len("sqlite:///") :]).exists):
         raise StartupError(f"no delivery store at {url}: set DATABASE_URL to the one the service uses")
-    store = open_store(url)
-    try:
-        await store.open()
-    except (OSError, sqlite3.Error) as exc:
-        raise StartupError(store_error(url, exc)) from None
-    return store
+    return await open_store_or_error(url)
 
 
 async def show(url: str, *, as_json: bool, limit: int) -> int:

@@ -39,12 +39,17 @@ async def serve(settings: Any, *, stop: asyncio.Event | None = None, clients: An
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     try:
         await runner.setup()
-    except (OSError, sqlite3.Error) as exc:
-        await runner.cleanup()
-        raise StartupError(store_error(settings.database_url, exc)) from None
     except (SettingsError, ClientsUnavailable) as exc:
         await runner.cleanup()
         raise StartupError(str(exc)) from None
+    except (OSError, sqlite3.Error, ImportError, ValueError) as exc:  # the store could not be opened
+        await runner.cleanup()
+        raise StartupError(store_error(settings.database_url, exc)) from None
+    except Exception as exc:
+        await runner.cleanup()
+        raise StartupError(
+            f"start-up failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

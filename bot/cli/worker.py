@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import logging
 import signal
-import sqlite3
 from typing import Any
 
 import aiohttp
 
-from bot.cli._service import StartupError, configure_logging, fail, settings_or_error, store_error
+from bot.cli._service import StartupError, configure_logging, fail, open_store_or_error, settings_or_error
 from bot.settings import SettingsError
 
 log = logging.getLogger("bot.worker")
@@ -28,15 +27,10 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
     """Run the worker loop until SIGTERM/SIGINT (or, with ``drain``, until nothing is runnable)."""
     from bot.app import ClientsUnavailable, default_router, github_app_clients
     from bot.metrics import Metrics
-    from bot.queue import open_store
     from bot.repos import mirror_repos
     from bot.worker import Worker
 
-    store = open_store(settings.database_url)
-    try:
-        await store.open()
-    except (OSError, sqlite3.Error) as exc:
-        raise StartupError(store_error(settings.database_url, exc)) from None
+    store = await open_store_or_error(settings.database_url)
     try:
         async with aiohttp.ClientSession() as session:
             metrics = Metrics()
