@@ -86,6 +86,18 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
 
 
+# Worker argument -> the Settings field it comes from.
+SETTINGS_OF_WORKER = {
+    "concurrency": "worker_concurrency",
+    "max_attempts": "max_attempts",
+    "backoff_base": "backoff_base",
+    "backoff_cap": "backoff_cap",
+    "lease_seconds": "lease_seconds",
+    "poll_interval": "poll_interval",
+    "bot_login": "bot_login",
+}
+
+
 @dataclass
 class Outcome:
     """What processing one delivery came to: ``done``, ``retry`` or ``dead``."""
@@ -148,21 +160,8 @@ class Worker:
         metrics: Metrics | None = None,
     ) -> Worker:
         """Build a worker with the retry, lease and concurrency settings of ``settings``."""
-        return cls(
-            store,
-            clients,
-            router,
-            repos=repos,
-            metrics=metrics,
-            settings=settings,
-            concurrency=settings.worker_concurrency,
-            max_attempts=settings.max_attempts,
-            backoff_base=settings.backoff_base,
-            backoff_cap=settings.backoff_cap,
-            lease_seconds=settings.lease_seconds,
-            poll_interval=settings.poll_interval,
-            bot_login=settings.bot_login,
-        )
+        tuning = {arg: getattr(settings, name) for arg, name in SETTINGS_OF_WORKER.items()}
+        return cls(store, clients, router, repos=repos, metrics=metrics, settings=settings, **tuning)
 
     # -- one delivery ---------------------------------------------------------------------
     def repos_for(self, installation_id: int | None) -> RepoAccess:
