@@ -261,3 +261,23 @@ async def test_extend_lease_refuses_a_lost_lease(store: SQLiteStore) -> None:
     await store.claim("b")
     assert not await store.extend_lease("d1", "a", 10)
     assert await store.extend_lease("d1", "b", 10)
+
+
+def test_from_settings_takes_the_tuning_from_settings() -> None:
+    from bot.settings import load_settings
+
+    s = load_settings(
+        {
+            "GITOPS_BOT_WORKER_CONCURRENCY": "9",
+            "GITOPS_BOT_MAX_ATTEMPTS": "3",
+            "GITOPS_BOT_BACKOFF_BASE": "0.5",
+            "GITOPS_BOT_BACKOFF_CAP": "30",
+            "GITOPS_BOT_LEASE_SECONDS": "60",
+            "GITOPS_BOT_POLL_INTERVAL": "0.2",
+            "GITOPS_BOT_LOGIN": "my-app[bot]",
+        },
+        require_webhook_secret=False,
+    )
+    w = Worker.from_settings(s, None, None, gidgethub.routing.Router())
+    assert (w.concurrency, w.max_attempts, w.backoff_base, w.backoff_cap) == (9, 3, 0.5, 30.0)
+    assert (w.lease_seconds, w.poll_interval, w.bot_login, w.settings) == (60.0, 0.2, "my-app[bot]", s)
