@@ -32,6 +32,7 @@ from bot.context import HandlerContext, RepoAccess
 from bot.dispatch import HandlerFailure, dispatch_isolated, handlers_for, summarize_failures
 from bot.github.types import GitHubClients
 from bot.metrics import Metrics
+from bot.notify import clear_dead_letter, error_state_key, report_dead_letter
 from bot.queue.base import Delivery, DeliveryStore
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,10 @@ class Worker:
         if error is None:
             await self.store.complete(delivery.id, self.worker_id)
             outcome = Outcome("done", failures)
+            if delivery.ordering_key and await self.store.get_state(error_state_key(delivery.ordering_key)):
+                gh = await self._gh_for(delivery)
+                if gh is not None:
+                    await clear_dead_letter(gh, self.store, delivery, bot_login=self.bot_login)
         elif permanent or delivery.attempts >= self.max_attempts:
             await self.store.fail(delivery.id, self.worker_id, error, None)
             log.error(
@@ -245,6 +250,9 @@ class Worker:
                 error,
             )
             outcome = Outcome("dead", failures, error)
+            gh = await self._gh_for(delivery) if delivery.ordering_key else None
+            if gh is not None:
+                await report_dead_letter(gh, self.store, delivery, failures, error, bot_login=self.bot_login)
         else:
             delay = backoff_delay(
                 delivery.attempts, base=self.backoff_base, cap=self.backoff_cap, rng=self.rng
@@ -266,6 +274,16 @@ class Worker:
                 time.perf_counter() - started
             )
         return outcome
+
+    async def _gh_for(self, delivery: Delivery) -> gidgethub.abc.GitHubAPI | None:
+        """Return the installation client of a delivery for best-effort notes, or None."""
+        if self.clients is None or delivery.installation_id is None:
+            return None
+        try:
+            return await self.clients.installation_api(delivery.installation_id)
+        except Exception:
+            log.exception("no GitHub client for installation %s", delivery.installation_id)
+            return None
 
     async def _keep_lease(self, delivery_id: str) -> None:
         """Extend the lease every third of its length while a delivery runs (when the store can).
