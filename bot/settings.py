@@ -134,11 +134,19 @@ def _database_url(env: Mapping[str, str]) -> str:
 
 
 def _pem(text: str, source: str) -> str:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     text = text.strip()
     if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
         raise SettingsError(
             f"{source} does not hold a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----')"
         )
+    try:
+        load_pem_private_key(text.encode("utf-8"), password=None)
+    except (ValueError, TypeError):
+        raise SettingsError(
+            f"{source} holds a PEM block that is not a usable private key: download a new key for the App"
+        ) from None
     return text + "\n"
 
 

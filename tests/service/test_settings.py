@@ -66,6 +66,10 @@ def test_ghes_and_simulator_urls() -> None:
         ({"DATABASE_URL": "mysql://u:pw@h/db"}, "DATABASE_URL"),
         ({"GITHUB_APP_ID": "my-app"}, "GITHUB_APP_ID"),
         ({"GITHUB_PRIVATE_KEY": "not a key"}, "GITHUB_PRIVATE_KEY"),
+        (
+            {"GITHUB_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----"},
+            "GITHUB_PRIVATE_KEY",
+        ),
         ({"GITHUB_PRIVATE_KEY_PATH": "/nonexistent/key.pem"}, "GITHUB_PRIVATE_KEY_PATH"),
         ({"GITOPS_BOT_WORKER": "sometimes"}, "GITOPS_BOT_WORKER"),
         ({"GIT_URL": "https://x/repo.git"}, "GIT_URL"),
