@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (status, seq);
-CREATE INDEX IF NOT EXISTS deliveries_ordering ON deliveries (ordering_key, seq);
+DROP INDEX IF EXISTS deliveries_ordering;
+-- Only unfinished rows can block a key: a partial index keeps claims fast however long the history.
+CREATE INDEX IF NOT EXISTS deliveries_active_key ON deliveries (ordering_key, seq)
+    WHERE status IN ('pending', 'processing', 'failed');
 CREATE INDEX IF NOT EXISTS deliveries_updated ON deliveries (updated_at);
 CREATE TABLE IF NOT EXISTS service_state (
     key TEXT PRIMARY KEY,
