@@ -48,6 +48,7 @@ class Settings:
     poll_interval: float = 1.0
     bot_login: str = "gitops-bot[bot]"
     handlers: tuple[str, ...] = ()
+    retention_days: float = 7.0
     log_level: str = "INFO"
     max_body_bytes: int = MAX_BODY_BYTES
 
@@ -256,6 +257,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         lease_seconds=_number(env, "GITOPS_BOT_LEASE_SECONDS", 300.0, low=1.0),
         poll_interval=_number(env, "GITOPS_BOT_POLL_INTERVAL", 1.0, low=0.01),
         bot_login=env.get("GITOPS_BOT_LOGIN", "").strip() or "gitops-bot[bot]",
+        retention_days=_number(env, "GITOPS_BOT_RETENTION_DAYS", 7.0, low=3.0),
         handlers=tuple(n.strip() for n in env.get("GITOPS_BOT_HANDLERS", "").split(",") if n.strip()),
         log_level=log_level,
     )

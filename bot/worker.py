@@ -96,7 +96,9 @@ SETTINGS_OF_WORKER = {
     "lease_seconds": "lease_seconds",
     "poll_interval": "poll_interval",
     "bot_login": "bot_login",
+    "retention_days": "retention_days",
 }
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 @dataclass
@@ -128,6 +130,7 @@ class Worker:
         lease_seconds: float = 300.0,
         poll_interval: float = 1.0,
         bot_login: str = "gitops-bot[bot]",
+        retention_days: float = 7.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
@@ -144,7 +147,9 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.bot_login = bot_login
+        self.retention_days = retention_days
         self.rng = rng
+        self._last_prune = -PRUNE_EVERY_SECONDS
         self._wake = asyncio.Event()
         self._stopping = False
         self._running: set[asyncio.Task[Outcome]] = set()
@@ -332,6 +337,9 @@ class Worker:
             raise RuntimeError("run() needs a store")
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         while not self._stopping:
+            if time.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
+                self._last_prune = time.monotonic()
+                await self.prune()
             free = self.concurrency - len(self._running)
             claimed: list[Delivery] = []
             if free > 0:
@@ -350,6 +358,20 @@ class Worker:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    async def prune(self) -> int:
+        """Delete done deliveries older than the retention (when the store can); return how many."""
+        prune_done = getattr(self.store, "prune_done", None)
+        if prune_done is None:
+            return 0
+        try:
+            removed: int = await prune_done(datetime.now(UTC) - timedelta(days=self.retention_days))
+        except Exception:
+            log.exception("pruning old deliveries failed")
+            return 0
+        if removed:
+            log.info("pruned %d done deliveries older than %g days", removed, self.retention_days)
+        return removed
 
     def _task_done(self, task: asyncio.Task[Outcome]) -> None:
         self._running.discard(task)

@@ -287,6 +287,22 @@ class SQLiteStore(DeliveryStore):
 
         return await self._run(work)
 
+    async def prune_done(self, before: datetime) -> int:
+        """Delete ``done`` deliveries last updated before ``before``; return how many.
+
+        Not part of the DeliveryStore interface: the worker calls it when a store offers it.
+        Dead letters are kept until retried. GitHub redelivers only recent deliveries (3 days),
+        so a retention longer than that keeps deduplication intact.
+        """
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM deliveries WHERE status = 'done' AND updated_at < ?", (before.timestamp(),)
+            )
+            return cur.rowcount
+
+        return await self._run(work)
+
     async def complete(self, delivery_id: str, worker_id: str) -> None:
         """Mark a delivery done (only while ``worker_id`` still holds its lease)."""
 

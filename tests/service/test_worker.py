@@ -281,3 +281,19 @@ def test_from_settings_takes_the_tuning_from_settings() -> None:
     w = Worker.from_settings(s, None, None, gidgethub.routing.Router())
     assert (w.concurrency, w.max_attempts, w.backoff_base, w.backoff_cap) == (9, 3, 0.5, 30.0)
     assert (w.lease_seconds, w.poll_interval, w.bot_login, w.settings) == (60.0, 0.2, "my-app[bot]", s)
+
+
+async def test_old_done_deliveries_are_pruned_dead_ones_kept(store: SQLiteStore) -> None:
+    router = gidgethub.routing.Router()
+    for did in ("old-done", "new-done", "old-dead"):
+        await store.put(did, "status", b"{}")
+    for d in await store.claim("w", limit=3):
+        if d.id == "old-dead":
+            await store.fail(d.id, "w", "x", None)
+        else:
+            await store.complete(d.id, "w")
+    await store._run(lambda c: c.execute("UPDATE deliveries SET updated_at = 0 WHERE id LIKE 'old-%'"))
+    worker = Worker(store, None, router, worker_id="w", retention_days=7)
+    assert await worker.prune() == 1
+    assert await store.get("old-done") is None
+    assert await store.get("new-done") is not None and await store.get("old-dead") is not None
