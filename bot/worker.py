@@ -365,7 +365,7 @@ class Worker:
         if prune_done is None:
             return 0
         try:
-            removed: int = await prune_done(datetime.now(UTC) - timedelta(days=self.retention_days))
+            removed: int = await prune_done(timedelta(days=self.retention_days))
         except Exception:
             log.exception("pruning old deliveries failed")
             return 0

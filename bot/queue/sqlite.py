@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -287,18 +287,17 @@ class SQLiteStore(DeliveryStore):
 
         return await self._run(work)
 
-    async def prune_done(self, before: datetime) -> int:
-        """Delete ``done`` deliveries last updated before ``before``; return how many.
+    async def prune_done(self, older_than: timedelta) -> int:
+        """Delete ``done`` deliveries last updated more than ``older_than`` ago; return how many.
 
-        Not part of the DeliveryStore interface: the worker calls it when a store offers it.
-        Dead letters are kept until retried. GitHub redelivers only recent deliveries (3 days),
-        so a retention longer than that keeps deduplication intact.
+        Not part of the DeliveryStore interface (same signature as the PostgreSQL store's): the
+        worker calls it when a store offers it. Dead letters are kept until retried. GitHub
+        redelivers only recent deliveries (3 days), so a longer retention keeps deduplication.
         """
 
         def work(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "DELETE FROM deliveries WHERE status = 'done' AND updated_at < ?", (before.timestamp(),)
-            )
+            cutoff = time.time() - older_than.total_seconds()
+            cur = conn.execute("DELETE FROM deliveries WHERE status = 'done' AND updated_at < ?", (cutoff,))
             return cur.rowcount
 
         return await self._run(work)
