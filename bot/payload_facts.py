@@ -78,5 +78,7 @@ def fast_facts(raw: bytes) -> dict[str, Any] | None:
         return None  # not an object, or a field of an unusual type: the full decode decides
     except msgspec.DecodeError as exc:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
     result: dict[str, Any] = _skeleton(facts)
     return result

@@ -127,7 +127,10 @@ def _json_bytes(body: bytes, content_type: str) -> bytes:
 
 def decode_object(raw: bytes) -> dict[str, Any]:
     """Decode strict JSON (no NaN/Infinity) that must be an object; raise ValueError otherwise."""
-    data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("the payload is not a JSON object")
     return data
@@ -221,7 +224,11 @@ class WebhookHandler:
             payload = decode_object(envelope.payload) if event == "ping" else None
         except ValueError as exc:
             self._count(event, "bad_request", started)
-            reason = str(exc) if "JSON object" in str(exc) else "the body is not valid JSON"
+            reason = (
+                str(exc)
+                if "JSON object" in str(exc) or "too deeply" in str(exc)
+                else "the body is not valid JSON"
+            )
             return _answer(400, f"malformed payload: {reason}", delivery=delivery_id)
 
         if payload is not None:

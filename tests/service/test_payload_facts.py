@@ -100,6 +100,8 @@ def test_random_shapes_give_the_same_facts(event: str, payload: Any) -> None:
         b"",
         b"[]",
         b'{"a": [1,, 2]}',
+        b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"issue": {"pull_request": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}",
     ],
 )
 def test_edge_cases_agree(raw: bytes) -> None:

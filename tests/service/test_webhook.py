@@ -71,8 +71,17 @@ async def test_every_example_payload_is_rejected_without_a_valid_signature(
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"", b"[1, 2, 3]", b'"a string"', b"\xff\xfe\x00garbage", b'{"action": "opened"'],
-    ids=["broken", "empty", "array", "string", "binary", "truncated"],
+    [
+        b"{not json",
+        b"",
+        b"[1, 2, 3]",
+        b'"a string"',
+        b"\xff\xfe\x00garbage",
+        b'{"action": "opened"',
+        b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"installation": ' + b'{"x": ' * 5_000 + b"1" + b"}" * 5_000 + b"}",
+    ],
+    ids=["broken", "empty", "array", "string", "binary", "truncated", "deep-array", "deep-object"],
 )
 async def test_corrupted_bodies_get_400_and_nothing_is_stored(
     client: TestClient[Any, Any], post: PostFn, body: bytes
