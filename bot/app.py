@@ -17,15 +17,15 @@ import aiohttp
 import gidgethub.routing
 from aiohttp import web
 
-from bot.context import RepoAccess
+from bot.context import HandlerContext, RepoAccess
 from bot.github.types import GitHubClients
 from bot.metrics import Metrics
 from bot.queue import open_store
 from bot.queue.base import DeliveryStore, Status
-from bot.repos import mirror_repos
+from bot.repos import AppRepoAccess, mirror_cache, mirror_repos
 from bot.settings import Settings, SettingsError
 from bot.webhook import WebhookHandler
-from bot.worker import Worker
+from bot.worker import UnavailableRepoAccess, Worker
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,9 @@ def create_app(
         await asyncio.gather(task, return_exceptions=True)
 
     app.cleanup_ctx.extend([store_ctx, session_ctx, worker_ctx])
+    reconciler = reconciler_ctx(settings, repos)
+    if reconciler is not None:
+        app.cleanup_ctx.append(reconciler)
 
     def wake() -> None:
         worker = app.get(WORKER)
@@ -160,6 +163,51 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return app
+
+
+def reconciler_ctx(
+    settings: Settings, repos: RepoAccess | Callable[[int | None], RepoAccess] | None
+) -> Callable[[web.Application], AsyncIterator[None]] | None:
+    """Return the clean-up context running the reconciler, or None when it is off or not installed.
+
+    It runs with the in-process worker only (a web-only process has no App clients) every
+    ``GITOPS_BOT_RECONCILE_INTERVAL`` seconds (0 turns it off).
+    """
+    if settings.worker != "inline" or settings.reconcile_interval <= 0:
+        return None
+    try:
+        from bot.reconciler import reconciler_context
+    except ImportError:
+        return None
+
+    def make_ctx(app: web.Application) -> Callable[[], HandlerContext]:
+        clients = app.get(CLIENTS)
+        if repos is not None and hasattr(repos, "git_dir"):
+            access: RepoAccess = cast(RepoAccess, repos)
+        else:
+            cache = mirror_cache(settings)
+            access = (
+                AppRepoAccess(cache, clients)
+                if cache is not None and clients is not None
+                else UnavailableRepoAccess()
+            )
+
+        def ctx() -> HandlerContext:
+            return HandlerContext(
+                repos=access,
+                store=app[STORE],
+                metrics=app[METRICS],
+                settings=settings,
+                delivery_id="reconciler",
+                bot_login=settings.bot_login,
+            )
+
+        return ctx
+
+    context: Callable[[web.Application], AsyncIterator[None]] = reconciler_context(
+        lambda app: app.get(CLIENTS), make_ctx, interval=settings.reconcile_interval
+    )
+    return context
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -64,7 +64,44 @@ class MirrorRepoAccess:
             self._fetched.pop(full_name, None)  # the remote moved: fetch again next time
 
 
+class AppRepoAccess:
+    """A RepoAccess outside any delivery (the reconciler): finds each repository's installation.
+
+    The installation of ``owner/repo`` is asked once (``GET /repos/{owner}/{repo}/installation``
+    as the App) and remembered; git then uses that installation's token.
+    """
+
+    def __init__(self, cache: MirrorLike, clients: GitHubClients) -> None:
+        self.cache = cache
+        self.clients = clients
+        self._installations: dict[str, int] = {}
+
+    async def _for(self, full_name: str) -> MirrorRepoAccess:
+        if full_name not in self._installations:
+            app = await self.clients.app_api()
+            answer = await app.getitem(f"/repos/{full_name}/installation")
+            self._installations[full_name] = int(answer["id"])
+        return MirrorRepoAccess(self.cache, self.clients, self._installations[full_name])
+
+    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
+        """Fetch the mirror of ``full_name`` with its installation's token."""
+        return await (await self._for(full_name)).git_dir(full_name, refs=refs)
+
+    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
+        """Push from the mirror of ``full_name`` with its installation's token."""
+        await (await self._for(full_name)).push(full_name, refspecs, force=force)
+
+
 RepoFactory = Callable[[int | None], RepoAccess]
+
+
+def mirror_cache(settings: Settings) -> Any:
+    """Return the MirrorCache under ``GITOPS_BOT_DATA_DIR/mirrors``, or None when not installed."""
+    try:
+        from bot.git.mirror import MirrorCache  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return MirrorCache(settings.data_dir / "mirrors", mirror_template(settings.git_url))
 
 
 def mirror_template(git_url: str) -> str:
@@ -82,13 +119,9 @@ def mirror_repos(
     Returns None when the mirror module is not installed in this build (handlers then get a
     RepoAccess that explains it). ``cache`` replaces the MirrorCache (tests).
     """
-    if cache is None:
-        try:
-            from bot.git.mirror import MirrorCache  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return None
-        cache = MirrorCache(settings.data_dir / "mirrors", mirror_template(settings.git_url))
-    the_cache = cache
+    the_cache = cache if cache is not None else mirror_cache(settings)
+    if the_cache is None:
+        return None
 
     def factory(installation_id: int | None) -> RepoAccess:
         return MirrorRepoAccess(the_cache, clients, installation_id)

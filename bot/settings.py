@@ -49,6 +49,8 @@ class Settings:
     bot_login: str = "gitops-bot[bot]"
     handlers: tuple[str, ...] = ()
     retention_days: float = 7.0
+    reconcile_interval: float = 300.0
+    reconcile_repositories: tuple[str, ...] = ()
     log_level: str = "INFO"
     max_body_bytes: int = MAX_BODY_BYTES
 
@@ -112,6 +114,15 @@ def _number(env: Mapping[str, str], name: str, default: N, *, low: N, high: N | 
         bounds = f"{low}..{high}" if high is not None else f"a number >= {low}"
         raise SettingsError(f"{name}={raw} is out of range: use {bounds}")
     return value
+
+
+def _repo_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Read a comma-separated list of ``owner/repo`` names."""
+    names = tuple(n.strip() for n in env.get(name, "").split(",") if n.strip())
+    for repo in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
+            raise SettingsError(f"{name} holds {repo!r}, which is not an owner/repo name")
+    return names
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
@@ -258,6 +269,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         poll_interval=_number(env, "GITOPS_BOT_POLL_INTERVAL", 1.0, low=0.01),
         bot_login=env.get("GITOPS_BOT_LOGIN", "").strip() or "gitops-bot[bot]",
         retention_days=_number(env, "GITOPS_BOT_RETENTION_DAYS", 7.0, low=3.0),
+        reconcile_interval=_number(env, "GITOPS_BOT_RECONCILE_INTERVAL", 300.0, low=0.0),
+        reconcile_repositories=_repo_list(env, "GITOPS_BOT_RECONCILE_REPOS"),
         handlers=tuple(n.strip() for n in env.get("GITOPS_BOT_HANDLERS", "").split(",") if n.strip()),
         log_level=log_level,
     )

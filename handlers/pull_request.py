@@ -66,23 +66,17 @@ def comment_body(pr: dict[str, Any], check_url: str | None) -> str:
     return "\n".join(lines)
 
 
-@router.register("pull_request", action="opened")
-@router.register("pull_request", action="synchronize")
-@router.register("pull_request", action="reopened")
-async def pull_request_changed(
-    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *args: Any, **kwargs: Any
+async def write_status(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any]
 ) -> None:
     """Create or update the ``gitops-bot`` check run on the head sha and the sticky comment."""
-    pr = event.data["pull_request"]
-    repo = event.data["repository"]["full_name"]
     number = int(pr["number"])
-    head_sha = pr["head"]["sha"]
     run = await upsert_check_run(
         gh,
         repo,
         CheckRun(
             name=CHECK_NAME,
-            head_sha=head_sha,
+            head_sha=pr["head"]["sha"],
             title=CHECK_TITLE,
             summary=check_summary(pr, ctx.delivery_id),
             conclusion="neutral",
@@ -92,3 +86,44 @@ async def pull_request_changed(
     await upsert_sticky_comment(
         gh, repo, number, STICKY_KEY, comment_body(pr, run.get("html_url")), bot_login=ctx.bot_login
     )
+
+
+@router.register("pull_request", action="opened")
+@router.register("pull_request", action="synchronize")
+@router.register("pull_request", action="reopened")
+async def pull_request_changed(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *args: Any, **kwargs: Any
+) -> None:
+    """A pull request got a new head (or was opened): write the status check and comment."""
+    await write_status(gh, ctx, repo=event.data["repository"]["full_name"], pr=event.data["pull_request"])
+
+
+class PullRequestChecksFailed(RuntimeError):
+    """Some pull-request checks raised; the message names them (handler and exception type)."""
+
+
+async def run_pr_checks(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any]
+) -> None:
+    """Run every pull-request check again for ``pr``, as if its head had just been pushed.
+
+    Used by ``/validate``, ``/diff`` and the reconciler. Builds a ``pull_request``
+    ``synchronize`` event from the pull request object and dispatches it through the combined
+    router (narrowed by ``GITOPS_BOT_HANDLERS``), each handler isolated from the others;
+    raises :class:`PullRequestChecksFailed` naming the ones that failed.
+    """
+    import handlers
+    from bot.dispatch import dispatch_isolated
+
+    names = tuple(getattr(ctx.settings, "handlers", ()) or ())
+    the_router = handlers.combined_router(names) if names else handlers.ROUTER
+    base_repo = dict((pr.get("base") or {}).get("repo") or {})
+    base_repo["full_name"] = repo
+    payload = {"action": "synchronize", "number": pr["number"], "pull_request": pr, "repository": base_repo}
+    event = gidgethub.sansio.Event(
+        payload, event="pull_request", delivery_id=ctx.delivery_id or "run-pr-checks"
+    )
+    failures = await dispatch_isolated(the_router, event, gh, ctx)
+    if failures:
+        parts = ", ".join(f"{f.handler} ({f.error.split(':', 1)[0]})" for f in failures)
+        raise PullRequestChecksFailed(f"{len(failures)} check(s) failed on {repo}#{pr['number']}: {parts}")

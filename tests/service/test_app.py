@@ -107,3 +107,24 @@ async def test_the_inline_worker_without_credentials_refuses_to_start(settings: 
     with pytest.raises(SettingsError, match="GITHUB_APP_ID"):
         async with TestClient(TestServer(app)):
             pass
+
+
+def test_the_reconciler_runs_only_beside_the_in_process_worker(settings: Settings) -> None:
+    from bot.app import reconciler_ctx
+
+    inline = dataclasses.replace(settings, worker="inline")
+    assert reconciler_ctx(inline, None) is not None
+    assert reconciler_ctx(settings, None) is None  # worker off: a web-only process
+    assert reconciler_ctx(dataclasses.replace(inline, reconcile_interval=0), None) is None
+
+
+def test_reconciler_settings() -> None:
+    from bot.settings import SettingsError, load_settings
+
+    s = load_settings(
+        {"GITOPS_BOT_RECONCILE_REPOS": "o/a, o/b", "GITOPS_BOT_RECONCILE_INTERVAL": "60"},
+        require_webhook_secret=False,
+    )
+    assert s.reconcile_repositories == ("o/a", "o/b") and s.reconcile_interval == 60
+    with pytest.raises(SettingsError, match=r"^GITOPS_BOT_RECONCILE_REPOS holds 'nope'"):
+        load_settings({"GITOPS_BOT_RECONCILE_REPOS": "nope"}, require_webhook_secret=False)

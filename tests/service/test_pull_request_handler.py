@@ -73,3 +73,27 @@ def test_every_handler_module_is_combined_in_one_router() -> None:
     assert names == {
         h.__module__ for name in handlers.available() for h in handlers.ROUTERS[name].fetch(opened)
     }
+
+
+async def test_run_pr_checks_runs_every_pull_request_handler_again() -> None:
+    import dataclasses
+
+    import pytest
+
+    import handlers
+    from bot.settings import Settings
+    from handlers.pull_request import PullRequestChecksFailed, run_pr_checks
+
+    gh = StatefulGitHub()
+    opened = example("pull_request", "opened.payload.json")
+    ctx = _ctx("cmd-1")
+    ctx.settings = dataclasses.replace(Settings(webhook_secret=b"x"), handlers=("pull_request",))
+    await run_pr_checks(gh, ctx, repo="Codertocat/Hello-World", pr=opened["pull_request"])
+    await run_pr_checks(gh, ctx, repo="Codertocat/Hello-World", pr=opened["pull_request"])
+    assert len(gh.check_runs) == 1 and len(gh.comments) == 1
+
+    # With every module (here some need git, which this context lacks) the failures are named.
+    ctx.settings = None
+    if len(handlers.ROUTER.fetch(make_event("pull_request", opened))) > 1:
+        with pytest.raises(PullRequestChecksFailed, match=r"check\(s\) failed on Codertocat/Hello-World#2"):
+            await run_pr_checks(gh, ctx, repo="Codertocat/Hello-World", pr=opened["pull_request"])

@@ -81,3 +81,27 @@ async def test_dry_run_prints_pushes_and_explains_missing_git() -> None:
     assert printed == ["git push o/r abc:refs/heads/env/prod"]
     with pytest.raises(RuntimeError, match="dry run without App credentials cannot fetch o/r"):
         await repos.git_dir("o/r")
+
+
+async def test_app_repo_access_finds_each_installation_once(tmp_path: Path) -> None:
+    from bot.repos import AppRepoAccess
+    from tests.fakes import RecordingGitHub
+
+    app_api = RecordingGitHub(
+        responses={
+            ("GET", "/repos/o/a/installation"): {"id": 11},
+            ("GET", "/repos/o/b/installation"): {"id": 22},
+        }
+    )
+
+    class Clients(Tokens):
+        async def app_api(self) -> RecordingGitHub:
+            return app_api
+
+    cache, clients = RecordingCache(tmp_path), Clients()
+    repos = AppRepoAccess(cache, clients)  # type: ignore[arg-type]
+    await repos.git_dir("o/a")
+    await repos.git_dir("o/a", refs=["refs/pull/3/head"])
+    await repos.push("o/b", ["x:refs/heads/y"])
+    assert [c[2] for c in cache.calls] == ["token-11", "token-11", "token-22"]
+    assert [c.path for c in app_api.calls] == ["/repos/o/a/installation", "/repos/o/b/installation"]
