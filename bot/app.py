@@ -165,6 +165,37 @@ def create_app(
     return app
 
 
+def reconciler_context_factory(
+    settings: Settings,
+    store: DeliveryStore,
+    metrics: Metrics | None,
+    clients: GitHubClients | None,
+    repos: RepoAccess | Callable[[int | None], RepoAccess] | None,
+) -> Callable[[], HandlerContext]:
+    """Return the HandlerContext factory of reconciler passes (git access resolved per repository)."""
+    if repos is not None and hasattr(repos, "git_dir"):
+        access: RepoAccess = cast(RepoAccess, repos)
+    else:
+        cache = mirror_cache(settings)
+        access = (
+            AppRepoAccess(cache, clients)
+            if cache is not None and clients is not None
+            else UnavailableRepoAccess()
+        )
+
+    def ctx() -> HandlerContext:
+        return HandlerContext(
+            repos=access,
+            store=store,
+            metrics=metrics,
+            settings=settings,
+            delivery_id="reconciler",
+            bot_login=settings.bot_login,
+        )
+
+    return ctx
+
+
 def reconciler_ctx(
     settings: Settings, repos: RepoAccess | Callable[[int | None], RepoAccess] | None
 ) -> Callable[[web.Application], AsyncIterator[None]] | None:
@@ -181,28 +212,7 @@ def reconciler_ctx(
         return None
 
     def make_ctx(app: web.Application) -> Callable[[], HandlerContext]:
-        clients = app.get(CLIENTS)
-        if repos is not None and hasattr(repos, "git_dir"):
-            access: RepoAccess = cast(RepoAccess, repos)
-        else:
-            cache = mirror_cache(settings)
-            access = (
-                AppRepoAccess(cache, clients)
-                if cache is not None and clients is not None
-                else UnavailableRepoAccess()
-            )
-
-        def ctx() -> HandlerContext:
-            return HandlerContext(
-                repos=access,
-                store=app[STORE],
-                metrics=app[METRICS],
-                settings=settings,
-                delivery_id="reconciler",
-                bot_login=settings.bot_login,
-            )
-
-        return ctx
+        return reconciler_context_factory(settings, app[STORE], app[METRICS], app.get(CLIENTS), repos)
 
     context: Callable[[web.Application], AsyncIterator[None]] = reconciler_context(
         lambda app: app.get(CLIENTS), make_ctx, interval=settings.reconcile_interval

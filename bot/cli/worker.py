@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Any
@@ -50,7 +51,11 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             task = asyncio.create_task(worker.run())
+            reconciling = _start_reconciler(settings, store, metrics, clients, repos, stop)
             await stop.wait()
+            if reconciling is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reconciling, timeout=10)
             log.info("stopping worker %s", worker.worker_id)
             await worker.stop()
             task.cancel()
@@ -58,6 +63,25 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
             return 0
     finally:
         await store.close()
+
+
+def _start_reconciler(
+    settings: Any, store: Any, metrics: Any, clients: Any, repos: Any, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """Run the reconciler beside this worker (GITOPS_BOT_RECONCILE_INTERVAL > 0, module present)."""
+    if settings.reconcile_interval <= 0:
+        return None
+    try:
+        from bot.reconciler import run_reconciler
+    except ImportError:
+        return None
+    from bot.app import reconciler_context_factory
+
+    ctx = reconciler_context_factory(settings, store, metrics, clients, repos)
+    return asyncio.create_task(
+        run_reconciler(clients, ctx, interval=settings.reconcile_interval, stop=stop),
+        name="gitops-bot-reconciler",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -185,3 +185,43 @@ async def test_worker_command_drains_pending_deliveries(
     assert (await store.get("p1")).status is Status.DONE  # type: ignore[union-attr]
     await store.close()
     assert len(gh.comments) == 1 and len(gh.check_runs) == 1
+
+
+async def test_worker_command_runs_the_reconciler_beside_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.app
+    from bot.cli.worker import work
+    from bot.settings import load_settings
+    from tests.fakes import RecordingGitHub
+
+    gh = RecordingGitHub(
+        responses={("GET", "/repos/o/a/installation"): {"id": 5}, ("GET", "/repos/o/a/pulls"): []}
+    )
+    asked = asyncio.Event()
+
+    class Clients:
+        async def app_api(self) -> RecordingGitHub:
+            return gh
+
+        async def installation_api(self, installation_id: int) -> RecordingGitHub:
+            asked.set()
+            return gh
+
+    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
+    settings = load_settings(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
+            "GITOPS_BOT_RECONCILE_REPOS": "o/a",
+            "GITOPS_BOT_RECONCILE_INTERVAL": "3600",
+        },
+        require_webhook_secret=False,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(work(settings, stop=stop))
+    await asyncio.wait_for(asked.wait(), 30)
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    paths = [c.path for c in gh.calls]
+    assert "/repos/o/a/installation" in paths
+    assert any(p.startswith("/repos/o/a/pulls") for p in paths)
