@@ -1,0 +1,101 @@
+"""``gitops-bot worker``: process stored deliveries without serving HTTP (scale-out role)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import aiohttp
+
+from bot.cli._service import StartupError, configure_logging, fail, open_store_or_error, settings_or_error
+from bot.settings import SettingsError
+
+log = logging.getLogger("bot.worker")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, help="deliveries processed at once (default 4)")
+    parser.add_argument(
+        "--drain", action="store_true", help="process what is runnable now, then exit (for cron or tests)"
+    )
+
+
+async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None = None) -> int:
+    """Run the worker loop until SIGTERM/SIGINT (or, with ``drain``, until nothing is runnable)."""
+    from bot.app import ClientsUnavailable, default_router, github_app_clients
+    from bot.metrics import Metrics
+    from bot.repos import mirror_repos
+    from bot.worker import Worker
+
+    store = await open_store_or_error(settings.database_url)
+    try:
+        async with aiohttp.ClientSession() as session:
+            metrics = Metrics()
+            try:
+                router = default_router(settings)
+                clients = github_app_clients(session, settings, metrics)
+                repos = mirror_repos(settings, clients)
+            except (SettingsError, ClientsUnavailable) as exc:
+                raise StartupError(str(exc)) from None
+            worker = Worker.from_settings(settings, store, clients, router, repos=repos, metrics=metrics)
+            if drain:
+                outcomes = await worker.drain()
+                log.info("drained %d deliveries", len(outcomes))
+                return 0
+            stop = stop or asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            task = asyncio.create_task(worker.run())
+            reconciling = _start_reconciler(settings, store, metrics, clients, repos, stop)
+            await stop.wait()
+            if reconciling is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reconciling, timeout=10)
+            log.info("stopping worker %s", worker.worker_id)
+            await worker.stop()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return 0
+    finally:
+        await store.close()
+
+
+def _start_reconciler(
+    settings: Any, store: Any, metrics: Any, clients: Any, repos: Any, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """Run the reconciler beside this worker (GITOPS_BOT_RECONCILE_INTERVAL > 0, module present)."""
+    if settings.reconcile_interval <= 0:
+        return None
+    try:
+        from bot.reconciler import run_reconciler
+    except ImportError:
+        return None
+    from bot.app import reconciler_context_factory
+
+    ctx = reconciler_context_factory(settings, store, metrics, clients, repos)
+    return asyncio.create_task(
+        run_reconciler(clients, ctx, interval=settings.reconcile_interval, stop=stop),
+        name="gitops-bot-reconciler",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    try:
+        settings = settings_or_error(webhook_secret=False)
+        if args.concurrency is not None:
+            if args.concurrency < 1:
+                raise StartupError("--concurrency must be at least 1")
+            settings = dataclasses.replace(settings, worker_concurrency=args.concurrency)
+        configure_logging(settings.log_level)
+        return asyncio.run(work(settings, drain=args.drain))
+    except StartupError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130

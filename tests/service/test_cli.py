@@ -1,0 +1,227 @@
+"""``gitops-bot deliveries`` and ``gitops-bot replay`` (in-process through bot.__main__.main)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+from bot.queue.sqlite import SQLiteStore
+from tests.service.conftest import EXAMPLES
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "d.db"
+
+    async def fill() -> None:
+        s = SQLiteStore(path)
+        await s.open()
+        for i in range(4):
+            await s.put(f"id-{i}", "pull_request", b"{}", action="opened")
+        claimed = await s.claim("w", limit=3)
+        await s.complete(claimed[0].id, "w")
+        await s.fail(claimed[1].id, "w", "RuntimeError: GitHub said no", None)
+        await s.fail(claimed[2].id, "w", "TimeoutError", None)
+        await s.close()
+
+    asyncio.run(fill())
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.delenv("GITHUB_WEBHOOK_SECRET", raising=False)
+    return path
+
+
+def test_deliveries_json_counts_each_status(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deliveries", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"] == {"pending": 1, "processing": 0, "done": 1, "failed": 0, "dead": 2}
+    assert sorted(d["id"] for d in data["dead"]) == ["id-1", "id-2"]
+    assert {d["last_error"] for d in data["dead"]} == {"RuntimeError: GitHub said no", "TimeoutError"}
+    assert len(data["recent"]) == 4
+
+
+def test_deliveries_table(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deliveries"]) == 0
+    out = capsys.readouterr().out
+    assert "dead              2" in out
+    assert "error: RuntimeError: GitHub said no" in out
+    assert "gitops-bot deliveries retry --dead" in out
+
+
+def test_retry_one_and_all_dead(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deliveries", "retry", "id-1"]) == 0
+    assert "id-1 put back to pending" in capsys.readouterr().out
+    assert main(["deliveries", "retry", "id-0"]) == 1
+    assert "is done; only failed or dead" in capsys.readouterr().err
+    assert main(["deliveries", "retry", "nope"]) == 1
+    assert "no delivery 'nope'" in capsys.readouterr().err
+    assert main(["deliveries", "retry", "--dead", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"retried": 1}
+    assert main(["deliveries", "retry"]) == 2
+    assert "either a delivery ID or --dead" in capsys.readouterr().err
+    main(["deliveries", "--json"])
+    assert json.loads(capsys.readouterr().out)["counts"]["pending"] == 3
+
+
+def test_deliveries_without_a_store_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/missing.db")
+    assert main(["deliveries"]) == 2
+    assert "no delivery store at" in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GITOPS_BOT_HANDLERS", "pull_request")
+
+
+def test_replay_dry_run_prints_every_write_offline(offline: None, capsys: pytest.CaptureFixture[str]) -> None:
+    payload = EXAMPLES / "pull_request" / "synchronize.payload.json"
+    code = main(
+        ["replay", "--event", "pull_request", "--payload", str(payload), "--dry-run", "--delivery-id", "r1"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "replaying pull_request.synchronize as delivery r1: pull_request_changed" in out
+    assert "POST /repos/Codertocat/Hello-World/check-runs\n{" in out
+    assert '"name": "gitops-bot"' in out
+    assert "POST /repos/Codertocat/Hello-World/issues/2/comments" in out
+    assert "<!-- gitops-bot:sticky -->" in out
+    assert "dry run: 2 write(s) printed, none made" in out
+
+
+def test_replay_of_an_event_without_handlers(offline: None, capsys: pytest.CaptureFixture[str]) -> None:
+    payload = EXAMPLES / "status" / "payload.json"
+    assert main(["replay", "--event", "status", "--payload", str(payload), "--dry-run"]) == 0
+    assert "no handler runs for status; nothing to do" in capsys.readouterr().out
+
+
+def test_replay_without_credentials_and_without_dry_run_says_what_to_do(
+    offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = EXAMPLES / "pull_request" / "opened.payload.json"
+    assert main(["replay", "--event", "pull_request", "--payload", str(payload)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gitops-bot: error: GITHUB_APP_ID is not set") and "--dry-run" in err
+
+
+def test_replay_of_a_broken_file(offline: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    assert main(["replay", "--event", "push", "--payload", str(bad), "--dry-run"]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    assert main(["replay", "--event", "push", "--payload", str(tmp_path / "none.json"), "--dry-run"]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
+async def test_dry_run_client_sends_gets_to_the_real_client_and_prints_writes() -> None:
+    from bot.cli.replay import DryRunGitHub
+    from tests.fakes import RecordingGitHub
+
+    real = RecordingGitHub(responses={("GET", "/repos/o/r/pulls/1"): {"number": 1, "title": "t"}})
+    printed: list[str] = []
+    gh = DryRunGitHub(real, out=printed.append)
+    assert (await gh.getitem("/repos/o/r/pulls/1"))["title"] == "t"
+    created = await gh.post("/repos/o/r/issues/1/comments", data={"body": "hi"})
+    await gh.patch(f"/repos/o/r/issues/comments/{created['id']}", data={"body": "hi again"})
+    await gh.delete("/repos/o/r/git/refs/heads/x")
+    assert [c.method for c in real.calls] == ["GET"]  # no write reached the real client
+    assert printed[0] == "POST /repos/o/r/issues/1/comments"
+    assert json.loads(printed[1]) == {"body": "hi"}
+    assert printed[2] == f"PATCH /repos/o/r/issues/comments/{created['id']}"
+    assert printed[-1] == "DELETE /repos/o/r/git/refs/heads/x"
+    assert [w[0] for w in gh.writes] == ["POST", "PATCH", "DELETE"]
+
+
+async def test_offline_dry_run_answers_lists_and_404s() -> None:
+    import gidgethub
+
+    from bot.cli.replay import DryRunGitHub
+
+    gh = DryRunGitHub(None, out=lambda _: None)
+    assert [c async for c in gh.getiter("/repos/o/r/issues/1/comments")] == []
+    assert (await gh.getitem("/repos/o/r/commits/abc/check-runs"))["check_runs"] == []
+    with pytest.raises(gidgethub.BadRequest) as info:
+        await gh.getitem("/repos/o/r/contents/clusters/a.yaml")
+    assert info.value.status_code == 404
+
+
+async def test_worker_command_drains_pending_deliveries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.app
+    from bot.cli.worker import work
+    from bot.queue.base import Status
+    from bot.settings import load_settings
+    from tests.service.conftest import example
+    from tests.service.stateful_github import StatefulGitHub
+
+    gh = StatefulGitHub()
+
+    class Clients:
+        async def installation_api(self, installation_id: int) -> StatefulGitHub:
+            return gh
+
+    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
+    settings = load_settings(
+        {"DATABASE_URL": f"sqlite:///{tmp_path}/w.db", "GITOPS_BOT_HANDLERS": "pull_request"},
+        require_webhook_secret=False,
+    )
+    store = SQLiteStore(tmp_path / "w.db")
+    await store.open()
+    payload = example("pull_request", "opened.payload.json")
+    await store.put("p1", "pull_request", json.dumps(payload).encode(), installation_id=1, ordering_key="k")
+    await store.close()
+    assert await work(settings, drain=True) == 0
+    store = SQLiteStore(tmp_path / "w.db")
+    await store.open()
+    assert (await store.get("p1")).status is Status.DONE  # type: ignore[union-attr]
+    await store.close()
+    assert len(gh.comments) == 1 and len(gh.check_runs) == 1
+
+
+async def test_worker_command_runs_the_reconciler_beside_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.app
+    from bot.cli.worker import work
+    from bot.settings import load_settings
+    from tests.fakes import RecordingGitHub
+
+    gh = RecordingGitHub(
+        responses={("GET", "/repos/o/a/installation"): {"id": 5}, ("GET", "/repos/o/a/pulls"): []}
+    )
+    asked = asyncio.Event()
+
+    class Clients:
+        async def app_api(self) -> RecordingGitHub:
+            return gh
+
+        async def installation_api(self, installation_id: int) -> RecordingGitHub:
+            asked.set()
+            return gh
+
+    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
+    settings = load_settings(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
+            "GITOPS_BOT_RECONCILE_REPOS": "o/a",
+            "GITOPS_BOT_RECONCILE_INTERVAL": "3600",
+        },
+        require_webhook_secret=False,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(work(settings, stop=stop))
+    await asyncio.wait_for(asked.wait(), 30)
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    paths = [c.path for c in gh.calls]
+    assert "/repos/o/a/installation" in paths
+    assert any(p.startswith("/repos/o/a/pulls") for p in paths)

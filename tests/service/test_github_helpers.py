@@ -1,0 +1,174 @@
+"""Check runs keyed by name + head sha with batched annotations; sticky comments by marker."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.domain.model import Finding, Severity
+from bot.github.checks import (
+    MAX_OUTPUT_CHARS,
+    CheckRun,
+    annotations_from_findings,
+    truncate,
+    upsert_check_run,
+)
+from bot.github.comments import marker, parse_marker, upsert_comment_parts, upsert_sticky_comment
+from tests.service.stateful_github import StatefulGitHub
+
+SHA = "a" * 40
+
+
+def _findings(n: int) -> list[Finding]:
+    return [
+        Finding("schema", Severity.ERROR, f"clusters/c{i:03}.yaml", i + 1, f"bad {i}", "fix it")
+        for i in range(n)
+    ]
+
+
+def test_truncate_keeps_short_text_and_cuts_long_text_at_a_line() -> None:
+    assert truncate("short") == "short"
+    text = "\n".join(f"| row {i} | value |" for i in range(10_000))
+    cut = truncate(text)
+    assert len(cut) <= MAX_OUTPUT_CHARS
+    assert cut.endswith("longer than GitHub allows in a check run._")
+    body = cut.split("\n\n_…")[0]
+    assert body.splitlines()[-1].endswith("| value |")
+
+
+def test_annotations_from_findings() -> None:
+    f = Finding("fleet.region", Severity.WARNING, "a.yaml", 3, "region unknown", "use eu-west-1", column=5)
+    (a,) = annotations_from_findings([f])
+    assert a == {
+        "path": "a.yaml",
+        "start_line": 3,
+        "end_line": 3,
+        "annotation_level": "warning",
+        "title": "fleet.region",
+        "message": "region unknown\nuse eu-west-1",
+        "start_column": 5,
+        "end_column": 5,
+    }
+
+
+async def test_check_run_is_created_once_and_updated_in_place() -> None:
+    gh = StatefulGitHub()
+    run = CheckRun("gitops-bot", SHA, "first", "summary", conclusion="neutral")
+    await upsert_check_run(gh, "o/r", run)
+    await upsert_check_run(gh, "o/r", CheckRun("gitops-bot", SHA, "second", "s2", conclusion="success"))
+    assert len(gh.check_runs) == 1
+    (only,) = gh.check_runs.values()
+    assert only["output"]["title"] == "second" and only["conclusion"] == "success"
+    other_sha = CheckRun("gitops-bot", "b" * 40, "x", "y", conclusion="neutral")
+    await upsert_check_run(gh, "o/r", other_sha)
+    assert len(gh.check_runs) == 2
+
+
+async def test_annotations_go_50_per_request() -> None:
+    gh = StatefulGitHub()
+    annotations = annotations_from_findings(_findings(120))
+    run = CheckRun("validate", SHA, "3 problems", "s", conclusion="failure", annotations=annotations)
+    await upsert_check_run(gh, "o/r", run)
+    writes = gh.writes()
+    assert [c.method for c in writes] == ["POST", "PATCH", "PATCH"]
+    assert [len(c.body["output"]["annotations"]) for c in writes] == [50, 50, 20]
+    assert all(c.body["output"]["title"] == "3 problems" for c in writes)
+    (only,) = gh.check_runs.values()
+    assert only["output"]["annotations_count"] == 120
+    # Running again does not double the annotations: a fresh run replaces the old one.
+    await upsert_check_run(gh, "o/r", run)
+    newest = max(gh.check_runs.values(), key=lambda r: r["id"])
+    assert newest["output"]["annotations_count"] == 120
+
+
+async def test_long_summaries_are_truncated_in_the_request() -> None:
+    gh = StatefulGitHub()
+    run = CheckRun("gitops-bot", SHA, "t", "x\n" * 50_000, text="y\n" * 50_000, conclusion="neutral")
+    await upsert_check_run(gh, "o/r", run)
+    body = gh.writes()[0].body
+    assert len(body["output"]["summary"]) <= MAX_OUTPUT_CHARS
+    assert len(body["output"]["text"]) <= MAX_OUTPUT_CHARS
+
+
+def test_a_completed_run_needs_a_conclusion() -> None:
+    with pytest.raises(ValueError, match="no conclusion"):
+        CheckRun("x", SHA, "t", "s").body([])
+
+
+def test_markers() -> None:
+    assert marker("sticky") == "<!-- gitops-bot:sticky -->"
+    assert marker("diff", 2, 3) == "<!-- gitops-bot:diff part 2/3 -->"
+    assert parse_marker("hi\n<!-- gitops-bot:diff part 2/3 -->\nbody") == ("diff", 2)
+    assert parse_marker("<!-- gitops-bot:sticky -->") == ("sticky", 1)
+    assert parse_marker("no marker") is None
+    with pytest.raises(ValueError):
+        marker("bad key -->")
+
+
+async def test_sticky_comment_run_twice_gives_one_comment() -> None:
+    gh = StatefulGitHub()
+    first = await upsert_sticky_comment(gh, "o/r", 5, "sticky", "hello")
+    second = await upsert_sticky_comment(gh, "o/r", 5, "sticky", "hello again")
+    assert first == second
+    assert [c["body"] for c in gh.comments.values()] == ["<!-- gitops-bot:sticky -->\nhello again"]
+    # Unchanged content is not re-sent.
+    n = len(gh.writes())
+    await upsert_sticky_comment(gh, "o/r", 5, "sticky", "hello again")
+    assert len(gh.writes()) == n
+
+
+async def test_human_comments_quoting_the_marker_are_left_alone() -> None:
+    gh = StatefulGitHub()
+    gh.comments[1] = {
+        "id": 1,
+        "issue": 5,
+        "body": "<!-- gitops-bot:sticky --> ha",
+        "user": {"login": "eve", "type": "User"},
+    }
+    await upsert_sticky_comment(gh, "o/r", 5, "sticky", "bot text")
+    assert gh.comments[1]["body"] == "<!-- gitops-bot:sticky --> ha"
+    assert len(gh.comments) == 2
+
+
+async def test_numbered_parts_are_updated_created_and_deleted() -> None:
+    gh = StatefulGitHub()
+    ids = await upsert_comment_parts(gh, "o/r", 5, "diff", ["one", "two", "three"])
+    assert len(ids) == 3
+    bodies = [c["body"] for c in gh.comments.values()]
+    assert bodies[1].startswith("<!-- gitops-bot:diff part 2/3 -->\ntwo")
+    ids2 = await upsert_comment_parts(gh, "o/r", 5, "diff", ["uno", "dos"])
+    assert ids2 == ids[:2]
+    assert [c["body"] for c in gh.comments.values()] == [
+        "<!-- gitops-bot:diff part 1/2 -->\nuno",
+        "<!-- gitops-bot:diff part 2/2 -->\ndos",
+    ]
+    await upsert_comment_parts(gh, "o/r", 5, "diff", ["all in one"])
+    assert [c["body"] for c in gh.comments.values()] == ["<!-- gitops-bot:diff -->\nall in one"]
+    # Other keys and other pull requests are untouched.
+    await upsert_sticky_comment(gh, "o/r", 5, "sticky", "s")
+    await upsert_sticky_comment(gh, "o/r", 6, "diff", "other pr")
+    await upsert_comment_parts(gh, "o/r", 5, "diff", [])
+    assert sorted(c["body"] for c in gh.comments.values()) == [
+        "<!-- gitops-bot:diff -->\nother pr",
+        "<!-- gitops-bot:sticky -->\ns",
+    ]
+
+
+async def test_duplicates_from_a_past_race_are_removed() -> None:
+    gh = StatefulGitHub()
+    for cid in (1, 2):
+        gh.comments[cid] = {
+            "id": cid,
+            "issue": 5,
+            "body": "<!-- gitops-bot:sticky -->\nold",
+            "user": {"type": "Bot"},
+        }
+    await upsert_sticky_comment(gh, "o/r", 5, "sticky", "new")
+    assert list(gh.comments) == [1]
+    assert gh.comments[1]["body"] == "<!-- gitops-bot:sticky -->\nnew"
+
+
+async def test_an_oversized_part_is_refused_before_any_write() -> None:
+    gh = StatefulGitHub()
+    with pytest.raises(ValueError, match="split it further"):
+        await upsert_sticky_comment(gh, "o/r", 5, "diff", "x" * 70_000)
+    assert gh.writes() == []

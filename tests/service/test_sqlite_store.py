@@ -1,0 +1,145 @@
+"""The SQLite delivery store against the DeliveryStore semantics (bot/queue/base.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.queue import UnsupportedStoreURL, open_store
+from bot.queue.base import Status
+from bot.queue.sqlite import SQLiteStore
+
+
+async def test_put_is_durable_and_deduplicated(store: SQLiteStore, db_path: Path) -> None:
+    assert await store.put("a", "push", b'{"x": 1}', action=None, installation_id=7, ordering_key=None)
+    assert not await store.put("a", "push", b'{"x": 2}')
+    # Another connection sees the committed row right away.
+    row = (
+        sqlite3.connect(db_path).execute("SELECT payload, installation_id, status FROM deliveries").fetchall()
+    )
+    assert row == [(b'{"x": 1}', 7, "pending")]
+
+
+async def test_the_file_is_in_wal_mode_with_full_sync(store: SQLiteStore) -> None:
+    assert await store._run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+    assert await store._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
+
+
+async def test_concurrent_puts_are_group_committed(store: SQLiteStore) -> None:
+    results = await asyncio.gather(*(store.put(f"d{i % 150}", "push", b"{}") for i in range(200)))
+    assert sum(results) == 150  # 50 duplicates inside the same batches
+    assert store.commits < 200
+    counts = await store.counts()
+    assert counts[Status.PENDING] == 150
+
+
+async def test_claim_leases_and_orders_by_key(store: SQLiteStore) -> None:
+    await store.put("1", "pull_request", b"{}", ordering_key="o/r#1")
+    await store.put("2", "pull_request", b"{}", ordering_key="o/r#1")
+    await store.put("3", "pull_request", b"{}", ordering_key="o/r#2")
+    await store.put("4", "push", b"{}")
+    claimed = await store.claim("w1", limit=10)
+    assert [d.id for d in claimed] == ["1", "3", "4"]
+    assert all(d.status is Status.PROCESSING and d.attempts == 1 for d in claimed)
+    assert await store.claim("w2", limit=10) == []  # "2" waits for "1"
+    await store.complete("1", "w1")
+    assert [d.id for d in await store.claim("w2", limit=10)] == ["2"]
+
+
+async def test_a_failed_delivery_blocks_its_key_until_dead(store: SQLiteStore) -> None:
+    await store.put("1", "pull_request", b"{}", ordering_key="k")
+    await store.put("2", "pull_request", b"{}", ordering_key="k")
+    (first,) = await store.claim("w", limit=5)
+    assert first.id == "1"
+    await store.fail("1", "w", "boom", datetime.now(UTC) + timedelta(hours=1))
+    assert await store.claim("w", limit=5) == []
+    d = await store.get("1")
+    assert d is not None and d.status is Status.FAILED and d.last_error == "boom"
+    # Due now: it is claimable again, still ahead of "2".
+    await store._run(lambda c: c.execute("UPDATE deliveries SET next_attempt_at = 0 WHERE id = '1'"))
+    (again,) = await store.claim("w", limit=5)
+    assert again.id == "1" and again.attempts == 2
+    await store.fail("1", "w", "boom again", None)
+    assert (await store.get("1")).status is Status.DEAD  # type: ignore[union-attr]
+    assert [d.id for d in await store.claim("w", limit=5)] == ["2"]
+
+
+async def test_an_expired_lease_is_claimable_again(store: SQLiteStore) -> None:
+    await store.put("1", "push", b"{}")
+    (d,) = await store.claim("dead-worker", limit=1, lease_seconds=0.0)
+    assert d.id == "1"
+    (again,) = await store.claim("w2", limit=1)
+    assert again.id == "1" and again.attempts == 2
+    # The first worker lost its lease: its completion is ignored.
+    await store.complete("1", "dead-worker")
+    assert (await store.get("1")).status is Status.PROCESSING  # type: ignore[union-attr]
+    await store.complete("1", "w2")
+    assert (await store.get("1")).status is Status.DONE  # type: ignore[union-attr]
+
+
+async def test_retry_and_retry_dead(store: SQLiteStore) -> None:
+    for i in range(3):
+        await store.put(str(i), "push", b"{}")
+    for d in await store.claim("w", limit=3):
+        await store.fail(d.id, "w", "nope", None)
+    assert (await store.counts())[Status.DEAD] == 3
+    assert await store.retry("0")
+    assert not await store.retry("0")  # already pending
+    assert not await store.retry("missing")
+    assert await store.retry_dead() == 2
+    counts = await store.counts()
+    assert counts[Status.PENDING] == 3 and counts[Status.DEAD] == 0
+    assert all(d.attempts == 0 for d in await store.recent())
+
+
+async def test_counts_recent_and_state(store: SQLiteStore) -> None:
+    assert set((await store.counts()).keys()) == set(Status)
+    await store.put("a", "push", b"{}")
+    await store.put("b", "status", b"{}")
+    assert [d.id for d in await store.recent(limit=1)] in (["a"], ["b"])
+    assert [d.id for d in await store.recent(status=Status.PENDING)] == ["b", "a"]
+    assert await store.get_state("k") is None
+    await store.set_state("k", "v1")
+    await store.set_state("k", "v2")
+    assert await store.get_state("k") == "v2"
+    assert await store.ping()
+
+
+async def test_two_processes_share_one_file(db_path: Path) -> None:
+    a, b = SQLiteStore(db_path), SQLiteStore(db_path)
+    await a.open()
+    await b.open()
+    try:
+        for i in range(20):
+            await a.put(str(i), "push", b"{}")
+        got_a, got_b = await asyncio.gather(b.claim("wb", limit=20), a.claim("wa", limit=20))
+        ids = [d.id for d in got_a + got_b]
+        assert sorted(ids, key=int) == [str(i) for i in range(20)]  # each claimed exactly once
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_closed_store_refuses_and_pings_false(db_path: Path) -> None:
+    s = SQLiteStore(db_path)
+    assert not await s.ping()
+    with pytest.raises(RuntimeError, match="not open"):
+        await s.put("x", "push", b"{}")
+
+
+async def test_open_fails_clearly_for_a_missing_directory(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "nope" / "x.db")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        await s.open()
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    s = open_store(f"sqlite:///{tmp_path}/a.db")
+    assert isinstance(s, SQLiteStore) and s.path == tmp_path / "a.db"
+    for bad in ("mysql://x", "sqlite:///", "redis://"):
+        with pytest.raises(UnsupportedStoreURL):
+            open_store(bad)
