@@ -157,9 +157,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     args = parser.parse_args()
 
-    from bot.queue.sqlite import SQLiteStore
-
     from bot.queue.postgres import PostgresStore
+    from bot.queue.sqlite import SQLiteStore
 
     work = Path(tempfile.mkdtemp(prefix="gitops-bot-scale-"))
     os.chmod(work, 0o755)

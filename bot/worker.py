@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 class UnavailableRepoAccess:
     """The RepoAccess used until a git mirror is configured: every use fails with a clear error."""
 
+    available = False
+
     async def git_dir(self, full_name: str, *, refs: Any = ()) -> Path:
         """Refuse: no git mirror is configured in this process."""
         raise RuntimeError(

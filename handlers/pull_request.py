@@ -1,8 +1,11 @@
-"""Pull request opened, synchronized or reopened: the ``gitops-bot`` check run and sticky comment.
+"""Pull request opened, synchronized or reopened: render, validate, report.
 
-This is the entry point later features fill in (rendered diff, validation, policy). Today it
-records that the bot saw the head commit: one ``gitops-bot`` check run on the head sha and one
-sticky comment, both updated in place when the delivery is retried or the PR is pushed again.
+The handler is thin: :func:`bot.prchecks.check_pull_request` fetches the repository mirror,
+runs the pure pipeline (:func:`bot.report.build_check`: config from the base revision,
+rendered diff, validation, Gatekeeper, signatures with ``trust: keys``) and writes the
+``gitops-bot/diff``, ``gitops-bot/validate`` and ``gitops-bot`` check runs and the one sticky
+comment, all idempotently. In a process without a git mirror (``replay --dry-run`` without
+credentials, unit tests) it writes only the ``gitops-bot`` status check and comment below.
 """
 
 from __future__ import annotations
@@ -94,8 +97,15 @@ async def write_status(
 async def pull_request_changed(
     event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *args: Any, **kwargs: Any
 ) -> None:
-    """A pull request got a new head (or was opened): write the status check and comment."""
-    await write_status(gh, ctx, repo=event.data["repository"]["full_name"], pr=event.data["pull_request"])
+    """A pull request got a new head (or was opened): run the checks and write the results."""
+    repo = event.data["repository"]["full_name"]
+    pr = event.data["pull_request"]
+    if not getattr(ctx.repos, "available", True):
+        await write_status(gh, ctx, repo=repo, pr=pr)
+        return
+    from bot.prchecks import check_pull_request
+
+    await check_pull_request(gh, ctx, repo=repo, pr=pr)
 
 
 class PullRequestChecksFailed(RuntimeError):

@@ -144,6 +144,7 @@ class DryRunRepoAccess:
         self.inner = inner
         self.out = out
         self.pushes: list[tuple[str, list[str], bool]] = []
+        self.available = inner is not None
 
     async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
         """Fetch through the real mirror, or explain that a dry run without credentials has no git."""

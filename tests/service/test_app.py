@@ -45,8 +45,12 @@ async def _wait_done(client: TestClient[Any, Any], n: int) -> dict[Status, int]:
 
 async def test_webhook_to_check_run_and_sticky_comment(settings: Settings) -> None:
     clients = OneClient()
-    app = create_app(
-        dataclasses.replace(settings, worker="inline", handlers=("pull_request",)), clients=clients
+    from bot.worker import UnavailableRepoAccess
+
+    app = create_app(  # no git mirror: the handler writes its status check and comment only
+        dataclasses.replace(settings, worker="inline", handlers=("pull_request",)),
+        clients=clients,
+        repos=UnavailableRepoAccess(),
     )
     async with TestClient(TestServer(app)) as client:
         assert client.app[CLIENTS] is clients and client.app[WORKER] is not None

@@ -170,6 +170,11 @@ async def test_worker_command_drains_pending_deliveries(
             return gh
 
     monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
+    import bot.repos
+    from bot.worker import UnavailableRepoAccess
+
+    # No git mirror in this test: the handler writes its status check and comment only.
+    monkeypatch.setattr(bot.repos, "mirror_repos", lambda settings, clients: UnavailableRepoAccess())
     settings = load_settings(
         {"DATABASE_URL": f"sqlite:///{tmp_path}/w.db", "GITOPS_BOT_HANDLERS": "pull_request"},
         require_webhook_secret=False,

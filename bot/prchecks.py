@@ -1,0 +1,133 @@
+"""The pull-request checks: render the diff, validate, post check runs and the sticky comment.
+
+One entry point, :func:`check_pull_request`, called by the ``pull_request`` handler (and so
+by ``/diff``, ``/validate`` and the reconciler through ``run_pr_checks``). Glue around pure code:
+
+* **fetch**: the bare mirror of the repository with ``refs/pull/N/head`` (fork PRs included);
+* **decide**: :func:`bot.report.build_check` (config from the BASE revision, kustomize render
+  of the targets the change touches, validation, Gatekeeper, signatures with ``trust: keys``);
+* **apply**: check runs ``gitops-bot/diff``, ``gitops-bot/validate`` and the umbrella
+  ``gitops-bot`` on the head sha, and the sticky diff comment, every write idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from typing import Any, Literal
+
+import gidgethub.abc
+
+from bot.context import HandlerContext
+from bot.domain.diff import diff_check_output
+from bot.domain.model import Finding, Severity
+from bot.domain.render import RenderCache
+from bot.domain.validate import validation_summary
+from bot.github.checks import CHECK_NAME, CheckRun, annotations_from_findings, upsert_check_run
+from bot.github.comments import upsert_comment_parts
+from bot.report import CheckResult, build_check
+
+DIFF_CHECK = "gitops-bot/diff"
+VALIDATE_CHECK = "gitops-bot/validate"
+STICKY_KEY = "sticky"
+
+_CACHE = RenderCache(max_entries=4096)
+
+
+def mask_key(secret: bytes | None, installation_id: int | None) -> bytes:
+    """Return the keyed-hash key that masks Secret values: stable per installation, never shown."""
+    base = secret or b"gitops-bot"
+    return hmac.new(base, f"gitops-bot diff mask {installation_id}".encode(), hashlib.sha256).digest()
+
+
+def _installation_id(ctx: HandlerContext) -> int | None:
+    value = getattr(ctx.repos, "installation_id", None)
+    return int(value) if isinstance(value, int) else None
+
+
+def umbrella_summary(result: CheckResult) -> tuple[Literal["success", "failure"], str, str]:
+    """Return (conclusion, title, summary) of the ``gitops-bot`` check from the whole report."""
+    findings = result.report.findings
+    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
+    warnings = sum(1 for f in findings if f.severity is Severity.WARNING)
+    changes = result.report.changes
+    targets = {(c.env, c.cluster) for c in changes}
+    conclusion: Literal["success", "failure"] = "failure" if errors else "success"
+    if errors:
+        title = f"Blocked: {errors} error(s) to fix"
+    elif warnings:
+        title = f"Ready for review, {warnings} warning(s)"
+    else:
+        title = "Ready for review"
+    lines = [
+        "| Check | Result |",
+        "| --- | --- |",
+        f"| `{DIFF_CHECK}` | {len(changes)} object change(s) on {len(targets)} cluster(s) |",
+        f"| `{VALIDATE_CHECK}` | {errors} error(s), {warnings} warning(s) |",
+        "",
+        "Approvals and signatures report in `gitops-bot/approvals` and `gitops-bot/signatures`.",
+    ]
+    if errors:
+        lines += ["", "Fix the errors annotated on the files, push, and the checks run again."]
+    return conclusion, title, "\n".join(lines)
+
+
+async def check_pull_request(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any]
+) -> None:
+    """Run every pull-request check for ``pr`` and post the results (safe to run twice)."""
+    number = int(pr["number"])
+    head_sha = str(pr["head"]["sha"])
+    base_sha = str(pr["base"]["sha"])
+    git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/pull/{number}/head"])
+    secret = getattr(ctx.settings, "webhook_secret", None)
+    key = mask_key(secret if isinstance(secret, bytes) else None, _installation_id(ctx))
+    result = await asyncio.to_thread(build_check, git_dir, base_sha, head_sha, cache=_CACHE, secret_key=key)
+    await post_results(gh, ctx, repo=repo, number=number, result=result)
+
+
+async def post_results(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, number: int, result: CheckResult
+) -> None:
+    """Write the three check runs and the sticky comment for ``result``."""
+    head_sha = result.head_sha
+    findings: list[Finding] = list(result.report.findings)
+    title, summary, text = diff_check_output(result.diff)
+    await upsert_check_run(
+        gh,
+        repo,
+        CheckRun(
+            name=DIFF_CHECK, head_sha=head_sha, title=title, summary=summary, text=text, conclusion="neutral"
+        ),
+    )
+    v_title, v_summary = validation_summary(findings)
+    blocking = result.report.blocking
+    await upsert_check_run(
+        gh,
+        repo,
+        CheckRun(
+            name=VALIDATE_CHECK,
+            head_sha=head_sha,
+            title=v_title,
+            summary=v_summary,
+            conclusion="failure" if blocking else "success",
+            annotations=annotations_from_findings(
+                f for f in findings if f.path and not f.path.startswith(("(", "commit:"))
+            ),
+        ),
+    )
+    conclusion, u_title, u_summary = umbrella_summary(result)
+    await upsert_check_run(
+        gh,
+        repo,
+        CheckRun(
+            name=CHECK_NAME,
+            head_sha=head_sha,
+            title=u_title,
+            summary=u_summary,
+            conclusion=conclusion,
+            external_id=f"{repo}#{number}",
+        ),
+    )
+    await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)

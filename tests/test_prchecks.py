@@ -1,0 +1,158 @@
+"""The pull-request pipeline end to end in-process: real git, real kustomize, a stateful fake GitHub."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.context import HandlerContext
+from bot.dispatch import dispatch_isolated
+from handlers import combined_router
+from tests.fakes import make_event
+from tests.service.stateful_github import StatefulGitHub
+
+ROOT = Path(__file__).resolve().parent.parent
+FLEET = ROOT / "examples" / "fleet"
+ROUTER = combined_router(["pull_request"])
+
+NEW_CONFIGMAP = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: pr-check-demo
+  namespace: kube-system
+data:
+  greeting: hello
+"""
+
+PLAINTEXT_SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: kube-system
+stringData:
+  password: hunter2-never-shown
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class LocalRepos:
+    """RepoAccess over one local repository (what the mirror gives the handler in production)."""
+
+    available = True
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+
+    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
+        return self.repo / ".git"
+
+    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
+        raise AssertionError("the PR checks never push")
+
+
+@pytest.fixture
+def fleet_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "fleet"
+    shutil.copytree(FLEET, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "fleet")
+    return repo
+
+
+def _commit(repo: Path, branch: str, files: dict[str, str]) -> str:
+    _git(repo, "checkout", "-q", "-b", branch, "main")
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", branch)
+    _git(repo, "checkout", "-q", "main")
+    return _git(repo, "rev-parse", branch)
+
+
+def _payload(repo: Path, head: str, number: int = 7) -> dict[str, Any]:
+    base = _git(repo, "rev-parse", "main")
+    return {
+        "action": "opened",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "state": "open",
+            "title": "demo",
+            "user": {"login": "dev", "type": "User"},
+            "head": {"sha": head, "ref": "change"},
+            "base": {"sha": base, "ref": "main", "repo": {"full_name": "acme/fleet"}},
+        },
+        "repository": {"full_name": "acme/fleet"},
+        "installation": {"id": 1},
+    }
+
+
+async def _deliver(gh: StatefulGitHub, repo: Path, payload: dict[str, Any]) -> None:
+    ctx = HandlerContext(repos=LocalRepos(repo), delivery_id="d1")
+    failures = await dispatch_isolated(ROUTER, make_event("pull_request", payload), gh, ctx)
+    assert failures == []
+
+
+def _runs(gh: StatefulGitHub) -> dict[str, dict[str, Any]]:
+    return {run["name"]: run for run in gh.check_runs.values()}
+
+
+async def test_a_change_gets_diff_validate_and_umbrella_checks_and_one_sticky_comment(
+    fleet_repo: Path,
+) -> None:
+    head = _commit(fleet_repo, "change", {"common/addons/pr-check-demo.yaml": NEW_CONFIGMAP})
+    kust = fleet_repo / "common/addons/kustomization.yaml"
+    text = kust.read_text()
+    assert "resources:" in text
+    _git(fleet_repo, "checkout", "-q", "change")
+    kust.write_text(text.replace("resources:\n", "resources:\n  - pr-check-demo.yaml\n", 1))
+    _git(fleet_repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "add it")
+    head = _git(fleet_repo, "rev-parse", "HEAD")
+    _git(fleet_repo, "checkout", "-q", "main")
+    gh = StatefulGitHub()
+    payload = _payload(fleet_repo, head)
+    await _deliver(gh, fleet_repo, payload)
+    await _deliver(gh, fleet_repo, payload)  # a retried delivery changes nothing
+    runs = _runs(gh)
+    assert set(runs) == {"gitops-bot", "gitops-bot/diff", "gitops-bot/validate"}
+    assert len(gh.check_runs) == 3
+    assert all(r["head_sha"] == head for r in runs.values())
+    assert runs["gitops-bot/validate"]["conclusion"] == "success"
+    assert runs["gitops-bot"]["conclusion"] == "success"
+    assert "pr-check-demo" in runs["gitops-bot/diff"]["output"]["text"]
+    (comment,) = gh.comments.values()
+    body = comment["body"]
+    assert body.startswith("<!-- gitops-bot:sticky -->")
+    assert "pr-check-demo" in body and "```diff" in body
+
+
+async def test_a_plaintext_secret_blocks_with_an_annotation_and_never_shows_its_value(
+    fleet_repo: Path,
+) -> None:
+    head = _commit(fleet_repo, "change", {"common/addons/db-secret.yaml": PLAINTEXT_SECRET})
+    gh = StatefulGitHub()
+    await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
+    runs = _runs(gh)
+    assert runs["gitops-bot/validate"]["conclusion"] == "failure"
+    assert runs["gitops-bot"]["conclusion"] == "failure"
+    annotations = [
+        a for call in gh.calls if call.body for a in (call.body.get("output") or {}).get("annotations", [])
+    ]
+    assert any(
+        a["path"] == "common/addons/db-secret.yaml" and a["annotation_level"] == "failure"
+        for a in annotations
+    )
+    everything = repr([c.body for c in gh.calls]) + repr(list(gh.comments.values()))
+    assert "hunter2-never-shown" not in everything
