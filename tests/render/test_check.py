@@ -255,7 +255,7 @@ def test_secret_values_never_appear_in_any_output(
         code, out, err = run_cli(
             capsys, "check", "--repo", str(repo), "--base", "main", "--head", "pr", "--format", fmt
         )
-        assert code == 1  # the plaintext Secret in Git blocks (secret hygiene), without echoing it
+        assert code == 1  # the plaintext Secrets block (secrets.plaintext)
         outputs += [out, err]
     for ref in ("main", "pr"):
         for fmt in ("yaml", "json"):
@@ -273,6 +273,10 @@ def test_secret_values_never_appear_in_any_output(
             assert value not in text
             assert base64.b64encode(value.encode()).decode() not in text
     data = json.loads(outputs[2])
+    assert sorted((f["rule"], f["path"]) for f in data["findings"] if f["severity"] == "error") == [
+        ("secrets.plaintext", "app/app.yaml"),
+        ("secrets.plaintext", "clusters/dev/vars.yaml"),
+    ]
     kinds = {(c["kind"], c["name"]): c for c in data["changes"]}
     assert "-  dsn: postgres://app:<secret hmac:" in kinds[("ConfigMap", "app")]["diff"]
     direct = kinds[("Secret", "direct")]["diff"]

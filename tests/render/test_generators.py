@@ -293,6 +293,23 @@ def test_git_files_glob_is_greedy_and_arrays_give_one_set_each(tmp_path: Path) -
     assert [s["name"] for s in excluded] == ["top"]
 
 
+def test_git_files_read_only_the_first_document_and_empty_files_give_path_parameters(tmp_path: Path) -> None:
+    """Argo CD parses a file with sigs.k8s.io/yaml: later documents are ignored, an empty file is one set."""
+    (tmp_path / "clusters/dev-a").mkdir(parents=True)
+    (tmp_path / "clusters/dev-b").mkdir(parents=True)
+    (tmp_path / "clusters/dev-a/cluster.yaml").write_text(
+        "kind: EKSCluster\nmetadata: {name: dev-a}\n---\nkind: Secret\nmetadata: {name: db}\n"
+    )
+    (tmp_path / "clusters/dev-b/cluster.yaml").write_text("# nothing yet\n")
+    sets = generate(
+        {"git": {"files": [{"path": "clusters/*/cluster.yaml"}]}}, AppSetContext(tmp_path), go=True
+    )
+    by_dir = {s["path"]["basename"]: s for s in sets}
+    assert sorted(by_dir) == ["dev-a", "dev-b"] and len(sets) == 2
+    assert by_dir["dev-a"]["kind"] == "EKSCluster" and by_dir["dev-a"]["metadata"] == {"name": "dev-a"}
+    assert set(by_dir["dev-b"]) == {"path"}
+
+
 # ------------------------------------------------------------------ matrix
 
 

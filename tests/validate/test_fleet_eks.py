@@ -225,3 +225,38 @@ def test_cli_policy_without_subcommand_is_usage_error() -> None:
     from bot.__main__ import main
 
     assert main(["policy"]) == 2
+
+
+def test_tags_given_by_a_kro_expression_are_not_reported_missing(tmp_path: Path) -> None:
+    """An RGD template's ``tags: ${schema.spec.tags}`` is unknown until kro runs; a literal map is checked."""
+    rgd = """
+    apiVersion: kro.run/v1alpha1
+    kind: ResourceGraphDefinition
+    metadata: {name: cluster.kro.run}
+    spec:
+      schema:
+        apiVersion: v1alpha1
+        kind: FleetCluster
+        spec: {name: string, tags: "map[string]string"}
+      resources:
+        - id: cluster
+          template:
+            apiVersion: eks.aws.crossplane.io/v1beta1
+            kind: Cluster
+            metadata: {name: "${schema.spec.name}"}
+            spec:
+              forProvider:
+                region: eu-west-1
+                tags: ${schema.spec.tags}
+        - id: literal
+          template:
+            apiVersion: eks.aws.crossplane.io/v1beta1
+            kind: Cluster
+            metadata: {name: "${schema.spec.name}-b"}
+            spec:
+              forProvider:
+                region: eu-west-1
+                tags: {team: shop}
+    """
+    findings = [f for f in run(tmp_path, {DEV: rgd}) if f.rule == "fleet.tags"]
+    assert [(f.line, "environment, cost-center" in f.message) for f in findings] == [(27, True)]

@@ -331,20 +331,23 @@ def _git(gen: dict[str, Any], ctx: AppSetContext, go: bool, missing_error: bool)
                 docs = load_documents(text, f)
             except YamlError as exc:
                 raise GeneratorError(f"git files generator: {f} is not valid YAML/JSON: {exc}") from exc
-            for doc in docs:
-                content = to_plain(doc.data, f)
-                items = content if isinstance(content, list) else [content]
-                for item in items:
-                    if not isinstance(item, dict):
-                        continue
-                    dirpath, _, filename = f.rpartition("/")
-                    if go:
-                        params = copy.deepcopy(item)
-                    else:
-                        params = {}
-                        _flatten("", item, params)
-                    params.update(_path_params(dirpath, go, prefix, filename))
-                    sets.append(_with_values(params, _values(gen, params, go, missing_error), go))
+            # Like Argo CD (sigs.k8s.io/yaml): only the first document counts, a list gives one
+            # parameter set per item, and an empty file gives one set with the path parameters only.
+            content = to_plain(docs[0].data, f) if docs else None
+            if content is None or content == []:
+                content = {}
+            items = content if isinstance(content, list) else [content]
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                dirpath, _, filename = f.rpartition("/")
+                if go:
+                    params = copy.deepcopy(item)
+                else:
+                    params = {}
+                    _flatten("", item, params)
+                params.update(_path_params(dirpath, go, prefix, filename))
+                sets.append(_with_values(params, _values(gen, params, go, missing_error), go))
         return sets
     raise GeneratorError("the git generator needs `directories` or `files`")
 

@@ -302,7 +302,8 @@ def fleet_rules(
                         )
                     )
         findings.extend(_bounds(req, envs))
-        if required:
+        raw_tags = req.values.get("tags")
+        if required and not (isinstance(raw_tags, str) and "${" in raw_tags):  # an expression: unknown
             tags = _tags(req)
             missing = [t for t in required if not tags.get(t)]
             if missing:
