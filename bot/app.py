@@ -145,6 +145,11 @@ def create_app(
     reconciler = reconciler_ctx(settings, repos)
     if reconciler is not None:
         app.cleanup_ctx.append(reconciler)
+    if settings.worker == "inline":
+        # Missed deliveries: list the App's hook deliveries and redeliver the failed ones.
+        from bot import redeliver
+
+        app.cleanup_ctx.append(redeliver.cleanup_ctx(CLIENTS, STORE, interval=settings.redeliver_interval))
 
     def wake() -> None:
         worker = app.get(WORKER)

@@ -96,7 +96,13 @@ RepoFactory = Callable[[int | None], RepoAccess]
 
 
 def mirror_cache(settings: Settings) -> Any:
-    """Return the MirrorCache under ``GITOPS_BOT_DATA_DIR/mirrors``, or None when not installed."""
+    """Return the MirrorCache under ``GITOPS_BOT_DATA_DIR/mirrors``, or None when off or not installed.
+
+    ``GITOPS_BOT_GIT_MIRROR=off`` runs the service without git: pull requests then get only the
+    ``gitops-bot`` status check and comment (used for plumbing tests without a git server).
+    """
+    if not settings.git_mirror:
+        return None
     try:
         from bot.git.mirror import MirrorCache  # type: ignore[import-not-found,unused-ignore]
     except ImportError:

@@ -50,6 +50,9 @@ class Settings:
     handlers: tuple[str, ...] = ()
     retention_days: float = 7.0
     reconcile_interval: float = 300.0
+    redeliver_interval: float = 300.0
+    git_mirror: bool = True
+    kubeconfig: str | None = None
     reconcile_repositories: tuple[str, ...] = ()
     log_level: str = "INFO"
     max_body_bytes: int = MAX_BODY_BYTES
@@ -96,6 +99,17 @@ def default_git_url(api_url: str) -> str:
 
 
 N = TypeVar("N", int, float)
+
+
+def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"on", "true", "1", "yes"}:
+        return True
+    if raw in {"off", "false", "0", "no"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} must be on or off")
 
 
 def _number(env: Mapping[str, str], name: str, default: N, *, low: N, high: N | None = None) -> N:
@@ -270,6 +284,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         bot_login=env.get("GITOPS_BOT_LOGIN", "").strip() or "gitops-bot[bot]",
         retention_days=_number(env, "GITOPS_BOT_RETENTION_DAYS", 7.0, low=3.0),
         reconcile_interval=_number(env, "GITOPS_BOT_RECONCILE_INTERVAL", 300.0, low=0.0),
+        redeliver_interval=_number(env, "GITOPS_BOT_REDELIVER_INTERVAL", 300.0, low=0.0),
+        kubeconfig=env.get("KUBECONFIG") or None,
+        git_mirror=_on_off(env, "GITOPS_BOT_GIT_MIRROR", True),
         reconcile_repositories=_repo_list(env, "GITOPS_BOT_RECONCILE_REPOS"),
         handlers=tuple(n.strip() for n in env.get("GITOPS_BOT_HANDLERS", "").split(",") if n.strip()),
         log_level=log_level,

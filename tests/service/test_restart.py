@@ -167,6 +167,7 @@ async def test_a_killed_service_processes_what_was_pending_after_restart(
         "GITOPS_BOT_LEASE_SECONDS": "2",
         # Only the handler this fake GitHub serves; the others need a git mirror and more API.
         "GITOPS_BOT_HANDLERS": "pull_request",
+        "GITOPS_BOT_GIT_MIRROR": "off",  # the fake GitHub serves no git: status check and comment only
     }
     opened = example("pull_request", "opened.payload.json")
     bodies: dict[str, tuple[str, bytes]] = {}
