@@ -145,6 +145,7 @@ def create_app(
     reconciler = reconciler_ctx(settings, repos)
     if reconciler is not None:
         app.cleanup_ctx.append(reconciler)
+    use_rendered_promotion_diffs()
     if settings.worker == "inline":
         # Missed deliveries: list the App's hook deliveries and redeliver the failed ones.
         from bot import redeliver
@@ -168,6 +169,17 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return app
+
+
+def use_rendered_promotion_diffs() -> None:
+    """Make promotion PR bodies show the rendered diff (render engine) instead of file diffs."""
+    try:
+        from handlers.promotion import set_diff_renderer
+    except ImportError:
+        return
+    from bot.prchecks import rendered_env_diff
+
+    set_diff_renderer(rendered_env_diff)
 
 
 def reconciler_context_factory(

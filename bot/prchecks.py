@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 import gidgethub.abc
 
 from bot.context import HandlerContext
-from bot.domain.diff import diff_check_output
+from bot.domain.diff import diff_check_output, diff_comment_parts
 from bot.domain.model import Finding, Severity
 from bot.domain.render import RenderCache
 from bot.domain.validate import validation_summary
@@ -131,3 +133,19 @@ async def post_results(
         ),
     )
     await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
+
+
+async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> str:
+    """Return the rendered diff of ``base..head`` as markdown for a promotion PR into ``env``.
+
+    Objects rendered for ``env`` come first; when the change touches no target of that
+    environment (a cluster request reconciled by the hub, say), every changed object is shown.
+    """
+    result = await asyncio.to_thread(
+        build_check, git_dir, base, head, checkers=[], cache=_CACHE, secret_key=mask_key(None, None)
+    )
+    changes = [c for c in result.diff.changes if c.env == env] or list(result.diff.changes)
+    shown = replace(result.diff, changes=changes)
+    parts = diff_comment_parts(shown, base_sha=result.base_sha, head_sha=result.head_sha, limit=40_000)
+    body = parts[0] if parts else "No rendered object changes."
+    return "\n".join(line for line in body.splitlines() if not line.startswith("<!-- gitops-bot:"))

@@ -156,3 +156,14 @@ async def test_a_plaintext_secret_blocks_with_an_annotation_and_never_shows_its_
     )
     everything = repr([c.body for c in gh.calls]) + repr(list(gh.comments.values()))
     assert "hunter2-never-shown" not in everything
+
+
+async def test_promotion_pr_bodies_get_the_rendered_diff(fleet_repo: Path) -> None:
+    from bot.prchecks import rendered_env_diff
+
+    request = (ROOT / "examples" / "requests" / "good-dev-cluster.yaml").read_text()
+    head = _commit(fleet_repo, "change", {"clusters/dev/payments-dev-euw1/cluster.yaml": request})
+    base = _git(fleet_repo, "rev-parse", "main")
+    markdown = await rendered_env_diff(fleet_repo / ".git", base, head, "staging")
+    assert "cluster-payments-dev-euw1" in markdown and "```diff" in markdown
+    assert "<!-- gitops-bot:" not in markdown
