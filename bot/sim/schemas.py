@@ -219,6 +219,8 @@ def _types(schema: dict[str, Any]) -> list[str]:
 
 def _allows_null(schema: dict[str, Any], resolve: Any) -> bool:
     schema = resolve(schema)
+    if "allOf" in schema:
+        return all(_allows_null(part, resolve) for part in schema["allOf"])
     if "null" in _types(schema):
         return True
     if schema.get("enum") is not None and None in schema["enum"]:
@@ -241,7 +243,7 @@ def _merge_all_of(schema: dict[str, Any], resolve: Any) -> dict[str, Any]:
         required += [r for r in part.get("required", []) if r not in required]
         if "type" in part and "enum" not in part:
             merged.pop("enum", None)
-        for key in ("type", "enum", "const", "format", "items"):
+        for key in ("type", "enum", "const", "format", "items", "anyOf", "oneOf"):
             if key in part:
                 merged[key] = part[key]
         if part.get("additionalProperties") is False:
@@ -326,6 +328,8 @@ def _conform(schema: dict[str, Any], value: Any, resolve: Any, depth: int) -> An
         out: dict[str, Any] = {}
         extra = schema.get("additionalProperties", True)
         for key, sub in value.items():
+            if key in props and sub is None and not _allows_null(props[key], resolve):
+                continue  # a required one gets a neutral value below; an optional one is left out
             if key in props:
                 out[key] = _conform(props[key], sub, resolve, depth + 1)
             elif extra is False:

@@ -336,7 +336,7 @@ class Simulator:
             "pull_request_review",
             {
                 "action": "dismissed",
-                "review": self.views.review(pr, review),
+                "review": self._review_hook(pr, review),
                 "pull_request": self.views.pull(pr),
             },
             repo,
@@ -1818,7 +1818,7 @@ class Simulator:
                 "pull_request_review",
                 {
                     "action": "submitted",
-                    "review": self.views.review(pr, review),
+                    "review": self._review_hook(pr, review),
                     "pull_request": self.views.pull(pr),
                 },
                 repo,
@@ -1886,6 +1886,12 @@ class Simulator:
         return Answer(200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
 
     # issues
+    def _review_hook(self, pr: PullRequest, review: Review) -> dict[str, Any]:
+        """A review as webhooks carry it: GitHub lower-cases ``state`` there."""
+        data = self.views.review(pr, review)
+        data["state"] = data["state"].lower()
+        return data
+
     def _comment(self, repo: Repo, cid: str) -> IssueComment:
         c = self.world.comments.get(int(cid)) if cid.isdigit() else None
         if c is None or c.repo != repo.full_name:

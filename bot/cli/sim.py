@@ -1,0 +1,90 @@
+"""``gitops-bot sim``: run the local GitHub simulator standalone and print how to reach it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bot.sim import Simulator
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    parser.add_argument("--data", type=Path, help="directory for the bare repositories (default: a temp dir)")
+    parser.add_argument("--webhook-url", help="where to deliver the App's webhooks")
+    parser.add_argument("--webhook-secret", help="HMAC secret for webhooks (default: a random one, printed)")
+    parser.add_argument("--app-id", type=int, default=4242, help="the App's id (default 4242)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault-injection RNG")
+    parser.add_argument("--user", action="append", default=[], metavar="LOGIN",
+                        help="create a user and print a personal token for it (repeatable)")
+    parser.add_argument("--org", action="append", default=[], metavar="LOGIN", help="create an organisation")
+    parser.add_argument("--repo", action="append", default=[], metavar="OWNER/NAME",
+                        help="create an empty repository (its owner must be a --user or --org)")
+    parser.add_argument("--install", action="append", default=[], metavar="ACCOUNT",
+                        help="install the App on an account (repeatable)")
+
+
+def setup(sim: Simulator, args: argparse.Namespace) -> dict[str, Any]:
+    """Create the requested people and repositories; return what to print (tokens included)."""
+    tokens: dict[str, str] = {}
+    for login in args.user:
+        sim.create_user(login)
+        tokens[login] = sim.user_token(login)
+    for login in args.org:
+        sim.create_org(login, members=args.user)
+    for full in args.repo:
+        owner, _, name = full.partition("/")
+        if not name or sim.world.account(owner) is None:
+            raise SystemExit(f"--repo {full}: create its owner with --user or --org first, as OWNER/NAME")
+        sim.create_repo(owner, name)
+        for login in args.user:
+            if login != owner:
+                sim.set_permission(full, login, "write")
+    installations = {acct: sim.install_app(acct).id for acct in args.install}
+    key_path = sim.data_dir / "app-private-key.pem"
+    key_path.write_text(sim.private_key_pem)
+    key_path.chmod(0o600)
+    return {
+        **sim.info(),
+        "installations": installations,
+        "private_key_path": str(key_path),
+        "webhook_secret": sim.webhook_secret,
+        "user_tokens": tokens,
+    }
+
+
+async def serve(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        data = args.data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitops-sim-")))
+        sim = Simulator(
+            data,
+            host=args.host,
+            port=args.port,
+            webhook_url=args.webhook_url,
+            webhook_secret=args.webhook_secret,
+            app_id=args.app_id,
+            seed=args.seed,
+        )
+        async with sim:
+            info = setup(sim, args)
+            print(json.dumps(info), flush=True)
+            print(f"GitHub simulator on {sim.base_url} (admin: {sim.base_url}/_sim/info); Ctrl-C stops it",
+                  file=sys.stderr, flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(serve(args))
