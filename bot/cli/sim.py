@@ -23,13 +23,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-secret", help="HMAC secret for webhooks (default: a random one, printed)")
     parser.add_argument("--app-id", type=int, default=4242, help="the App's id (default 4242)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault-injection RNG")
-    parser.add_argument("--user", action="append", default=[], metavar="LOGIN",
-                        help="create a user and print a personal token for it (repeatable)")
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="LOGIN",
+        help="create a user and print a personal token for it (repeatable)",
+    )
     parser.add_argument("--org", action="append", default=[], metavar="LOGIN", help="create an organisation")
-    parser.add_argument("--repo", action="append", default=[], metavar="OWNER/NAME",
-                        help="create an empty repository (its owner must be a --user or --org)")
-    parser.add_argument("--install", action="append", default=[], metavar="ACCOUNT",
-                        help="install the App on an account (repeatable)")
+    parser.add_argument(
+        "--repo",
+        action="append",
+        default=[],
+        metavar="OWNER/NAME",
+        help="create an empty repository (its owner must be a --user or --org)",
+    )
+    parser.add_argument(
+        "--install",
+        action="append",
+        default=[],
+        metavar="ACCOUNT",
+        help="install the App on an account (repeatable)",
+    )
 
 
 def setup(sim: Simulator, args: argparse.Namespace) -> dict[str, Any]:
@@ -76,8 +91,11 @@ async def serve(args: argparse.Namespace) -> int:
         async with sim:
             info = setup(sim, args)
             print(json.dumps(info), flush=True)
-            print(f"GitHub simulator on {sim.base_url} (admin: {sim.base_url}/_sim/info); Ctrl-C stops it",
-                  file=sys.stderr, flush=True)
+            print(
+                f"GitHub simulator on {sim.base_url} (admin: {sim.base_url}/_sim/info); Ctrl-C stops it",
+                file=sys.stderr,
+                flush=True,
+            )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

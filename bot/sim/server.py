@@ -434,6 +434,8 @@ class Simulator:
         actor: Actor | None = None
         try:
             if fault is not None:
+                if fault.kind == "drop_connection":
+                    self._log(request, route, 0, None, fault.kind)
                 answer = await self._fault(fault, request)
                 if answer is None:
                     fault = None  # a slow answer still answers normally
@@ -1776,29 +1778,10 @@ class Simulator:
         event = b.get("event")
         login = a.login or self.bot_login
         if event == "APPROVE" and login == pr.user:
-            raise ApiError(
-                422,
-                "Unprocessable Entity",
-                [
-                    {
-                        "resource": "PullRequestReview",
-                        "code": "custom",
-                        "message": "Can not approve your own pull request",
-                    }
-                ],
-            )
+            raise ApiError(422, "Unprocessable Entity", ["Can not approve your own pull request"])
         if event in ("REQUEST_CHANGES", "COMMENT") and not b.get("body"):
-            raise ApiError(
-                422,
-                "Unprocessable Entity",
-                [
-                    {
-                        "resource": "PullRequestReview",
-                        "code": "custom",
-                        "message": f"Review Can not {event.lower().replace('_', ' ')} without a body",
-                    }
-                ],
-            )
+            verb = event.lower().replace("_", " ")
+            raise ApiError(422, "Unprocessable Entity", [f"Review Can not {verb} without a body"])
         state = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}.get(
             event or "", "PENDING"
         )

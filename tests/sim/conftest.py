@@ -33,8 +33,11 @@ class Receiver:
         return [(r["event"], r["payload"].get("action")) for r in self.received]
 
     def of(self, event: str, action: str | None = None) -> list[dict[str, Any]]:
-        return [r["payload"] for r in self.received if r["event"] == event and (action is None or
-                r["payload"].get("action") == action)]
+        return [
+            r["payload"]
+            for r in self.received
+            if r["event"] == event and (action is None or r["payload"].get("action") == action)
+        ]
 
 
 @pytest.fixture
@@ -46,8 +49,11 @@ async def receiver() -> AsyncIterator[Receiver]:
         expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(request.headers["X-Hub-Signature-256"], expected)
         rec.received.append(
-            {"event": request.headers["X-GitHub-Event"], "headers": dict(request.headers),
-             "payload": json.loads(body)}
+            {
+                "event": request.headers["X-GitHub-Event"],
+                "headers": dict(request.headers),
+                "payload": json.loads(body),
+            }
         )
         return web.Response(status=rec.status)
 
@@ -86,8 +92,13 @@ async def world(driver: Driver) -> Driver:
     driver.team("acme", "platform", members=["bob"], maintainers=["alice"])
     driver.repo("acme/fleet", collaborators={"alice": "write", "bob": "write", "carol": "read"})
     driver.install("acme")
-    await driver.push("alice", "acme/fleet", "main", {"README.md": "# fleet\n", "clusters/dev.yaml": "a: 1\n"},
-                      message="Initial commit")
+    await driver.push(
+        "alice",
+        "acme/fleet",
+        "main",
+        {"README.md": "# fleet\n", "clusters/dev.yaml": "a: 1\n"},
+        message="Initial commit",
+    )
     return driver
 
 
@@ -100,8 +111,15 @@ class Api:
         self.session = aiohttp.ClientSession()
         self.covered: set[str] = set()
 
-    async def call(self, token: str | None, method: str, path: str, body: Any = None,
-                   expect: int | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    async def call(
+        self,
+        token: str | None,
+        method: str,
+        path: str,
+        body: Any = None,
+        expect: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, Any]:
         hdrs = {"Accept": "application/vnd.github+json", **(headers or {})}
         if token:
             hdrs["Authorization"] = f"Bearer {token}"

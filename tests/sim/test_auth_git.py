@@ -15,22 +15,30 @@ from bot.sim import Driver, Simulator
 
 from .conftest import Api
 
-ENV = {"GIT_TERMINAL_PROMPT": "0", "HOME": "/nonexistent", "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"}
+ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "HOME": "/nonexistent",
+    "PATH": "/usr/bin:/bin",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 def _jwt(key_pem: str, app_id: int, iat_offset: int = -30, exp_offset: int = 540) -> str:
     now = int(time.time())
-    return pyjwt.encode({"iat": now + iat_offset, "exp": now + exp_offset, "iss": str(app_id)}, key_pem,
-                        algorithm="RS256")
+    return pyjwt.encode(
+        {"iat": now + iat_offset, "exp": now + exp_offset, "iss": str(app_id)}, key_pem, algorithm="RS256"
+    )
 
 
-async def test_good_jwt_gets_an_installation_token_that_works(world: Driver, sim: Simulator, api: Api) -> None:
+async def test_good_jwt_gets_an_installation_token_that_works(
+    world: Driver, sim: Simulator, api: Api
+) -> None:
     inst = sim.world.installation_for("acme")
     assert inst is not None
     token_jwt = _jwt(sim.private_key_pem, sim.world.app_id)
     _, body, _ = await api.call(token_jwt, "POST", f"/app/installations/{inst.id}/access_tokens", expect=201)
     assert body["token"].startswith("ghs_") and body["expires_at"].endswith("Z")
-    status, repo, headers = await api.call(body["token"], "GET", "/repos/acme/fleet", expect=200)
+    _, repo, headers = await api.call(body["token"], "GET", "/repos/acme/fleet", expect=200)
     assert repo["full_name"] == "acme/fleet"
     assert int(headers["X-RateLimit-Remaining"]) < int(headers["X-RateLimit-Limit"])
 
@@ -38,9 +46,13 @@ async def test_good_jwt_gets_an_installation_token_that_works(world: Driver, sim
 async def test_bad_jwts_are_rejected_with_401(world: Driver, sim: Simulator, api: Api) -> None:
     inst = sim.world.installation_for("acme")
     assert inst is not None
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    other = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
     cases = {
         "wrong key": _jwt(other, sim.world.app_id),
         "expired": _jwt(sim.private_key_pem, sim.world.app_id, iat_offset=-1200, exp_offset=-600),
@@ -58,7 +70,9 @@ async def test_bad_jwts_are_rejected_with_401(world: Driver, sim: Simulator, api
     assert (await api.call(sim.app_jwt(), "GET", "/repos/acme/fleet"))[0] == 401
 
 
-async def test_tokens_expire_and_unknown_ones_are_bad_credentials(world: Driver, sim: Simulator, api: Api) -> None:
+async def test_tokens_expire_and_unknown_ones_are_bad_credentials(
+    world: Driver, sim: Simulator, api: Api
+) -> None:
     inst = sim.world.installation_for("acme")
     assert inst is not None
     token = sim.installation_token(inst.id)
@@ -75,8 +89,9 @@ async def test_permissions_decide_what_a_user_sees_and_does(world: Driver, sim: 
     assert (await api.call(mallory, "GET", "/repos/acme/fleet"))[0] == 404  # private: not even visible
     carol = world.people["carol"].token
     assert (await api.call(carol, "GET", "/repos/acme/fleet"))[0] == 200
-    status, _, _ = await api.call(carol, "POST", "/repos/acme/fleet/git/refs",
-                                  {"ref": "refs/heads/x", "sha": "0" * 40})
+    status, _, _ = await api.call(
+        carol, "POST", "/repos/acme/fleet/git/refs", {"ref": "refs/heads/x", "sha": "0" * 40}
+    )
     assert status == 403
 
 
@@ -87,7 +102,9 @@ async def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-async def test_git_clone_and_push_over_http_need_a_token(world: Driver, sim: Simulator, tmp_path: Path) -> None:
+async def test_git_clone_and_push_over_http_need_a_token(
+    world: Driver, sim: Simulator, tmp_path: Path
+) -> None:
     url = sim.git_url("acme/fleet")
     anon = await _git(tmp_path, "clone", "-q", url, "anon")
     assert anon.returncode != 0 and not (tmp_path / "anon").exists()

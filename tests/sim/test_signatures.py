@@ -8,7 +8,9 @@ from .conftest import Api
 
 
 async def _reason(world: Driver, api: Api, sha: str) -> str:
-    _, body, _ = await api.call(world.people["alice"].token, "GET", f"/repos/acme/fleet/commits/{sha}", expect=200)
+    _, body, _ = await api.call(
+        world.people["alice"].token, "GET", f"/repos/acme/fleet/commits/{sha}", expect=200
+    )
     verification = body["commit"]["verification"]
     if verification["verified"]:
         assert verification["signature"] and verification["payload"] and verification["verified_at"]
@@ -24,12 +26,14 @@ async def test_ssh_signatures(world: Driver, sim: Simulator, api: Api) -> None:
     assert await _reason(world, api, unsigned) == "unsigned"
     unknown = await world.push("bob", "acme/fleet", "s3", {"a": "3\n"}, sign=stranger)
     assert await _reason(world, api, unknown) == "unknown_key"
-    wrong_email = await world.push("alice", "acme/fleet", "s4", {"a": "4\n"}, sign=key,
-                                   committer_email="someone@else.example")
+    wrong_email = await world.push(
+        "alice", "acme/fleet", "s4", {"a": "4\n"}, sign=key, committer_email="someone@else.example"
+    )
     assert await _reason(world, api, wrong_email) == "bad_email"
     sim.add_email("alice", "alice@work.example", verified=False)
-    unverified = await world.push("alice", "acme/fleet", "s5", {"a": "5\n"}, sign=key,
-                                  committer_email="alice@work.example")
+    unverified = await world.push(
+        "alice", "acme/fleet", "s5", {"a": "5\n"}, sign=key, committer_email="alice@work.example"
+    )
     assert await _reason(world, api, unverified) == "unverified_email"
     # the payload GitHub reports is exactly what was signed: the commit without its gpgsig header
     _, body, _ = await api.call(world.people["alice"].token, "GET", f"/repos/acme/fleet/git/commits/{signed}")
