@@ -16,17 +16,9 @@ from typing import Any
 
 import aiohttp
 
+from bot.git.files import GIT_ENV
 from bot.sim.server import Simulator
 from bot.sim.state import Installation
-
-GIT_ENV = {
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "HOME": "/nonexistent",
-    "LC_ALL": "C",
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-}
 
 
 class DriverError(RuntimeError):
@@ -86,16 +78,9 @@ class Driver:
     def org(self, login: str, *, members: list[str] | tuple[str, ...] = ()) -> None:
         self.sim.create_org(login, members=members)
 
-    def team(
-        self,
-        org: str,
-        slug: str,
-        *,
-        members: list[str] | tuple[str, ...] = (),
-        maintainers: list[str] | tuple[str, ...] = (),
-        repos: dict[str, str] | None = None,
-    ) -> None:
-        self.sim.create_team(org, slug, members=members, maintainers=maintainers, repos=repos)
+    def team(self, org: str, slug: str, **kwargs: Any) -> None:
+        """Create a team (``members``, ``maintainers``, ``repos``: see :meth:`Simulator.create_team`)."""
+        self.sim.create_team(org, slug, **kwargs)
 
     def repo(
         self,

@@ -156,6 +156,31 @@ class OpenAPI:
             out.append(f"{err.message}" + (f" (at {where})" if where else ""))
         return out
 
+    def request_errors(self, schema: dict[str, Any], body: Any) -> list[str]:
+        """Errors of a request body in GitHub's wording (``"name" wasn't supplied.``)."""
+        out = []
+        for err in sorted(self.validator(schema).iter_errors(body), key=lambda e: list(e.path)):
+            where = "/".join(str(p) for p in err.path)
+            if err.validator == "required" and isinstance(err.instance, dict):
+                names: list[str] = err.validator_value if isinstance(err.validator_value, list) else []
+                for name in names:
+                    if name not in err.instance:
+                        prefix = f"For 'properties/{where}', " if where else ""
+                        out.append(f'{prefix}"{name}" wasn\'t supplied.')
+                continue
+            shown = json.dumps(err.instance)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            detail = (
+                err.message.replace(repr(err.instance), "").strip() if len(err.message) > 200 else err.message
+            )
+            if err.validator in ("maxItems", "maxLength"):
+                detail = f"{err.validator} is {err.validator_value}"
+                out.append(f"For 'properties/{where}', {shown} is too long ({detail}).")
+            else:
+                out.append(f"For 'properties/{where or 'body'}', {detail[:200]}.")
+        return out
+
     def conform(self, schema: dict[str, Any], value: Any) -> Any:
         """Shape ``value`` to ``schema`` (see the module docstring)."""
         return _conform(schema, value, self._resolve_any, 0)

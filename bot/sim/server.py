@@ -130,6 +130,7 @@ class Simulator:
         app_slug: str = "gitops-bot",
         seed: int = 0,
         token_ttl: float = 3600.0,
+        rate_limit: int = RATE_LIMIT,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.repos_dir = self.data_dir / "repos"
@@ -162,7 +163,8 @@ class Simulator:
         self.deliverer = Deliverer(self.world, self.webhook_secret, self.faults)
         self._runner: web.AppRunner | None = None
         self._locks: dict[str, asyncio.Lock] = {}
-        self._rate: dict[str, int] = {}
+        self.rate_limit = rate_limit
+        self._rate: dict[str, tuple[int, int]] = {}  # token -> (used, reset time) of the current hour
         self._handlers: dict[str, Handler] = self._handler_table()
         self.base_url = ""
 
@@ -446,6 +448,8 @@ class Simulator:
                 raise _not_found()
             op, params = found
             actor = self._authenticate(request, op)
+            if op.operation_id != "rate-limit/get":
+                self._check_budget(actor)
             body = await self._body(request, op)
             answer = await self._handlers[op.operation_id](request, params, body, actor)
             answer = self._shape(op, answer)
@@ -496,15 +500,13 @@ class Simulator:
             "X-GitHub-Media-Type": "github.v3; format=json",
             **answer.headers,
         }
-        key = actor.token if actor and actor.token else "anonymous"
-        used = self._rate.get(key, 0) + 1
-        self._rate[key] = used
+        used, reset = self._spend(actor)
         headers.update(
             {
-                "X-RateLimit-Limit": str(RATE_LIMIT),
-                "X-RateLimit-Remaining": str(max(RATE_LIMIT - used, 0)),
+                "X-RateLimit-Limit": str(self.rate_limit),
+                "X-RateLimit-Remaining": str(max(self.rate_limit - used, 0)),
                 "X-RateLimit-Used": str(used),
-                "X-RateLimit-Reset": str(int(time.time()) + 3600),
+                "X-RateLimit-Reset": str(reset),
                 "X-RateLimit-Resource": "core",
             }
         )
@@ -513,6 +515,27 @@ class Simulator:
         if answer.status == 204 or answer.body is None:
             return web.Response(status=answer.status, headers=headers)
         return web.json_response(answer.body, status=answer.status, headers=headers)
+
+    def _window(self, actor: Actor | None) -> tuple[str, int, int]:
+        key = actor.token if actor and actor.token else "anonymous"
+        used, reset = self._rate.get(key, (0, 0))
+        now = int(time.time())
+        if now >= reset:
+            used, reset = 0, now + 3600
+        return key, used, reset
+
+    def _spend(self, actor: Actor | None) -> tuple[int, int]:
+        """Count one request against the caller's hourly budget; return (used, reset)."""
+        key, used, reset = self._window(actor)
+        self._rate[key] = (used + 1, reset)
+        return used + 1, reset
+
+    def _check_budget(self, actor: Actor) -> None:
+        """Refuse with GitHub's primary rate-limit 403 once the hourly budget is spent."""
+        _, used, _ = self._window(actor)
+        if used >= self.rate_limit:
+            who = f"installation ID {actor.installation_id}" if actor.installation_id else "this token"
+            raise ApiError(403, f"API rate limit exceeded for {who}.")
 
     def _shape(self, op: Operation, answer: Answer) -> Answer:
         if answer.raw is not None or answer.body is None:
@@ -544,7 +567,7 @@ class Simulator:
             if not required:
                 return None
             body = {}
-        errors = self.api.errors(schema, body)
+        errors = self.api.request_errors(schema, body)
         if errors:
             text = "Invalid request.\n\n" + "\n".join(errors)
             raise ApiError(422, text)
@@ -970,13 +993,8 @@ class Simulator:
         return Answer(202, {})
 
     async def op_rate_limit__get(self, req: web.Request, p: dict[str, str], b: Any, a: Actor) -> Answer:
-        used = self._rate.get(a.token or "anonymous", 0)
-        core = {
-            "limit": RATE_LIMIT,
-            "used": used,
-            "remaining": RATE_LIMIT - used,
-            "reset": int(time.time()) + 3600,
-        }
+        _, used, reset = self._window(a)
+        core = {"limit": self.rate_limit, "used": used, "remaining": self.rate_limit - used, "reset": reset}
         return Answer(
             200, {"resources": {"core": core, "search": dict(core), "graphql": dict(core)}, "rate": core}
         )
@@ -1875,6 +1893,18 @@ class Simulator:
         data["state"] = data["state"].lower()
         return data
 
+    def _writable_comment(self, p: dict[str, str], a: Actor, verb: str) -> tuple[Repo, IssueComment]:
+        """The comment, if ``a`` may change it: its author, the App, or a user with write access."""
+        repo = self._repo(p, a, "read")
+        c = self._comment(repo, p["comment_id"])
+        if (
+            a.kind == "user"
+            and a.login != c.user
+            and rank(self.world.permission(repo, a.login or "")) < rank("write")
+        ):
+            raise ApiError(403, f"You can only {verb} your own comments")
+        return repo, c
+
     def _comment(self, repo: Repo, cid: str) -> IssueComment:
         c = self.world.comments.get(int(cid)) if cid.isdigit() else None
         if c is None or c.repo != repo.full_name:
@@ -1918,19 +1948,7 @@ class Simulator:
     ) -> Answer:
         repo = self._repo(p, a, "read")
         pr = self._pr(repo, p["issue_number"])
-        if len(b["body"]) > 65536:
-            raise ApiError(
-                422,
-                "Validation Failed",
-                [
-                    {
-                        "resource": "IssueComment",
-                        "code": "custom",
-                        "field": "body",
-                        "message": "Body is too long (maximum is 65536 characters)",
-                    }
-                ],
-            )
+        _check_comment_length(b["body"])
         c = IssueComment(
             self.world.ids.next("comment"), repo.full_name, pr.number, a.login or self.bot_login, b["body"]
         )
@@ -1941,25 +1959,8 @@ class Simulator:
     async def op_issues__update_comment(
         self, req: web.Request, p: dict[str, str], b: Any, a: Actor
     ) -> Answer:
-        repo = self._repo(p, a, "read")
-        c = self._comment(repo, p["comment_id"])
-        if a.login != c.user and (
-            a.kind == "installation" or rank(self.world.permission(repo, a.login or "")) < rank("write")
-        ):
-            raise ApiError(403, "You can only edit your own comments")
-        if len(b["body"]) > 65536:
-            raise ApiError(
-                422,
-                "Validation Failed",
-                [
-                    {
-                        "resource": "IssueComment",
-                        "code": "custom",
-                        "field": "body",
-                        "message": "Body is too long (maximum is 65536 characters)",
-                    }
-                ],
-            )
+        repo, c = self._writable_comment(p, a, "edit")
+        _check_comment_length(b["body"])
         old = c.body
         c.body, c.updated_at = b["body"], now_iso()
         self._comment_event(repo, c, "edited", a.login, {"body": {"from": old}})
@@ -1968,12 +1969,7 @@ class Simulator:
     async def op_issues__delete_comment(
         self, req: web.Request, p: dict[str, str], b: Any, a: Actor
     ) -> Answer:
-        repo = self._repo(p, a, "read")
-        c = self._comment(repo, p["comment_id"])
-        if a.login != c.user and (
-            a.kind == "installation" or rank(self.world.permission(repo, a.login or "")) < rank("write")
-        ):
-            raise ApiError(403, "You can only delete your own comments")
+        repo, c = self._writable_comment(p, a, "delete")
         self._comment_event(repo, c, "deleted", a.login)
         del self.world.comments[c.id]
         return Answer(204)
@@ -2041,3 +2037,15 @@ class Simulator:
             "content": content,
             "created_at": now_iso(),
         }
+
+
+def _check_comment_length(body: str) -> None:
+    """Refuse a comment body over GitHub's 65,536-character limit with its 422."""
+    if len(body) > 65536:
+        error = {
+            "resource": "IssueComment",
+            "code": "custom",
+            "field": "body",
+            "message": "Body is too long (maximum is 65536 characters)",
+        }
+        raise ApiError(422, "Validation Failed", [error])

@@ -16,9 +16,28 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_sim_command_serves_until_terminated(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "sim", "--data", str(tmp_path), "--user", "alice", "--org", "acme",
-         "--repo", "acme/fleet", "--install", "acme", "--app-id", "77"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "sim",
+            "--data",
+            str(tmp_path),
+            "--user",
+            "alice",
+            "--org",
+            "acme",
+            "--repo",
+            "acme/fleet",
+            "--install",
+            "acme",
+            "--app-id",
+            "77",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -27,7 +46,9 @@ async def test_sim_command_serves_until_terminated(tmp_path: Path) -> None:
         key = Path(info["private_key_path"]).read_text()
         token = info["user_tokens"]["alice"]
         async with aiohttp.ClientSession() as s:
-            async with s.get(f"{info['base_url']}/repos/acme/fleet", headers={"Authorization": f"token {token}"}) as r:
+            async with s.get(
+                f"{info['base_url']}/repos/acme/fleet", headers={"Authorization": f"token {token}"}
+            ) as r:
                 assert r.status == 200 and (await r.json())["full_name"] == "acme/fleet"
             app_jwt = jwt.encode({"iat": 0, "exp": 0, "iss": "77"}, key, algorithm="RS256")
             async with s.get(f"{info['base_url']}/app", headers={"Authorization": f"Bearer {app_jwt}"}) as r:

@@ -189,3 +189,30 @@ async def test_dropped_delivery_is_listed_and_redelivered(
     assert got["event"] == "issue_comment" and got["headers"]["X-GitHub-Delivery"] == failed["guid"]
     _, latest, _ = await api.call(jwt, "GET", "/app/hook/deliveries?per_page=1", expect=200)
     assert latest[0]["redelivery"] is True and latest[0]["status_code"] == 202 and latest[0]["status"] == "OK"
+
+
+async def test_bad_bodies_get_githubs_422_wording(world: Driver, sim: Simulator, api: Api) -> None:
+    token = world.people["alice"].token
+    status, body, _ = await api.call(token, "POST", "/repos/acme/fleet/pulls", {"head": "x"})
+    assert status == 422 and body["status"] == "422"
+    assert body["message"] == 'Invalid request.\n\n"base" wasn\'t supplied.'
+    status, body, _ = await api.call(token, "POST", "/repos/acme/fleet/pulls", {"head": 5, "base": "main"})
+    assert status == 422 and "For 'properties/head'" in body["message"]
+    async with api.session.post(
+        f"{sim.base_url}/repos/acme/fleet/pulls",
+        data=b"{not json",
+        headers={"Authorization": f"token {token}"},
+    ) as resp:
+        assert resp.status == 400 and (await resp.json())["message"] == "Problems parsing JSON"
+
+
+async def test_primary_rate_limit_answers_403_when_spent(world: Driver, sim: Simulator, api: Api) -> None:
+    sim.rate_limit = 3
+    token = sim.user_token("bob")
+    for expected_remaining in (2, 1, 0):
+        status, _, headers = await api.call(token, "GET", "/repos/acme/fleet")
+        assert status == 200 and headers["X-RateLimit-Remaining"] == str(expected_remaining)
+    status, body, headers = await api.call(token, "GET", "/repos/acme/fleet")
+    assert status == 403 and body["message"].startswith("API rate limit exceeded")
+    _, limits, _ = await api.call(token, "GET", "/rate_limit", expect=200)
+    assert limits["rate"]["remaining"] <= 0 and limits["rate"]["reset"] > 0
