@@ -250,6 +250,20 @@ class Driver:
             )
             return self._run(work, "rev-parse", "HEAD")
 
+    async def push_dir(
+        self,
+        login: str,
+        full_name: str,
+        branch: str,
+        directory: Path | str,
+        *,
+        message: str = "Add files",
+        **kw: Any,
+    ) -> str:
+        """Push every file under ``directory`` (relative paths kept) as one commit; see :meth:`push`."""
+        files = await asyncio.to_thread(_read_tree, Path(directory))
+        return await self.push(login, full_name, branch, files, message=message, **kw)
+
     def clone(self, login: str, full_name: str, dest: Path) -> Path:
         """Clone a repository as ``login`` into ``dest`` (over HTTP with the user's token)."""
         self._run(dest.parent, "clone", "-q", self._clone_url(login, full_name), str(dest))
@@ -326,6 +340,11 @@ class Driver:
         self.sim.dismiss_review(full_name, number, review_id, message, login)
         await self.sim.wait_for_webhooks()
 
+    async def request_review(self, login: str, full_name: str, number: int, reviewer: str) -> None:
+        """Ask ``reviewer`` for a review, as ``login``."""
+        self.sim.request_review(full_name, number, reviewer, login)
+        await self.sim.wait_for_webhooks()
+
     async def comment(self, login: str, full_name: str, number: int, body: str) -> int:
         """Post an issue comment on a PR; return the comment id."""
         c = await self.api(
@@ -390,3 +409,36 @@ class Driver:
             for r in sorted(self.sim.world.runs.values(), key=lambda r: r.id)
             if r.repo == full_name and r.head_sha == pr.head_sha
         ]
+
+    def conversation(self, full_name: str, number: int) -> str:
+        """The PR as its page would show it, as plain text: reviews, comments and checks in order."""
+        pr = self.sim.pull(full_name, number)
+        state = "merged" if pr.merged else pr.state
+        lines = [
+            f"#{number} {pr.title}  [{state}]  {pr.user} wants to merge {pr.head_ref} into {pr.base_ref}"
+        ]
+        items: list[tuple[str, int, str]] = []
+        for c in self.sim.world.comments.values():
+            if c.repo == full_name and c.issue_number == number:
+                items.append((c.created_at, c.id, f"--- {c.user} commented:\n{c.body.strip()}"))
+        for r in pr.reviews:
+            text = f"--- {r.user} reviewed ({r.state.lower().replace('_', ' ')}) at {r.commit_id[:7]}"
+            items.append((r.submitted_at, r.id, text + (f":\n{r.body.strip()}" if r.body else "")))
+        lines += [text for _, _, text in sorted(items)]
+        for run in self.check_runs(full_name, number):
+            mark = {"success": "✔", "failure": "✘", "neutral": "○"}.get(run["conclusion"] or "", "…")
+            title = f" — {run['title']}" if run["title"] else ""
+            lines.append(f"[{mark}] {run['name']}: {run['conclusion'] or run['status']}{title}")
+            for a in run["annotations"]:
+                where = f"{a.get('path')}:{a.get('start_line')}"
+                lines.append(f"      {where} {a.get('annotation_level')}: {a.get('message')}")
+        return "\n".join(lines) + "\n"
+
+
+def _read_tree(root: Path) -> dict[str, str | None]:
+    """Every file under ``root`` (outside ``.git``) by relative path."""
+    return {
+        str(p.relative_to(root)): p.read_text(encoding="utf-8")
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }

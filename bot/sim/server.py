@@ -346,6 +346,27 @@ class Simulator:
         )
         return review
 
+    def request_review(self, full_name: str, number: int, reviewer: str, by: str) -> None:
+        """Ask ``reviewer`` to review (the route is not in the subset); sends ``review_requested``."""
+        pr = self.pull(full_name, number)
+        if reviewer not in pr.requested_reviewers:
+            pr.requested_reviewers.append(reviewer)
+        self._send(
+            "pull_request",
+            {
+                "action": "review_requested",
+                "number": number,
+                "requested_reviewer": self.views.user(reviewer),
+                "pull_request": self.views.pull(pr),
+            },
+            self.world.repos[full_name],
+            sender=by,
+        )
+
+    def set_webhook_url(self, url: str | None) -> None:
+        """Point the App's webhook at ``url`` (for a bot started after the simulator)."""
+        self.world.webhook_url = url
+
     def add_fault(self, rule: FaultRule) -> FaultRule:
         return self.faults.add(rule)
 
@@ -459,6 +480,17 @@ class Simulator:
             log.warning("git failed while answering %s %s: %s", request.method, path, exc)
             answer = Answer(
                 422, {"message": "Git operation failed", "documentation_url": DOCS, "status": "422"}
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            # a simulator bug must still answer like a server, and say where to look
+            log.exception("simulator error on %s %s", request.method, path)
+            answer = Answer(
+                500,
+                {
+                    "message": f"Simulator error: {type(exc).__name__}",
+                    "documentation_url": DOCS,
+                    "status": "500",
+                },
             )
         self._log(request, route, answer.status, actor, fault.kind if fault else None)
         return self._respond(answer, actor)

@@ -1,0 +1,61 @@
+"""The driver as the demo and end-to-end tests use it: a directory pushed, a PR played, its conversation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.sim import Driver, Simulator
+from bot.sim.schemas import WebhookSchemas
+
+from .conftest import Receiver
+
+
+async def test_push_dir_review_request_and_conversation(
+    world: Driver, sim: Simulator, tmp_path: Path, receiver: Receiver, hook_schemas: WebhookSchemas
+) -> None:
+    fleet = tmp_path / "fleet"
+    (fleet / "clusters" / "dev").mkdir(parents=True)
+    (fleet / "clusters" / "dev" / "cluster.yaml").write_text("name: dev\n")
+    (fleet / "README.md").write_text("# the fleet\n")
+    sha = await world.push_dir("alice", "acme/fleet", "add-dev", fleet, message="Add dev cluster")
+    n = await world.open_pr("alice", "acme/fleet", "add-dev", title="Add dev cluster")
+    await world.request_review("alice", "acme/fleet", n, "bob")
+    await world.comment("bob", "acme/fleet", n, "/diff")
+    await world.approve("bob", "acme/fleet", n, "ship it")
+    inst = sim.world.installation_for("acme")
+    assert inst is not None
+    world.people["bot"] = type(world.people["alice"])("bot", sim.installation_token(inst.id).value, "", "bot")
+    await world.api(
+        "bot",
+        "POST",
+        "/repos/acme/fleet/check-runs",
+        {
+            "name": "gitops-bot",
+            "head_sha": sha,
+            "conclusion": "failure",
+            "output": {
+                "title": "1 problem",
+                "summary": "s",
+                "annotations": [
+                    {
+                        "path": "clusters/dev/cluster.yaml",
+                        "start_line": 1,
+                        "end_line": 1,
+                        "annotation_level": "failure",
+                        "message": "version missing",
+                    }
+                ],
+            },
+        },
+    )
+    text = world.conversation("acme/fleet", n)
+    assert text.splitlines()[0] == "#1 Add dev cluster  [open]  alice wants to merge add-dev into main"
+    assert "--- bob commented:\n/diff" in text
+    assert "--- bob reviewed (approved) at " + sha[:7] + ":\nship it" in text
+    assert "[✘] gitops-bot: failure — 1 problem" in text
+    assert "clusters/dev/cluster.yaml:1 failure: version missing" in text
+    requested = receiver.of("pull_request", "review_requested")
+    assert requested and requested[0]["requested_reviewer"]["login"] == "bob"
+    assert hook_schemas.errors("pull_request", "review_requested", requested[0]) == []
+    files = await world.api("alice", "GET", f"/repos/acme/fleet/pulls/{n}/files")
+    assert {f["filename"] for f in files} == {"clusters/dev/cluster.yaml", "README.md"}
