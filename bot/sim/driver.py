@@ -222,14 +222,17 @@ class Driver:
             if start in existing:
                 self._run(work, "fetch", "-q", "origin", f"refs/heads/{start}")
                 self._run(work, "reset", "-q", "--hard", "FETCH_HEAD")
+            removed = [path for path, text in files.items() if text is None]
             for path, text in files.items():
-                target = work / path
-                if text is None:
-                    self._run(work, "rm", "-q", "--", path)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text)
-                self._run(work, "add", "--", path)
+                if text is not None:
+                    target = work / path
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(text)
+            if removed:
+                self._run(work, "rm", "-q", "--", *removed)
+            written = [path for path, text in files.items() if text is not None]
+            if written:
+                self._run(work, "add", "--", *written)
             env = dict(GIT_ENV)
             email = committer_email or person.email
             env.update(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bot.git.files import GIT_ENV, GitError, git
 
 ZERO = "0" * 40
+T = TypeVar("T")
 
 
 def init_bare(path: Path, default_branch: str) -> None:
@@ -123,14 +128,39 @@ def commit_info(path: Path, sha: str) -> CommitInfo:
     return CommitInfo(full, tree, parents, author, committer, message, signature, payload)
 
 
+_PAIR_CACHE: dict[tuple[str, Path, str, str], Any] = {}
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def _cached(kind: str, path: Path, a: str, b: str, compute: Callable[[], T]) -> T:
+    """Memoise a fact about two commits: it never changes when both are full shas."""
+    if not (_SHA.fullmatch(a) and _SHA.fullmatch(b)):
+        return compute()
+    key = (kind, path, a, b)
+    if key not in _PAIR_CACHE:
+        if len(_PAIR_CACHE) > 4096:
+            _PAIR_CACHE.clear()
+        _PAIR_CACHE[key] = compute()
+    result: T = copy.deepcopy(_PAIR_CACHE[key])
+    return result
+
+
 def rev_list(path: Path, base: str, head: str) -> list[str]:
     """Commits reachable from ``head`` but not ``base``, oldest first."""
+    return _cached("rev-list", path, base, head, lambda: _rev_list(path, base, head))
+
+
+def _rev_list(path: Path, base: str, head: str) -> list[str]:
     out = git(path, "rev-list", "--reverse", "--topo-order", f"{base}..{head}").decode()
     return out.split()
 
 
 def changed_files(path: Path, base: str, head: str) -> list[dict[str, object]]:
     """Per-file changes between two commits: filename, status, additions, deletions, patch."""
+    return _cached("diff", path, base, head, lambda: _changed_files(path, base, head))
+
+
+def _changed_files(path: Path, base: str, head: str) -> list[dict[str, object]]:
     numstat = git(path, "diff", "--numstat", "-z", "--no-renames", base, head).decode(errors="replace")
     status = git(path, "diff", "--name-status", "-z", "--no-renames", base, head).decode(errors="replace")
     st_parts = [p for p in status.split("\0") if p]
@@ -138,14 +168,18 @@ def changed_files(path: Path, base: str, head: str) -> list[dict[str, object]]:
     statuses = {
         st_parts[i + 1]: kinds.get(st_parts[i][0], "modified") for i in range(0, len(st_parts) - 1, 2)
     }
+    whole = git(path, "diff", "--no-renames", base, head).decode(errors="replace")
+    patches = ["diff --git " + chunk for chunk in whole.split("\ndiff --git ")]
+    if patches:
+        patches[0] = patches[0].removeprefix("diff --git ")
     files: list[dict[str, object]] = []
-    for entry in numstat.split("\0"):
-        if not entry:
-            continue
+    entries = [e for e in numstat.split("\0") if e]
+    for index, entry in enumerate(entries):
         add, dele, name = entry.split("\t", 2)
         adds = int(add) if add.isdigit() else 0
         dels = int(dele) if dele.isdigit() else 0
-        patch = git(path, "diff", "--no-renames", base, head, "--", name).decode(errors="replace")
+        # ``git diff`` lists files in the same order as ``--numstat``
+        patch = patches[index] if index < len(patches) else ""
         hunk = patch.find("\n@@")
         files.append(
             {
@@ -154,7 +188,7 @@ def changed_files(path: Path, base: str, head: str) -> list[dict[str, object]]:
                 "additions": adds,
                 "deletions": dels,
                 "changes": adds + dels,
-                "patch": patch[hunk + 1 :] if hunk >= 0 else "",
+                "patch": patch[hunk + 1 :].rstrip("\n") + "\n" if hunk >= 0 else "",
             }
         )
     return files
@@ -167,6 +201,10 @@ def merge_base(path: Path, a: str, b: str) -> str | None:
 
 def merge_tree(path: Path, ours: str, theirs: str) -> str | None:
     """The tree of merging ``theirs`` into ``ours``, or None on a conflict."""
+    return _cached("merge-tree", path, ours, theirs, lambda: _merge_tree(path, ours, theirs))
+
+
+def _merge_tree(path: Path, ours: str, theirs: str) -> str | None:
     proc = subprocess.run(
         ["git", f"--git-dir={path}", "merge-tree", "--write-tree", "--no-messages", ours, theirs],
         capture_output=True,
