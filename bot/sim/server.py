@@ -97,6 +97,7 @@ class Actor:
     login: str | None = None
     installation_id: int | None = None
     token: str | None = None
+    repositories: frozenset[str] | None = None  # an installation token's repository limit
 
 
 @dataclass
@@ -312,10 +313,11 @@ class Simulator:
         self.world.tokens[value] = Token(value, "user", login, time.time() + (ttl or 10 * 365 * 86400))
         return value
 
-    def installation_token(self, installation_id: int) -> Token:
-        """Issue an installation token directly (tests that skip the JWT flow)."""
+    def installation_token(self, installation_id: int, repositories: list[str] | None = None) -> Token:
+        """Issue an installation token directly (tests that skip the JWT flow), optionally for some repos."""
         value = "ghs_" + secrets.token_hex(18)
-        token = Token(value, "installation", str(installation_id), time.time() + self.token_ttl)
+        limit = frozenset(repositories) if repositories else None
+        token = Token(value, "installation", str(installation_id), time.time() + self.token_ttl, limit)
         self.world.tokens[value] = token
         return token
 
@@ -645,7 +647,7 @@ class Simulator:
             inst_id = int(token.subject)
             if inst_id not in self.world.installations:
                 raise ApiError(401, "Bad credentials")
-            return Actor("installation", self.bot_login, inst_id, value)
+            return Actor("installation", self.bot_login, inst_id, value, token.repositories)
         return Actor("user", token.subject, None, value)
 
     def _verify_jwt(self, value: str) -> None:
@@ -683,6 +685,8 @@ class Simulator:
         if actor.kind == "installation":
             inst = self.world.installations.get(actor.installation_id or 0)
             if inst is None or inst.account != repo.owner:
+                raise _not_found()
+            if actor.repositories is not None and repo.name not in actor.repositories:
                 raise _not_found()
             return repo
         if actor.kind == "user" and actor.login:
@@ -738,6 +742,7 @@ class Simulator:
         if token.kind == "installation":
             inst = self.world.installations.get(int(token.subject))
             allowed = inst is not None and inst.account == repo.owner
+            allowed = allowed and (token.repositories is None or repo.name in token.repositories)
             login = self.bot_login
         else:
             login = token.subject
@@ -959,10 +964,18 @@ class Simulator:
         )
         if inst is None:
             raise _not_found()
-        token = self.installation_token(inst.id)
         repos = [r for r in self.world.repos.values() if r.owner == inst.account]
-        if b and b.get("repositories"):
-            repos = [r for r in repos if r.name in b["repositories"]]
+        wanted = (b or {}).get("repositories")
+        if wanted:
+            unknown = sorted(set(wanted) - {r.name for r in repos})
+            if unknown:
+                raise ApiError(
+                    422,
+                    f"There is at least one repository that does not exist or is not "
+                    f"accessible to the parent installation: {', '.join(unknown)}",
+                )
+            repos = [r for r in repos if r.name in wanted]
+        token = self.installation_token(inst.id, wanted)
         return Answer(
             201,
             {
@@ -986,7 +999,10 @@ class Simulator:
     async def op_apps__list_webhook_deliveries(
         self, req: web.Request, p: dict[str, str], b: Any, a: Actor
     ) -> Answer:
-        per_page = min(max(int(req.query.get("per_page", "30") or 30), 1), 100)
+        try:
+            per_page = min(max(int(req.query.get("per_page") or 30), 1), 100)
+        except ValueError as exc:
+            raise ApiError(422, "Invalid request.\n\nper_page must be an integer.") from exc
         cursor = req.query.get("cursor")
         items = sorted(self.world.deliveries, key=lambda d: d.id, reverse=True)
         if cursor:

@@ -192,6 +192,7 @@ class Token:
     kind: str  # "installation" | "user"
     subject: str  # installation id (as text) or user login
     expires_at: float
+    repositories: frozenset[str] | None = None  # repo names an installation token is limited to
 
     def expired(self) -> bool:
         return time.time() >= self.expires_at

@@ -143,3 +143,17 @@ async def test_pr_head_ref_follows_pushes(world: Driver, sim: Simulator) -> None
     second = await world.push("alice", "acme/fleet", "feat", {"a.txt": "2\n"})
     assert rev_parse(repo.path, f"refs/pull/{n}/head") == second
     assert sim.pull("acme/fleet", n).head_sha == second
+
+
+async def test_installation_token_limited_to_repositories(world: Driver, sim: Simulator, api: Api) -> None:
+    world.repo("acme/other")
+    inst = sim.world.installation_for("acme")
+    assert inst is not None
+    url = f"/app/installations/{inst.id}/access_tokens"
+    _, body, _ = await api.call(sim.app_jwt(), "POST", url, {"repositories": ["fleet"]}, expect=201)
+    assert [r["name"] for r in body["repositories"]] == ["fleet"]
+    assert body["repository_selection"] == "selected"
+    assert (await api.call(body["token"], "GET", "/repos/acme/fleet"))[0] == 200
+    assert (await api.call(body["token"], "GET", "/repos/acme/other"))[0] == 404
+    status, err, _ = await api.call(sim.app_jwt(), "POST", url, {"repositories": ["nope"]})
+    assert status == 422 and "nope" in err["message"]

@@ -216,3 +216,16 @@ async def test_primary_rate_limit_answers_403_when_spent(world: Driver, sim: Sim
     assert status == 403 and body["message"].startswith("API rate limit exceeded")
     _, limits, _ = await api.call(token, "GET", "/rate_limit", expect=200)
     assert limits["rate"]["remaining"] <= 0 and limits["rate"]["reset"] > 0
+
+
+async def test_failing_receiver_is_recorded(
+    world: Driver, sim: Simulator, api: Api, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    n = await _pr(world, "failing", {"f.txt": "f"})
+    await world.comment("bob", "acme/fleet", n, "hello")
+    _, items, _ = await api.call(sim.app_jwt(), "GET", "/app/hook/deliveries?per_page=1", expect=200)
+    assert items[0]["event"] == "issue_comment"
+    assert (items[0]["status_code"], items[0]["status"]) == (500, "Invalid HTTP Response: 500")
+    status, _, _ = await api.call(sim.app_jwt(), "GET", "/app/hook/deliveries?per_page=lots")
+    assert status == 422
