@@ -52,6 +52,7 @@ class Driver:
         self.sim = sim
         self._tmp = tempfile.TemporaryDirectory(prefix="sim-driver-") if workdir is None else None
         self.workdir = Path(workdir) if workdir else Path(self._tmp.name)  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.people: dict[str, Person] = {}
         self._session: aiohttp.ClientSession | None = None
 
