@@ -1,0 +1,1 @@
+"""Governance: commit signatures, CODEOWNERS and approval rules (pure; local tools only, no network)."""

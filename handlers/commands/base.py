@@ -1,0 +1,171 @@
+"""What every command runner gets and returns, and the GitHub helpers runners share."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import gidgethub
+import gidgethub.abc
+
+from bot.context import HandlerContext
+from bot.domain.commands import Command
+from bot.domain.labels import PROMOTION_LABEL
+
+log = logging.getLogger(__name__)
+
+PROMOTION_BRANCH_PREFIX = "gitops-bot/promote/"
+_TOKEN_RE = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{10,}|github_pat_[A-Za-z0-9_]{10,})")
+
+
+def is_promotion_pr(pr: Mapping[str, Any]) -> bool:
+    """True for a promotion PR opened by the bot (label or branch name)."""
+    labels = {label.get("name") for label in pr.get("labels") or []}
+    head_ref = str((pr.get("head") or {}).get("ref") or "")
+    return PROMOTION_LABEL in labels or head_ref.startswith(PROMOTION_BRANCH_PREFIX)
+
+
+def redact(text: str, limit: int = 300) -> str:
+    """Flatten an error message, cut it to ``limit`` characters and blank out GitHub tokens."""
+    return _TOKEN_RE.sub("[redacted]", " ".join(text.split()))[:limit]
+
+
+@dataclass
+class Invocation:
+    """One command to run: where, on which pull request, by whom, with which config."""
+
+    repo: str
+    pr: dict[str, Any]
+    command: Command
+    user: str
+    comment_id: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def number(self) -> int:
+        """The pull request number."""
+        return int(self.pr["number"])
+
+    @property
+    def is_promotion_pr(self) -> bool:
+        """True for a promotion PR opened by the bot."""
+        return is_promotion_pr(self.pr)
+
+
+@dataclass
+class CommandResult:
+    """What a runner did: ``message`` (safe markdown) is posted as a reply; None means reaction only."""
+
+    ok: bool
+    message: str | None = None
+    url: str | None = None
+
+
+Runner = Callable[[gidgethub.abc.GitHubAPI, HandlerContext, Invocation], Awaitable[CommandResult]]
+
+
+def optional_api(module_name: str, attribute: str) -> Callable[..., Any] | None:
+    """Import ``module_name.attribute`` lazily; None when that part of the bot is not installed.
+
+    A module that exists but fails to import for another reason still raises: that is a bug.
+    """
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            return None
+        raise
+    found = getattr(module, attribute, None)
+    return found if callable(found) else None
+
+
+def unavailable(what: str) -> CommandResult:
+    """Say that a part of the bot this command needs is not deployed."""
+    return CommandResult(
+        ok=False,
+        message=f"{what} is not available in this deployment of gitops-bot, so nothing was done. "
+        "Ask the bot's operators to enable it.",
+    )
+
+
+def repo_path(repo: str) -> str:
+    """Return ``/repos/{owner}/{name}`` for ``owner/name``."""
+    owner, _, name = repo.partition("/")
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+async def find_comment(
+    gh: gidgethub.abc.GitHubAPI, repo: str, number: int, marker: str, *, since: str | None = None
+) -> dict[str, Any] | None:
+    """Return the first issue comment whose body contains ``marker`` (written at or after ``since``)."""
+    url = f"{repo_path(repo)}/issues/{number}/comments?per_page=100"
+    if since:
+        url += f"&since={quote(since, safe='')}"
+    async for comment in gh.getiter(url):
+        if marker in (comment.get("body") or ""):
+            return dict(comment)
+    return None
+
+
+async def evaluate_if_promotion(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> str:
+    """Re-evaluate the gates when ``inv`` is a promotion PR; return a sentence about it (or "")."""
+    if not inv.is_promotion_pr:
+        return ""
+    evaluate = optional_api("handlers.promotion", "evaluate_promotion")
+    if evaluate is None:
+        return ""
+    outcome = await evaluate(gh, ctx, repo=inv.repo, promotion_pr=inv.number)
+    return f"\n\nPromotion gates: {outcome.message}"
+
+
+async def remove_label(gh: gidgethub.abc.GitHubAPI, repo: str, number: int, label: str) -> bool:
+    """Remove ``label`` from an issue or PR; return False when it was not there."""
+    try:
+        await gh.delete(f"{repo_path(repo)}/issues/{number}/labels/{quote(label, safe='')}")
+    except gidgethub.BadRequest as exc:
+        if exc.status_code == 404:
+            return False
+        raise
+    return True
+
+
+async def rerun_checks(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation
+) -> CommandResult | None:
+    """Run the pull-request checks again; a CommandResult when that could not happen, else None."""
+    if inv.pr.get("state") != "open":
+        return CommandResult(
+            ok=False,
+            message="This PR is closed, so there is nothing to check again. "
+            "Comment on an open PR, or use `/promote` or `/rollback` on a merged one.",
+        )
+    run_pr_checks = optional_api("handlers.pull_request", "run_pr_checks")
+    if run_pr_checks is None:
+        return unavailable("Running the PR checks")
+    await run_pr_checks(gh, ctx, repo=inv.repo, pr=inv.pr)
+    return None
+
+
+def short_sha(pr: dict[str, Any]) -> str:
+    """Return the PR head commit as inline code (7 characters)."""
+    return f"`{str((pr.get('head') or {}).get('sha') or '')[:7]}`"
+
+
+async def in_flight_promotions(gh: gidgethub.abc.GitHubAPI, repo: str, number: int) -> list[dict[str, Any]]:
+    """Return the open promotion PRs carrying merged PR ``number`` ("Promote #<number> to <env>: ...")."""
+    prefix = f"Promote #{number} to "
+    found = []
+    async for pr in gh.getiter(f"{repo_path(repo)}/pulls?state=open&per_page=100"):
+        if is_promotion_pr(pr) and str(pr.get("title") or "").startswith(prefix):
+            found.append(dict(pr))
+    return found
+
+
+def is_merged(pr: Mapping[str, Any]) -> bool:
+    """True when the pull request has been merged."""
+    return bool(pr.get("merged") or pr.get("merged_at"))

@@ -1,0 +1,23 @@
+"""``/diff``: render the PR again and refresh the sticky diff comment."""
+
+from __future__ import annotations
+
+import gidgethub.abc
+
+from bot.context import HandlerContext
+from bot.domain.labels import STICKY_MARKER
+from handlers.commands.base import CommandResult, Invocation, find_comment, rerun_checks, short_sha
+
+
+async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> CommandResult:
+    """Re-run the checks (which re-render the diff) and link the diff comment."""
+    refused = await rerun_checks(gh, ctx, inv)
+    if refused is not None:
+        return refused
+    sticky = await find_comment(gh, inv.repo, inv.number, STICKY_MARKER)
+    where = (
+        f"[the diff comment]({sticky['html_url']})"
+        if sticky and sticky.get("html_url")
+        else "the diff comment"
+    )
+    return CommandResult(ok=True, message=f"Rendered {short_sha(inv.pr)} again; {where} is up to date.")

@@ -1,0 +1,14 @@
+"""``/help``: post the table of commands."""
+
+from __future__ import annotations
+
+import gidgethub.abc
+
+from bot.context import HandlerContext
+from bot.domain.help import HELP
+from handlers.commands.base import CommandResult, Invocation
+
+
+async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> CommandResult:
+    """Return the help table."""
+    return CommandResult(ok=True, message=HELP)

@@ -1,0 +1,35 @@
+"""``/unhold``: remove the hold label (from a merged PR's in-flight promotions too)."""
+
+from __future__ import annotations
+
+import gidgethub.abc
+
+from bot.context import HandlerContext
+from bot.domain.labels import HOLD_LABEL
+from handlers.commands.base import (
+    CommandResult,
+    Invocation,
+    evaluate_if_promotion,
+    in_flight_promotions,
+    is_merged,
+    optional_api,
+    remove_label,
+)
+
+
+async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> CommandResult:
+    """Remove the hold label; not being on hold is fine and said so."""
+    removed = await remove_label(gh, inv.repo, inv.number, HOLD_LABEL)
+    released: list[int] = []
+    if is_merged(inv.pr):
+        evaluate = optional_api("handlers.promotion", "evaluate_promotion")
+        for pr in await in_flight_promotions(gh, inv.repo, inv.number):
+            if await remove_label(gh, inv.repo, int(pr["number"]), HOLD_LABEL):
+                released.append(int(pr["number"]))
+                if evaluate is not None:
+                    await evaluate(gh, ctx, repo=inv.repo, promotion_pr=int(pr["number"]))
+    gates = await evaluate_if_promotion(gh, ctx, inv)
+    also = f" Also released its promotion {', '.join(f'#{n}' for n in released)}." if released else ""
+    if not removed and not released:
+        return CommandResult(ok=True, message=f"This PR was not on hold; nothing to release.{gates}")
+    return CommandResult(ok=True, message=f"Hold released (label `{HOLD_LABEL}` removed).{also}{gates}")

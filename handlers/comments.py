@@ -1,0 +1,235 @@
+"""Slash commands in pull-request comments (``issue_comment`` created and edited).
+
+Flow: parse (pure) → 👀 on receipt → read the PR and the ``commands`` config from its base
+branch → permission check → run the command's runner → reply (one reply per command comment,
+updated in place when the same delivery runs twice) and a reaction with the outcome:
+``+1`` done, ``-1`` refused or failed, ``confused`` for usage errors and runner crashes.
+
+An edited comment runs again only when its parsed command differs from the one before the edit.
+Comments on issues (not pull requests) and the bot's own comments are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import gidgethub
+import gidgethub.abc
+import gidgethub.routing
+import gidgethub.sansio
+
+from bot.context import HandlerContext
+from bot.domain.commands import Command, Ignore, Outcome, Reply, code, parse_comment
+from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.help import COMMANDS
+from handlers.commands import RUNNERS, CommandResult, Invocation
+from handlers.commands.base import find_comment, redact, repo_path
+
+log = logging.getLogger(__name__)
+
+router = gidgethub.routing.Router()
+
+ALLOWED_ROLES = frozenset({"admin", "maintain", "write"})
+MAX_REPLY_CHARS = 60_000
+"""GitHub refuses comments over 65,536 characters; longer answers are cut with a note."""
+REPLY_MARKER = "<!-- gitops-bot:command-reply {comment_id} -->"
+
+
+@router.register("issue_comment", action="created")
+@router.register("issue_comment", action="edited")
+async def on_issue_comment(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """Route a PR comment to :func:`handle_comment`."""
+    await handle_comment(event.data, gh, ctx)
+
+
+def outcome_of(data: dict[str, Any], ctx: HandlerContext, *, enabled: list[str] | None = None) -> Outcome:
+    """Parse the comment of an ``issue_comment`` payload; edits that keep the command are ignored."""
+    issue = data.get("issue") or {}
+    if "pull_request" not in issue:
+        return Ignore("comment on an issue, not a pull request")
+    comment = data.get("comment") or {}
+    sender = data.get("sender") or comment.get("user") or {}
+
+    def parse(body: str | None) -> Outcome:
+        return parse_comment(
+            body,
+            sender_login=str(sender.get("login") or ""),
+            sender_type=str(sender.get("type") or "User"),
+            bot_login=ctx.bot_login,
+            enabled=enabled,
+        )
+
+    outcome = parse(comment.get("body"))
+    if data.get("action") == "edited" and not isinstance(outcome, Ignore):
+        before = (data.get("changes") or {}).get("body")
+        if not isinstance(before, dict):
+            return Ignore("edit did not change the body")
+        if _same(parse(before.get("from")), outcome):
+            return Ignore("edit kept the same command")
+    return outcome
+
+
+def _same(before: Outcome, after: Outcome) -> bool:
+    if isinstance(before, Command) and isinstance(after, Command):
+        return (before.name, before.args) == (after.name, after.args)
+    return before == after
+
+
+async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
+    """Run the command in one ``issue_comment`` payload, if any (see the module docs)."""
+    if isinstance(outcome_of(data, ctx), Ignore):
+        return
+    repo = data["repository"]["full_name"]
+    comment = data["comment"]
+    comment_id = int(comment["id"])
+    user = str(data["sender"]["login"])
+    await react(gh, repo, comment_id, "eyes")
+
+    pr = await gh.getitem(f"{repo_path(repo)}/pulls/{int(data['issue']['number'])}")
+    config = await load_commands_config(gh, repo, pr)
+    outcome = outcome_of(data, ctx, enabled=config.get("enabled"))
+    if isinstance(outcome, Ignore):
+        return
+    if isinstance(outcome, Reply):
+        await reply(gh, repo, pr["number"], comment, user, outcome.raw, outcome.text)
+        await react(gh, repo, comment_id, "confused")
+        return
+
+    if COMMANDS[outcome.name].needs_write:
+        allowed, role = await may_command(gh, repo, user, config.get("allowed_teams") or [])
+        if not allowed:
+            await reply(gh, repo, pr["number"], comment, user, outcome.raw, denied_text(outcome, role))
+            await react(gh, repo, comment_id, "-1")
+            return
+
+    inv = Invocation(repo=repo, pr=pr, command=outcome, user=user, comment_id=comment_id, config=config)
+    reaction = "+1"
+    try:
+        result = await RUNNERS[outcome.name](gh, ctx, inv)
+        if not result.ok:
+            reaction = "-1"
+    except Exception as exc:
+        log.exception(
+            "command %s on %s#%s failed (delivery %s)", outcome.name, repo, pr["number"], ctx.delivery_id
+        )
+        result = CommandResult(ok=False, message=failure_text(exc, ctx.delivery_id))
+        reaction = "confused"
+    if result.message:
+        await reply(gh, repo, pr["number"], comment, user, outcome.raw, result.message)
+    await react(gh, repo, comment_id, reaction)
+
+
+async def react(gh: gidgethub.abc.GitHubAPI, repo: str, comment_id: int, content: str) -> None:
+    """Add a reaction to an issue comment (GitHub answers 200 for one that already exists)."""
+    await gh.post(f"{repo_path(repo)}/issues/comments/{comment_id}/reactions", data={"content": content})
+
+
+async def reply(
+    gh: gidgethub.abc.GitHubAPI,
+    repo: str,
+    number: int,
+    comment: dict[str, Any],
+    user: str,
+    raw: str,
+    text: str,
+) -> None:
+    """Post the answer to a command comment, or update the one already posted for it.
+
+    ``raw`` (the command as typed, may be "") is quoted after the mention of ``user``.
+    """
+    marker = REPLY_MARKER.format(comment_id=int(comment["id"]))
+    # a code span shows HTML literally and GitHub does not link mentions in it; the zero-width
+    # space after "@" makes sure nobody named in the command is pinged again
+    quoted = " " + code(raw.replace("@", "@\u200b")) if raw else ""
+    if len(text) > MAX_REPLY_CHARS:
+        text = text[:MAX_REPLY_CHARS] + "\n\n… (cut here: the full answer is longer than a comment may be)"
+    body = f"@{user}{quoted}\n\n{text}\n\n{marker}"
+    existing = await find_comment(gh, repo, number, marker, since=comment.get("created_at"))
+    if existing is None:
+        await gh.post(f"{repo_path(repo)}/issues/{number}/comments", data={"body": body})
+    elif existing.get("body") != body:
+        await gh.patch(f"{repo_path(repo)}/issues/comments/{int(existing['id'])}", data={"body": body})
+
+
+async def load_commands_config(gh: gidgethub.abc.GitHubAPI, repo: str, pr: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``commands`` section of the config on the PR's base branch (defaults when absent).
+
+    The tip of the base branch is read, not the PR's base commit, so a command just turned off
+    there is off for every open PR at once. A broken config file does not stop commands: its
+    errors are logged and the defaults apply (every command on, no extra teams); the PR checks
+    report the broken file.
+    """
+    base = pr.get("base") or {}
+    ref = str(base.get("ref") or base.get("sha") or "")
+    url = f"{repo_path(repo)}/contents/{quote(CONFIG_PATH)}?ref={quote(ref, safe='')}"
+    try:
+        item = await gh.getitem(url)
+    except gidgethub.BadRequest as exc:
+        if exc.status_code == 404:
+            return {}
+        raise
+    try:
+        text = base64.b64decode(item.get("content") or "").decode("utf-8")
+        return dict(parse_config(text).get("commands") or {})
+    except (ConfigError, ValueError) as exc:
+        log.warning("ignoring the commands config of %s at %s: %s", repo, ref[:12], exc)
+        return {}
+
+
+async def may_command(
+    gh: gidgethub.abc.GitHubAPI, repo: str, user: str, allowed_teams: list[str]
+) -> tuple[bool, str]:
+    """Return whether ``user`` may run commands here, and their repository role.
+
+    Allowed: role (or permission) admin, maintain or write, or active membership of one of
+    ``allowed_teams`` (``org/team-slug``). Not a collaborator means role ``none``.
+    """
+    try:
+        answer = await gh.getitem(f"{repo_path(repo)}/collaborators/{quote(user, safe='')}/permission")
+        role = str(answer.get("role_name") or answer.get("permission") or "none")
+        permission = str(answer.get("permission") or "none")
+    except gidgethub.BadRequest as exc:
+        if exc.status_code != 404:
+            raise
+        role = permission = "none"
+    if role in ALLOWED_ROLES or permission in {"admin", "write"}:
+        return True, role
+    for team in allowed_teams:
+        org, _, slug = team.partition("/")
+        try:
+            membership = await gh.getitem(
+                f"/orgs/{quote(org, safe='')}/teams/{quote(slug, safe='')}/memberships/{quote(user, safe='')}"
+            )
+        except gidgethub.BadRequest as exc:
+            if exc.status_code == 404:
+                continue
+            raise
+        if membership.get("state") == "active":
+            return True, f"member of {team}"
+    return False, role
+
+
+def denied_text(command: Command, role: str) -> str:
+    """Say politely why a command was refused and what to do."""
+    return (
+        f"Thanks! Only people with write, maintain or admin permission on this repository can run "
+        f"`/{command.name}` (your role here: *{role}*). Nothing was done. "
+        "Please ask a maintainer to run it for you."
+    )
+
+
+def failure_text(exc: BaseException, delivery_id: str) -> str:
+    """Describe a runner crash without leaking tokens, and say what to do."""
+    detail = redact(str(exc))
+    where = f" (delivery `{delivery_id}`)" if delivery_id else ""
+    return (
+        f"Something went wrong and the command did not finish: {code(f'{type(exc).__name__}: {detail}')}."
+        "\n\n"
+        "Commands are safe to repeat: try it again in a minute; if it keeps failing, "
+        f"ask the bot's operators to look at the logs{where}."
+    )

@@ -1,0 +1,338 @@
+"""Signed commits and approval rules on pull requests: check runs `gitops-bot/signatures` and `/approvals`.
+
+Thin glue: extract ids from the event, fetch facts (local git mirror for files, trees,
+config, CODEOWNERS and keys, all at the BASE revision; REST for reviews, commits'
+verification, memberships and permissions), decide with :mod:`bot.domain.governance`,
+then create or update the two check runs on the head sha.
+
+REST calls per event do not depend on the number of commits or reviews (up to 100 each,
+one page): 1 list of reviews, 1 list of commits (only with ``trust: github``), 1 list of
+check runs for the head, 2 writes; plus one membership lookup per (team, reviewer) pair
+that matters, cached in ``ctx.cache`` for the event, and one permission lookup per
+reviewer only when an applicable rule has ``min_permission``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gidgethub
+import gidgethub.abc
+import gidgethub.sansio
+from gidgethub import routing
+
+from bot.context import HandlerContext
+from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.governance import signatures as sig
+from bot.domain.governance.approvals import (
+    ApprovalFacts,
+    Lookups,
+    Review,
+    approvals_settings,
+    approvals_summary,
+    evaluate,
+    plan_lookups,
+)
+from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
+from bot.git.files import changed_paths, git, read_file_at
+
+log = logging.getLogger(__name__)
+router = routing.Router()
+
+SIGNATURES_CHECK = "gitops-bot/signatures"
+APPROVALS_CHECK = "gitops-bot/approvals"
+MAX_SUMMARY = 65_000  # GitHub's limit for output.summary is 65,535 characters
+PER_PAGE = 100
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRunResult:
+    """One check run to write: name, conclusion, title and markdown summary."""
+
+    name: str
+    conclusion: str
+    title: str
+    summary: str
+
+
+# --------------------------------------------------------------------------- check runs
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_SUMMARY:
+        return text
+    return text[: MAX_SUMMARY - 80] + "\n\n… (truncated: too long for a check run; see the bot logs)"
+
+
+async def write_check_runs(
+    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, results: Iterable[CheckRunResult]
+) -> None:
+    """Create each check run on ``head_sha``, or update the one that already exists (idempotent).
+
+    Lists the head's check runs once (one page of 100) and updates the newest run of each name.
+    """
+    listing = await gh.getitem(f"/repos/{repo}/commits/{head_sha}/check-runs?per_page={PER_PAGE}")
+    existing: dict[str, int] = {}
+    for run in listing.get("check_runs", []) if isinstance(listing, Mapping) else []:
+        if run.get("head_sha", head_sha) == head_sha:
+            name = str(run.get("name"))
+            existing[name] = max(existing.get(name, 0), int(run["id"]))
+    for result in results:
+        body: dict[str, Any] = {
+            "status": "completed",
+            "conclusion": result.conclusion,
+            "output": {"title": result.title[:255], "summary": _clip(result.summary)},
+        }
+        if result.name in existing:
+            await gh.patch(f"/repos/{repo}/check-runs/{existing[result.name]}", data=body)
+        else:
+            await gh.post(
+                f"/repos/{repo}/check-runs", data={"name": result.name, "head_sha": head_sha, **body}
+            )
+
+
+# --------------------------------------------------------------------------- facts
+
+
+async def _team_member(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, team: str, login: str, notes: list[str]
+) -> bool:
+    cache: dict[tuple[str, str], bool] = ctx.cache.setdefault("governance.team_members", {})
+    key = (team, login)
+    if key in cache:
+        return cache[key]
+    org, _, slug = team.partition("/")
+    try:
+        data = await gh.getitem(f"/orgs/{org}/teams/{slug}/memberships/{login}")
+        member = isinstance(data, Mapping) and data.get("state") == "active"
+    except gidgethub.BadRequest as exc:
+        if exc.status_code.value == 403:
+            notes.append(
+                f"The app cannot read the members of @{team} (HTTP 403); grant it the organization "
+                "permission *Members: read*."
+            )
+        elif exc.status_code.value != 404:
+            raise
+        member = False
+    cache[key] = member
+    return member
+
+
+async def _permission(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, login: str) -> str:
+    cache: dict[tuple[str, str], str] = ctx.cache.setdefault("governance.permissions", {})
+    if (repo, login) not in cache:
+        try:
+            data = await gh.getitem(f"/repos/{repo}/collaborators/{login}/permission")
+            perm = str(data.get("role_name") or data.get("permission") or "none")
+        except gidgethub.BadRequest as exc:
+            if exc.status_code.value != 404:
+                raise
+            perm = "none"
+        cache[(repo, login)] = perm
+    return cache[(repo, login)]
+
+
+def _trees(git_dir: Path, shas: Iterable[str]) -> dict[str, str]:
+    """Resolve commit shas to their tree shas in one ``git cat-file --batch-check`` (missing: absent)."""
+    wanted = sorted({s for s in shas if _SHA.fullmatch(s)})
+    if not wanted:
+        return {}
+    out = git(git_dir, "cat-file", "--batch-check", input="".join(f"{s}^{{tree}}\n" for s in wanted).encode())
+    trees = {}
+    for sha, line in zip(wanted, out.decode().splitlines(), strict=False):
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == "tree":
+            trees[sha] = parts[0]
+    return trees
+
+
+def _reviews(items: Iterable[Mapping[str, Any]]) -> tuple[Review, ...]:
+    out = []
+    for item in items:
+        user = item.get("user") or {}
+        if not user.get("login"):
+            continue  # deleted account ("ghost"): cannot count
+        out.append(
+            Review(
+                user=str(user["login"]),
+                state=str(item.get("state", "")),
+                commit_id=str(item.get("commit_id") or ""),
+                submitted_at=str(item.get("submitted_at") or ""),
+                id=int(item.get("id") or 0),
+            )
+        )
+    return tuple(out)
+
+
+def _codeowners(git_dir: Path, base_sha: str) -> CodeOwners | None:
+    return find_codeowners((p, read_file_at(git_dir, base_sha, p)) for p in LOCATIONS)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _config_failure(exc: ConfigError, base_ref: str) -> list[CheckRunResult]:
+    lines = [
+        f"`{CONFIG_PATH}` on the base branch `{base_ref}` is not valid, so signatures and approvals "
+        "cannot be evaluated. Fix it on the base branch (a pull request cannot change its own rules).",
+        "",
+        "| Where | Problem | What to do |",
+        "|---|---|---|",
+    ]
+    for f in exc.findings:
+        lines.append(f"| `{f.path}:{f.line}` | {f.message.replace('|', '/')} | {f.hint.replace('|', '/')} |")
+    text = "\n".join(lines)
+    title = "Invalid configuration on the base branch"
+    return [
+        CheckRunResult(SIGNATURES_CHECK, "failure", title, text),
+        CheckRunResult(APPROVALS_CHECK, "failure", title, text),
+    ]
+
+
+async def _signatures(
+    gh: gidgethub.abc.GitHubAPI,
+    repo: str,
+    number: int,
+    git_dir: Path,
+    base_sha: str,
+    head_sha: str,
+    config: Mapping[str, Any],
+) -> CheckRunResult:
+    if "signatures" not in config:
+        return CheckRunResult(
+            SIGNATURES_CHECK,
+            "success",
+            "No signature policy configured",
+            f"Add a `signatures` section to `{CONFIG_PATH}` on the base branch to require signed commits.",
+        )
+    settings = sig.signature_settings(config)
+    if settings["trust"] == "keys":
+
+        def run() -> list[sig.CommitVerdict]:
+            with tempfile.TemporaryDirectory(prefix="gitops-bot-trust-") as tmp:
+                root = sig.materialise_trust_root(git_dir, base_sha, config, Path(tmp))
+                return sig.verify_range(git_dir, base_sha, head_sha, config, trust_root=root)
+
+        try:
+            verdicts = await asyncio.to_thread(run)
+        except sig.TrustRootError as exc:
+            return CheckRunResult(
+                SIGNATURES_CHECK,
+                "failure",
+                "Signature keys cannot be read",
+                f"`signatures` in `{CONFIG_PATH}`: {exc}. Point `allowed_signers` and `gpg_keys` at paths "
+                "inside the repository.",
+            )
+    else:
+        commits = [c async for c in gh.getiter(f"/repos/{repo}/pulls/{number}/commits?per_page={PER_PAGE}")]
+        paths_by_sha = None
+        if settings.get("overrides"):
+            shas = [str(c.get("sha")) for c in commits]
+            paths_by_sha = await asyncio.to_thread(lambda: {s: sig.commit_paths(git_dir, s) for s in shas})
+        verdicts = sig.github_verdicts(commits, config, paths_by_sha)
+    title, text = sig.signatures_summary(verdicts, settings)
+    conclusion = "success" if all(v.ok for v in verdicts) else "failure"
+    return CheckRunResult(SIGNATURES_CHECK, conclusion, title, text)
+
+
+async def _approvals(
+    gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
+    repo: str,
+    pr: Mapping[str, Any],
+    git_dir: Path,
+    config: Mapping[str, Any],
+) -> CheckRunResult:
+    number = int(pr["number"])
+    head_sha = str(pr["head"]["sha"])
+    base_sha = str(pr["base"]["sha"])
+    base_ref = str(pr["base"]["ref"])
+    settings = approvals_settings(config)
+
+    def local() -> tuple[list[str], CodeOwners | None]:
+        codeowners = _codeowners(git_dir, base_sha) if settings["codeowners"] else None
+        return changed_paths(git_dir, base_sha, head_sha), codeowners
+
+    changed, codeowners = await asyncio.to_thread(local)
+    reviews = _reviews(
+        [r async for r in gh.getiter(f"/repos/{repo}/pulls/{number}/reviews?per_page={PER_PAGE}")]
+    )
+    trees = await asyncio.to_thread(_trees, git_dir, [head_sha, *(r.commit_id for r in reviews)])
+    plan: Lookups = plan_lookups(config, changed, base_ref, reviews, codeowners)
+    notes: list[str] = []
+    members: dict[str, frozenset[str]] = {}
+    for team in plan.teams:
+        found = [login for login in plan.reviewers if await _team_member(gh, ctx, team, login, notes)]
+        members[team] = frozenset(found)
+    permissions = {}
+    if plan.needs_permissions:
+        permissions = {login: await _permission(gh, ctx, repo, login) for login in plan.reviewers}
+    facts = ApprovalFacts(
+        author=str(pr["user"]["login"]),
+        head_sha=head_sha,
+        head_tree=trees.get(head_sha, ""),
+        base_ref=base_ref,
+        changed_paths=tuple(changed),
+        reviews=reviews,
+        trees=trees,
+        team_members=members,
+        permissions=permissions,
+        codeowners=codeowners,
+    )
+    result = evaluate(facts, config)
+    title, text = approvals_summary(result)
+    extra = list(dict.fromkeys(notes))
+    if codeowners is not None:
+        extra += [f"`{p.path}` line {p.line}: {p.message}. {p.hint}" for p in codeowners.problems]
+    if extra:
+        text += "\n\n**Warnings**\n\n" + "\n".join(f"- {n}" for n in extra)
+    return CheckRunResult(APPROVALS_CHECK, "success" if result.ok else "failure", title, text)
+
+
+async def evaluate_pull_request(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, pr: Mapping[str, Any]
+) -> list[CheckRunResult]:
+    """Evaluate signatures and approvals for one open pull request and write both check runs."""
+    number = int(pr["number"])
+    head_sha = str(pr["head"]["sha"])
+    base_sha = str(pr["base"]["sha"])
+    git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/pull/{number}/head"])
+    try:
+        text = await asyncio.to_thread(read_file_at, git_dir, base_sha, CONFIG_PATH)
+        config = parse_config(text)
+    except ConfigError as exc:
+        results = _config_failure(exc, str(pr["base"]["ref"]))
+    else:
+        results = [
+            await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config),
+            await _approvals(gh, ctx, repo, pr, git_dir, config),
+        ]
+    await write_check_runs(gh, repo, head_sha, results)
+    log.info(
+        "governance: %s#%s %s",
+        repo,
+        number,
+        ", ".join(f"{r.name}={r.conclusion}" for r in results),
+    )
+    return results
+
+
+async def _on_event(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
+    pr = event.data.get("pull_request") or {}
+    if not pr or pr.get("state") == "closed":
+        return
+    await evaluate_pull_request(gh, ctx, str(event.data["repository"]["full_name"]), pr)
+
+
+for _action in ("opened", "synchronize", "reopened", "edited"):
+    router.add(_on_event, "pull_request", action=_action)
+for _action in ("submitted", "edited", "dismissed"):
+    router.add(_on_event, "pull_request_review", action=_action)

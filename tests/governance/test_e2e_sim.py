@@ -1,0 +1,117 @@
+"""End to end on the simulator: a prod PR stays blocked until the right team approves.
+
+Skipped until the simulator (``bot.sim``) is on the branch. The handler runs against the
+simulator's REST API with an installation token, and reads git from a bare mirror fetched
+over the simulator's smart HTTP, exactly as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from gidgethub.aiohttp import GitHubAPI
+
+from bot.context import HandlerContext
+from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, evaluate_pull_request
+
+sim_server = pytest.importorskip("bot.sim.server")
+sim_driver = pytest.importorskip("bot.sim.driver")
+
+pytestmark = pytest.mark.slow
+GIT_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "GIT_TERMINAL_PROMPT": "0",
+    "HOME": "/nonexistent",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+REPO = "acme/fleet"
+CONFIG = """\
+version: 1
+signatures: {required: true, trust: keys}
+approvals:
+  rules:
+    - name: prod
+      paths: ["clusters/prod/**"]
+      require: {count: 1, teams: [acme/platform-team]}
+"""
+
+
+class SimMirrors:
+    """RepoAccess over the simulator: a bare mirror per repository, fetched on every call."""
+
+    def __init__(self, base_url: str, token: str, root: Path) -> None:
+        self.base_url, self.token, self.root = base_url, token, root
+
+    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
+        path = self.root / f"{full_name.replace('/', '__')}.git"
+        if not path.exists():
+            subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True, env=GIT_ENV)
+        url = self.base_url.replace("http://", f"http://x-access-token:{self.token}@") + f"/{full_name}.git"
+        specs = ["+refs/heads/*:refs/heads/*", *(f"+{r}:{r}" for r in refs)]
+        cmd = ["git", f"--git-dir={path}", "fetch", "-q", url, *specs]
+        await asyncio.to_thread(subprocess.run, cmd, check=True, env=GIT_ENV, capture_output=True)
+        return path
+
+    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
+        raise AssertionError("governance never pushes")
+
+
+async def test_prod_pr_needs_the_platform_team_and_goes_stale_on_push(tmp_path: Path) -> None:
+    async with (
+        sim_server.Simulator(tmp_path / "sim") as sim,
+        sim_driver.Driver(sim, tmp_path / "driver") as d,
+        aiohttp.ClientSession() as session,
+    ):
+        for login in ("alice", "pat", "mallory"):
+            d.user(login, email=f"{login}@example.com")
+        d.org("acme", members=["alice", "pat", "mallory"])
+        d.team("acme", "platform-team", members=["pat"])
+        d.repo(REPO, collaborators={"alice": "write", "pat": "write", "mallory": "write"})
+        installation = d.install("acme")
+        key = d.ssh_key("alice")
+        allowed = f"alice@example.com {' '.join(key.public.split()[:2])}\n"
+        files = {
+            ".github/gitops-bot.yml": CONFIG,
+            ".github/allowed_signers": allowed,
+            "clusters/prod/a.yaml": "x: 1\n",
+        }
+        await d.push("alice", REPO, "main", files)
+        await d.push("alice", REPO, "feature", {"clusters/prod/a.yaml": "x: 2\n"}, base="main", sign=key)
+        number = await d.open_pr("alice", REPO, "feature")
+        token = sim.installation_token(installation.id).value
+        gh = GitHubAPI(session, "gitops-bot-tests", oauth_token=token, base_url=sim.base_url)
+        mirrors = SimMirrors(sim.base_url, token, tmp_path / "mirrors")
+        rest_calls: list[int] = []
+
+        async def evaluate() -> dict[str, Any]:
+            pr = await gh.getitem(f"/repos/{REPO}/pulls/{number}")
+            mark = sim.requests.mark()
+            await evaluate_pull_request(gh, HandlerContext(repos=mirrors), REPO, pr)
+            rest_calls.append(
+                sum(
+                    1
+                    for e in sim.requests.since(mark)
+                    if not e.route.endswith((".git/info/refs", "upload-pack"))
+                )
+            )
+            return {r["name"]: r["conclusion"] for r in d.check_runs(REPO, number)}
+
+        assert await evaluate() == {SIGNATURES_CHECK: "success", APPROVALS_CHECK: "failure"}
+        await d.approve("mallory", REPO, number)  # not in the team
+        assert (await evaluate())[APPROVALS_CHECK] == "failure"
+        await d.approve("pat", REPO, number)
+        assert (await evaluate())[APPROVALS_CHECK] == "success"
+        await d.push("alice", REPO, "feature", {"clusters/prod/a.yaml": "x: 3\n"}, sign=key)
+        assert await evaluate() == {SIGNATURES_CHECK: "success", APPROVALS_CHECK: "failure"}
+        await d.approve("pat", REPO, number)
+        assert (await evaluate())[APPROVALS_CHECK] == "success"
+        await d.push("alice", REPO, "feature", {"clusters/prod/b.yaml": "y: 1\n"})  # unsigned
+        assert (await evaluate())[SIGNATURES_CHECK] == "failure"
+        # reviews + check-runs list + 2 writes, plus one membership lookup per reviewer
+        assert rest_calls == [4, 5, 6, 6, 6, 6]
