@@ -78,7 +78,6 @@ async def sim(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Simulator]:
 @pytest.fixture
 async def driver(sim: Simulator, tmp_path: Path) -> AsyncIterator[Driver]:
     d = Driver(sim, tmp_path / "driver")
-    (tmp_path / "driver").mkdir()
     yield d
     await d.close()
 
