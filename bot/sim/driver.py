@@ -349,6 +349,29 @@ class Driver:
         self.sim.request_review(full_name, number, reviewer, login)
         await self.sim.wait_for_webhooks()
 
+    async def rerun_check(self, login: str, full_name: str, number: int, name: str) -> None:
+        """Click "Re-run" on the PR's latest check run called ``name``."""
+        self.sim.rerequest_check_run(self._run_id(full_name, number, name), login)
+        await self.sim.wait_for_webhooks()
+
+    async def click_check_action(
+        self, login: str, full_name: str, number: int, name: str, identifier: str
+    ) -> None:
+        """Click the action button ``identifier`` of the PR's latest check run called ``name``."""
+        self.sim.request_check_action(self._run_id(full_name, number, name), identifier, login)
+        await self.sim.wait_for_webhooks()
+
+    def _run_id(self, full_name: str, number: int, name: str) -> int:
+        head = self.sim.pull(full_name, number).head_sha
+        runs = [
+            r.id
+            for r in self.sim.world.runs.values()
+            if r.repo == full_name and r.head_sha == head and r.name == name
+        ]
+        if not runs:
+            raise DriverError(f"no check run {name!r} on the head of {full_name}#{number}")
+        return max(runs)
+
     async def comment(self, login: str, full_name: str, number: int, body: str) -> int:
         """Post an issue comment on a PR; return the comment id."""
         c = await self.api(

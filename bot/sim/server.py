@@ -365,6 +365,24 @@ class Simulator:
             sender=by,
         )
 
+    def rerequest_check_run(self, run_id: int, by: str) -> None:
+        """A person clicks "Re-run" on a check run: sends ``check_run rerequested``."""
+        run = self.world.runs[run_id]
+        payload = {"action": "rerequested", "check_run": self.views.check_run(run)}
+        self._send("check_run", payload, self.world.repos[run.repo], sender=by)
+
+    def request_check_action(self, run_id: int, identifier: str, by: str) -> None:
+        """A person clicks one of a check run's action buttons: sends ``check_run requested_action``."""
+        run = self.world.runs[run_id]
+        if identifier not in {a.get("identifier") for a in run.actions}:
+            raise ValueError(f"check run {run_id} has no action {identifier!r}")
+        payload = {
+            "action": "requested_action",
+            "check_run": self.views.check_run(run),
+            "requested_action": {"identifier": identifier},
+        }
+        self._send("check_run", payload, self.world.repos[run.repo], sender=by)
+
     def set_webhook_url(self, url: str | None) -> None:
         """Point the App's webhook at ``url`` (for a bot started after the simulator)."""
         self.world.webhook_url = url

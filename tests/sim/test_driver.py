@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.sim import Driver, Simulator
 from bot.sim.schemas import WebhookSchemas
 
@@ -59,3 +61,36 @@ async def test_push_dir_review_request_and_conversation(
     assert hook_schemas.errors("pull_request", "review_requested", requested[0]) == []
     files = await world.api("alice", "GET", f"/repos/acme/fleet/pulls/{n}/files")
     assert {f["filename"] for f in files} == {"clusters/dev/cluster.yaml", "README.md"}
+
+
+async def test_check_run_buttons_send_rerequested_and_requested_action(
+    world: Driver, sim: Simulator, receiver: Receiver, hook_schemas: WebhookSchemas
+) -> None:
+    sha = await world.push("alice", "acme/fleet", "btn", {"b.txt": "b\n"})
+    n = await world.open_pr("alice", "acme/fleet", "btn")
+    inst = sim.world.installation_for("acme")
+    assert inst is not None
+    world.people["bot"] = type(world.people["alice"])("bot", sim.installation_token(inst.id).value, "", "bot")
+    action = {"label": "Re-validate", "description": "Run the checks again", "identifier": "revalidate"}
+    await world.api(
+        "bot",
+        "POST",
+        "/repos/acme/fleet/check-runs",
+        {
+            "name": "gitops-bot",
+            "head_sha": sha,
+            "conclusion": "failure",
+            "actions": [action],
+            "output": {"title": "t", "summary": "s"},
+        },
+    )
+    await world.rerun_check("bob", "acme/fleet", n, "gitops-bot")
+    await world.click_check_action("bob", "acme/fleet", n, "gitops-bot", "revalidate")
+    rerequested = receiver.of("check_run", "rerequested")
+    clicked = receiver.of("check_run", "requested_action")
+    assert rerequested[0]["sender"]["login"] == "bob"
+    assert clicked[0]["requested_action"] == {"identifier": "revalidate"}
+    for payload in rerequested + clicked:
+        assert hook_schemas.errors("check_run", payload["action"], payload) == []
+    with pytest.raises(ValueError, match="no action"):
+        sim.request_check_action(sim.world.runs[max(sim.world.runs)].id, "nope", "bob")
