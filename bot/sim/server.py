@@ -918,12 +918,16 @@ class Simulator:
         if path == "/faults" and request.method == "POST":
             try:
                 data = await request.json()
+                if not isinstance(data, dict):
+                    raise TypeError("send one JSON object with at least a 'kind'")
                 rule = self.faults.add(FaultRule(**{k: v for k, v in data.items() if k != "fired"}))
             except (ValueError, TypeError) as exc:
                 return web.json_response({"message": f"bad fault rule: {exc}"}, status=422)
             return web.json_response(rule.to_json(), status=201)
         if path == "/faults" and request.method == "DELETE":
             seed = request.query.get("seed")
+            if seed and not seed.lstrip("-").isdigit():
+                return web.json_response({"message": "seed must be an integer"}, status=422)
             self.faults.clear(int(seed) if seed else None)
             return web.Response(status=204)
         if path == "/deliveries" and request.method == "GET":

@@ -143,7 +143,10 @@ async def test_faults_from_python_and_admin_route(world: Driver, sim: Simulator,
     ) as resp:
         assert resp.status == 201
     assert (await api.call(token, "GET", "/rate_limit"))[0] == 500
-    async with api.session.post(f"{sim.base_url}/_sim/faults", json={"kind": "nonsense"}) as resp:
+    for bad in ({"kind": "nonsense"}, ["error"], {"kind": "error", "colour": "red"}):
+        async with api.session.post(f"{sim.base_url}/_sim/faults", json=bad) as resp:
+            assert resp.status == 422 and "bad fault rule" in (await resp.json())["message"]
+    async with api.session.delete(f"{sim.base_url}/_sim/faults?seed=x") as resp:
         assert resp.status == 422
     async with api.session.delete(f"{sim.base_url}/_sim/faults") as resp:
         assert resp.status == 204
