@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import jwt
 from aiohttp import web
@@ -471,7 +471,11 @@ class Simulator:
             return await self._admin(request)
         if ".git/" in path or path.endswith(".git"):
             return await self._git(request)
-        found = self.api.find(request.method, path)
+        # match on the raw path, so an encoded slash (a label "env%2Fprod") stays inside its parameter
+        raw_path = request.raw_path.split("?", 1)[0]
+        found = self.api.find(request.method, raw_path)
+        if found is not None:
+            found = (found[0], {k: unquote(v) for k, v in found[1].items()})
         route = found[0].template if found else path
         fault = self.faults.pick(request.method, route)
         actor: Actor | None = None

@@ -41,7 +41,8 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+async def receiver(hook_schemas: WebhookSchemas) -> AsyncIterator[Receiver]:
+    """A webhook endpoint; when the test ends, every payload it got must match the octokit schemas."""
     rec = Receiver()
 
     async def hook(request: web.Request) -> web.Response:
@@ -67,6 +68,10 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec.url = f"http://127.0.0.1:{port}/webhook"
     yield rec
     await runner.cleanup()
+    for item in rec.received:
+        action = item["payload"].get("action")
+        errors = hook_schemas.errors(item["event"], action, item["payload"])
+        assert errors == [], (item["event"], action, errors[:5])
 
 
 @pytest.fixture

@@ -231,6 +231,8 @@ async def test_webhook_payloads_validate_against_octokit_schemas(
     await world.edit_comment("carol", "acme/fleet", cid, "/validate")
     await world.delete_comment("carol", "acme/fleet", cid)
     await world.api("alice", "PATCH", f"/repos/acme/fleet/pulls/{n}", {"body": "now with text"})
+    await world.api("alice", "POST", f"/repos/acme/fleet/issues/{n}/labels", {"labels": ["env/prod"]})
+    await world.api("alice", "DELETE", f"/repos/acme/fleet/issues/{n}/labels/env%2Fprod")
     await world.close_pr("alice", "acme/fleet", n)
     await world.reopen("alice", "acme/fleet", n)
     token = sim.installation_token(sim.world.installation_for("acme").id).value  # type: ignore[union-attr]
@@ -261,6 +263,8 @@ async def test_webhook_payloads_validate_against_octokit_schemas(
         ("pull_request", "edited"),
         ("pull_request", "closed"),
         ("pull_request", "reopened"),
+        ("pull_request", "labeled"),
+        ("pull_request", "unlabeled"),
         ("pull_request_review", "submitted"),
         ("pull_request_review", "dismissed"),
         ("issue_comment", "created"),
