@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bot.sim import Simulator
+from bot.sim import Driver, Person, Simulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +45,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ACCOUNT",
         help="install the App on an account (repeatable)",
     )
+    parser.add_argument(
+        "--push",
+        action="append",
+        default=[],
+        metavar="OWNER/NAME=DIR",
+        help="push the files of DIR to the default branch of a --repo, as the first --user",
+    )
+
+
+async def push_dirs(sim: Simulator, args: argparse.Namespace) -> dict[str, str]:
+    """Push each ``OWNER/NAME=DIR`` of ``--push``; return the new head sha per repository."""
+    if not args.push:
+        return {}
+    if not args.user:
+        raise SystemExit("--push needs a --user to push as")
+    heads: dict[str, str] = {}
+    async with Driver(sim, sim.data_dir / "driver") as driver:
+        login = args.user[0]
+        user = sim.world.users[login]
+        driver.people[login] = Person(login, sim.user_token(login), next(iter(user.emails)), user.name)
+        for spec in args.push:
+            full, _, directory = spec.partition("=")
+            if (
+                full not in sim.world.repos
+                or not directory
+                or not await asyncio.to_thread(Path(directory).is_dir)
+            ):
+                raise SystemExit(f"--push {spec}: give a --repo and an existing directory as OWNER/NAME=DIR")
+            branch = sim.world.repos[full].default_branch
+            heads[full] = await driver.push_dir(login, full, branch, directory, message=f"Import {directory}")
+    return heads
 
 
 def setup(sim: Simulator, args: argparse.Namespace) -> dict[str, Any]:
@@ -90,6 +121,7 @@ async def serve(args: argparse.Namespace) -> int:
         )
         async with sim:
             info = setup(sim, args)
+            info["pushed"] = await push_dirs(sim, args)
             print(json.dumps(info), flush=True)
             print(
                 f"GitHub simulator on {sim.base_url} (admin: {sim.base_url}/_sim/info); Ctrl-C stops it",

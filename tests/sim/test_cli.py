@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_sim_command_serves_until_terminated(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    (fleet / "clusters").mkdir(parents=True)
+    (fleet / "clusters" / "dev.yaml").write_text("name: dev\n")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -22,7 +25,7 @@ async def test_sim_command_serves_until_terminated(tmp_path: Path) -> None:
             "bot",
             "sim",
             "--data",
-            str(tmp_path),
+            str(tmp_path / "data"),
             "--user",
             "alice",
             "--org",
@@ -33,6 +36,8 @@ async def test_sim_command_serves_until_terminated(tmp_path: Path) -> None:
             "acme",
             "--app-id",
             "77",
+            "--push",
+            f"acme/fleet={fleet}",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -53,6 +58,11 @@ async def test_sim_command_serves_until_terminated(tmp_path: Path) -> None:
             app_jwt = jwt.encode({"iat": 0, "exp": 0, "iss": "77"}, key, algorithm="RS256")
             async with s.get(f"{info['base_url']}/app", headers={"Authorization": f"Bearer {app_jwt}"}) as r:
                 assert r.status == 401  # expired: iat/exp are checked
+            url = f"{info['base_url']}/repos/acme/fleet/contents/clusters/dev.yaml"
+            headers = {"Authorization": f"token {token}", "Accept": "application/vnd.github.raw"}
+            async with s.get(url, headers=headers) as r:
+                assert (r.status, await r.text()) == (200, "name: dev\n")
+            assert len(info["pushed"]["acme/fleet"]) == 40
             async with s.get(f"{info['base_url']}/_sim/info") as r:
                 assert (await r.json())["installations"] == info["installations"]
     finally:
