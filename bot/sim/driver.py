@@ -102,6 +102,15 @@ class Driver:
         """Install the App on an account."""
         return self.sim.install_app(account)
 
+    def app(self, account: str) -> str:
+        """Act as the App's installation on ``account``; returns the ``login`` to pass to :meth:`api`."""
+        inst = self.sim.world.installation_for(account)
+        if inst is None:
+            raise DriverError(f"the App is not installed on {account!r}; call install({account!r}) first")
+        name = f"{self.sim.bot_login}@{account}"
+        self.people[name] = Person(name, self.sim.installation_token(inst.id).value, "", self.sim.bot_login)
+        return name
+
     def ssh_key(self, login: str, *, register: bool = True) -> SigningKey:
         """Make an ed25519 SSH signing key for a user (registered on the simulator unless told not to)."""
         path = self.workdir / "keys" / f"{login}-ssh-{len(list(self.workdir.glob('keys/*')))}"

@@ -235,10 +235,9 @@ async def test_webhook_payloads_validate_against_octokit_schemas(
     await world.api("alice", "DELETE", f"/repos/acme/fleet/issues/{n}/labels/env%2Fprod")
     await world.close_pr("alice", "acme/fleet", n)
     await world.reopen("alice", "acme/fleet", n)
-    token = sim.installation_token(sim.world.installation_for("acme").id).value  # type: ignore[union-attr]
-    world.people["app"] = type(world.people["alice"])("app", token, "", "app")
+    app = world.app("acme")
     await world.api(
-        "app",
+        app,
         "POST",
         "/repos/acme/fleet/check-runs",
         {
@@ -248,7 +247,7 @@ async def test_webhook_payloads_validate_against_octokit_schemas(
             "output": {"title": "t", "summary": "s"},
         },
     )
-    await world.api("app", "POST", f"/repos/acme/fleet/statuses/{sha}", {"state": "success", "context": "ci"})
+    await world.api(app, "POST", f"/repos/acme/fleet/statuses/{sha}", {"state": "success", "context": "ci"})
     await world.merge("bob", "acme/fleet", n, "squash")
     await sim.wait_for_webhooks()
 

@@ -24,11 +24,9 @@ async def test_push_dir_review_request_and_conversation(
     await world.request_review("alice", "acme/fleet", n, "bob")
     await world.comment("bob", "acme/fleet", n, "/diff")
     await world.approve("bob", "acme/fleet", n, "ship it")
-    inst = sim.world.installation_for("acme")
-    assert inst is not None
-    world.people["bot"] = type(world.people["alice"])("bot", sim.installation_token(inst.id).value, "", "bot")
+    bot = world.app("acme")
     await world.api(
-        "bot",
+        bot,
         "POST",
         "/repos/acme/fleet/check-runs",
         {
@@ -68,12 +66,10 @@ async def test_check_run_buttons_send_rerequested_and_requested_action(
 ) -> None:
     sha = await world.push("alice", "acme/fleet", "btn", {"b.txt": "b\n"})
     n = await world.open_pr("alice", "acme/fleet", "btn")
-    inst = sim.world.installation_for("acme")
-    assert inst is not None
-    world.people["bot"] = type(world.people["alice"])("bot", sim.installation_token(inst.id).value, "", "bot")
+    bot = world.app("acme")
     action = {"label": "Re-validate", "description": "Run the checks again", "identifier": "revalidate"}
     await world.api(
-        "bot",
+        bot,
         "POST",
         "/repos/acme/fleet/check-runs",
         {
