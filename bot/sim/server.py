@@ -892,7 +892,7 @@ class Simulator:
                 before_sha = pr.head_sha
                 pr.head_sha = new
                 pr.updated_at = now_iso()
-                gitops.update_ref(repo.path, f"refs/pull/{pr.number}/head", new)
+                self._pull_refs(repo, pr)
                 self._send(
                     "pull_request",
                     {
@@ -907,6 +907,20 @@ class Simulator:
                 )
             if pr.base_ref == branch:
                 pr.base_sha = new
+                self._pull_refs(repo, pr)
+
+    def _pull_refs(self, repo: Repo, pr: PullRequest) -> None:
+        """Point ``refs/pull/N/head`` at the head, ``refs/pull/N/merge`` at a test merge (gone on conflict)."""
+        gitops.update_ref(repo.path, f"refs/pull/{pr.number}/head", pr.head_sha)
+        merge_ref = f"refs/pull/{pr.number}/merge"
+        tree = gitops.merge_tree(repo.path, pr.base_sha, pr.head_sha)
+        if tree is None:
+            git(repo.path, "update-ref", "-d", merge_ref, check=False)
+            return
+        github = gitops.Person("GitHub", "noreply@github.com", "")
+        message = f"Merge {pr.head_sha} into {pr.base_sha}\n"
+        sha = gitops.commit_tree(repo.path, tree, [pr.base_sha, pr.head_sha], message, github, github)
+        gitops.update_ref(repo.path, merge_ref, sha)
 
     # ----------------------------------------------------------------- admin routes
     async def _admin(self, request: web.Request) -> web.Response:
@@ -1764,7 +1778,7 @@ class Simulator:
             maintainer_can_modify=bool(b.get("maintainer_can_modify")),
         )
         self.world.pulls[repo.full_name][number] = pr
-        gitops.update_ref(repo.path, f"refs/pull/{number}/head", head_sha)
+        self._pull_refs(repo, pr)
         self._send(
             "pull_request",
             {"action": "opened", "number": number, "pull_request": self.views.pull(pr)},
@@ -1822,6 +1836,8 @@ class Simulator:
                 )
             pr.state, pr.closed_at, action = "open", None, "reopened"
             pr.head_sha = gitops.resolve(repo.path, f"refs/heads/{pr.head_ref}") or pr.head_sha
+        if action == "reopened" or "base" in changes:
+            self._pull_refs(repo, pr)
         if changes:
             self._send(
                 "pull_request",

@@ -138,11 +138,17 @@ async def test_pr_head_ref_follows_pushes(world: Driver, sim: Simulator) -> None
     n = await world.open_pr("alice", "acme/fleet", "feat")
     repo = sim.world.repos["acme/fleet"]
     from bot.git.files import rev_parse
+    from bot.sim.gitops import commit_info, refs
 
     assert rev_parse(repo.path, f"refs/pull/{n}/head") == first
     second = await world.push("alice", "acme/fleet", "feat", {"a.txt": "2\n"})
     assert rev_parse(repo.path, f"refs/pull/{n}/head") == second
     assert sim.pull("acme/fleet", n).head_sha == second
+    # refs/pull/N/merge is the test merge of head into base, and disappears on a conflict
+    merge = commit_info(repo.path, rev_parse(repo.path, f"refs/pull/{n}/merge"))
+    assert merge.parents == [sim.pull("acme/fleet", n).base_sha, second]
+    await world.push("bob", "acme/fleet", "main", {"a.txt": "conflict\n"})
+    assert f"refs/pull/{n}/merge" not in refs(repo.path)
 
 
 async def test_installation_token_limited_to_repositories(world: Driver, sim: Simulator, api: Api) -> None:
