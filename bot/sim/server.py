@@ -910,7 +910,8 @@ class Simulator:
                 self._pull_refs(repo, pr)
 
     def _pull_refs(self, repo: Repo, pr: PullRequest) -> None:
-        """Point ``refs/pull/N/head`` at the head, ``refs/pull/N/merge`` at a test merge (gone on conflict)."""
+        """Move ``refs/pull/N/head`` to the head, ``refs/pull/N/merge`` to a test merge."""
+        # like GitHub, a conflicting pull request has no merge ref
         gitops.update_ref(repo.path, f"refs/pull/{pr.number}/head", pr.head_sha)
         merge_ref = f"refs/pull/{pr.number}/merge"
         tree = gitops.merge_tree(repo.path, pr.base_sha, pr.head_sha)
