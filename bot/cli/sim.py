@@ -137,4 +137,9 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(serve(args))
+    try:
+        return asyncio.run(serve(args))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        print(f"gitops-bot sim: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 1
