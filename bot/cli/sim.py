@@ -140,6 +140,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(serve(args))
     except OSError as exc:
-        reason = exc.strerror or exc
-        print(f"gitops-bot sim: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        # a taken port or an unwritable --data directory: say which, without a traceback
+        print(f"gitops-bot sim: cannot start on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
