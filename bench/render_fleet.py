@@ -1,0 +1,211 @@
+"""Benchmark ``gitops-bot check`` on a generated fleet against the naive way.
+
+Generates, in a temporary git repository, a fleet of N clusters x M apps shaped like a
+Flux multi-cluster repository: M apps with a base and one overlay per environment under
+``apps/app-XX``; per cluster, a ``cluster-info`` ConfigMap, one Flux Kustomization per app
+(path: that app's overlay for the cluster's environment, ``postBuild.substituteFrom`` the
+cluster's ``cluster-info``), and a cluster-specific overlay (quota and limits) with its own
+Flux Kustomization. That is N x (M + 1) targets.
+
+Two pull requests are timed:
+
+(a) one cluster's overlay changes (its ResourceQuota);
+(b) a base used by every cluster changes (the image tag in ``apps/app-00/base``);
+
+each with ``build_check`` (what ``gitops-bot check`` runs; cold cache, fresh process
+state) and with the naive way: for every target, one kustomize build of its path at base
+and one at head, one after another (what running ``flux build`` per cluster and app does).
+
+    python bench/render_fleet.py [--clusters 500] [--apps 20] [--naive-sample 40]
+
+The naive run is timed on ``--naive-sample`` targets and extrapolated to all of them
+(all 2 x N x (M + 1) builds would take hours); ``--naive-sample 0`` runs it in full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.domain.render import fastyaml, kustomize
+from bot.domain.render.kustomize import run_kustomize
+from bot.git.mirror import materialise
+from bot.report import build_check
+
+ENVS = ("dev", "staging", "prod")
+REGIONS = ("us-east-1", "eu-west-1")
+GIT = ["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench", "-c", "commit.gpgsign=false"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        [*GIT, "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def cluster_dir(i: int) -> str:
+    env = ENVS[i % len(ENVS)]
+    region = REGIONS[i % len(REGIONS)]
+    return f"clusters/{env}/{env}-{region}-{i:03d}"
+
+
+KUST = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+FLUX = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"
+
+
+def generate(repo: Path, clusters: int, apps: int) -> list[tuple[str, str]]:
+    """Write the fleet, commit it on ``main`` and return every target as (cluster dir, path)."""
+    targets: list[tuple[str, str]] = []
+    for a in range(apps):
+        app = f"app-{a:02d}"
+        base = repo / f"apps/{app}/base"
+        base.mkdir(parents=True)
+        (base / "kustomization.yaml").write_text(
+            f"{KUST}namespace: {app}\nlabels:\n  - pairs:\n      app.kubernetes.io/name: {app}\n"
+            "    includeSelectors: true\nresources:\n  - deployment.yaml\n  - service.yaml\n"
+            f"configMapGenerator:\n  - name: {app}-config\n    literals:\n      - LOG_LEVEL=info\n"
+        )
+        (base / "deployment.yaml").write_text(
+            f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\nspec:\n  replicas: 2\n"
+            "  template:\n    spec:\n      containers:\n        - name: app\n"
+            f"          image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/{app}:1.0.0\n"
+            "          env:\n            - name: CLUSTER\n              value: ${cluster_name}\n"
+            "            - name: AWS_REGION\n              value: ${region}\n"
+            f"          envFrom:\n            - configMapRef:\n                name: {app}-config\n"
+            "          resources:\n            limits:\n"
+            "              cpu: 500m\n              memory: 256Mi\n"
+        )
+        (base / "service.yaml").write_text(
+            f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {app}\nspec:\n  ports:\n    - port: 80\n"
+        )
+        for n, env in enumerate(ENVS, 1):
+            overlay = repo / f"apps/{app}/overlays/{env}"
+            overlay.mkdir(parents=True)
+            (overlay / "kustomization.yaml").write_text(
+                f"{KUST}resources:\n  - ../../base\nlabels:\n  - pairs:\n      env: {env}\n"
+                f"patches:\n  - target:\n      kind: Deployment\n    patch: |-\n"
+                f"      - op: replace\n        path: /spec/replicas\n        value: {n}\n"
+            )
+    for i in range(clusters):
+        rel = cluster_dir(i)
+        d = repo / rel
+        env, region = ENVS[i % len(ENVS)], REGIONS[i % len(REGIONS)]
+        (d / "overlay").mkdir(parents=True)
+        (d / "cluster-info.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cluster-info\n  namespace: flux-system\n"
+            f"data:\n  cluster_name: {d.name}\n  env: {env}\n  region: {region}\n"
+        )
+        (d / "overlay/kustomization.yaml").write_text(f"{KUST}resources:\n  - quota.yaml\n")
+        (d / "overlay/quota.yaml").write_text(
+            f"apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: {d.name}-quota\n  namespace: default\n"
+            'spec:\n  hard:\n    pods: "200"\n    requests.cpu: "64"\n'
+        )
+        docs = []
+        for a in range(apps):
+            path = f"apps/app-{a:02d}/overlays/{env}"
+            targets.append((rel, path))
+            docs.append(
+                f"{FLUX}metadata:\n  name: app-{a:02d}\n  namespace: flux-system\nspec:\n  interval: 10m\n"
+                f"  path: ./{path}\n  prune: true\n"
+                "  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+                "  postBuild:\n    substituteFrom:\n      - kind: ConfigMap\n        name: cluster-info\n"
+            )
+        targets.append((rel, f"{rel}/overlay"))
+        docs.append(
+            f"{FLUX}metadata:\n  name: cluster-config\n  namespace: flux-system\nspec:\n  interval: 10m\n"
+            f"  path: ./{rel}/overlay\n  prune: true\n"
+            "  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+        )
+        (d / "flux.yaml").write_text("---\n".join(docs))
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "fleet")
+    return targets
+
+
+def pr(repo: Path, name: str, path: str, old: str, new: str) -> str:
+    _git(repo, "checkout", "-q", "-b", name, "main")
+    f = repo / path
+    f.write_text(f.read_text().replace(old, new, 1))
+    _git(repo, "commit", "-q", "-am", name)
+    _git(repo, "checkout", "-q", "main")
+    return name
+
+
+def naive(repo: Path, head: str, targets: list[tuple[str, str]], sample: int) -> float:
+    """Build every target's path at base and at head, one after another (extrapolated from ``sample``)."""
+    chosen = targets if not sample else targets[:: max(1, len(targets) // sample)][:sample]
+    git_dir = repo / ".git"
+    with materialise(git_dir, "main") as base_dir, materialise(git_dir, head) as head_dir:
+        start = time.perf_counter()
+        for _cluster, path in chosen:
+            run_kustomize(base_dir, path)
+            run_kustomize(head_dir, path)
+        elapsed = time.perf_counter() - start
+    return elapsed * len(targets) / len(chosen)
+
+
+def forget_parses() -> None:
+    """Empty the in-process parse memos, so a run starts as a fresh process would."""
+    fastyaml._MEMO.clear()
+    kustomize._PARSED.clear()
+
+
+def timed_check(repo: Path, head: str) -> tuple[float, int, int]:
+    start = time.perf_counter()
+    result = build_check(repo, "main", head, checkers=[], secret_key=b"bench")
+    return time.perf_counter() - start, result.diff.targets_rendered, len(result.report.changes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=500)
+    parser.add_argument("--apps", type=int, default=20)
+    parser.add_argument("--naive-sample", type=int, default=40, help="time this many targets and extrapolate")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="gitops-bot-bench-"))
+    try:
+        repo = tmp / "fleet"
+        repo.mkdir()
+        t0 = time.perf_counter()
+        targets = generate(repo, args.clusters, args.apps)
+        print(
+            f"fleet: {args.clusters} clusters x {args.apps} apps = {len(targets)} targets, "
+            f"generated in {time.perf_counter() - t0:.1f} s"
+        )
+        one = pr(repo, "pr-one-overlay", f"{cluster_dir(7)}/overlay/quota.yaml", '"200"', '"250"')
+        base = pr(repo, "pr-shared-base", "apps/app-00/base/deployment.yaml", ":1.0.0", ":1.1.0")
+        print(f"load average before the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        for label, head in (("(a) one cluster's overlay", one), ("(b) base used by every cluster", base)):
+            forget_parses()
+            cold, rendered, changes = timed_check(repo, head)
+            warm, _, _ = timed_check(repo, head)
+            slow = naive(repo, head, targets, args.naive_sample)
+            how = f"extrapolated from {args.naive_sample} targets" if args.naive_sample else "measured"
+            distinct = len({path for _cluster, path in targets})
+            per_root = slow * distinct / len(targets)
+            print(
+                f"{label}: check {cold:.2f} s cold, {warm:.2f} s in a warm process "
+                f"({rendered} targets rendered, {changes} object changes); naive {slow:.0f} s "
+                f"({2 * len(targets)} kustomize builds, {how}); speed-up {slow / cold:.0f}x cold, "
+                f"{slow / warm:.0f}x warm"
+            )
+            print(
+                f"    stricter naive, each distinct root once per revision ({2 * distinct} builds): "
+                f"{per_root:.0f} s; speed-up {per_root / cold:.1f}x cold, {per_root / warm:.1f}x warm"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

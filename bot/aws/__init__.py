@@ -1,0 +1,1 @@
+"""Thin boto3 adapters (AWS calls live here, never in :mod:`bot.domain`)."""

@@ -1,0 +1,56 @@
+"""Well-known upstream CRDs bundled as package data (see ``README.md`` here for sources and licences).
+
+Only :func:`bundled_crd_files` and :func:`load_bundled` are public; the validation code
+indexes them by (group, kind). The legacy kro ``ResourceGroup`` CRD is shipped for reference
+and is excluded: validating against it would bless the old API.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ruamel.yaml import YAML
+
+LEGACY_PREFIX = "legacy-"
+
+
+def bundled_crd_files() -> list[str]:
+    """Return the names of the bundled CRD files (legacy ones excluded)."""
+    root = resources.files(__name__)
+    return sorted(
+        entry.name
+        for entry in root.iterdir()
+        if entry.name.endswith(".yaml") and not entry.name.startswith(LEGACY_PREFIX)
+    )
+
+
+def read_text(name: str) -> str:
+    """Return the text of one bundled file."""
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+@cache
+def load_bundled(name: str) -> tuple[dict[str, Any], ...]:
+    """Parse one bundled CRD file (trusted package data) into plain documents."""
+    yaml = YAML(typ="safe")
+    return tuple(d for d in yaml.load_all(read_text(name)) if isinstance(d, dict))
+
+
+_GROUP = re.compile(r"^  group: *['\"]?([\w.-]+)", re.MULTILINE)
+_NAMES_KIND = re.compile(r"^  names:\n(?:^    .*\n)*?^    kind: *['\"]?(\w+)", re.MULTILINE)
+
+
+@cache
+def bundled_index() -> dict[tuple[str, str], str]:
+    """Map (group, kind) to the bundled file defining it, without parsing the (large) YAML."""
+    index: dict[tuple[str, str], str] = {}
+    for name in bundled_crd_files():
+        for doc in re.split(r"^---\s*$", read_text(name), flags=re.MULTILINE):
+            group = _GROUP.search(doc)
+            kind = _NAMES_KIND.search(doc)
+            if group and kind:
+                index[(group.group(1), kind.group(1))] = name
+    return index

@@ -1,0 +1,1 @@
+"""Promotion across environment branches: the chain, the plan, the gates and the queue (pure)."""

@@ -1,0 +1,623 @@
+"""Find what a repository deploys: Flux Kustomizations, Argo CD Applications and
+ApplicationSets, and plain kustomization roots, each bound to a cluster and environment.
+
+Cluster and environment come, in this order, from the ``clusters:`` registry of the repo
+config (an entry whose ``path`` holds the defining file), from Argo CD cluster secrets
+(labels ``env``/``environment``), from Flux variables (``cluster_name``, ``env``, ...), and
+last from the path (a segment named like a known environment). Unknown is ``-``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.domain.diff import secret_token
+from bot.domain.model import Finding, Severity
+from bot.domain.render.argocd import (
+    LOCAL_SERVER,
+    AppSetContext,
+    ClusterInfo,
+    GeneratorError,
+    cluster_from_secret,
+    expand_appset,
+)
+from bot.domain.render.fastyaml import load_docs_shared
+from bot.domain.render.gotemplate import TemplateError
+from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
+from bot.domain.render.result import Target
+from bot.domain.yamlio import YamlError
+
+FLUX_KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io/"
+ARGO_GROUP = "argoproj.io/"
+CLUSTER_SECRET_LABEL = "argocd.argoproj.io/secret-type"
+DEFAULT_ENVS = ("dev", "development", "test", "qa", "staging", "stage", "preprod", "prod", "production")
+CLUSTER_VARS = ("cluster_name", "CLUSTER_NAME", "cluster", "CLUSTER")
+ENV_VARS = ("env", "ENV", "environment", "ENVIRONMENT", "cluster_env", "CLUSTER_ENV")
+FLUX_NOT_APPLIED = ("patches", "images", "components", "namePrefix", "nameSuffix", "commonMetadata")
+_MARKERS = ("kustomize.toolkit.fluxcd.io", "argoproj.io", "kind: ConfigMap", "kind: Secret")
+_SKIP_DIRS = {".git", ".github", "node_modules"}
+
+
+@dataclass(slots=True)
+class _Doc:
+    path: str
+    line: int
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Discovery:
+    """Targets of one tree, the problems met while finding them, and the kustomize scanner."""
+
+    targets: list[Target] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    scanner: KustomizationScanner | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Registered:
+    info: ClusterInfo
+    env: str
+    path: str
+
+
+def _registry(config: dict[str, Any]) -> list[_Registered]:
+    out = []
+    for entry in config.get("clusters") or []:
+        if not isinstance(entry, dict) or not entry.get("name"):
+            continue
+        labels = {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
+        env = str(entry.get("env") or labels.get("env") or "-")
+        labels.setdefault("env", env)
+        if entry.get("region"):
+            labels.setdefault("region", str(entry["region"]))
+        server = str(entry.get("server") or f"https://{entry['name']}.cluster.invalid")
+        info = ClusterInfo(
+            name=str(entry["name"]),
+            server=server,
+            project=str(entry.get("project") or ""),
+            labels=labels,
+            annotations={str(k): str(v) for k, v in (entry.get("annotations") or {}).items()},
+        )
+        out.append(_Registered(info, env, str(entry.get("path") or "").strip("/")))
+    return out
+
+
+def _mapping(value: Any) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+def _walk(tree: Path) -> Iterable[str]:
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        rel_root = Path(root).relative_to(tree).as_posix()
+        for name in sorted(files):
+            yield name if rel_root == "." else f"{rel_root}/{name}"
+
+
+def _common_prefix_len(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a.split("/"), b.split("/"), strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class _Finder:
+    def __init__(self, tree: Path, config: dict[str, Any], secret_key: bytes) -> None:
+        self.tree = tree
+        self.config = config
+        self.render_cfg: dict[str, Any] = dict(config.get("render") or {})
+        self.secret_key = secret_key
+        self.registry = _registry(config)
+        self.findings: list[Finding] = []
+        self.docs: list[_Doc] = []
+        self.files: list[str] = []
+        self.kustomization_dirs: list[str] = []
+        self._index: dict[tuple[str, str, str, str], list[_Doc]] | None = None
+        self._dirs: dict[str, bool] = {}
+        self.envs = tuple(
+            {r.env for r in self.registry if r.env != "-"}
+            | set(self.render_cfg.get("environments") or DEFAULT_ENVS)
+        )
+
+    # ------------------------------------------------------------- reading
+    def read(self) -> None:
+        excluded = [p.strip("/") for p in self.render_cfg.get("exclude_paths") or []]
+        for rel in _walk(self.tree):
+            if any(rel == e or rel.startswith(e + "/") for e in excluded):
+                continue
+            self.files.append(rel)
+            name = rel.rsplit("/", 1)[-1]
+            if name in KUSTOMIZATION_FILES:
+                self.kustomization_dirs.append(posixpath.dirname(rel) or ".")
+                continue
+            if not name.endswith((".yaml", ".yml")):
+                continue
+            path = self.tree / rel
+            if path.is_symlink():
+                continue
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if not any(m in text for m in _MARKERS):
+                continue
+            try:
+                docs = load_docs_shared(text, rel)
+            except YamlError as exc:
+                f = exc.finding
+                self.findings.append(
+                    Finding(
+                        "render.yaml",
+                        Severity.WARNING,
+                        rel,
+                        f.line,
+                        f"{f.message}; anything this file deploys is not rendered",
+                        "Fix the YAML so the rendered diff can include it.",
+                        f.column,
+                    )
+                )
+                continue
+            for line, data in docs:
+                if not isinstance(data, dict):
+                    continue
+                bad = [
+                    k
+                    for k in ("metadata", "spec", "data", "stringData")
+                    if k in data and not _mapping(data[k])
+                ]
+                if bad:
+                    self._shape(
+                        _Doc(rel, line, {"kind": data.get("kind")}), TypeError(f"`{bad[0]}` is not a mapping")
+                    )
+                    continue
+                self.docs.append(_Doc(rel, line, data))
+
+    def is_dir(self, rel: str) -> bool:
+        """Tell whether ``rel`` is a directory of the tree (memoised; targets share paths)."""
+        if rel not in self._dirs:
+            self._dirs[rel] = os.path.isdir(os.path.join(self.tree, rel))
+        return self._dirs[rel]
+
+    # ------------------------------------------------------------- clusters
+    def clusters(self) -> list[ClusterInfo]:
+        found: dict[str, ClusterInfo] = {}
+        for doc in self.docs:
+            if doc.data.get("kind") == "Secret":
+                info = cluster_from_secret(doc.data)
+                if info is not None:
+                    found.setdefault(info.name, info)
+        for reg in self.registry:
+            found.setdefault(reg.info.name, reg.info)
+        return [found[k] for k in sorted(found)]
+
+    def registered_for_path(self, rel: str) -> _Registered | None:
+        best: _Registered | None = None
+        for reg in self.registry:
+            inside = reg.path and (rel == reg.path or rel.startswith(reg.path + "/"))
+            if inside and (best is None or len(reg.path) > len(best.path)):
+                best = reg
+        return best
+
+    def env_from_path(self, rel: str) -> str:
+        for part in rel.split("/"):
+            if part in self.envs:
+                return part
+        return "-"
+
+    # ------------------------------------------------------------- flux
+    def _lookup(self, kind: str, namespace: str, name: str, near: str) -> _Doc | None:
+        """Find a ConfigMap/Secret by name; among copies, the one closest to ``near`` wins.
+
+        Fleets keep one ``cluster-info`` per cluster folder, all with the same name: the
+        copy in the deepest folder that also holds ``near`` belongs to that cluster.
+        """
+        if self._index is None:
+            self._index = {}
+            for d in self.docs:
+                if d.data.get("kind") not in ("ConfigMap", "Secret"):
+                    continue
+                meta = d.data.get("metadata") or {}
+                key = (str(d.data.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+                folder = posixpath.dirname(d.path)
+                while True:
+                    self._index.setdefault((*key, folder), []).append(d)
+                    if not folder:
+                        break
+                    folder = posixpath.dirname(folder)
+        folder = posixpath.dirname(near)
+        while True:
+            for ns in (namespace, ""):
+                found = self._index.get((kind, ns, name, folder))
+                if found:
+                    return min(found, key=lambda d: (d.path.count("/"), d.path))
+            if not folder:
+                return None
+            folder = posixpath.dirname(folder)
+
+    def flux_variables(self, doc: _Doc) -> tuple[dict[str, str], list[str]]:
+        spec = doc.data.get("spec") or {}
+        post = spec.get("postBuild") or {}
+        ns = str((doc.data.get("metadata") or {}).get("namespace") or "flux-system")
+        variables: dict[str, str] = {}
+        sources: list[str] = []
+        for ref in post.get("substituteFrom") or []:
+            if not isinstance(ref, dict):
+                continue
+            kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+            src = self._lookup(kind, ns, name, doc.path)
+            if src is None:
+                if not ref.get("optional"):
+                    self.findings.append(
+                        Finding(
+                            "render.substitute-from",
+                            Severity.NOTICE,
+                            doc.path,
+                            doc.line,
+                            f"substituteFrom {kind} {ns}/{name} is not in the repository; its variables "
+                            "are rendered empty in the diff",
+                            "Commit it (for a Secret, an ExternalSecret is fine) or mark the reference "
+                            "`optional: true`.",
+                        )
+                    )
+                continue
+            sources.append(src.path)
+            if kind == "Secret":
+                for k, v in (src.data.get("stringData") or {}).items():
+                    variables[str(k)] = secret_token(self.secret_key, "" if v is None else str(v))
+                for k, v in (src.data.get("data") or {}).items():
+                    try:
+                        raw: str | bytes = base64.b64decode(str(v), validate=True)
+                    except (binascii.Error, ValueError):
+                        raw = str(v)
+                    variables[str(k)] = secret_token(self.secret_key, raw)
+            else:
+                for k, v in (src.data.get("data") or {}).items():
+                    variables[str(k)] = "" if v is None else str(v)
+        for k, v in (post.get("substitute") or {}).items():
+            variables[str(k)] = "" if v is None else str(v)
+        return variables, sources
+
+    def flux_targets(self) -> list[Target]:
+        targets = []
+        names = {
+            str((d.data.get("metadata") or {}).get("name"))
+            for d in self.docs
+            if str(d.data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP)
+        }
+        for doc in self.docs:
+            try:
+                target = self._flux_target(doc, names)
+            except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                self._shape(doc, exc)
+                continue
+            if target is not None:
+                targets.append(target)
+        return targets
+
+    def _not_a_dir(self, doc: _Doc, what: str, hint: str) -> None:
+        message = f"{what} is not a directory of this repository; it is not rendered"
+        self.findings.append(Finding("render.path", Severity.WARNING, doc.path, doc.line, message, hint))
+
+    def _shape(self, doc: _Doc, exc: Exception) -> None:
+        kind = doc.data.get("kind", "object")
+        self.findings.append(
+            Finding(
+                "render.shape",
+                Severity.ERROR,
+                doc.path,
+                doc.line,
+                f"{kind} {(doc.data.get('metadata') or {}).get('name', '')} has an unexpected shape "
+                f"({type(exc).__name__}: {exc}); it is not rendered",
+                f"Check this {kind} against its schema (kubectl explain or the project's CRD).",
+            )
+        )
+
+    def _flux_target(self, doc: _Doc, names: set[str]) -> Target | None:
+        data = doc.data
+        if not str(data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP):
+            return None
+        if data.get("kind") != "Kustomization":
+            return None
+        meta = data.get("metadata") or {}
+        spec = data.get("spec") or {}
+        raw_path = str(spec.get("path") or ".")
+        path = posixpath.normpath(raw_path.lstrip("/")) if raw_path not in ("", "./", ".") else "."
+        if path.startswith(".."):
+            self.findings.append(
+                Finding(
+                    "render.path",
+                    Severity.ERROR,
+                    doc.path,
+                    doc.line,
+                    f"Flux Kustomization path `{raw_path}` leaves the repository",
+                    "Use a path relative to the repository root.",
+                )
+            )
+            return None
+        if not self.is_dir(path):
+            self._not_a_dir(
+                doc,
+                f"Flux Kustomization {meta.get('name')}: `spec.path` `{raw_path}`",
+                "Fix `spec.path`, or ignore this if the source is another repository.",
+            )
+            return None
+        unsupported = sorted(k for k in FLUX_NOT_APPLIED if spec.get(k))
+        if unsupported:
+            self.findings.append(
+                Finding(
+                    "render.flux-fields",
+                    Severity.NOTICE,
+                    doc.path,
+                    doc.line,
+                    f"Flux Kustomization {meta.get('name')}: {', '.join(f'`{k}`' for k in unsupported)} "
+                    "not applied in the rendered diff (Flux applies them in the cluster)",
+                    "Review them by hand, or move them into a kustomization.yaml under `spec.path`.",
+                )
+            )
+        variables, sources = self.flux_variables(doc)
+        cluster, env = self.place(doc.path, variables)
+        deps_raw = spec.get("dependsOn") or []
+        if not isinstance(deps_raw, list) or not all(isinstance(d, dict) for d in deps_raw):
+            raise TypeError("`spec.dependsOn` must be a list of {name: ...} entries")
+        depends = tuple(
+            sorted(str(d.get("name")) for d in spec.get("dependsOn") or [] if isinstance(d, dict))
+        )
+        for dep in depends:
+            if dep not in names:
+                self.findings.append(
+                    Finding(
+                        "render.depends-on",
+                        Severity.WARNING,
+                        doc.path,
+                        doc.line,
+                        f"Flux Kustomization {meta.get('name')} depends on `{dep}`, which is not defined "
+                        "in this repository",
+                        "Fix the name in `spec.dependsOn` or add the Kustomization it waits for.",
+                    )
+                )
+        return Target(
+            name=f"flux/{cluster}/{meta.get('namespace') or 'flux-system'}/{meta.get('name')}",
+            kind="flux",
+            path=path,
+            cluster=cluster,
+            env=env,
+            source=doc.path,
+            line=doc.line,
+            namespace=str(spec.get("targetNamespace") or ""),
+            variables=tuple(sorted(variables.items())),
+            var_sources=tuple(sorted(set(sources))),
+            depends_on=depends,
+        )
+
+    def place(self, rel: str, variables: dict[str, str] | None = None) -> tuple[str, str]:
+        reg = self.registered_for_path(rel)
+        if reg is not None:
+            return reg.info.name, reg.env
+        variables = variables or {}
+        cluster = next((variables[k] for k in CLUSTER_VARS if variables.get(k)), "-")
+        env = next((variables[k] for k in ENV_VARS if variables.get(k)), "") or self.env_from_path(rel)
+        return cluster, env
+
+    # ------------------------------------------------------------- argo cd
+    def _app_targets(self, app: dict[str, Any], doc: _Doc, clusters: list[ClusterInfo]) -> list[Target]:
+        meta = app.get("metadata") or {}
+        spec = app.get("spec") or {}
+        dest = spec.get("destination") or {}
+        dest_name, dest_server = str(dest.get("name") or ""), str(dest.get("server") or "")
+        info = next(
+            (
+                c
+                for c in clusters
+                if (dest_name and c.name == dest_name) or (dest_server and c.server == dest_server)
+            ),
+            None,
+        )
+        cluster = info.name if info else (dest_name or dest_server or "-")
+        reg = next((r for r in self.registry if r.info.name == cluster), None)
+        env = (
+            reg.env
+            if reg
+            else (info.labels.get("env") or info.labels.get("environment") if info else None)
+            or str((meta.get("labels") or {}).get("env") or "")
+            or self.env_from_path(doc.path)
+        )
+        if "source" in spec and not isinstance(spec["source"], dict):
+            raise TypeError("`spec.source` must be a mapping")
+        if "sources" in spec and not isinstance(spec["sources"], list):
+            raise TypeError("`spec.sources` must be a list")
+        sources = list(spec.get("sources") or []) or (
+            [spec["source"]] if isinstance(spec.get("source"), dict) else []
+        )
+        repo_urls = [str(u) for u in (self.render_cfg.get("argocd") or {}).get("repo_urls") or []]
+        out = []
+        for idx, src in enumerate(sources):
+            if isinstance(src, dict) and src.get("chart"):
+                self.findings.append(
+                    Finding(
+                        "render.helm-source",
+                        Severity.NOTICE,
+                        doc.path,
+                        doc.line,
+                        f"Helm chart `{src.get('chart')}` is not rendered (no chart is ever downloaded); "
+                        "the Application and its Helm values are diffed instead",
+                        "Review the chart version and values in the Application diff.",
+                    )
+                )
+                continue
+            if not isinstance(src, dict) or src.get("path") is None:
+                continue
+            if repo_urls and str(src.get("repoURL") or "") not in repo_urls:
+                continue
+            raw = str(src["path"])
+            path = posixpath.normpath(raw.lstrip("/")) if raw not in ("", ".", "./") else "."
+            if path.startswith("..") or not self.is_dir(path):
+                self._not_a_dir(
+                    doc,
+                    f"Argo CD Application {meta.get('name')}: source path `{raw}`",
+                    "Fix `source.path`, or list this repository in render.argocd.repo_urls so other "
+                    "repositories are skipped quietly.",
+                )
+                continue
+            directory = src.get("directory") or {}
+            options = sorted(k for k in ("kustomize", "helm", "plugin") if src.get(k))
+            if options:
+                self.findings.append(
+                    Finding(
+                        "render.argocd-options",
+                        Severity.NOTICE,
+                        doc.path,
+                        doc.line,
+                        f"Argo CD source options {', '.join(f'`{k}`' for k in options)} are not applied "
+                        "in the rendered diff",
+                        "Review them by hand, or move kustomize options into the kustomization.yaml.",
+                    )
+                )
+            suffix = f"#{idx}" if len(sources) > 1 else ""
+            out.append(
+                Target(
+                    name=f"argocd/{meta.get('name')}{suffix}",
+                    kind="argocd",
+                    path=path,
+                    cluster=cluster,
+                    env=env or "-",
+                    source=doc.path,
+                    line=doc.line,
+                    namespace=str(dest.get("namespace") or ""),
+                    recurse=bool(directory.get("recurse")) if isinstance(directory, dict) else False,
+                    include=str(directory.get("include") or "") if isinstance(directory, dict) else "",
+                    exclude=str(directory.get("exclude") or "") if isinstance(directory, dict) else "",
+                )
+            )
+        return out
+
+    def argocd_targets(self) -> list[Target]:
+        clusters = self.clusters()
+        ctx = AppSetContext(tree=self.tree, clusters=clusters)
+        targets: list[Target] = []
+        for doc in self.docs:
+            api = str(doc.data.get("apiVersion", ""))
+            if not api.startswith(ARGO_GROUP):
+                continue
+            kind = doc.data.get("kind")
+            if kind == "Application":
+                try:
+                    targets.extend(self._app_targets(doc.data, doc, clusters))
+                except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                    self._shape(doc, exc)
+            elif kind == "ApplicationSet":
+                name = str((doc.data.get("metadata") or {}).get("name"))
+                if (doc.data.get("spec") or {}).get("templatePatch"):
+                    self.findings.append(
+                        Finding(
+                            "render.applicationset",
+                            Severity.NOTICE,
+                            doc.path,
+                            doc.line,
+                            f"ApplicationSet {name}: `templatePatch` is not applied in the rendered diff",
+                            "Review the patch by hand; the generated Applications are shown without it.",
+                        )
+                    )
+                try:
+                    apps = expand_appset(doc.data, ctx)
+                    generated = [t for app in apps for t in self._app_targets(app, doc, clusters)]
+                except (GeneratorError, TemplateError, YamlError, TypeError, AttributeError, KeyError) as exc:
+                    self.findings.append(
+                        Finding(
+                            "render.applicationset",
+                            Severity.ERROR,
+                            doc.path,
+                            doc.line,
+                            f"ApplicationSet {name} cannot be expanded: {exc}",
+                            "Argo CD would fail the same way; fix the generators or the template.",
+                        )
+                    )
+                    continue
+                hub, hub_env = self.place(doc.path)
+                if hub == "-":
+                    local = next((r for r in self.registry if r.info.server == LOCAL_SERVER), None)
+                    hub, hub_env = (local.info.name, local.env) if local else ("in-cluster", "-")
+                targets.append(
+                    Target(
+                        name=f"applicationset/{name}",
+                        kind="objects",
+                        path="",
+                        cluster=hub,
+                        env=hub_env,
+                        source=doc.path,
+                        line=doc.line,
+                        objects_yaml=json.dumps(apps, sort_keys=True),
+                    )
+                )
+                targets.extend(generated)
+        return targets
+
+    # ------------------------------------------------------------- plain roots
+    def plain_targets(self, scanner: KustomizationScanner, taken: list[Target]) -> list[Target]:
+        referenced: set[str] = set()
+        for kind, path in sorted({(t.kind, t.path) for t in taken if t.kind != "objects"}):
+            referenced.add(path)
+            if scanner.kfile(path) is not None:
+                referenced |= scanner.closure(path).dirs
+            elif kind == "flux":  # Flux renders kustomizations nested in a plain folder
+                prefix = "" if path == "." else path + "/"
+                for d in self.kustomization_dirs:
+                    if d.startswith(prefix):
+                        referenced.add(d)
+                        referenced |= scanner.closure(d).dirs
+        for d in self.kustomization_dirs:
+            referenced |= {x for x in scanner.closure(d).dirs if x != d}
+        out = []
+        for d in sorted(set(self.kustomization_dirs) - referenced):
+            cluster, env = self.place(d)
+            out.append(
+                Target(
+                    name=f"kustomize/{d}",
+                    kind="kustomize",
+                    path=d,
+                    cluster=cluster,
+                    env=env,
+                    source=f"{d}/kustomization.yaml" if d != "." else "kustomization.yaml",
+                )
+            )
+        return out
+
+
+def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discovery:
+    """Return the targets of ``tree`` (sorted by name), discovery findings and the scanner used."""
+    finder = _Finder(tree, config, secret_key)
+    finder.read()
+    scanner = KustomizationScanner(tree)
+    targets = finder.flux_targets() + finder.argocd_targets()
+    targets += finder.plain_targets(scanner, targets)
+    unique: dict[str, Target] = {}
+    for t in targets:
+        name = t.name
+        n = 2
+        while name in unique:
+            name = f"{t.name}~{n}"
+            n += 1
+        unique[name] = t if name == t.name else Target(**{**_asdict(t), "name": name})
+    return Discovery(targets=[unique[k] for k in sorted(unique)], findings=finder.findings, scanner=scanner)
+
+
+def _asdict(t: Target) -> dict[str, Any]:
+    return {f: getattr(t, f) for f in Target.__slots__}
+
+
+_RUN_KEY = os.urandom(32)
+
+
+def discover_targets(tree: Path, config: dict[str, Any], *, secret_key: bytes | None = None) -> list[Target]:
+    """Return every target the repository at ``tree`` deploys (see :func:`discover`)."""
+    return discover(tree, config, secret_key=_RUN_KEY if secret_key is None else secret_key).targets

@@ -1,0 +1,365 @@
+"""Run the real kustomize safely: scan the kustomization graph first, then build offline.
+
+Nothing from a pull request is executed. Before kustomize runs, every kustomization
+reachable from a root is read and refused when it names a remote resource (URL,
+``git@``, ``github.com/...``, ``?ref=``), a path that leaves the repository, or a Helm
+chart (``helmCharts``). kustomize then runs inside the temporary copy with the load
+restrictor on, without exec/alpha plugins or Helm, with no proxy and an empty HOME.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from bot.domain.model import Finding, Severity
+from bot.domain.render.fastyaml import load_one
+from bot.domain.yamlio import YamlError
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+KUSTOMIZE_TIMEOUT = 120
+
+_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|ssh:|github\.com/|gitlab\.com/|bitbucket\.org/)", re.I)
+
+# Fields whose entries are kustomization directories or files.
+_RESOURCE_FIELDS = ("resources", "bases", "components", "crds")
+# Fields whose entries (or entry["path"]) are files read by kustomize.
+_FILE_LIST_FIELDS = ("patchesStrategicMerge", "configurations", "generators", "transformers", "validators")
+_PATCH_FIELDS = ("patches", "patchesJson6902", "replacements")
+_GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
+_FORBIDDEN_FIELDS = {
+    "helmCharts": "Helm charts are not rendered: the bot never downloads or runs charts.",
+    "helmChartInflationGenerator": "Helm charts are not rendered: the bot never downloads or runs charts.",
+    "helmGlobals": "Helm charts are not rendered: the bot never downloads or runs charts.",
+}
+
+
+class KustomizeNotFound(RuntimeError):
+    """Neither ``kustomize`` nor ``kubectl`` is on PATH."""
+
+
+def is_remote(ref: str) -> bool:
+    """Tell whether a kustomization entry names something fetched over the network."""
+    ref = ref.strip()
+    return bool(_REMOTE.match(ref)) or "?ref=" in ref or "?version=" in ref or "//" in ref.split("?")[0]
+
+
+def kustomization_file(directory: Path) -> Path | None:
+    """Return the kustomization file of ``directory``, or None."""
+    for name in KUSTOMIZATION_FILES:
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass(slots=True)
+class Closure:
+    """What a kustomization root reads: its files (repo-relative) and the problems found."""
+
+    files: set[str] = field(default_factory=set)
+    dirs: set[str] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return any(f.blocking for f in self.findings)
+
+
+def _finding(rule: str, path: str, line: int, message: str, hint: str) -> Finding:
+    return Finding(rule, Severity.ERROR, path, line, message, hint)
+
+
+def _line_of(text: str, needle: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number
+    return 1
+
+
+class KustomizationScanner:
+    """Scan kustomization graphs of one tree; results per directory are memoised."""
+
+    def __init__(self, tree: Path) -> None:
+        self.tree = tree.resolve()
+        self._memo: dict[str, Closure] = {}
+        self._links: bool | None = None
+        self._kfiles: dict[str, Path | None] = {}
+        self._lock = threading.RLock()
+        self._tree_str = str(self.tree)
+
+    def kfile(self, rel_dir: str) -> Path | None:
+        """Return the kustomization file of a repo-relative directory (memoised)."""
+        if rel_dir not in self._kfiles:
+            self._kfiles[rel_dir] = kustomization_file(self.tree / rel_dir)
+        return self._kfiles[rel_dir]
+
+    def _has_links(self) -> bool:
+        if self._links is None:
+            self._links = any(
+                (Path(d) / n).is_symlink() for d, dirs, files in os.walk(self.tree) for n in dirs + files
+            )
+        return self._links
+
+    def _rel(self, path: Path) -> str | None:
+        """Return ``path`` relative to the tree, or None when it resolves outside (through links)."""
+        try:
+            return path.resolve().relative_to(self.tree).as_posix()
+        except ValueError:
+            return None
+
+    def closure(self, rel_dir: str) -> Closure:
+        """Return the closure of the kustomization directory ``rel_dir`` (repo-relative)."""
+        rel_dir = posixpath.normpath(rel_dir) if rel_dir not in ("", ".") else "."
+        with self._lock:  # one scan at a time: a half-filled closure must never be seen
+            if rel_dir in self._memo:
+                return self._memo[rel_dir]
+            result = Closure()
+            self._memo[rel_dir] = result  # a cycle sees an empty closure instead of recursing forever
+            self._scan_dir(rel_dir, result)
+            return result
+
+    def _scan_dir(self, rel_dir: str, result: Closure) -> None:
+        directory = self.tree / rel_dir
+        result.dirs.add(rel_dir)
+        kfile = kustomization_file(directory)
+        if kfile is None:
+            return
+        krel = self._rel(kfile) or f"{rel_dir}/kustomization.yaml"
+        result.files.add(krel)
+        text = kfile.read_text(encoding="utf-8", errors="replace")
+        try:
+            data = _parse_cached(text, krel)
+        except YamlError as exc:
+            result.findings.append(exc.finding)
+            return
+        if not isinstance(data, dict):
+            result.findings.append(
+                _finding("render.kustomize", krel, 1, "the kustomization is not a mapping", "Fix the file.")
+            )
+            return
+        for key, why in _FORBIDDEN_FIELDS.items():
+            if key in data:
+                result.findings.append(
+                    _finding(
+                        "render.helm",
+                        krel,
+                        _line_of(text, f"{key}:"),
+                        f"`{key}` in a kustomization is refused. {why}",
+                        "Use a Flux HelmRelease (diffed as its values) or commit the rendered chart output.",
+                    )
+                )
+        for entry in self._entries(data):
+            self._check_entry(rel_dir, krel, text, entry, result)
+
+    @staticmethod
+    def _entries(data: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """Yield (kind, reference) for every path-like entry: kind is 'dir-or-file' or 'file'."""
+        for key in _RESOURCE_FIELDS:
+            for item in data.get(key) or []:
+                if isinstance(item, str):
+                    yield "dir-or-file", item
+        for key in _FILE_LIST_FIELDS:
+            for item in data.get(key) or []:
+                if isinstance(item, str):
+                    yield "file", item
+        for key in _PATCH_FIELDS:
+            for item in data.get(key) or []:
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    yield "file", item["path"]
+        for key in _GENERATOR_FIELDS:
+            for gen in data.get(key) or []:
+                if not isinstance(gen, dict):
+                    continue
+                for sub in ("files", "envs"):
+                    for item in gen.get(sub) or []:
+                        if isinstance(item, str):
+                            yield "file", item.split("=", 1)[-1]
+                if isinstance(gen.get("env"), str):
+                    yield "file", gen["env"]
+        openapi = data.get("openapi")
+        if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
+            yield "file", openapi["path"]
+
+    def _check_entry(
+        self, rel_dir: str, krel: str, text: str, entry: tuple[str, str], result: Closure
+    ) -> None:
+        kind, ref = entry
+        line = _line_of(text, ref)
+        if is_remote(ref):
+            result.findings.append(
+                _finding(
+                    "render.remote",
+                    krel,
+                    line,
+                    f"remote reference `{ref}` refused: the bot renders offline and never fetches bases "
+                    "over the network.",
+                    "Vendor the remote base into this repository and reference it by a relative path.",
+                )
+            )
+            return
+        if posixpath.isabs(ref):
+            result.findings.append(
+                _finding(
+                    "render.path",
+                    krel,
+                    line,
+                    f"absolute path `{ref}` refused",
+                    "Use a path relative to the kustomization's directory.",
+                )
+            )
+            return
+        joined = posixpath.normpath(posixpath.join(rel_dir, ref))
+        if joined == ".." or joined.startswith("../"):
+            self._leaves(krel, line, ref, result)
+            return
+        full = os.path.join(self._tree_str, joined)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(full).st_mode)
+        except OSError:
+            # kustomize reports the missing file with its own message; record the dependency anyway.
+            result.files.add(joined)
+            return
+        real = joined
+        if self._has_links():
+            resolved = self._rel(Path(full))
+            if resolved is None:
+                self._leaves(krel, line, ref, result)
+                return
+            real = resolved
+        if kind == "dir-or-file" and is_dir:
+            sub = self.closure(real)
+            result.files |= sub.files
+            result.dirs |= sub.dirs
+            result.findings.extend(f for f in sub.findings if f not in result.findings)
+        else:
+            result.files.add(real)
+
+    @staticmethod
+    def _leaves(krel: str, line: int, ref: str, result: Closure) -> None:
+        result.findings.append(
+            _finding(
+                "render.path",
+                krel,
+                line,
+                f"path `{ref}` leaves the repository",
+                "Keep every resource, patch and generator file inside the repository.",
+            )
+        )
+
+
+_PARSED: dict[tuple[str, str], Any] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse_cached(text: str, path: str) -> Any:
+    """Parse a kustomization, memoised by path and content (base and head share most files)."""
+    key = (path, hashlib.sha256(text.encode()).hexdigest())
+    with _PARSED_LOCK:
+        if key in _PARSED:
+            return copy.deepcopy(_PARSED[key])
+    data = load_one(text, path)
+    with _PARSED_LOCK:
+        if len(_PARSED) > 20_000:
+            _PARSED.clear()
+        _PARSED[key] = data
+    return copy.deepcopy(data)
+
+
+@cache
+def kustomize_command() -> tuple[str, ...]:
+    """Return the argv prefix of the kustomize to run (``kustomize build`` or ``kubectl kustomize``)."""
+    if shutil.which("kustomize"):
+        return ("kustomize", "build")
+    if shutil.which("kubectl"):
+        return ("kubectl", "kustomize")
+    raise KustomizeNotFound("neither `kustomize` nor `kubectl` is on PATH")
+
+
+@cache
+def kustomize_version() -> str:
+    """Return the kustomize version string (part of every render-cache key)."""
+    cmd = kustomize_command()
+    args = ["kustomize", "version"] if cmd[0] == "kustomize" else ["kubectl", "version", "--client"]
+    try:
+        proc = subprocess.run(args, capture_output=True, timeout=30, env=_safe_env(Path("/nonexistent")))
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return proc.stdout.decode(errors="replace").strip()
+
+
+KUSTOMIZE_MAX_MEMORY = 2 * 1024**3
+
+
+@cache
+def _limits() -> tuple[str, ...]:
+    """Return a ``prlimit`` prefix bounding kustomize's memory and CPU time, when prlimit exists.
+
+    A pull request can make kustomize work hard (huge generators, deep overlays); the limit
+    turns that into a finding instead of a starved worker.
+    """
+    prlimit = shutil.which("prlimit")
+    if not prlimit:
+        return ()
+    return (prlimit, f"--as={KUSTOMIZE_MAX_MEMORY}", f"--cpu={KUSTOMIZE_TIMEOUT}")
+
+
+def _safe_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "LC_ALL": "C",
+        "KUBECONFIG": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        # No proxy variables at all, and an unroutable one for tools that ignore their absence.
+        "NO_PROXY": "*",
+        "no_proxy": "*",
+        "XDG_CONFIG_HOME": str(home),
+    }
+
+
+class KustomizeError(RuntimeError):
+    """kustomize refused the root; the message is kustomize's own error text."""
+
+
+def run_kustomize(tree: Path, rel_dir: str) -> str:
+    """Build ``rel_dir`` of ``tree`` with kustomize and return the YAML stream it prints.
+
+    Runs with the working directory inside the tree, the load restrictor on
+    (``LoadRestrictionsRootOnly``), no plugins, no Helm, no network settings and an
+    empty HOME. Raises :class:`KustomizeError` with kustomize's message on failure.
+    """
+    argv = [*_limits(), *kustomize_command(), "--load-restrictor=LoadRestrictionsRootOnly", rel_dir or "."]
+    with tempfile.TemporaryDirectory(prefix="gitops-bot-home-") as home:
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=tree,
+                capture_output=True,
+                env=_safe_env(Path(home)),
+                timeout=KUSTOMIZE_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise KustomizeError(f"kustomize took longer than {KUSTOMIZE_TIMEOUT} s") from exc
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", errors="replace").strip()
+        message = message.replace(str(tree), "<repo>")
+        raise KustomizeError(message.splitlines()[-1] if message else "kustomize failed")
+    return proc.stdout.decode("utf-8", errors="replace")

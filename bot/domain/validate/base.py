@@ -1,0 +1,148 @@
+"""What every validation rule works on: YAML documents with positions, and the shared context."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bot.domain.model import CheckInput, Finding, Severity
+from bot.domain.validate.eks import EksCatalog
+from bot.domain.yamlio import YamlError, line_of_path, load_documents, to_plain
+
+YAML_SUFFIXES = (".yaml", ".yml")
+MAX_TEXT_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """One YAML document of a repository file: plain ``data`` plus the ruamel ``node`` for lines."""
+
+    path: str
+    index: int
+    line: int
+    node: Any
+    data: Any
+    prefix: tuple[str | int, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return str(self.data.get("apiVersion") or "") if isinstance(self.data, dict) else ""
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.get("kind") or "") if isinstance(self.data, dict) else ""
+
+    @property
+    def group(self) -> str:
+        return self.api_version.split("/", 1)[0] if "/" in self.api_version else ""
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rsplit("/", 1)[-1]
+
+    @property
+    def name(self) -> str:
+        meta = self.data.get("metadata") if isinstance(self.data, dict) else None
+        return str(meta.get("name") or "") if isinstance(meta, dict) else ""
+
+    def line_at(self, path: Sequence[str | int]) -> int:
+        """Return the line of ``path`` inside this document (the deepest part that exists)."""
+        return line_of_path(self.node, list(path), self.line)
+
+    def finding(
+        self,
+        rule: str,
+        severity: Severity,
+        path: Sequence[str | int],
+        message: str,
+        hint: str,
+    ) -> Finding:
+        """Return a finding on the line of ``path`` in this document."""
+        return Finding(rule, severity, self.path, self.line_at(path), message, hint)
+
+    def sub(self, path: tuple[str | int, ...]) -> Doc | None:
+        """Return the embedded document at ``path`` (e.g. a kro resource template), or ``None``."""
+        node: Any = self.node
+        data: Any = self.data
+        for part in path:
+            try:
+                node = node[part]
+                data = data[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        if not isinstance(data, dict):
+            return None
+        return Doc(self.path, self.index, line_of_path(self.node, list(path), self.line), node, data, path)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """Return ``value`` if it is a mapping, else ``{}`` (repository YAML may have any shape)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """Return ``value`` if it is a list, else ``[]``."""
+    return value if isinstance(value, list) else []
+
+
+def read_text(root: Path, rel: str) -> str | None:
+    """Return the text of ``rel`` under ``root``; ``None`` when missing, a symlink out, too big or binary."""
+    path = root / rel
+    try:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root.resolve()) or not resolved.is_file():
+            return None
+        if resolved.stat().st_size > MAX_TEXT_BYTES:
+            return None
+        raw = resolved.read_bytes()
+    except OSError:
+        return None
+    if b"\x00" in raw[:8192]:
+        return None
+    return raw.decode("utf-8", errors="replace")
+
+
+def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
+    """Parse ``text`` into documents; a YAML problem becomes a finding (and no documents)."""
+    try:
+        raw = load_documents(text, rel)
+    except YamlError as exc:
+        return [], [exc.finding]
+    docs = [Doc(rel, d.index, d.line, d.data, to_plain(d.data, rel)) for d in raw]
+    return docs, []
+
+
+def iter_yaml_files(root: Path) -> Iterator[str]:
+    """Yield every YAML file under ``root`` (relative, sorted), skipping ``.git`` and hidden folders."""
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*")):
+        if path.suffix not in YAML_SUFFIXES:
+            continue
+        rel = path.relative_to(root)
+        if any(part.startswith(".") and part not in (".github",) for part in rel.parts[:-1]):
+            continue
+        if path.is_file() and not path.is_symlink():
+            yield rel.as_posix()
+
+
+@dataclass(slots=True)
+class Context:
+    """Facts shared by the rules for one check: config, catalog, day, changed and fleet documents."""
+
+    check: CheckInput
+    config: dict[str, Any]
+    eks: EksCatalog
+    today: date
+    changed: list[Doc] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)
+    head_crds: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    rgds: dict[tuple[str, str], Doc] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Return a config section (``{}`` when absent)."""
+        value = self.config.get(name)
+        return value if isinstance(value, dict) else {}

@@ -1,0 +1,176 @@
+"""The ``gitops-bot check`` pipeline: the same checks the bot runs, on a local clone.
+
+:func:`build_check` materialises the base and head revisions of a local repository
+(normal clone, worktree or bare), reads ``.github/gitops-bot.yml`` from the **base**
+revision, computes the changed paths and the rendered diff, then runs every checker in
+:data:`CHECKERS`. Checkers are plain callables ``CheckInput -> Iterable[Finding]``; one
+that raises becomes an error finding, it never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.diff import MAX_PARTS, diff_comment_parts
+from bot.domain.model import CheckInput, Finding, Report, Severity
+from bot.domain.render import DiffResult, RenderCache, compute_diff
+from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
+from bot.git.mirror import materialise
+
+Checker = Callable[[CheckInput], Iterable[Finding]]
+
+CHECKERS: list[Checker] = []
+"""Every checker ``gitops-bot check`` and the bot run after rendering (the lead adds them)."""
+
+
+class UsageError(ValueError):
+    """The repository or a revision cannot be used (exit code 2)."""
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """A report plus what built it: the diff (for the comment) and the resolved revisions."""
+
+    report: Report
+    diff: DiffResult
+    base_sha: str
+    head_sha: str
+    changed_paths: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def comment_parts(self) -> list[str]:
+        """Return the diff comment for this report, with every finding (not only rendering ones).
+
+        ``render.comment.max_parts`` of the base configuration bounds the number of parts.
+        """
+        shown = replace(self.diff, findings=sorted(set(self.report.findings), key=Finding.sort_key))
+        max_parts = int(
+            ((self.config.get("render") or {}).get("comment") or {}).get("max_parts") or MAX_PARTS
+        )
+        return diff_comment_parts(shown, base_sha=self.base_sha, head_sha=self.head_sha, max_parts=max_parts)
+
+
+def resolve_git_dir(repo: Path) -> Path:
+    """Return the git directory of a clone, a worktree or a bare repository."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise UsageError(f"{repo} is not a directory")
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--absolute-git-dir"],
+        capture_output=True,
+        env=GIT_ENV,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise UsageError(f"{repo} is not a git repository")
+    return Path(proc.stdout.decode().strip())
+
+
+def _secret_key() -> bytes:
+    configured = os.environ.get("GITOPS_BOT_DIFF_KEY")
+    return configured.encode() if configured else os.urandom(32)
+
+
+def _run_checker(checker: Checker, data: CheckInput) -> list[Finding]:
+    name = getattr(checker, "__qualname__", repr(checker))
+    try:
+        return list(checker(data))
+    except Exception as exc:  # a broken checker must not hide the others
+        return [
+            Finding(
+                "internal",
+                Severity.ERROR,
+                CONFIG_PATH,
+                1,
+                f"checker {name} failed: {type(exc).__name__}: {exc}",
+                "This is a bug in gitops-bot; please report it with this message.",
+            )
+        ]
+
+
+def build_check(
+    repo_dir_or_git_dir: Path,
+    base: str,
+    head: str,
+    *,
+    checkers: Sequence[Checker] | None = None,
+    secret_key: bytes | None = None,
+    cache: RenderCache | None = None,
+) -> CheckResult:
+    """Run the render diff and every checker for ``base..head`` of a local repository.
+
+    The diff compares the merge base of ``base`` and ``head`` with ``head`` (what the
+    pull request introduces); configuration is read at ``base``. Raises
+    :class:`UsageError` when the repository or a revision cannot be resolved.
+    """
+    git_dir = resolve_git_dir(repo_dir_or_git_dir)
+    try:
+        base_sha = rev_parse(git_dir, base)
+        head_sha = rev_parse(git_dir, head)
+    except GitError as exc:
+        raise UsageError(f"unknown revision: {exc}") from exc
+    try:
+        merge_base = git(git_dir, "merge-base", base_sha, head_sha).decode().strip()
+    except GitError as exc:
+        raise UsageError(f"{base} and {head} have no common history") from exc
+    findings: list[Finding] = []
+    try:
+        config = parse_config(read_file_at(git_dir, base_sha, CONFIG_PATH))
+    except ConfigError as exc:
+        findings.extend(exc.findings)
+        config = {"version": 1}
+    paths = changed_paths(git_dir, base_sha, head_sha)
+    key = secret_key if secret_key is not None else _secret_key()
+    dropped: list[str] = []
+    with (
+        materialise(git_dir, merge_base, []) as base_dir,
+        materialise(git_dir, head_sha, dropped) as head_dir,
+    ):
+        diff = compute_diff(base_dir, head_dir, config, changed_paths=paths, cache=cache, secret_key=key)
+        findings.extend(diff.findings)
+        findings.extend(
+            Finding(
+                "render.symlink",
+                Severity.WARNING,
+                name,
+                1,
+                "symbolic link pointing outside the repository was dropped before rendering",
+                "Replace the link by the file it points to; links out of the repository are never followed.",
+            )
+            for name in dropped
+        )
+        data = CheckInput(
+            base_dir=base_dir,
+            head_dir=head_dir,
+            config=config,
+            changed_paths=tuple(paths),
+            rendered_head=tuple(diff.rendered_head),
+            git_dir=git_dir,
+            base_sha=base_sha,
+            head_sha=head_sha,
+        )
+        for checker in CHECKERS if checkers is None else checkers:
+            findings.extend(_run_checker(checker, data))
+    report = Report(changes=list(diff.changes), findings=sorted(set(findings), key=Finding.sort_key))
+    return CheckResult(report, diff, base_sha, head_sha, paths, config)
+
+
+def build_report(
+    repo_dir_or_git_dir: Path,
+    base: str,
+    head: str,
+    *,
+    checkers: Sequence[Checker] | None = None,
+    secret_key: bytes | None = None,
+    cache: RenderCache | None = None,
+) -> Report:
+    """Return the :class:`Report` of :func:`build_check` (what ``gitops-bot check`` prints)."""
+    return build_check(
+        repo_dir_or_git_dir, base, head, checkers=checkers, secret_key=secret_key, cache=cache
+    ).report
