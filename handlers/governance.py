@@ -41,6 +41,7 @@ from bot.domain.governance.approvals import (
     plan_lookups,
 )
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
+from bot.domain.promotion.plan import BRANCH_PREFIX as PROMOTION_BRANCH_PREFIX
 from bot.git.files import changed_paths, git, read_file_at
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,19 @@ async def _approvals(
     return CheckRunResult(APPROVALS_CHECK, "success" if result.ok else "failure", title, text)
 
 
+def _promotion_approvals(base_ref: str) -> CheckRunResult:
+    """A promotion PR carries a change that was already reviewed: its gates decide, not path rules."""
+    return CheckRunResult(
+        name=APPROVALS_CHECK,
+        conclusion="neutral",
+        title="Promotion: approvals are a promotion gate",
+        summary=(
+            f"This PR promotes an already reviewed change into `{base_ref}`. The approvals it needs are "
+            "the `approvals` gate of that environment, shown in the `gitops-bot/promotion` check."
+        ),
+    )
+
+
 async def evaluate_pull_request(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, pr: Mapping[str, Any]
 ) -> list[CheckRunResult]:
@@ -311,10 +325,12 @@ async def evaluate_pull_request(
     except ConfigError as exc:
         results = _config_failure(exc, str(pr["base"]["ref"]))
     else:
-        results = [
-            await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config),
-            await _approvals(gh, ctx, repo, pr, git_dir, config),
-        ]
+        signatures = await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config)
+        if str(pr["head"].get("ref", "")).startswith(PROMOTION_BRANCH_PREFIX):
+            approvals = _promotion_approvals(str(pr["base"].get("ref", "")))
+        else:
+            approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)
+        results = [signatures, approvals]
     await write_check_runs(gh, repo, head_sha, results)
     log.info(
         "governance: %s#%s %s",
