@@ -25,12 +25,11 @@ pytest.importorskip("bot.sim.server", reason="the simulator is not on this branc
 pytest.importorskip("bot.webhook", reason="the webhook service is not on this branch yet")
 pytest.importorskip("handlers.pull_request", reason="the pull_request handler is not on this branch yet")
 
-from bot.sim import Driver, Simulator
-
 from bot.github.auth import GitHubApp
 from bot.queue.base import Status
 from bot.queue.postgres import PostgresStore
 from bot.redeliver import redeliver_failed
+from bot.sim import Driver, Simulator
 from tests.hostile.serve_process import ServeProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
