@@ -90,6 +90,11 @@ def _fleet_files(clusters: int, apps: int, root: Path) -> dict[str, str | None]:
     return files
 
 
+def _rest(route: str) -> bool:
+    """Whether a logged request is a REST call (not git over HTTP)."""
+    return not route.endswith((".git/info/refs", "git-upload-pack", "git-receive-pack"))
+
+
 def _promotion(world: DemoWorld, number: int) -> Any | None:
     prefix = f"Promote #{number} to staging"
     for p in world.sim.world.pulls.get(REPO, {}).values():
@@ -124,11 +129,12 @@ async def sim_main(clusters: int, apps: int, runs: int) -> None:
                 f"pushed to the simulator on main and {', '.join(ENV_BRANCHES)} and settled in "
                 f"{time.perf_counter() - t0:.1f} s"
             )
-            bot = f"installation:{installation}"
+            bot = {world.sim.bot_login, f"installation:{installation}"}
             times: list[float] = []
             calls: list[int] = []
             calls_total: list[int] = []
             routes: Counter[str] = Counter()
+            routes_total: Counter[str] = Counter()
             for k in range(runs + 1):
                 i = (7 + 37 * k) % clusters
                 path = f"{render_fleet.cluster_dir(i)}/overlay/quota.yaml"
@@ -146,9 +152,9 @@ async def sim_main(clusters: int, apps: int, runs: int) -> None:
                         raise SystemExit(f"no promotion PR for #{number} after 300 s")
                     await asyncio.sleep(0.01)
                 elapsed = time.perf_counter() - start
-                upto = [e for e in world.sim.requests.since(mark) if e.actor == bot]
+                upto = [e for e in world.sim.requests.since(mark) if e.actor in bot and _rest(e.route)]
                 await world.settle(timeout=300)
-                after = [e for e in world.sim.requests.since(mark) if e.actor == bot]
+                after = [e for e in world.sim.requests.since(mark) if e.actor in bot and _rest(e.route)]
                 label = "cold" if k == 0 else f"run {k}"
                 print(
                     f"  {label:>6}: #{number} -> promotion PR in {elapsed * 1000:.0f} ms "
@@ -161,6 +167,7 @@ async def sim_main(clusters: int, apps: int, runs: int) -> None:
                 calls.append(len(upto))
                 calls_total.append(len(after))
                 routes.update(f"{e.method} {e.route}" for e in upto)
+                routes_total.update(f"{e.method} {e.route}" for e in after)
         print(
             f"merge -> promotion PR opened (simulator, real bot, {clusters}-cluster fleet), "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs:"
@@ -174,7 +181,11 @@ async def sim_main(clusters: int, apps: int, runs: int) -> None:
             f"  bot REST calls per promotion: {statistics.mean(calls):.1f} until the PR exists, "
             f"{statistics.mean(calls_total):.1f} for everything the merge triggers"
         )
+        print("  per promotion, until the PR exists:")
         for route, n in routes.most_common():
+            print(f"    {n / runs:5.1f}  {route}")
+        print("  per promotion, everything the merge triggers (PR checks, gates, labels, comments):")
+        for route, n in routes_total.most_common():
             print(f"    {n / runs:5.1f}  {route}")
 
 

@@ -411,7 +411,10 @@ def compute_diff(
     """
     cache = cache if cache is not None else RenderCache()
     base = discover(base_dir, config, secret_key=secret_key)
-    if reuse_discovery and changed_paths is not None and same_discovery(base_dir, head_dir, changed_paths):
+    reused = (
+        reuse_discovery and changed_paths is not None and same_discovery(base_dir, head_dir, changed_paths)
+    )
+    if reused:
         head = Discovery(
             targets=base.targets, findings=list(base.findings), scanner=KustomizationScanner(head_dir)
         )
@@ -430,13 +433,19 @@ def compute_diff(
     for name in names:
         bt, ht = base_by.get(name), head_by.get(name)
         b_in = target_inputs(base_dir, bt, base.scanner) if bt and base.scanner else None
-        h_in = target_inputs(head_dir, ht, head.scanner) if ht and head.scanner else None
-        needed = (
-            changed is None
-            or bt != ht
-            or bool(b_in and b_in.touched_by(changed))
-            or bool(h_in and h_in.touched_by(changed))
-        )
+        if reused and changed is not None and b_in is not None:
+            # same targets over the same kustomization graph: the base's inputs tell, and
+            # only the targets to render get their head inputs scanned
+            needed = b_in.touched_by(changed)
+            h_in = target_inputs(head_dir, ht, head.scanner) if needed and ht and head.scanner else None
+        else:
+            h_in = target_inputs(head_dir, ht, head.scanner) if ht and head.scanner else None
+            needed = (
+                changed is None
+                or bt != ht
+                or bool(b_in and b_in.touched_by(changed))
+                or bool(h_in and h_in.touched_by(changed))
+            )
         if not needed:
             t = ht or bt
             assert t is not None
