@@ -8,10 +8,10 @@ local port, as :class:`bot.sim.demo.DemoWorld` does. Then, ``--runs`` times, a d
 pushes a one-cluster change (that cluster's ResourceQuota), opens a PR into ``env/dev``,
 the bot's PR checks finish, and the PR is merged through the REST API. The time measured
 runs from the merge call returning until the promotion PR into ``env/staging`` exists in
-the simulator's state (polled every 10 ms). Prints the first promotion (the promotion
-handler's first run in the process: config, render caches and the ``env/staging`` parse
-memo cold) apart, then median, p90 and max of the others, and the REST calls the bot made
-per promotion (from the simulator's request log).
+the simulator's state (polled every 10 ms). The bot receives no webhook before the first
+merge, so the first promotion starts cold (no git mirror, no config, empty parse and
+render caches) and is printed apart; then median, p90 and max of the others, and the REST
+calls the bot made per promotion (from the simulator's request log), by route.
 
 ``--fake`` keeps the older, narrower mode: the promotion handler alone with real git and the
 in-memory fake GitHub of the tests, on a flat fleet of ``clusters/<name>/`` folders.
@@ -121,12 +121,14 @@ async def sim_main(clusters: int, apps: int, runs: int) -> None:
             d.org("example-org", members=["alice", "bob"])
             d.repo(REPO, collaborators={"alice": "write", "bob": "maintain"})
             installation = d.install("example-org").id
+            # the bot sees nothing before the first merge, so that one starts with no mirror
+            world.sim.set_webhook_url(None)
             t0 = time.perf_counter()
             for branch in ("main", *ENV_BRANCHES):
                 await d.push("bob", REPO, branch, dict(files), message="The fleet", base=None)
-            await world.settle(timeout=600)
+            await world.sim.wait_for_webhooks(timeout=600)
             print(
-                f"pushed to the simulator on main and {', '.join(ENV_BRANCHES)} and settled in "
+                f"pushed to the simulator on main and {', '.join(ENV_BRANCHES)} in "
                 f"{time.perf_counter() - t0:.1f} s"
             )
             bot = {world.sim.bot_login, f"installation:{installation}"}
@@ -143,6 +145,8 @@ async def sim_main(clusters: int, apps: int, runs: int) -> None:
                 title = f"Raise the pod quota of cluster {i:03d}"
                 await d.push("alice", REPO, branch, {path: text}, base="env/dev", message=title)
                 number = await d.open_pr("alice", REPO, branch, base="env/dev", title=title)
+                if k == 0:
+                    world.sim.set_webhook_url(world.bot_url)
                 await world.settle(timeout=300)  # the PR checks are done: only the merge is timed
                 mark = world.sim.requests.mark()
                 await d.api("bob", "PUT", f"/repos/{REPO}/pulls/{number}/merge", {"merge_method": "merge"})
