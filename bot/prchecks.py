@@ -142,7 +142,14 @@ async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> st
     environment (a cluster request reconciled by the hub, say), every changed object is shown.
     """
     result = await asyncio.to_thread(
-        build_check, git_dir, base, head, checkers=[], cache=_CACHE, secret_key=mask_key(None, None)
+        build_check,
+        git_dir,
+        base,
+        head,
+        checkers=[],
+        cache=_CACHE,
+        secret_key=mask_key(None, None),
+        reuse_discovery=True,  # only changes are shown: skip discovering the head when it cannot differ
     )
     changes = [c for c in result.diff.changes if c.env == env] or list(result.diff.changes)
     shown = replace(result.diff, changes=changes)

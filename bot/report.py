@@ -106,12 +106,15 @@ def build_check(
     checkers: Sequence[Checker] | None = None,
     secret_key: bytes | None = None,
     cache: RenderCache | None = None,
+    reuse_discovery: bool = False,
 ) -> CheckResult:
     """Run the render diff and every checker for ``base..head`` of a local repository.
 
     The diff compares the merge base of ``base`` and ``head`` with ``head`` (what the
     pull request introduces); configuration is read at ``base``. Raises
     :class:`UsageError` when the repository or a revision cannot be resolved.
+    ``reuse_discovery`` is passed to :func:`compute_diff` when ``base`` is the merge base
+    (so the changed paths are every difference between the rendered trees).
     """
     git_dir = resolve_git_dir(repo_dir_or_git_dir)
     try:
@@ -136,7 +139,15 @@ def build_check(
         materialise(git_dir, merge_base, []) as base_dir,
         materialise(git_dir, head_sha, dropped) as head_dir,
     ):
-        diff = compute_diff(base_dir, head_dir, config, changed_paths=paths, cache=cache, secret_key=key)
+        diff = compute_diff(
+            base_dir,
+            head_dir,
+            config,
+            changed_paths=paths,
+            cache=cache,
+            secret_key=key,
+            reuse_discovery=reuse_discovery and merge_base == base_sha,
+        )
         findings.extend(diff.findings)
         findings.extend(
             Finding(

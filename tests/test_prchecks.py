@@ -167,3 +167,65 @@ async def test_promotion_pr_bodies_get_the_rendered_diff(fleet_repo: Path) -> No
     markdown = await rendered_env_diff(fleet_repo / ".git", base, head, "staging")
     assert "cluster-payments-dev-euw1" in markdown and "```diff" in markdown
     assert "<!-- gitops-bot:" not in markdown
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("base_files", "head_files", "changed", "same"),
+    [
+        ({"a/x.yaml": "kind: Service\n"}, {"a/x.yaml": "kind: Service # b\n"}, ["a/x.yaml"], True),
+        ({"a/x.txt": "1"}, {"a/x.txt": "2"}, ["a/x.txt"], True),
+        ({}, {"a/x.yaml": "kind: Service\n"}, ["a/x.yaml"], False),  # added
+        ({"a/x.yaml": "kind: Service\n"}, {}, ["a/x.yaml"], False),  # removed
+        (
+            {"a/kustomization.yaml": "resources: []\n"},
+            {"a/kustomization.yaml": "{}\n"},
+            ["a/kustomization.yaml"],
+            False,
+        ),
+        ({"a/x.yaml": "kind: Service\n"}, {"a/x.yaml": NEW_CONFIGMAP}, ["a/x.yaml"], False),  # marker at head
+        ({"a/x.yaml": NEW_CONFIGMAP}, {"a/x.yaml": "kind: Service\n"}, ["a/x.yaml"], False),  # marker at base
+        (
+            {"a/ks.yaml": "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"},
+            {"a/ks.yaml": "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n# b\n"},
+            ["a/ks.yaml"],
+            False,
+        ),
+    ],
+)
+def test_same_discovery_only_for_changes_discovery_cannot_see(
+    tmp_path: Path, base_files: dict[str, str], head_files: dict[str, str], changed: list[str], same: bool
+) -> None:
+    from bot.domain.render.discovery import same_discovery
+
+    base = _tree(tmp_path / "base", {"keep.yaml": "kind: Service\n", **base_files})
+    head = _tree(tmp_path / "head", {"keep.yaml": "kind: Service\n", **head_files})
+    assert same_discovery(base, head, changed) is same
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new"),
+    [
+        ("apps/checkout/base/deployment.yaml", "checkout:2.4.1", "checkout:2.5.0"),
+        ("clusters/staging/staging-euw1/cluster.yaml", "name:", "name: x #"),
+    ],
+)
+def test_promotion_diff_reusing_the_base_discovery_shows_what_a_full_discovery_shows(
+    fleet_repo: Path, path: str, old: str, new: str
+) -> None:
+    from bot.report import build_check
+
+    text = (fleet_repo / path).read_text()
+    assert old in text
+    head = _commit(fleet_repo, "change", {path: text.replace(old, new, 1)})
+    full = build_check(fleet_repo, "main", head, checkers=[], secret_key=b"k")
+    reused = build_check(fleet_repo, "main", head, checkers=[], secret_key=b"k", reuse_discovery=True)
+    assert full.diff.changes, "the change must render to something for the comparison to mean anything"
+    assert reused.diff.changes == full.diff.changes
+    assert reused.diff.targets_rendered == full.diff.targets_rendered

@@ -611,6 +611,34 @@ def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discov
     return Discovery(targets=[unique[k] for k in sorted(unique)], findings=finder.findings, scanner=scanner)
 
 
+def same_discovery(base_tree: Path, head_tree: Path, changed_paths: Iterable[str]) -> bool:
+    """Tell whether :func:`discover` must find the same targets in both trees.
+
+    ``changed_paths`` must list every path that differs between the trees. True only when
+    every changed path is a regular file in both trees (nothing added, removed, or turned into
+    a link), none is a kustomization file, and no changed YAML file holds, on either side,
+    anything discovery reads (Flux or Argo CD objects, ConfigMaps, Secrets). Any doubt
+    answers False, so callers fall back to discovering the head tree.
+    """
+    for rel in changed_paths:
+        name = rel.rsplit("/", 1)[-1]
+        if name in KUSTOMIZATION_FILES:
+            return False
+        texts = []
+        for tree in (base_tree, head_tree):
+            path = tree / rel
+            if path.is_symlink() or not path.is_file():
+                return False
+            if name.endswith((".yaml", ".yml")):
+                try:
+                    texts.append(path.read_text(encoding="utf-8", errors="replace"))
+                except OSError:
+                    return False
+        if any(m in text for text in texts for m in _MARKERS):
+            return False
+    return True
+
+
 def _asdict(t: Target) -> dict[str, Any]:
     return {f: getattr(t, f) for f in Target.__slots__}
 

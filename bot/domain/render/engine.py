@@ -23,7 +23,7 @@ import yaml
 from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
 from bot.domain.model import Finding, RenderedObject, Severity
 from bot.domain.render.cache import RenderCache
-from bot.domain.render.discovery import Discovery, discover
+from bot.domain.render.discovery import Discovery, discover, same_discovery
 from bot.domain.render.fastyaml import load_docs
 from bot.domain.render.flux import substitute_object
 from bot.domain.render.kustomize import (
@@ -395,6 +395,7 @@ def compute_diff(
     changed_paths: Sequence[str] | None = None,
     cache: RenderCache | None = None,
     secret_key: bytes,
+    reuse_discovery: bool = False,
 ) -> DiffResult:
     """Render what changed between ``base_dir`` and ``head_dir`` and diff it per target.
 
@@ -402,10 +403,23 @@ def compute_diff(
     changed are rendered; ``None`` renders every target. ``config`` is the base
     revision's configuration. Findings come from the head side; a target that cannot
     be rendered at base gets a notice, not a blocking error.
+
+    ``reuse_discovery`` (with ``changed_paths`` listing every path that differs between the
+    trees) skips discovering the head tree when :func:`same_discovery` proves it finds the
+    base's targets; the head's discovery findings are then the base's, so only callers that
+    show changes, not findings, should set it (promotion PR bodies do).
     """
     cache = cache if cache is not None else RenderCache()
     base = discover(base_dir, config, secret_key=secret_key)
-    head = discover(head_dir, config, secret_key=secret_key)
+    reused = (
+        reuse_discovery and changed_paths is not None and same_discovery(base_dir, head_dir, changed_paths)
+    )
+    if reused:
+        head = Discovery(
+            targets=base.targets, findings=list(base.findings), scanner=KustomizationScanner(head_dir)
+        )
+    else:
+        head = discover(head_dir, config, secret_key=secret_key)
     # A problem that the base revision has too is not this pull request's doing.
     known = {(f.rule, f.path, f.message) for f in base.findings} if changed_paths is not None else set()
     result = DiffResult(findings=[f for f in head.findings if (f.rule, f.path, f.message) not in known])
@@ -419,13 +433,19 @@ def compute_diff(
     for name in names:
         bt, ht = base_by.get(name), head_by.get(name)
         b_in = target_inputs(base_dir, bt, base.scanner) if bt and base.scanner else None
-        h_in = target_inputs(head_dir, ht, head.scanner) if ht and head.scanner else None
-        needed = (
-            changed is None
-            or bt != ht
-            or bool(b_in and b_in.touched_by(changed))
-            or bool(h_in and h_in.touched_by(changed))
-        )
+        if reused and changed is not None and b_in is not None:
+            # same targets over the same kustomization graph: the base's inputs tell, and
+            # only the targets to render get their head inputs scanned
+            needed = b_in.touched_by(changed)
+            h_in = target_inputs(head_dir, ht, head.scanner) if needed and ht and head.scanner else None
+        else:
+            h_in = target_inputs(head_dir, ht, head.scanner) if ht and head.scanner else None
+            needed = (
+                changed is None
+                or bt != ht
+                or bool(b_in and b_in.touched_by(changed))
+                or bool(h_in and h_in.touched_by(changed))
+            )
         if not needed:
             t = ht or bt
             assert t is not None
