@@ -11,6 +11,7 @@ https://docs.github.com/en/rest/checks/runs
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -137,6 +138,27 @@ async def upsert_check_run(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun
     appends annotations on update and shows the newest run of a name), so running twice
     never doubles them. Returns the last check run object GitHub answered.
     """
+    # One upsert at a time per (repo, sha, name) in this process: the worker's concurrent
+    # deliveries and the reconciler may check the same head together; unserialised, both
+    # found no run and each created one.
+    key = f"{repo}@{run.head_sha}:{run.name}"
+    lock, users = _UPSERTING.get(key, (asyncio.Lock(), 0))
+    _UPSERTING[key] = (lock, users + 1)
+    try:
+        async with lock:
+            return await _upsert(gh, repo, run)
+    finally:
+        lock, users = _UPSERTING[key]
+        if users <= 1:
+            del _UPSERTING[key]
+        else:
+            _UPSERTING[key] = (lock, users - 1)
+
+
+_UPSERTING: dict[str, tuple[asyncio.Lock, int]] = {}
+
+
+async def _upsert(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun) -> dict[str, Any]:
     batches = _batches(list(run.annotations), ANNOTATIONS_PER_REQUEST)
     existing = await find_check_run(gh, repo, run.head_sha, run.name)
     output = existing.get("output") if existing else None

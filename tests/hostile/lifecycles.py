@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from bot.queue import open_store
+from bot.queue.base import Status
 from bot.sim import Driver, Simulator
 from bot.sim.demo import HEALTH_CONTEXT, REPO, cluster_request, setup_fleet
 from bot.sim.driver import DriverError
@@ -113,7 +115,7 @@ class Fleet:
             "GITOPS_BOT_POLL_INTERVAL": "0.05",
             "GITOPS_BOT_RECONCILE_INTERVAL": "2",
             "GITOPS_BOT_RECONCILE_REPOS": REPO,
-            "GITOPS_BOT_REDELIVER_INTERVAL": "1",
+            "GITOPS_BOT_REDELIVER_INTERVAL": "2",
             "GITOPS_BOT_BACKOFF_BASE": "0.2",
             "GITOPS_BOT_BACKOFF_CAP": "1",
             "LOG_LEVEL": "WARNING",
@@ -128,7 +130,7 @@ class Fleet:
 
     async def __aexit__(self, *exc: object) -> None:
         for replica in self.replicas:
-            replica.stop()
+            replica.kill()  # the verdict is in; a graceful stop only waits for a reconciler pass
         await self.session.close()
         await self.driver.close()
         await self.sim.stop()
@@ -198,6 +200,31 @@ class Fleet:
         )
         await self.until(lambda: bool(self.promotions(number, "prod")), f"the prod promotion of #{number}")
         return life
+
+    async def settle(self, quiet: float = 5.0, timeout: float = 60.0) -> dict[Status, int]:
+        """Wait until GitHub has sent every webhook and the store has had nothing to do for ``quiet`` s.
+
+        ``quiet`` spans two reconciler passes and several redelivery passes, so what they would
+        still repair (or do twice) has happened before the verdict.
+        """
+        store = open_store(self.database_url)
+        await store.open()
+        try:
+            deadline = time.monotonic() + timeout
+            idle_since: float | None = None
+            counts: dict[Status, int] = {}
+            while time.monotonic() < deadline:
+                await self.sim.wait_for_webhooks()
+                counts = await store.counts()
+                busy = counts[Status.PENDING] + counts[Status.PROCESSING] + counts[Status.FAILED]
+                now = time.monotonic()
+                idle_since = None if busy else (idle_since or now)
+                if idle_since is not None and now - idle_since >= quiet:
+                    return counts
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"the bot never went idle: {counts}")
+        finally:
+            await store.close()
 
     # ------------------------------------------------------------------ the verdict
     def verify(self, lives: list[Lifecycle]) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.queue.base import Status
 from tests.hostile.lifecycles import Fleet, Lifecycle
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -54,12 +55,12 @@ async def play_with_killer(fleet: Fleet, seed: int) -> tuple[list[Lifecycle], in
     return lives, kills
 
 
-async def settle_and_verify(fleet: Fleet, lives: list[Lifecycle]) -> None:
-    """Let redelivery and two reconciler passes run on the final state, then judge it."""
-    await fleet.sim.wait_for_webhooks()
-    await asyncio.sleep(5.0)  # > 2 reconcile intervals and several redelivery passes
-    await fleet.sim.wait_for_webhooks()
+async def settle_and_verify(fleet: Fleet, lives: list[Lifecycle], timeout: float = 60.0) -> dict[Status, int]:
+    """Let the queue drain, redelivery and two reconciler passes run, then judge the final state."""
+    counts = await fleet.settle(timeout=timeout)
     fleet.verify(lives)
+    assert counts[Status.DEAD] == 0, f"dead letters: {counts}"
+    return counts
 
 
 async def test_lifecycles_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
@@ -70,6 +71,20 @@ async def test_lifecycles_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
     assert kills >= 1
     print(
         f"\ncrash lifecycles (SQLite, 1 replica): N={len(lives)} lifecycles, {kills} SIGKILLs, "
+        f"{time.monotonic() - started:.1f}s; PRs "
+        + ", ".join(f"#{x.number}->#{x.staging}->#{x.prod}" for x in lives)
+    )
+
+
+@pytest.mark.postgres
+async def test_lifecycles_survive_sigkill_on_two_postgres_replicas(pg_dsn: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    async with Fleet(tmp_path, database_url=pg_dsn, replicas=2) as fleet:
+        lives, kills = await play_with_killer(fleet, SEED + 1)
+        await settle_and_verify(fleet, lives)
+    assert kills >= 1
+    print(
+        f"\ncrash lifecycles (PostgreSQL, 2 replicas): N={len(lives)} lifecycles, {kills} SIGKILLs, "
         f"{time.monotonic() - started:.1f}s; PRs "
         + ", ".join(f"#{x.number}->#{x.staging}->#{x.prod}" for x in lives)
     )
