@@ -261,6 +261,8 @@ async def reconcile_repo(
                 report.up_to_date += 1
             elif run_pr_checks is None:
                 report.skipped.append(f"{where}: the PR checks are not installed")
+            elif where in await queued_keys(ctx.store):  # asked again: it may have arrived since
+                report.skipped.append(f"{where}: a delivery for it is still queued")
             else:
                 full = await gh.getitem(f"{repo_path(repo)}/pulls/{number}")
                 await run_pr_checks(gh, ctx, repo=repo, pr=full)

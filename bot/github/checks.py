@@ -12,7 +12,8 @@ https://docs.github.com/en/rest/checks/runs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -138,24 +139,33 @@ async def upsert_check_run(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun
     appends annotations on update and shows the newest run of a name), so running twice
     never doubles them. Returns the last check run object GitHub answered.
     """
-    # One upsert at a time per (repo, sha, name) in this process: the worker's concurrent
-    # deliveries and the reconciler may check the same head together; unserialised, both
-    # found no run and each created one.
-    key = f"{repo}@{run.head_sha}:{run.name}"
-    lock, users = _UPSERTING.get(key, (asyncio.Lock(), 0))
-    _UPSERTING[key] = (lock, users + 1)
+    async with head_lock(repo, run.head_sha):
+        return await _upsert(gh, repo, run)
+
+
+_HEAD_LOCKS: dict[str, tuple[asyncio.Lock, int]] = {}
+
+
+@contextlib.asynccontextmanager
+async def head_lock(repo: str, head_sha: str) -> AsyncIterator[None]:
+    """Hold the lock of one head commit's check runs in this process while finding and writing them.
+
+    The worker's concurrent deliveries and the reconciler may check the same head together;
+    unserialised, each found no run and created one. Every writer that lists then creates
+    check runs (``upsert_check_run``, the governance checks) takes it. Not reentrant.
+    """
+    key = f"{repo}@{head_sha}"
+    lock, users = _HEAD_LOCKS.get(key, (asyncio.Lock(), 0))
+    _HEAD_LOCKS[key] = (lock, users + 1)
     try:
         async with lock:
-            return await _upsert(gh, repo, run)
+            yield
     finally:
-        lock, users = _UPSERTING[key]
+        lock, users = _HEAD_LOCKS[key]
         if users <= 1:
-            del _UPSERTING[key]
+            del _HEAD_LOCKS[key]
         else:
-            _UPSERTING[key] = (lock, users - 1)
-
-
-_UPSERTING: dict[str, tuple[asyncio.Lock, int]] = {}
+            _HEAD_LOCKS[key] = (lock, users - 1)
 
 
 async def _upsert(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun) -> dict[str, Any]:
