@@ -45,7 +45,7 @@ import gidgethub.abc
 
 from bot.context import HandlerContext
 from bot.github.types import GitHubClients
-from bot.queue.base import DeliveryStore
+from bot.queue.base import DeliveryStore, Status
 from handlers.commands.base import is_promotion_pr, optional_api, redact, repo_path
 
 log = logging.getLogger(__name__)
@@ -216,17 +216,43 @@ def _error(where: str, exc: BaseException) -> str:
     return f"{where}: {type(exc).__name__}: {redact(str(exc))}"
 
 
+async def queued_keys(store: DeliveryStore | None, limit: int = 1000) -> set[str]:
+    """Ordering keys (``owner/repo#number``) of deliveries still to be processed, by any replica.
+
+    The reconciler leaves those pull requests to their deliveries: acting at the same time
+    (the delivery on another replica, say) made every check run twice.
+    """
+    if store is None:
+        return set()
+    keys: set[str] = set()
+    try:
+        for status in (Status.PENDING, Status.PROCESSING, Status.FAILED):
+            found = await store.recent(status=status, limit=limit)
+            keys.update(d.ordering_key for d in found if d.ordering_key)
+    except Exception as exc:  # the pass still runs, as before this check existed
+        log.warning("cannot list queued deliveries (%s); reconciling every PR", type(exc).__name__)
+        return set()
+    return keys
+
+
 async def reconcile_repo(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, report: ReconcileReport
 ) -> None:
-    """Reconcile one repository into ``report`` (see the module docs); never raises for one PR."""
+    """Reconcile one repository into ``report`` (see the module docs); never raises for one PR.
+
+    A pull request with a delivery still queued is left to that delivery (:func:`queued_keys`).
+    """
     report.repositories.append(repo)
     run_pr_checks = optional_api("handlers.pull_request", "run_pr_checks")
     promotions: dict[int, str] = {}
+    queued = await queued_keys(ctx.store)
     async for pr in gh.getiter(f"{repo_path(repo)}/pulls?state=open&per_page=100"):
         number = int(pr["number"])
         where = f"{repo}#{number}"
         report.open_prs += 1
+        if where in queued:
+            report.skipped.append(f"{where}: a delivery for it is still queued")
+            continue
         if is_promotion_pr(pr):
             promotions[number] = str(pr.get("html_url") or "")
             continue
@@ -235,6 +261,8 @@ async def reconcile_repo(
                 report.up_to_date += 1
             elif run_pr_checks is None:
                 report.skipped.append(f"{where}: the PR checks are not installed")
+            elif where in await queued_keys(ctx.store):  # asked again: it may have arrived since
+                report.skipped.append(f"{where}: a delivery for it is still queued")
             else:
                 full = await gh.getitem(f"{repo_path(repo)}/pulls/{number}")
                 await run_pr_checks(gh, ctx, repo=repo, pr=full)

@@ -135,10 +135,12 @@ def plan_redeliveries(
     return chosen, gave_up
 
 
-async def _take_lease(store: DeliveryStore, owner: str, now: datetime, seconds: float) -> bool:
-    """Take the soft redelivery lease unless another replica holds an unexpired one."""
+async def _take_lease(
+    store: DeliveryStore, owner: str, now: datetime, seconds: float, *, force: bool = False
+) -> bool:
+    """Take the soft redelivery lease unless another replica holds an unexpired one (or ``force``)."""
     current = await store.get_state(STATE_LEASE)
-    if current:
+    if current and not force:
         holder, _, until = current.partition("|")
         with contextlib.suppress(ValueError):
             if holder != owner and parse_time(until) > now:
@@ -159,16 +161,19 @@ async def redeliver_failed(
     max_attempts: int = 5,
     owner: str | None = None,
     lease_seconds: float = 120.0,
+    force: bool = False,
 ) -> RedeliveryReport:
     """Run one pass: list recent hook deliveries and redeliver the failed ones (see module docs).
 
     ``initial_lookback`` applies when no pass ever ran (GitHub keeps three days of deliveries).
     The listing stops at ``max_items`` attempts. One failing redelivery request is logged and
     reported; the others still go out. ``last_checked`` advances only after a complete pass.
+    ``force`` runs the pass even while another replica holds the lease (and takes it): a
+    replica that just started must not wait for the lease of one that died (SIGKILL).
     """
     now = now or datetime.now(UTC)
     report = RedeliveryReport()
-    if owner is not None and not await _take_lease(store, owner, now, lease_seconds):
+    if owner is not None and not await _take_lease(store, owner, now, lease_seconds, force=force):
         report.skipped_lease = True
         return report
     last = await store.get_state(STATE_LAST_CHECKED)
@@ -225,13 +230,18 @@ async def run_periodically(
     """Run :func:`redeliver_failed` now and then every ``interval`` seconds (±10 %) until ``stop``.
 
     A failing pass (GitHub down, bad credentials) is logged and retried at the next period; it
-    never stops the service.
+    never stops the service. The first pass runs whoever holds the lease (the holder may be a
+    replica that was killed: its missed deliveries are exactly what start-up must recover), and
+    the lease lasts at most one period, so a dead holder blocks the others for one period only.
     """
     stop = stop or asyncio.Event()
     owner = options.pop("owner", None) or f"replica-{uuid.uuid4().hex[:8]}"
+    options.setdefault("lease_seconds", min(120.0, interval))
+    first = True
     while not stop.is_set():
         try:
-            report = await redeliver_failed(clients, store, owner=owner, **options)
+            report = await redeliver_failed(clients, store, owner=owner, force=first, **options)
+            first = False
             if report.redelivered or report.errors:
                 log.info(
                     "redelivery pass: %d scanned, %d redelivered, %d refused",

@@ -43,6 +43,7 @@ from bot.domain.governance.approvals import (
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
 from bot.domain.promotion.plan import BRANCH_PREFIX as PROMOTION_BRANCH_PREFIX
 from bot.git.files import changed_paths, git, read_file_at
+from bot.github.checks import head_lock
 
 log = logging.getLogger(__name__)
 router = routing.Router()
@@ -78,8 +79,17 @@ async def write_check_runs(
 ) -> None:
     """Create each check run on ``head_sha``, or update the one that already exists (idempotent).
 
-    Lists the head's check runs once (one page of 100) and updates the newest run of each name.
+    Lists the head's check runs once (one page of 100) and updates the newest run of each name,
+    holding the head's lock (:func:`bot.github.checks.head_lock`) so concurrent runs never both
+    create.
     """
+    async with head_lock(repo, head_sha):
+        await _write_check_runs(gh, repo, head_sha, results)
+
+
+async def _write_check_runs(
+    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, results: Iterable[CheckRunResult]
+) -> None:
     listing = await gh.getitem(f"/repos/{repo}/commits/{head_sha}/check-runs?per_page={PER_PAGE}")
     existing: dict[str, int] = {}
     for run in listing.get("check_runs", []) if isinstance(listing, Mapping) else []:

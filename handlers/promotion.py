@@ -16,6 +16,7 @@ The four public coroutines below are what ``/promote``, ``/rollback`` and the re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -659,7 +660,27 @@ async def _approvals(
     return approval_results(rules, config, facts)
 
 
+_EVALUATING: dict[str, asyncio.Lock] = {}
+
+
 async def _evaluate(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any]
+) -> PromotionOutcome:
+    """Evaluate one promotion PR, one evaluation at a time per PR in this process.
+
+    The worker (several deliveries at once) and the reconciler may evaluate the same PR
+    together; unserialised, both saw no check run and created one each. Whoever had to wait
+    re-reads the PR, which the other may just have merged.
+    """
+    lock = _EVALUATING.setdefault(f"{repo}#{pr['number']}", asyncio.Lock())
+    waited = lock.locked()
+    async with lock:
+        if waited:
+            pr = await _get(gh, f"/repos/{repo}/pulls/{pr['number']}")
+        return await _evaluate_now(gh, ctx, repo=repo, pr=pr)
+
+
+async def _evaluate_now(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any]
 ) -> PromotionOutcome:
     history = plan.read_marker(pr.get("body"))
@@ -1115,9 +1136,20 @@ async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
 async def on_check_run(
     event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
 ) -> None:
-    """A finished check run may be a health signal (our own promotion check is ignored)."""
+    """A finished check run may be a health signal (our own promotion check is ignored).
+
+    The bot's own PR checks are no health signal either: they are skipped (each would cost two
+    pull-request listings) unless they sit on a promotion PR, where finishing may unblock a
+    merge that branch protection refused.
+    """
     run = event.data["check_run"]
     if run.get("name") == CHECK_NAME:
+        return
+    app = (run.get("app") or {}).get("slug") or ""
+    on_promotion = any(
+        plan.parse_branch(str((p.get("head") or {}).get("ref") or "")) for p in run.get("pull_requests") or []
+    )
+    if app and f"{app}[bot]" == ctx.bot_login and not on_promotion:
         return
     await _safe(_evaluate_for_sha(gh, ctx, _repo(event), str(run["head_sha"]), str(run.get("name") or "")))
 

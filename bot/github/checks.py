@@ -11,7 +11,9 @@ https://docs.github.com/en/rest/checks/runs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -137,6 +139,36 @@ async def upsert_check_run(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun
     appends annotations on update and shows the newest run of a name), so running twice
     never doubles them. Returns the last check run object GitHub answered.
     """
+    async with head_lock(repo, run.head_sha):
+        return await _upsert(gh, repo, run)
+
+
+_HEAD_LOCKS: dict[str, tuple[asyncio.Lock, int]] = {}
+
+
+@contextlib.asynccontextmanager
+async def head_lock(repo: str, head_sha: str) -> AsyncIterator[None]:
+    """Hold the lock of one head commit's check runs in this process while finding and writing them.
+
+    The worker's concurrent deliveries and the reconciler may check the same head together;
+    unserialised, each found no run and created one. Every writer that lists then creates
+    check runs (``upsert_check_run``, the governance checks) takes it. Not reentrant.
+    """
+    key = f"{repo}@{head_sha}"
+    lock, users = _HEAD_LOCKS.get(key, (asyncio.Lock(), 0))
+    _HEAD_LOCKS[key] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        lock, users = _HEAD_LOCKS[key]
+        if users <= 1:
+            del _HEAD_LOCKS[key]
+        else:
+            _HEAD_LOCKS[key] = (lock, users - 1)
+
+
+async def _upsert(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun) -> dict[str, Any]:
     batches = _batches(list(run.annotations), ANNOTATIONS_PER_REQUEST)
     existing = await find_check_run(gh, repo, run.head_sha, run.name)
     output = existing.get("output") if existing else None

@@ -43,6 +43,49 @@ def demo_config(text: str) -> str:
     return re.sub(r"\n +- \{?schedule:[^\n]*(\n +[a-z_]+:[^\n]*)*", "", text)
 
 
+PEOPLE = ("alice", "bob", "dave", "carol", "mallory")
+
+
+async def setup_fleet(d: Driver) -> int:
+    """Create the demo's people, teams and ``REPO`` with the example fleet on every branch.
+
+    The App is installed on the organisation before the pushes, so the bot sees them; returns
+    the installation id. ``.github/gitops-bot.yml`` goes through :func:`demo_config`.
+    """
+    for login in PEOPLE:
+        d.user(login, email=f"{login}@example.com")
+    d.org("example-org", members=list(PEOPLE))
+    d.team("example-org", "platform", members=["bob", "dave"])
+    d.team("example-org", "sre", members=["carol"])
+    d.team("example-org", "payments", members=["alice"])
+    d.repo(
+        REPO,
+        collaborators={
+            "alice": "write",
+            "bob": "maintain",
+            "dave": "write",
+            "carol": "write",
+            "mallory": "read",
+        },
+    )
+    installation_id = d.install("example-org").id
+    files = {
+        str(p.relative_to(FLEET)): p.read_text(encoding="utf-8")
+        for p in sorted(FLEET.rglob("*"))
+        if p.is_file()
+    }
+    files[".github/gitops-bot.yml"] = demo_config(files[".github/gitops-bot.yml"])
+    for branch in ("main", *ENV_BRANCHES):
+        await d.push("bob", REPO, branch, dict(files), message="The example fleet", base=None)
+    return installation_id
+
+
+def cluster_request(name: str, team: str = "payments") -> tuple[str, str]:
+    """``(path, text)`` of the good dev cluster request, renamed to cluster ``name`` of ``team``."""
+    text = (REQUESTS / "good-dev-cluster.yaml").read_text(encoding="utf-8").replace("payments-dev-euw1", name)
+    return f"clusters/dev/{name}/cluster.yaml", text.replace("team: payments", f"team: {team}")
+
+
 class DemoWorld:
     """The simulator plus the bot, wired together on local ports, and people acting on them."""
 
@@ -100,32 +143,7 @@ class DemoWorld:
     # ------------------------------------------------------------------ set-up
     async def setup_fleet(self) -> None:
         """People, teams, the repository with the example fleet on every environment branch."""
-        d = self.driver
-        for login in ("alice", "bob", "dave", "carol", "mallory"):
-            d.user(login, email=f"{login}@example.com")
-        d.org("example-org", members=["alice", "bob", "dave", "carol", "mallory"])
-        d.team("example-org", "platform", members=["bob", "dave"])
-        d.team("example-org", "sre", members=["carol"])
-        d.team("example-org", "payments", members=["alice"])
-        d.repo(
-            REPO,
-            collaborators={
-                "alice": "write",
-                "bob": "maintain",
-                "dave": "write",
-                "carol": "write",
-                "mallory": "read",
-            },
-        )
-        self.installation_id = d.install("example-org").id
-        files = {
-            str(p.relative_to(FLEET)): p.read_text(encoding="utf-8")
-            for p in sorted(FLEET.rglob("*"))
-            if p.is_file()
-        }
-        files[".github/gitops-bot.yml"] = demo_config(files[".github/gitops-bot.yml"])
-        for branch in ("main", *ENV_BRANCHES):
-            await d.push("bob", REPO, branch, dict(files), message="The example fleet", base=None)
+        self.installation_id = await setup_fleet(self.driver)
         await self.settle()
 
     # ------------------------------------------------------------------ waiting
@@ -221,8 +239,7 @@ async def play(world: DemoWorld) -> dict[str, Any]:
     world.show_comments(number, max_lines=14)
 
     world.heading("2. alice fixes the request and pushes")
-    good = (REQUESTS / "good-dev-cluster.yaml").read_text().replace("payments-dev-euw1", "analytics-dev-use1")
-    good = good.replace("team: payments", "team: analytics")
+    _, good = cluster_request("analytics-dev-use1", team="analytics")
     await d.push(
         "alice", REPO, "request/analytics", {path: good}, message="Use a supported version and sizes"
     )

@@ -243,6 +243,30 @@ async def test_open_prs_without_a_check_at_head_are_checked_again(world: World) 
     assert "3 open PRs (1 up to date, 2 checked again)" in report.summary()
 
 
+class QueuedStore(StateStore):
+    """A store with deliveries still waiting for some pull requests."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        super().__init__()
+        now = datetime.now(UTC)
+        self.queued = [
+            Delivery(f"d{i}", "pull_request", "opened", b"{}", 11, key, Status.PENDING, 0, now)
+            for i, key in enumerate(keys)
+        ]
+
+    async def recent(self, *, status: Status | None = None, limit: int = 20) -> list[Delivery]:
+        return [d for d in self.queued if status is None or d.status is status][:limit]
+
+
+async def test_prs_with_a_queued_delivery_are_left_to_it(world: World) -> None:
+    """The delivery (maybe on another replica) checks the PR; the reconciler would do it twice."""
+    world.open_prs += [pr(1, "1" * 40), pr(2, "2" * 40)]
+    store = QueuedStore([f"{REPO}#1"])
+    report = await reconcile_once(Clients(world), factory(store), repos=TARGETS)
+    assert report.checked == [f"{REPO}#2"]
+    assert report.skipped == [f"{REPO}#1: a delivery for it is still queued"]
+
+
 async def test_passes_are_idempotent(world: World) -> None:
     world.open_prs += [pr(1, "1" * 40), pr(7, "7" * 40, ref="gitops-bot/promote/prod/abcdef0")]
     world.merged.append({**pr(5, "d" * 40), "state": "closed", "merged": True})

@@ -156,6 +156,24 @@ async def test_only_one_replica_per_period(
     assert not third.skipped_lease, "an expired lease is taken over"
 
 
+async def test_a_restarted_replica_does_not_wait_for_a_dead_ones_lease(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    github: FakeGitHub,
+    keypair: tuple[str, str],
+    store: PostgresStore,
+    sleeper: Sleeper,
+) -> None:
+    app = app_for(session, base_url, keypair, sleeper)
+    await redeliver_failed(app, store, now=NOW, owner="killed-replica")
+    github.seen.clear()
+    # The holder was SIGKILLed; its successor's start-up pass runs at once (force), with its own lease.
+    restarted = await redeliver_failed(app, store, now=NOW + timedelta(seconds=5), owner="new", force=True)
+    assert not restarted.skipped_lease and restarted.scanned > 0
+    later = await redeliver_failed(app, store, now=NOW + timedelta(seconds=10), owner="killed-replica")
+    assert later.skipped_lease, "the forced pass took the lease"
+
+
 async def test_background_task_survives_a_github_outage(
     session: aiohttp.ClientSession,
     base_url: str,

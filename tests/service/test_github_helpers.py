@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from bot.domain.model import Finding, Severity
@@ -172,3 +175,31 @@ async def test_an_oversized_part_is_refused_before_any_write() -> None:
     with pytest.raises(ValueError, match="split it further"):
         await upsert_sticky_comment(gh, "o/r", 5, "diff", "x" * 70_000)
     assert gh.writes() == []
+
+
+async def test_concurrent_upserts_of_one_check_create_it_once() -> None:
+    """The worker and the reconciler checking one head at the same time make one run, not two."""
+
+    class SlowGitHub:
+        """Answers like GitHub, with a pause in every call, so concurrent upserts interleave."""
+
+        def __init__(self) -> None:
+            self.runs: list[dict[str, Any]] = []
+
+        async def getitem(self, url: str) -> dict[str, Any]:
+            await asyncio.sleep(0.01)
+            return {"check_runs": list(self.runs)}
+
+        async def post(self, url: str, data: dict[str, Any]) -> dict[str, Any]:
+            await asyncio.sleep(0.01)
+            self.runs.append({**data, "id": len(self.runs) + 1, "output": data.get("output")})
+            return self.runs[-1]
+
+        async def patch(self, url: str, data: dict[str, Any]) -> dict[str, Any]:
+            await asyncio.sleep(0.01)
+            return {"id": int(url.rsplit("/", 1)[1])}
+
+    gh = SlowGitHub()
+    run = CheckRun("gitops-bot", SHA, "All good", "Nothing to report.", conclusion="success")
+    await asyncio.gather(*(upsert_check_run(gh, "acme/fleet", run) for _ in range(3)))  # type: ignore[arg-type]
+    assert [r["name"] for r in gh.runs] == ["gitops-bot"]
