@@ -15,7 +15,6 @@ import gidgethub.routing
 import gidgethub.sansio
 
 from bot.context import HandlerContext
-from bot.reconciler import remember_repos_from_payload
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,8 @@ async def remember(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, c
     of the same delivery (gidgethub's router stops at the first one that raises).
     """
     try:
+        from bot.reconciler import remember_repos_from_payload  # bot.reconciler imports handlers
+
         await remember_repos_from_payload(ctx.store, event.event, event.data)
     except Exception:
         log.exception("could not remember the repository of delivery %s", ctx.delivery_id)
