@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+import gidgethub
 import gidgethub.abc
 
 from bot.context import HandlerContext
@@ -35,6 +37,7 @@ VALIDATE_CHECK = "gitops-bot/validate"
 STICKY_KEY = "sticky"
 
 _CACHE = RenderCache(max_entries=4096)
+log = logging.getLogger(__name__)
 
 
 def mask_key(secret: bytes | None, installation_id: int | None) -> bytes:
@@ -87,6 +90,7 @@ async def check_pull_request(
     key = mask_key(secret if isinstance(secret, bytes) else None, _installation_id(ctx))
     result = await asyncio.to_thread(build_check, git_dir, base_sha, head_sha, cache=_CACHE, secret_key=key)
     await post_results(gh, ctx, repo=repo, number=number, result=result)
+    await self_service(gh, ctx, repo=repo, pr=pr, result=result)
 
 
 async def post_results(
@@ -133,6 +137,43 @@ async def post_results(
         ),
     )
     await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
+
+
+async def self_service(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any], result: CheckResult
+) -> bool:
+    """Approve and merge a low-risk request when the base config opts in (``self_service``).
+
+    Only for an open PR whose head is still the checked sha, not opened by the bot itself;
+    the merge names the sha, so a push in between makes GitHub refuse it (409) and nothing
+    merges. Returns True when the bot merged.
+    """
+    decision = result.self_service
+    if decision is None or not decision.eligible:
+        return False
+    user = pr.get("user") or {}
+    if pr.get("state") != "open" or user.get("login") == ctx.bot_login or user.get("type") == "Bot":
+        return False
+    number = int(pr["number"])
+    reasons = "; ".join(decision.reasons)
+    await gh.post(
+        f"/repos/{repo}/pulls/{number}/reviews",
+        data={
+            "commit_id": result.head_sha,
+            "event": "APPROVE",
+            "body": f"Self-service: {reasons}. Approved and merged by gitops-bot "
+            "(`self_service` in the base config).",
+        },
+    )
+    try:
+        await gh.put(
+            f"/repos/{repo}/pulls/{number}/merge",
+            data={"sha": result.head_sha, "merge_method": "merge"},
+        )
+    except gidgethub.BadRequest as exc:  # 405 not mergeable, 409 head moved: a person takes over
+        log.info("self-service merge of %s#%s refused: %s", repo, number, exc.status_code)
+        return False
+    return True
 
 
 async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> str:

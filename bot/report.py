@@ -21,7 +21,7 @@ from bot.domain.diff import MAX_PARTS, diff_comment_parts
 from bot.domain.governance.signatures import signature_checker
 from bot.domain.model import CheckInput, Finding, Report, Severity
 from bot.domain.render import DiffResult, RenderCache, compute_diff
-from bot.domain.validate import validate
+from bot.domain.validate import Decision, self_service_decision, validate
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
 from bot.git.mirror import materialise
 
@@ -47,6 +47,7 @@ class CheckResult:
     head_sha: str
     changed_paths: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    self_service: Decision | None = None
 
     def comment_parts(self) -> list[str]:
         """Return the diff comment for this report, with every finding (not only rendering ones).
@@ -172,8 +173,9 @@ def build_check(
         )
         for checker in CHECKERS if checkers is None else checkers:
             findings.extend(_run_checker(checker, data))
+        decision = self_service_decision(data, findings)
     report = Report(changes=list(diff.changes), findings=sorted(set(findings), key=Finding.sort_key))
-    return CheckResult(report, diff, base_sha, head_sha, paths, config)
+    return CheckResult(report, diff, base_sha, head_sha, paths, config, decision)
 
 
 def build_report(

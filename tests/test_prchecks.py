@@ -229,3 +229,39 @@ def test_promotion_diff_reusing_the_base_discovery_shows_what_a_full_discovery_s
     assert full.diff.changes, "the change must render to something for the comparison to mean anything"
     assert reused.diff.changes == full.diff.changes
     assert reused.diff.targets_rendered == full.diff.targets_rendered
+
+
+async def test_self_service_approves_and_merges_a_low_risk_request_only_when_opted_in(
+    fleet_repo: Path,
+) -> None:
+    request = (ROOT / "examples" / "requests" / "good-dev-cluster.yaml").read_text()
+    config = fleet_repo / ".github" / "gitops-bot.yml"
+    # Off by default (the example fleet): checks only, no review, no merge.
+    head = _commit(fleet_repo, "change", {"clusters/dev/payments-dev-euw1/cluster.yaml": request})
+    gh = StatefulGitHub()
+    await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
+    assert not [c for c in gh.calls if c.path.endswith(("/reviews", "/merge"))]
+    # Opted in on the base branch: the same request is approved and merged at its head sha.
+    text = config.read_text().replace(
+        "self_service:\n  enabled: false", "self_service:\n  enabled: true\n  max_nodes: 10"
+    )
+    assert "enabled: true" in text
+    config.write_text(text)
+    _git(
+        fleet_repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "self-service on"
+    )
+    _git(fleet_repo, "branch", "-D", "change")
+    head = _commit(fleet_repo, "change", {"clusters/dev/payments-dev-euw1/cluster.yaml": request})
+    gh = StatefulGitHub()
+    await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
+    review = [c for c in gh.calls if c.method == "POST" and c.path.endswith("/pulls/7/reviews")]
+    merge = [c for c in gh.calls if c.method == "PUT" and c.path.endswith("/pulls/7/merge")]
+    assert len(review) == 1 and review[0].body["event"] == "APPROVE" and review[0].body["commit_id"] == head
+    assert len(merge) == 1 and merge[0].body["sha"] == head
+    # A bad request is never self-served, even when opted in.
+    bad = (ROOT / "examples" / "requests" / "bad-cluster.yaml").read_text()
+    _git(fleet_repo, "branch", "-D", "change")
+    head = _commit(fleet_repo, "change", {"clusters/dev/analytics-dev-use1/cluster.yaml": bad})
+    gh = StatefulGitHub()
+    await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
+    assert not [c for c in gh.calls if c.path.endswith(("/reviews", "/merge"))]
