@@ -15,11 +15,13 @@ the other writer.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+import logging
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 from bot.queue.base import Delivery, DeliveryStore, Status
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -84,6 +87,12 @@ LIMIT :limit
 """
 
 MAX_ERROR_CHARS = 4000
+# Rows per multi-row INSERT (8 parameters each, far below SQLite's 32766-variable limit).
+INSERT_CHUNK = 500
+# Payload bytes committed between two background checkpoints, and the committing connection's
+# own fallback (pages of 16 KB) in case the background one falls behind.
+CHECKPOINT_BYTES = 16 * 1024 * 1024
+AUTOCHECKPOINT_PAGES = 8192
 
 PutRow = tuple[str, str, str | None, bytes, int | None, str | None]
 
@@ -110,8 +119,48 @@ def _row_to_delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
     )
 
 
+class _Put:
+    """One queued ``put``: the row to insert and the future its caller awaits."""
+
+    __slots__ = ("future", "row")
+
+    def __init__(self, row: PutRow, future: asyncio.Future[bool]) -> None:
+        self.row = row
+        self.future = future
+
+
+class _Call:
+    """One queued statement function and the future its caller awaits."""
+
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[Any], Any], future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.future = future
+
+
+_STOP = object()
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Resolve futures on their event loop (callers that gave up are skipped)."""
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
 class SQLiteStore(DeliveryStore):
-    """A :class:`DeliveryStore` in one SQLite file (``sqlite:///path``)."""
+    """A :class:`DeliveryStore` in one SQLite file (``sqlite:///path``).
+
+    One writer thread owns the connection and takes jobs from a queue: every ``put`` queued
+    while a commit runs goes into the next transaction, which starts as soon as the previous
+    commit returns (no event-loop round trip in between), and each batch is answered with one
+    wake-up of the event loop.
+    """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) -> None:
         if synchronous.upper() not in {"FULL", "EXTRA", "NORMAL", "OFF"}:
@@ -119,60 +168,179 @@ class SQLiteStore(DeliveryStore):
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
-        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[_Put | _Call | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[PutRow, asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
         self.commits = 0  # number of put transactions, for tests and benchmarks
+        self.checkpoints = 0  # background WAL checkpoints run, for tests and benchmarks
+        self.last_checkpoint = (0, 0, 0)  # (busy, WAL frames, frames copied) of the last one
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_due = threading.Event()
+        self._closing = False
+        self._wal_bytes = 0  # payload bytes committed since the last checkpoint request
+        self.checkpoint_bytes = CHECKPOINT_BYTES
 
     # -- plumbing -------------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None or self._conn is None:
+        if self._thread is None or self._conn is None:
             raise RuntimeError("the delivery store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Call(fn, future))
+        return await future
+
+    def _writer(self) -> None:
+        """Run queued jobs on the one connection until the stop marker (then close it)."""
+        jobs = self._jobs
+        while True:
+            batch = [jobs.get()]
+            while True:  # take everything queued meanwhile: one transaction for all the puts
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            puts: list[_Put] = []
+            for job in batch:
+                if isinstance(job, _Put):
+                    puts.append(job)
+                    continue
+                if puts:  # keep arrival order between puts and other statements
+                    self._commit_puts(puts)
+                    puts = []
+                if isinstance(job, _Call):
+                    self._call(job)
+                else:
+                    stop = True
+            if puts:
+                self._commit_puts(puts)
+            if stop:
+                if self._conn is not None:
+                    self._conn.close()
+                return
+
+    def _deliver(self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+        loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]]
+        loops = {}
+        for outcome in outcomes:
+            loops.setdefault(outcome[0].get_loop(), []).append(outcome)
+        for loop, items in loops.items():
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, items)
+
+    def _call(self, job: _Call) -> None:
+        try:  # the connection is None only for the job that opens it
+            result, error = job.fn(self._conn), None
+        except BaseException as exc:  # handed to the caller, like run_in_executor would
+            result, error = None, exc
+        self._deliver([(job.future, result, error)])
+
+    def _commit_puts(self, puts: list[_Put]) -> None:
         conn = self._conn
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, conn)
+        try:
+            if conn is None:
+                raise RuntimeError("the delivery store is not open")
+            inserted = self._insert_batch(conn, [p.row for p in puts])
+        except BaseException as exc:
+            self._deliver([(p.future, None, exc) for p in puts])
+            return
+        self._deliver([(p.future, ok, None) for p, ok in zip(puts, inserted, strict=True)])
+        self._wal_bytes += sum(len(p.row[3]) for p in puts)
+        if self._wal_bytes >= self.checkpoint_bytes:
+            self._wal_bytes = 0
+            self._checkpoint_due.set()
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database on a second connection, off the commit path.
+
+        ``PASSIVE`` never blocks the writer: commits keep appending to the WAL meanwhile, and
+        SQLite restarts the WAL from its beginning once a checkpoint has caught up. Durability
+        does not depend on it (a commit is durable once its WAL frames are fsync'ed).
+        """
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._checkpoint_due.wait()
+                self._checkpoint_due.clear()
+                if self._closing:
+                    return
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.last_checkpoint = (busy, frames, copied)
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    log.warning("background WAL checkpoint of %s failed; SQLite's own will run", self.path)
+        finally:
+            if conn is not None:
+                conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.parent and not self.path.parent.exists():
             raise FileNotFoundError(f"directory {self.path.parent} does not exist")
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        # Payloads are tens of KB: bigger pages mean fewer overflow pages per row. Only takes
-        # effect when the file is created (before WAL mode is set).
-        conn.execute("PRAGMA page_size = 16384")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL mode (got {mode})")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        conn.execute("PRAGMA wal_autocheckpoint = 2048")  # 32 MB of WAL between checkpoints
-        conn.executescript(SCHEMA)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            # Payloads are tens of KB: bigger pages mean fewer overflow pages per row. Only takes
+            # effect when the file is created (before WAL mode is set).
+            conn.execute("PRAGMA page_size = 16384")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL mode (got {mode})")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # Checkpoints run on their own thread (see _checkpoint_loop); the committing
+            # connection only checkpoints itself if that one falls far behind.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+            conn.executescript(SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def open(self) -> None:
         """Open the file (creating it and the schema when missing)."""
         if self._conn is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        loop = asyncio.get_running_loop()
+        self._conn = None
+        self._jobs = queue.SimpleQueue()
+        thread = threading.Thread(target=self._writer, name="sqlite-store", daemon=True)
+        self._thread = thread
+        thread.start()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def connect(_: Any) -> None:
+            self._conn = self._connect()
+
+        self._jobs.put(_Call(connect, future))
         try:
-            self._conn = await loop.run_in_executor(self._executor, self._connect)
+            await future
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            await self._stop()
             raise
+        self._closing = False
+        self._checkpoint_due.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    async def _stop(self) -> None:
+        thread, self._thread = self._thread, None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        loop = asyncio.get_running_loop()
+        if thread is not None:
+            self._jobs.put(_STOP)
+            await loop.run_in_executor(None, thread.join)
+        if checkpointer is not None:
+            self._closing = True
+            self._checkpoint_due.set()
+            await loop.run_in_executor(None, checkpointer.join)
+        self._conn = None
 
     async def close(self) -> None:
-        """Finish pending puts, then close the connection and the thread."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-        if self._conn is not None and self._executor is not None:
-            conn = self._conn
-            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        self._conn = None
-        self._executor = None
+        """Finish the queued puts and statements, then close the connection and the thread."""
+        await self._stop()
 
     async def ping(self) -> bool:
         """Return True when a trivial query answers."""
@@ -193,49 +361,48 @@ class SQLiteStore(DeliveryStore):
         ordering_key: str | None = None,
     ) -> bool:
         """Store a delivery durably (group-committed); return False when the id was already stored."""
-        if self._conn is None:
+        if self._conn is None or self._thread is None:
             raise RuntimeError("the delivery store is not open")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append(((delivery_id, event, action, payload, installation_id, ordering_key), future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_loop())
+        self._jobs.put(_Put((delivery_id, event, action, payload, installation_id, ordering_key), future))
+        # A cancelled caller must not cancel the commit of the others: the future is only read.
         return await asyncio.shield(future)
 
-    async def _flush_loop(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            rows = [row for row, _ in batch]
-            try:
-                inserted = await self._run(functools.partial(self._insert_batch, rows=rows))
-            except BaseException as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, fut), ok in zip(batch, inserted, strict=True):
-                if not fut.done():
-                    fut.set_result(ok)
-
     def _insert_batch(self, conn: sqlite3.Connection, rows: list[PutRow]) -> list[bool]:
+        """Insert ``rows`` in one transaction; return, per row, whether it was new.
+
+        A few statements per batch, not one per row: the ids already stored are read with one
+        ``SELECT ... IN``, then the new rows go in with multi-row ``INSERT``s. Each statement
+        hands the GIL back and forth with the event loop once, whatever the batch size.
+        """
         now = time.time()
         results: list[bool] = []
+        fresh: list[PutRow] = []
         seen: set[str] = set()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for did, event, action, payload, inst, key in rows:
-                if did in seen:
-                    results.append(False)
-                    continue
-                seen.add(did)
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO deliveries (id, event, action, payload, installation_id, "
-                    "ordering_key, status, attempts, received_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-                    (did, event, action, payload, inst, key, now, now),
+            stored: set[str] = set()
+            for start in range(0, len(rows), INSERT_CHUNK):
+                ids = [row[0] for row in rows[start : start + INSERT_CHUNK]]
+                marks = ", ".join("?" * len(ids))
+                stored.update(
+                    r[0] for r in conn.execute(f"SELECT id FROM deliveries WHERE id IN ({marks})", ids)
                 )
-                results.append(cur.rowcount == 1)
+            for row in rows:
+                new = row[0] not in stored and row[0] not in seen
+                seen.add(row[0])
+                results.append(new)
+                if new:
+                    fresh.append(row)
+            for start in range(0, len(fresh), INSERT_CHUNK):
+                chunk = fresh[start : start + INSERT_CHUNK]
+                values = ", ".join(["(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"] * len(chunk))
+                params = [v for row in chunk for v in (*row, now, now)]
+                conn.execute(
+                    "INSERT INTO deliveries (id, event, action, payload, installation_id, "
+                    f"ordering_key, status, attempts, received_at, updated_at) VALUES {values}",
+                    params,
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -37,6 +37,36 @@ async def test_concurrent_puts_are_group_committed(store: SQLiteStore) -> None:
     assert counts[Status.PENDING] == 150
 
 
+async def test_a_batch_larger_than_one_insert_statement_keeps_every_answer(store: SQLiteStore) -> None:
+    assert await store.put("old", "push", b"{}")
+    ids = ["old", *(f"n{i}" for i in range(1200)), "n5"]  # spans three multi-row INSERTs
+    results = await asyncio.gather(*(store.put(i, "push", b"{}") for i in ids))
+    assert results[0] is False and results[-1] is False
+    assert all(results[1:-1])
+    assert (await store.counts())[Status.PENDING] == 1201
+
+
+async def test_statements_queued_after_a_put_see_it(store: SQLiteStore) -> None:
+    # Both go into the writer's queue before it runs: arrival order is kept inside one drain.
+    stored, got = await asyncio.gather(store.put("q1", "push", b"{}"), store.get("q1"))
+    assert stored is True
+    assert got is not None and got.id == "q1"
+
+
+async def test_wal_is_checkpointed_off_the_commit_path(store: SQLiteStore) -> None:
+    store.checkpoint_bytes = 10_000
+    await asyncio.gather(*(store.put(f"c{i}", "push", b"x" * 4000) for i in range(10)))
+    for _ in range(200):  # the checkpoint thread runs on its own; wait for it
+        if store.checkpoints:
+            break
+        await asyncio.sleep(0.01)
+    assert store.checkpoints >= 1
+    busy, wal_frames, copied = store.last_checkpoint
+    assert busy == 0 and wal_frames > 0 and copied > 0  # frames went from the WAL into the file
+    assert await store.put("after", "push", b"{}")  # commits go on after a checkpoint
+    assert (await store.counts())[Status.PENDING] == 11
+
+
 async def test_claim_leases_and_orders_by_key(store: SQLiteStore) -> None:
     await store.put("1", "pull_request", b"{}", ordering_key="o/r#1")
     await store.put("2", "pull_request", b"{}", ordering_key="o/r#1")
