@@ -102,7 +102,9 @@ def create_app(
         s = store if store is not None else open_store(settings.database_url)
         await s.open()
         app[STORE] = s
+        share_locks(s)
         yield
+        share_locks(None)
         await s.close()
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -169,6 +171,13 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return app
+
+
+def share_locks(store: DeliveryStore | None) -> None:
+    """With a store shared by replicas (PostgreSQL), serialise check-run writes across them too."""
+    from bot.github.checks import use_shared_lock
+
+    use_shared_lock(getattr(store, "advisory_lock", None))
 
 
 def use_rendered_promotion_diffs() -> None:

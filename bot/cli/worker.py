@@ -32,6 +32,9 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
     from bot.worker import Worker
 
     store = await open_store_or_error(settings.database_url)
+    from bot.app import share_locks
+
+    share_locks(store)
     try:
         async with aiohttp.ClientSession() as session:
             metrics = Metrics()

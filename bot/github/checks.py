@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -145,6 +146,19 @@ async def upsert_check_run(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun
 
 _HEAD_LOCKS: dict[str, tuple[asyncio.Lock, int]] = {}
 
+LockProvider = Callable[[str], AbstractAsyncContextManager[None]]
+_SHARED_LOCK: LockProvider | None = None
+
+
+def use_shared_lock(provider: LockProvider | None) -> None:
+    """Make :func:`head_lock` also hold a lock shared by every replica (PostgreSQL advisory lock).
+
+    Set by the service when its delivery store offers ``advisory_lock`` (the PostgreSQL store);
+    with one replica (SQLite) the in-process lock is enough.
+    """
+    global _SHARED_LOCK
+    _SHARED_LOCK = provider
+
 
 @contextlib.asynccontextmanager
 async def head_lock(repo: str, head_sha: str) -> AsyncIterator[None]:
@@ -159,7 +173,11 @@ async def head_lock(repo: str, head_sha: str) -> AsyncIterator[None]:
     _HEAD_LOCKS[key] = (lock, users + 1)
     try:
         async with lock:
-            yield
+            if _SHARED_LOCK is None:
+                yield
+            else:
+                async with _SHARED_LOCK(f"gitops-bot:check-runs:{key}"):
+                    yield
     finally:
         lock, users = _HEAD_LOCKS[key]
         if users <= 1:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -211,6 +211,20 @@ class PostgresStore(DeliveryStore):
         if self._pool is None:
             raise RuntimeError("the delivery store is not open")
         return self._pool
+
+    @contextlib.asynccontextmanager
+    async def advisory_lock(self, key: str) -> AsyncIterator[None]:
+        """Hold a session-level advisory lock on ``key`` across every replica sharing this database.
+
+        Used around find-then-create writes to GitHub (check runs of one head commit), which two
+        replicas handling related deliveries at once could otherwise both create.
+        """
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
     async def _retrying(self, what: str, op: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
         """Run ``op`` on the pool, again after a lost connection (see module docs)."""
