@@ -102,7 +102,7 @@ def create_app(
         s = store if store is not None else open_store(settings.database_url)
         await s.open()
         app[STORE] = s
-        share_locks(s)
+        wire_handlers(s)
         yield
         share_locks(None)
         await s.close()
@@ -147,7 +147,6 @@ def create_app(
     reconciler = reconciler_ctx(settings, repos)
     if reconciler is not None:
         app.cleanup_ctx.append(reconciler)
-    use_rendered_promotion_diffs()
     if settings.worker == "inline":
         # Missed deliveries: list the App's hook deliveries and redeliver the failed ones.
         from bot import redeliver
@@ -171,6 +170,12 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return app
+
+
+def wire_handlers(store: DeliveryStore) -> None:
+    """Process-wide set-up every process that runs handlers needs (``serve`` and ``worker``)."""
+    share_locks(store)
+    use_rendered_promotion_diffs()
 
 
 def share_locks(store: DeliveryStore | None) -> None:

@@ -19,10 +19,10 @@ import gidgethub.sansio
 from bot.context import HandlerContext
 from bot.github.checks import CHECK_NAME, CheckRun, upsert_check_run
 from bot.github.comments import upsert_sticky_comment
+from bot.prchecks import STICKY_KEY, check_pull_request
 
 router = gidgethub.routing.Router()
 
-STICKY_KEY = "sticky"
 CHECK_TITLE = "gitops-bot has seen this commit"
 
 
@@ -103,8 +103,6 @@ async def pull_request_changed(
     if not getattr(ctx.repos, "available", True):
         await write_status(gh, ctx, repo=repo, pr=pr)
         return
-    from bot.prchecks import check_pull_request
-
     await check_pull_request(gh, ctx, repo=repo, pr=pr)
 
 

@@ -26,15 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None = None) -> int:
     """Run the worker loop until SIGTERM/SIGINT (or, with ``drain``, until nothing is runnable)."""
-    from bot.app import ClientsUnavailable, default_router, github_app_clients, use_rendered_promotion_diffs
+    from bot.app import ClientsUnavailable, default_router, github_app_clients, wire_handlers
     from bot.metrics import Metrics
     from bot.repos import mirror_repos
     from bot.worker import Worker
 
     store = await open_store_or_error(settings.database_url)
-    from bot.app import share_locks
-
-    share_locks(store)
+    wire_handlers(store)
     try:
         async with aiohttp.ClientSession() as session:
             metrics = Metrics()
@@ -44,7 +42,6 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
                 repos = mirror_repos(settings, clients)
             except (SettingsError, ClientsUnavailable) as exc:
                 raise StartupError(str(exc)) from None
-            use_rendered_promotion_diffs()
             worker = Worker.from_settings(settings, store, clients, router, repos=repos, metrics=metrics)
             if drain:
                 outcomes = await worker.drain()
