@@ -1,12 +1,18 @@
 """Acknowledgement latency and throughput: the real webhook (signed, stored durably) vs a bare 202.
 
-Both servers run in their own process (so the client does not share their event loop) and
-get the same load: ROUNDS rounds of CONCURRENCY concurrent signed ``pull_request.opened``
-deliveries (the octokit example payload, about 25 KB). The durable server is
-``create_app`` with SQLite (WAL, synchronous=FULL, group commit) and the worker off; the bare
-server is an aiohttp handler that reads the body and answers 202.
+Both servers run at the same time, each in its own process (so the client does not share
+their event loop), and get the same load: ROUNDS rounds of CONCURRENCY concurrent signed
+``pull_request.opened`` deliveries (the octokit example payload, about 25 KB), the rounds
+alternating between the two servers so that both see the same machine (this 2-core VM's speed
+drifts by tens of percent from one minute to the next). The durable server is ``create_app``
+with SQLite (WAL, synchronous=FULL, group commit) and the worker off; the bare server is an
+aiohttp handler that reads the body and answers 202.
 
-Run: ``python bench/ack_latency.py [--rounds 5] [--concurrency 200]``.
+Two clients: ``raw``, a minimal sender that writes pre-serialised HTTP/1.1 requests on one
+keep-alive connection per concurrent delivery (the way wrk works, so the client's own cost
+stays small), and ``aiohttp``, aiohttp's client (heavier; its cost shows in every figure).
+
+Run: ``python bench/ack_latency.py [--rounds 10] [--concurrency 200] [--client both]``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ PAYLOAD = (
 )
 
 
-def _serve(kind: str, db_dir: str, conn: Connection) -> None:
+def _serve(kind: str, db_dir: str, conn: Connection, loop: str) -> None:
     from aiohttp import web
 
     durations: list[float] = []
@@ -49,7 +55,8 @@ def _serve(kind: str, db_dir: str, conn: Connection) -> None:
     async def stats(request: web.Request) -> web.Response:
         data = list(durations)
         durations.clear()
-        return web.json_response(data)
+        cpu = os.times()
+        return web.json_response({"durations": data, "cpu": cpu.user + cpu.system})
 
     async def main() -> None:
         if kind == "bare":
@@ -78,7 +85,12 @@ def _serve(kind: str, db_dir: str, conn: Connection) -> None:
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # wait for "stop"
         await runner.cleanup()
 
-    asyncio.run(main())
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
 
 
 def _requests(n: int, start: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
@@ -98,60 +110,147 @@ def _requests(n: int, start: int, tag: str) -> list[tuple[bytes, dict[str, str]]
     return out
 
 
-async def _load(port: int, rounds: int, concurrency: int, tag: str) -> tuple[list[float], float, list[float]]:
-    import aiohttp
+def _raw_request(port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    head = ["POST /webhook HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
 
-    latencies: list[float] = []
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
 
-        async def one(request: tuple[bytes, dict[str, str]]) -> float:
-            body, headers = request
-            started = time.perf_counter()
-            async with http.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers) as resp:
-                await resp.read()
-                assert resp.status == 202, resp.status
-            return time.perf_counter() - started
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response with a Content-Length body; return its status code."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
 
-        # warm-up round (connections, caches), not measured
-        await asyncio.gather(*(one(r) for r in _requests(concurrency, -concurrency, tag)))
-        async with http.get(f"http://127.0.0.1:{port}/bench-stats") as resp:
-            await resp.json()
-        wall = 0.0
+
+class Sender:
+    """Sends one round of concurrent deliveries to one server and times each answer."""
+
+    def __init__(self, client: str, port: int, concurrency: int) -> None:
+        self.client = client
+        self.port = port
+        self.concurrency = concurrency
+        self._conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._http: Any = None
+
+    async def open(self) -> None:
+        import aiohttp
+
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.concurrency))
+        if self.client == "raw":
+            for _ in range(self.concurrency):
+                self._conns.append(await asyncio.open_connection("127.0.0.1", self.port))
+
+    async def close(self) -> None:
+        for _, writer in self._conns:
+            writer.close()
+        await self._http.close()
+
+    def prepare(self, batch: list[tuple[bytes, dict[str, str]]]) -> list[Any]:
+        """Serialise a batch before the clock starts (the raw client only)."""
+        if self.client == "raw":
+            return [_raw_request(self.port, body, headers) for body, headers in batch]
+        return batch
+
+    async def round(self, prepared: list[Any]) -> list[float]:
+        if self.client == "raw":
+            return await asyncio.gather(
+                *(self._raw(c, d) for c, d in zip(self._conns, prepared, strict=True))
+            )
+        return await asyncio.gather(*(self._aiohttp(body, headers) for body, headers in prepared))
+
+    async def _raw(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], data: bytes) -> float:
+        reader, writer = conn
+        started = time.perf_counter()
+        writer.write(data)
+        status = await _read_response(reader)
+        assert status == 202, status
+        return time.perf_counter() - started
+
+    async def _aiohttp(self, body: bytes, headers: dict[str, str]) -> float:
+        started = time.perf_counter()
+        async with self._http.post(
+            f"http://127.0.0.1:{self.port}/webhook", data=body, headers=headers
+        ) as resp:
+            await resp.read()
+            assert resp.status == 202, resp.status
+        return time.perf_counter() - started
+
+    async def server_side(self) -> tuple[list[float], float]:
+        """The server's handler durations since the last call, and its CPU seconds so far."""
+        async with self._http.get(f"http://127.0.0.1:{self.port}/bench-stats") as resp:
+            data = await resp.json()
+        return data["durations"], data["cpu"]
+
+
+async def _alternate(
+    ports: dict[str, int], client: str, rounds: int, concurrency: int
+) -> dict[str, dict[str, Any]]:
+    senders = {kind: Sender(client, port, concurrency) for kind, port in ports.items()}
+    latencies: dict[str, list[float]] = {kind: [] for kind in ports}
+    walls: dict[str, list[float]] = {kind: [] for kind in ports}
+    try:
+        for sender in senders.values():
+            await sender.open()
+        cpu_before: dict[str, float] = {}
+        for kind, sender in senders.items():  # warm-up round (connections, caches), not measured
+            await sender.round(sender.prepare(_requests(concurrency, -concurrency, f"{client}-{kind}")))
+            _, cpu_before[kind] = await sender.server_side()
         for r in range(rounds):
-            batch = _requests(concurrency, r * concurrency, tag)  # signed before the clock starts
-            started = time.perf_counter()
-            latencies += await asyncio.gather(*(one(req) for req in batch))
-            wall += time.perf_counter() - started
-        async with http.get(f"http://127.0.0.1:{port}/bench-stats") as resp:
-            server_side: list[float] = await resp.json()
-    return latencies, wall, server_side
+            order = list(senders.items()) if r % 2 == 0 else list(senders.items())[::-1]
+            for kind, sender in order:
+                prepared = sender.prepare(_requests(concurrency, r * concurrency, f"{client}-{kind}"))
+                started = time.perf_counter()
+                latencies[kind] += await sender.round(prepared)
+                walls[kind].append(time.perf_counter() - started)
+        results = {}
+        for kind, sender in senders.items():
+            durations, cpu_after = await sender.server_side()
+            server = sorted(durations)
+            lat = sorted(latencies[kind])
+            results[kind] = {
+                "requests": len(lat),
+                "p50_ms": statistics.median(lat) * 1000,
+                "p99_ms": _p99(lat) * 1000,
+                "max_ms": lat[-1] * 1000,
+                "server_p50_ms": statistics.median(server) * 1000,
+                "server_p99_ms": _p99(server) * 1000,
+                "throughput_rps": len(lat) / sum(walls[kind]),
+                "median_round_rps": concurrency / statistics.median(walls[kind]),
+                "server_cpu_us": (cpu_after - cpu_before[kind]) / len(lat) * 1e6,
+                "rounds_ms": [round(w * 1000) for w in walls[kind]],
+            }
+        return results
+    finally:
+        for sender in senders.values():
+            await sender.close()
 
 
-def measure(kind: str, rounds: int, concurrency: int) -> dict[str, float]:
+def measure(client: str, rounds: int, concurrency: int, loop: str) -> dict[str, dict[str, Any]]:
+    """Start both servers, alternate rounds between them, stop them; figures per server."""
     ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = ctx.Process(target=_serve, args=(kind, tmp, child))
-        proc.start()
-        port = parent.recv()
+        procs = {}
+        ports = {}
+        for kind in ("bare", "durable"):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(kind, tmp, child, loop))
+            proc.start()
+            procs[kind] = (proc, parent)
+            ports[kind] = parent.recv()
         try:
-            latencies, wall, server_side = asyncio.run(_load(port, rounds, concurrency, kind))
+            return asyncio.run(_alternate(ports, client, rounds, concurrency))
         finally:
-            parent.send("stop")
-            proc.join(30)
-    latencies.sort()
-    server_side.sort()
-    n = len(latencies)
-    return {
-        "requests": n,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": _p99(latencies) * 1000,
-        "max_ms": latencies[-1] * 1000,
-        "server_p50_ms": statistics.median(server_side) * 1000,
-        "server_p99_ms": _p99(server_side) * 1000,
-        "throughput_rps": n / wall,
-    }
+            for proc, parent in procs.values():
+                parent.send("stop")
+                proc.join(30)
 
 
 def _p99(values: list[float]) -> float:
@@ -160,21 +259,36 @@ def _p99(values: list[float]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--client", choices=("raw", "aiohttp", "both"), default="both")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the servers' event loop"
+    )
+    parser.add_argument("--rounds-detail", action="store_true", help="print each round's duration")
     args = parser.parse_args()
-    print(f"ack latency: {args.rounds} rounds x {args.concurrency} concurrent signed deliveries "
-          f"({PAYLOAD.stat().st_size} B payload), {os.cpu_count()} CPUs")  # fmt: skip
-    results = {kind: measure(kind, args.rounds, args.concurrency) for kind in ("bare", "durable")}
-    print("client: time from sending the request to reading the answer (includes queueing behind the")
-    print("other 199 in flight); server: time inside the web handler (verify, parse, durable commit).")
-    head = ("server", "p50 ms", "p99 ms", "max ms", "srv p50", "srv p99", "req/s")
-    print(f"{head[0]:<10}" + "".join(f"{h:>10}" for h in head[1:]))
-    for kind, r in results.items():
-        cols = (r["p50_ms"], r["p99_ms"], r["max_ms"], r["server_p50_ms"], r["server_p99_ms"])
-        print(f"{kind:<10}" + "".join(f"{c:>10.1f}" for c in cols) + f"{r['throughput_rps']:>10.0f}")
-    ratio = results["durable"]["throughput_rps"] / results["bare"]["throughput_rps"]
-    print(f"durable/bare throughput: {ratio:.2f} (aim >= 0.50); durable p99 aim < 50 ms")
+    print(f"ack latency: {args.rounds} rounds x {args.concurrency} concurrent signed deliveries per server "
+          f"({PAYLOAD.stat().st_size} B payload), {os.cpu_count()} CPUs, rounds alternating")  # fmt: skip
+    print("client: time from sending a request to reading its answer (includes queueing behind the")
+    print(f"other {args.concurrency - 1} in flight); server: time inside the web handler (verify, parse,")
+    print("durable commit); cpu us: the server process's CPU time per delivery (all its threads).")
+    print("Client and servers share this machine's CPUs.")
+    clients = ("raw", "aiohttp") if args.client == "both" else (args.client,)
+    head = ("client", "server", "p50 ms", "p99 ms", "max ms", "srv p50", "srv p99", "req/s", "cpu us")
+    print(f"{head[0]:<9}{head[1]:<9}" + "".join(f"{h:>9}" for h in head[2:]))
+    for client in clients:
+        results = measure(client, args.rounds, args.concurrency, args.loop)
+        for kind, r in results.items():
+            cols = (r["p50_ms"], r["p99_ms"], r["max_ms"], r["server_p50_ms"], r["server_p99_ms"])
+            print(
+                f"{client:<9}{kind:<9}" + "".join(f"{c:>9.1f}" for c in cols) + f"{r['throughput_rps']:>9.0f}"
+                f"{r['server_cpu_us']:>9.0f}"
+            )
+        if args.rounds_detail:
+            for kind, r in results.items():
+                print(f"{client:<9}{kind:<9}rounds (ms): {' '.join(str(ms) for ms in r['rounds_ms'])}")
+        ratio = results["durable"]["throughput_rps"] / results["bare"]["throughput_rps"]
+        print(f"{client:<9}durable/bare throughput {ratio:.2f} (aim >= 0.50); durable p99 aim < 50 ms")
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,67 @@ async def test_put_is_durable_and_deduplicated(store: SQLiteStore, db_path: Path
         sqlite3.connect(db_path).execute("SELECT payload, installation_id, status FROM deliveries").fetchall()
     )
     assert row == [(b'{"x": 1}', 7, "pending")]
+
+
+async def test_large_payloads_are_stored_compressed_and_read_back_exactly(
+    store: SQLiteStore, db_path: Path
+) -> None:
+    payload = json.dumps(
+        {
+            "action": "opened",
+            "repository": {"url": "https://api.github.com/repos/o/r"}
+            | {f"{k}_url": f"https://api.github.com/repos/o/r/{k}{{/number}}" for k in "abcdefghijklmnop"},
+        }
+    ).encode()
+    noise = os.urandom(3000)  # incompressible: kept as it is
+    assert await store.put("big", "pull_request", payload)
+    assert await store.put("noise", "push", noise)
+    assert await store.put("small", "push", b'{"zen": "x"}')
+    rows = dict(
+        (r[0], (r[1], r[2]))
+        for r in sqlite3.connect(db_path).execute("SELECT id, length(payload), payload_codec FROM deliveries")
+    )
+    assert rows["big"][1] == "zstd" and rows["big"][0] < len(payload) / 3
+    assert rows["noise"] == (3000, None)
+    assert rows["small"] == (len(b'{"zen": "x"}'), None)
+    for did, body in (("big", payload), ("noise", noise), ("small", b'{"zen": "x"}')):
+        got = await store.get(did)
+        assert got is not None and got.payload == body
+    claimed = {d.id: d.payload for d in await store.claim("w", limit=5)}
+    assert claimed == {"big": payload, "noise": noise, "small": b'{"zen": "x"}'}
+
+
+async def test_a_file_from_before_compression_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE deliveries (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+        "event TEXT NOT NULL, action TEXT, payload BLOB NOT NULL, installation_id INTEGER, "
+        "ordering_key TEXT, status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, "
+        "received_at REAL NOT NULL, next_attempt_at REAL, lease_owner TEXT, lease_until REAL, "
+        "last_error TEXT, updated_at REAL NOT NULL);"
+        "INSERT INTO deliveries (id, event, payload, received_at, updated_at) "
+        "VALUES ('old', 'push', CAST('{\"ref\": \"main\"}' AS BLOB), 1, 1);"
+    )
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        got = await store.get("old")
+        assert got is not None and got.payload == b'{"ref": "main"}'
+        assert await store.put("new", "push", b'{"ref": "main"}' * 100)
+        got = await store.get("new")
+        assert got is not None and got.payload == b'{"ref": "main"}' * 100
+    finally:
+        await store.close()
+
+
+def test_an_unknown_codec_is_refused() -> None:
+    from bot.queue.sqlite import decode_payload
+
+    with pytest.raises(ValueError, match="unknown payload codec 'lz77'"):
+        decode_payload(b"x", "lz77")
 
 
 async def test_the_file_is_in_wal_mode_with_full_sync(store: SQLiteStore) -> None:
@@ -55,7 +118,8 @@ async def test_statements_queued_after_a_put_see_it(store: SQLiteStore) -> None:
 
 async def test_wal_is_checkpointed_off_the_commit_path(store: SQLiteStore) -> None:
     store.checkpoint_bytes = 10_000
-    await asyncio.gather(*(store.put(f"c{i}", "push", b"x" * 4000) for i in range(10)))
+    # Random bytes do not compress: each put adds its full 4,000 bytes to the WAL.
+    await asyncio.gather(*(store.put(f"c{i}", "push", os.urandom(4000)) for i in range(10)))
     for _ in range(200):  # the checkpoint thread runs on its own; wait for it
         if store.checkpoints:
             break
