@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,14 +229,45 @@ def test_malformed_match_is_reported_not_raised(tmp_path: Path) -> None:
     assert result.severity is Severity.ERROR and "spec.match is malformed" in result.message
 
 
-def test_threaded_evaluation_gives_the_same_results(tmp_path: Path) -> None:
+def test_evaluation_in_worker_processes_gives_the_same_results(tmp_path: Path) -> None:
     _write(tmp_path, "policies/t.yaml", REQUIRED_LABELS)
     _write(tmp_path, "policies/c.yaml", _constraint())
-    objects = [_ns(f"ns-{i}", {"owner": "x"} if i % 3 else {}) for i in range(450)]
+    _write(
+        tmp_path,
+        "policies/c2.yaml",
+        _constraint().replace("need-owner", "need-team").replace("owner}", "team}"),
+    )
+    objects = [_ns(f"ns-{i}", {"owner": "x"} if i % 3 else {}) for i in range(700)]
     policy = load_policy(tmp_path, {})
-    one = evaluate(policy, objects)
-    assert len(one) == 150
-    assert evaluate(policy, objects, workers=3) == one
+    one = evaluate(policy, objects, workers=1)
+    assert len(one) == 234 + 700  # need-owner: every third namespace; need-team: all of them
+    # 1,400 pairs in chunks of 250 over two processes: same results, same order.
+    assert evaluate(policy, objects, workers=2) == one
+
+
+def test_evaluation_falls_back_to_this_process_when_workers_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.domain.policy import gatekeeper
+
+    _write(tmp_path, "policies/t.yaml", REQUIRED_LABELS)
+    _write(tmp_path, "policies/c.yaml", _constraint())
+    objects = [_ns(f"ns-{i}", {"owner": "x"} if i % 3 else {}) for i in range(600)]
+    policy = load_policy(tmp_path, {})
+
+    def no_processes(workers: int) -> Any:
+        raise OSError("process creation is not allowed here")
+
+    monkeypatch.setattr(gatekeeper, "_pool", no_processes)
+    assert evaluate(policy, objects, workers=2) == evaluate(policy, objects, workers=1)
+
+
+def test_small_evaluations_stay_in_this_process() -> None:
+    from bot.domain.policy.gatekeeper import PARALLEL_MIN_PAIRS, default_workers
+
+    assert default_workers(10) == 1
+    assert default_workers(PARALLEL_MIN_PAIRS - 1) == 1
+    assert default_workers(PARALLEL_MIN_PAIRS) >= 1
 
 
 def test_verify_accepts_a_single_suite_file() -> None:

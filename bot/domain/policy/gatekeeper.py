@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
+import multiprocessing
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,8 @@ from typing import Any
 from bot.domain.model import Finding, RenderedObject, Severity
 from bot.domain.policy.rego import CompiledTemplate, RegoError
 from bot.domain.yamlio import YamlError, load_documents, to_plain
+
+log = logging.getLogger(__name__)
 
 CONSTRAINT_GROUP = "constraints.gatekeeper.sh"
 DEFAULT_POLICY_PATHS = ("policies",)
@@ -391,39 +398,112 @@ def _as_plain(item: RenderedObject | Mapping[str, Any]) -> tuple[Mapping[str, An
 
 
 Pair = tuple[Constraint, tuple[Mapping[str, Any], str, str]]
-#: Threads for evaluation. 1 by default: the regorus binding holds the GIL while it evaluates
-#: (measured: 2 threads were no faster), so threads only help if a future engine releases it.
-DEFAULT_WORKERS = 1
+#: Below this many (constraint, object) pairs everything runs in this process: starting worker
+#: processes (about 0.15 s) costs more than it saves.
+PARALLEL_MIN_PAIRS = 2000
 MAX_WORKERS = 8
-MIN_CHUNK = 200
+#: Pairs per chunk when spreading over processes: small enough to balance a template that
+#: dominates (K8sContainerLimits is half the work in bench/policy_bench.py), large enough that
+#: compiling the template once per chunk stays negligible.
+MIN_CHUNK = 250
 
 
-def _run_chunk(
-    template: Template, inventory: Mapping[str, Any], chunk: list[Pair], review_json: Mapping[int, str]
-) -> list[Any]:
-    """Evaluate ``chunk`` in one engine; return per pair a violation list or a RegoError.
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One engine call, as plain data (it may be sent to a worker process)."""
+
+    rego: str
+    libs: tuple[str, ...]
+    inventory: Mapping[str, Any]
+    reviews: list[str]
+    params: list[str]
+    pairs: list[tuple[int, int]]
+
+
+def _eval_chunk(chunk: _Chunk) -> list[list[dict[str, Any]] | RegoError]:
+    """Compile the template and evaluate the chunk's pairs in one batched engine call."""
+    try:
+        compiled = CompiledTemplate(chunk.rego, chunk.libs, chunk.inventory)
+    except RegoError as exc:
+        return [exc] * len(chunk.pairs)
+    return compiled.violations_batch(chunk.reviews, chunk.params, chunk.pairs)
+
+
+def _prepare(
+    template: Template, inventory: Mapping[str, Any], pairs: list[Pair], review_json: Mapping[int, str]
+) -> tuple[_Chunk, list[int]]:
+    """Build the engine call for ``pairs`` and, per pair, its slot in the call's results.
 
     ``review_json`` maps ``id(object)`` to its review as canonical JSON. Identical
     (review, parameters) pairs, e.g. one manifest rendered for many targets, are evaluated
-    once; the distinct ones go to the engine as one batch, each review text sent once.
+    once; each review text is sent once however many constraints use it.
     """
-    try:
-        compiled = CompiledTemplate(template.rego, template.libs, inventory)
-    except RegoError as exc:
-        return [exc] * len(chunk)
     reviews: dict[str, int] = {}
     params: dict[str, int] = {}
     param_of: dict[int, int] = {}
     index: dict[tuple[int, int], int] = {}
     slots: list[int] = []
-    for constraint, (obj, _, _) in chunk:
+    for constraint, (obj, _, _) in pairs:
         r = reviews.setdefault(review_json[id(obj)], len(reviews))
         if id(constraint) not in param_of:
             text = json.dumps(dict(constraint.parameters), sort_keys=True)
             param_of[id(constraint)] = params.setdefault(text, len(params))
         slots.append(index.setdefault((r, param_of[id(constraint)]), len(index)))
-    outcomes = compiled.violations_batch(list(reviews), list(params), list(index))
-    return [outcomes[slot] for slot in slots]
+    chunk = _Chunk(template.rego, tuple(template.libs), inventory, list(reviews), list(params), list(index))
+    return chunk, slots
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A long-lived pool of ``workers`` processes (started once, reused by every later call).
+
+    ``forkserver`` rather than ``fork``: the bot's worker process has threads, and forking a
+    threaded process can copy a held lock. The server preloads the Rego engine.
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["bot.domain.policy.rego"])
+            pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=context)
+        return pool
+
+
+def _forget_pool(workers: int) -> None:
+    with _POOLS_LOCK:
+        pool = _POOLS.pop(workers, None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_chunks(chunks: list[_Chunk], workers: int) -> list[list[list[dict[str, Any]] | RegoError]]:
+    """Evaluate every chunk, in worker processes when ``workers`` > 1; results in chunk order.
+
+    The regorus binding holds the GIL while it evaluates, so threads do not help; processes
+    do. If the pool cannot start or dies (a worker killed by the OOM killer, a sandbox
+    without process support), the chunks run here instead: slower, same results.
+    """
+    if workers <= 1 or len(chunks) <= 1:
+        return [_eval_chunk(c) for c in chunks]
+    order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].pairs))  # biggest first
+    try:
+        pool = _pool(workers)
+        futures = {i: pool.submit(_eval_chunk, chunks[i]) for i in order}
+        return [futures[i].result() for i in range(len(chunks))]
+    except (BrokenProcessPool, OSError, RuntimeError) as exc:
+        log.warning("policy worker processes unavailable (%s); evaluating in this process", exc)
+        _forget_pool(workers)
+        return [_eval_chunk(c) for c in chunks]
+
+
+def default_workers(pairs: int) -> int:
+    """Processes to use for ``pairs`` (constraint, object) pairs: 1 when small, else the CPUs."""
+    if pairs < PARALLEL_MIN_PAIRS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 def evaluate(
@@ -435,12 +515,14 @@ def evaluate(
 ) -> list[PolicyResult]:
     """Evaluate every constraint on every object it matches; return the violations.
 
-    Each template is compiled once per chunk of (constraint, object) pairs (one chunk per
-    template unless ``workers`` > 1 asks for threads), and each chunk is one batched engine call.
-    ``inventory`` (default: the objects themselves) becomes ``data.inventory`` for
+    Each template is compiled once per chunk of (constraint, object) pairs, and each chunk is
+    one batched engine call. With ``workers`` > 1 (default: one per CPU when there are at least
+    :data:`PARALLEL_MIN_PAIRS` pairs, else 1) the pairs are cut into chunks spread over worker
+    processes. ``inventory`` (default: the objects themselves) becomes ``data.inventory`` for
     referential templates only, filtered by their ``requires-sync-data`` annotation. A
     constraint whose template is missing, or a template that fails to compile or run,
-    yields an error result instead of a crash. Results come in a deterministic order.
+    yields an error result instead of a crash. Results come in a deterministic order, the
+    same whatever the number of workers.
     """
     plain = [_as_plain(o) for o in objects]
     inv_objects = list(inventory) if inventory is not None else [p[0] for p in plain]
@@ -453,7 +535,7 @@ def evaluate(
     for constraint in policy_set.constraints:
         by_kind.setdefault(constraint.kind, []).append(constraint)
     results: list[PolicyResult] = []
-    jobs: list[tuple[Template, Mapping[str, Any], list[Pair]]] = []
+    per_template: list[tuple[Template, Mapping[str, Any], list[Pair]]] = []
     for kind, constraints in sorted(by_kind.items()):
         template = policy_set.templates.get(kind)
         if template is None:
@@ -471,27 +553,25 @@ def evaluate(
         if not pairs:
             continue
         inv = build_inventory(o for o in inv_objects if template.wants(o)) if _referential(template) else {}
-        size = (
-            len(pairs)
-            if (workers or DEFAULT_WORKERS) == 1
-            else max(MIN_CHUNK, -(-len(pairs) // (workers or 1)))
-        )
-        jobs.extend((template, inv, pairs[i : i + size]) for i in range(0, len(pairs), size))
+        per_template.append((template, inv, pairs))
+    total = sum(len(pairs) for _, _, pairs in per_template)
+    count = default_workers(total) if workers is None else max(1, min(workers, MAX_WORKERS))
+    size = max(MIN_CHUNK, -(-total // (count * 4))) if count > 1 else max(total, 1)
+    jobs = [
+        (template, inv, pairs[i : i + size])
+        for template, inv, pairs in per_template
+        for i in range(0, len(pairs), size)
+    ]
     review_json: dict[int, str] = {}
     for _, _, chunk in jobs:
         for _, (obj, _, _) in chunk:
             if id(obj) not in review_json:
                 review_json[id(obj)] = json.dumps(review_of(obj), sort_keys=True)
-
-    def run(job: tuple[Template, Mapping[str, Any], list[Pair]]) -> list[Any]:
-        return _run_chunk(job[0], job[1], job[2], review_json)
-
-    count = max(1, min(workers or DEFAULT_WORKERS, MAX_WORKERS, len(jobs)))
-    if count == 1:
-        outcomes = [run(job) for job in jobs]
-    else:
-        with ThreadPoolExecutor(count) as pool:
-            outcomes = list(pool.map(run, jobs))
+    prepared = [_prepare(template, inv, chunk, review_json) for template, inv, chunk in jobs]
+    answers = _run_chunks([call for call, _ in prepared], count)
+    outcomes = [
+        [answer[slot] for slot in slots] for (_, slots), answer in zip(prepared, answers, strict=True)
+    ]
     failed: set[tuple[str, str]] = set()
     for (template, _, chunk), outcome in zip(jobs, outcomes, strict=True):
         for (constraint, (obj, source, target)), violations in zip(chunk, outcome, strict=True):
