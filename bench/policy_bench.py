@@ -215,6 +215,95 @@ def bench_fleet(tmp: Path, clusters: int = 500) -> None:
         print(f"  validate           {t1 - t0:7.3f} s   (CPU {cpu:.3f} s; findings: {rules})")
 
 
+def bench_full_check(tmp: Path, clusters: int = 500, apps: int = 20) -> None:
+    """``gitops-bot check`` for a one-cluster request on the render benchmark's fleet.
+
+    The fleet of bench/render_fleet.py (``clusters`` x ``apps`` Flux targets) plus, per cluster,
+    its cluster request (Crossplane Cluster and NodeGroup), the Gatekeeper library templates
+    with 50 constraints, and fleet rules in ``.github/gitops-bot.yml``. The pull request adds
+    one new cluster request. Timed as a user runs it (``python -m bot check`` in a fresh
+    process, twice) and in-process (cold parse memos, then warm), with every checker on.
+    """
+    sys.path.insert(0, str(ROOT / "bench"))
+    import json
+    import subprocess
+
+    import render_fleet
+
+    from bot.report import build_check
+
+    repo = tmp / "full-fleet"
+    repo.mkdir()
+    render_fleet.generate(repo, clusters, apps)
+    for i in range(clusters):
+        env = ("dev", "staging", "prod")[i % 3]
+        path = repo / "clusters" / env / f"cluster-{i:04d}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_cluster(i))
+    shutil.copytree(_policy_tree(tmp / "policies-src", 50) / "policies", repo / "policies")
+    config = {
+        "version": 1,
+        "cluster_requests": {"paths": ["clusters/**"]},
+        "fleet": {
+            "allowed_regions": ["eu-west-1"],
+            "allowed_instance_types": ["m6i.*"],
+            "required_tags": ["team", "environment", "cost-center"],
+            "environments": {
+                "dev": {"max_nodes": 20},
+                "staging": {"max_nodes": 40},
+                "prod": {"max_nodes": 200},
+            },
+        },
+    }
+    (repo / ".github").mkdir(exist_ok=True)
+    (repo / ".github" / "gitops-bot.yml").write_text(json.dumps(config, indent=2))
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("add", "-A")
+    git("commit", "-q", "-m", "cluster requests, policies, config")
+    git("checkout", "-q", "-b", "request")
+    (repo / "clusters" / "dev" / "cluster-9999.yaml").write_text(_cluster(9999))
+    git("add", "-A")
+    git("commit", "-q", "-m", "request cluster-9999")
+    git("checkout", "-q", "main")
+    files = sum(1 for _ in repo.rglob("*.yaml"))
+    print(
+        f"check: one-cluster request on a {clusters}-cluster x {apps}-app fleet ({files} YAML files, "
+        f"{clusters} cluster requests, 50 constraints), every checker on"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "bot",
+        "check",
+        "--repo",
+        str(repo),
+        "--base",
+        "main",
+        "--head",
+        "request",
+    ]
+    command += ["--format", "json"]
+    for label in ("fresh process", "fresh process again"):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        wall = time.perf_counter() - start
+        report = json.loads(done.stdout)
+        rules = sorted({f["rule"] for f in report["findings"]})
+        print(f"  `gitops-bot check`, {label:<22}{wall:7.3f} s   (exit {done.returncode}; findings: {rules})")
+    from render_fleet import forget_parses
+
+    forget_parses()
+    for label in ("in-process, cold memos", "in-process, warm"):
+        start = time.perf_counter()
+        result = build_check(repo, "main", "request", secret_key=b"bench")
+        wall = time.perf_counter() - start
+        rules = sorted({f.rule for f in result.report.findings})
+        print(f"  build_check, {label:<29}{wall:7.3f} s   (findings: {rules})")
+
+
 def main() -> int:
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f}")
@@ -224,6 +313,7 @@ def main() -> int:
         bench_gatekeeper(Path(tmp) / "a")
         bench_gatekeeper(Path(tmp) / "b", distinct=100)
         bench_fleet(Path(tmp))
+        bench_full_check(Path(tmp))
     return 0
 
 

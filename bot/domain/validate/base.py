@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -88,17 +91,35 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+@functools.lru_cache(maxsize=4096)
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
 def read_text(root: Path, rel: str) -> str | None:
-    """Return the text of ``rel`` under ``root``; ``None`` when missing, a symlink out, too big or binary."""
-    path = root / rel
+    """Return the text of ``rel`` under ``root``; ``None`` when missing, a symlink out, too big or binary.
+
+    The folder's real path is resolved once per folder (a fleet has thousands of files in far
+    fewer folders) and must lie inside ``root``; a symlinked file is followed the same way.
+    """
+    real_root = _real(str(root))
+    folder, name = os.path.split(os.path.join(real_root, rel))
+    real_folder = _real(folder)
+    if real_folder != real_root and not real_folder.startswith(real_root + os.sep):
+        return None
+    resolved = os.path.join(real_folder, name)
+    if os.path.islink(resolved):
+        resolved = os.path.realpath(resolved)
+        if not resolved.startswith(real_root + os.sep):
+            return None
     try:
-        resolved = path.resolve()
-        if not resolved.is_relative_to(root.resolve()) or not resolved.is_file():
-            return None
-        if resolved.stat().st_size > MAX_TEXT_BYTES:
-            return None
-        raw = resolved.read_bytes()
+        with open(resolved, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return None
+            raw = fh.read(MAX_TEXT_BYTES + 1)
     except OSError:
+        return None
+    if len(raw) > MAX_TEXT_BYTES:
         return None
     if b"\x00" in raw[:8192]:
         return None
@@ -116,17 +137,31 @@ def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
 
 
 def iter_yaml_files(root: Path) -> Iterator[str]:
-    """Yield every YAML file under ``root`` (relative, sorted), skipping ``.git`` and hidden folders."""
+    """Yield every YAML file under ``root`` (relative, sorted), skipping ``.git`` and hidden folders.
+
+    Symlinks are neither followed into nor yielded. One ``scandir`` per folder.
+    """
     if not root.is_dir():
         return
-    for path in sorted(root.rglob("*")):
-        if path.suffix not in YAML_SUFFIXES:
+    found: list[tuple[str, ...]] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(str(root), ())]
+    while pending:
+        folder, parts = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        if not entry.name.startswith(".") or entry.name == ".github":
+                            pending.append((entry.path, (*parts, entry.name)))
+                    elif (
+                        entry.is_file(follow_symlinks=False)
+                        and os.path.splitext(entry.name)[1] in YAML_SUFFIXES
+                    ):
+                        found.append((*parts, entry.name))
+        except OSError:
             continue
-        rel = path.relative_to(root)
-        if any(part.startswith(".") and part not in (".github",) for part in rel.parts[:-1]):
-            continue
-        if path.is_file() and not path.is_symlink():
-            yield rel.as_posix()
+    for parts in sorted(found):
+        yield "/".join(parts)
 
 
 @dataclass(slots=True)
