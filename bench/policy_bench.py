@@ -177,21 +177,25 @@ spec:
 """
 
 
-def bench_fleet(tmp: Path, clusters: int = 500) -> None:
-    config = {
-        "version": 1,
-        "cluster_requests": {"paths": ["clusters/**"]},
-        "fleet": {
-            "allowed_regions": ["eu-west-1"],
-            "allowed_instance_types": ["m6i.*"],
-            "required_tags": ["team", "environment", "cost-center"],
-            "environments": {
-                "dev": {"max_nodes": 20},
-                "staging": {"max_nodes": 40},
-                "prod": {"max_nodes": 200},
-            },
+#: The fleet rules of the generated fleets (``.github/gitops-bot.yml``).
+FLEET_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "cluster_requests": {"paths": ["clusters/**"]},
+    "fleet": {
+        "allowed_regions": ["eu-west-1"],
+        "allowed_instance_types": ["m6i.*"],
+        "required_tags": ["team", "environment", "cost-center"],
+        "environments": {
+            "dev": {"max_nodes": 20},
+            "staging": {"max_nodes": 40},
+            "prod": {"max_nodes": 200},
         },
-    }
+    },
+}
+
+
+def bench_fleet(tmp: Path, clusters: int = 500) -> None:
+    config = FLEET_CONFIG
     base = tmp / "fleet-base"
     for i in range(clusters):
         env = ("dev", "staging", "prod")[i % 3]
@@ -241,20 +245,7 @@ def bench_full_check(tmp: Path, clusters: int = 500, apps: int = 20) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_cluster(i))
     shutil.copytree(_policy_tree(tmp / "policies-src", 50) / "policies", repo / "policies")
-    config = {
-        "version": 1,
-        "cluster_requests": {"paths": ["clusters/**"]},
-        "fleet": {
-            "allowed_regions": ["eu-west-1"],
-            "allowed_instance_types": ["m6i.*"],
-            "required_tags": ["team", "environment", "cost-center"],
-            "environments": {
-                "dev": {"max_nodes": 20},
-                "staging": {"max_nodes": 40},
-                "prod": {"max_nodes": 200},
-            },
-        },
-    }
+    config = FLEET_CONFIG
     (repo / ".github").mkdir(exist_ok=True)
     (repo / ".github" / "gitops-bot.yml").write_text(json.dumps(config, indent=2))
 
