@@ -263,6 +263,39 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready" if ok else "store unreachable"}, status=200 if ok else 503)
 
 
+#: The worker is live while its claim loop has gone round within this many poll intervals
+#: (and at least this many seconds: a busy event loop may delay one round).
+STALL_POLLS = 10
+STALL_MIN_SECONDS = 30.0
+
+
+def worker_health_app(store: DeliveryStore, metrics: Metrics, worker: Worker) -> web.Application:
+    """The ``gitops-bot worker`` probe and metrics endpoints (``GITOPS_BOT_WORKER_HEALTH_PORT``).
+
+    ``/healthz`` answers 503 when the claim loop has not gone round for
+    max(STALL_POLLS x poll interval, STALL_MIN_SECONDS); ``/readyz`` and ``/metrics`` are the
+    web process's (store reachable; Prometheus text with this worker's handler and GitHub
+    figures, which only the worker sees).
+    """
+    app = web.Application()
+    app[STORE] = store
+    app[METRICS] = metrics
+    limit = max(STALL_POLLS * worker.poll_interval, STALL_MIN_SECONDS)
+
+    async def live(request: web.Request) -> web.Response:
+        stalled = worker.stalled_for()
+        if stalled is not None and stalled > limit:
+            body = {"status": "stalled", "seconds_since_last_poll": round(stalled, 1), "limit": limit}
+            return web.json_response(body, status=503)
+        waited = None if stalled is None else round(stalled, 1)
+        return web.json_response({"status": "ok", "seconds_since_last_poll": waited})
+
+    app.router.add_get("/healthz", live)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
 async def metrics_view(request: web.Request) -> web.Response:
     """Return Prometheus metrics; the queue-depth gauge is refreshed from the store first."""
     metrics = request.app[METRICS]

@@ -37,6 +37,7 @@ class Settings:
     git_url: str = "https://github.com/{owner}/{repo}.git"
     host: str = "0.0.0.0"
     port: int = 8080
+    health_port: int = 8081
     database_url: str = DEFAULT_DATABASE_URL
     worker: WorkerMode = "inline"
     data_dir: Path = Path(".gitops-bot")
@@ -272,6 +273,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         git_url=git_url,
         host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",
         port=_number(env, "PORT", 8080, low=0, high=65535),
+        health_port=_number(env, "GITOPS_BOT_WORKER_HEALTH_PORT", 8081, low=0, high=65535),
         database_url=_database_url(env),
         worker="inline" if worker == "inline" else "off",
         data_dir=Path(env.get("GITOPS_BOT_DATA_DIR", "").strip() or ".gitops-bot"),

@@ -154,6 +154,8 @@ class Worker:
         self._last_prune = -PRUNE_EVERY_SECONDS
         self._wake = asyncio.Event()
         self._stopping = False
+        #: When the claim loop last went round (monotonic seconds); ``None`` before it starts.
+        self.last_poll: float | None = None
         self._running: set[asyncio.Task[Outcome]] = set()
 
     @classmethod
@@ -310,6 +312,17 @@ class Worker:
                 log.exception("could not extend the lease of delivery %s", delivery_id)
 
     # -- the loop -------------------------------------------------------------------------
+    def stalled_for(self, now: float | None = None) -> float | None:
+        """Seconds since the claim loop last went round, or None when it has not started.
+
+        The loop goes round at least every ``poll_interval`` (sooner when woken), whatever the
+        deliveries in progress do, so a large value means the event loop is blocked or the
+        loop died: what a liveness probe should catch.
+        """
+        if self.last_poll is None:
+            return None
+        return (time.monotonic() if now is None else now) - self.last_poll
+
     def wake(self) -> None:
         """Tell the loop that new work may be waiting (called after a webhook is stored)."""
         self._wake.set()
@@ -339,6 +352,7 @@ class Worker:
             raise RuntimeError("run() needs a store")
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         while not self._stopping:
+            self.last_poll = time.monotonic()
             if time.monotonic() - self._last_prune >= PRUNE_EVERY_SECONDS:
                 self._last_prune = time.monotonic()
                 await self.prune()

@@ -1,4 +1,9 @@
-"""``gitops-bot worker``: process stored deliveries without serving HTTP (scale-out role)."""
+"""``gitops-bot worker``: process stored deliveries (scale-out role).
+
+It serves no webhooks; only its probes and metrics (``GITOPS_BOT_WORKER_HEALTH_PORT``, 8081 by
+default, 0 to turn off): ``/healthz`` fails when the claim loop stalls, ``/readyz`` when the
+store is unreachable.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import signal
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from bot.cli._service import StartupError, configure_logging, fail, open_store_or_error, settings_or_error
 from bot.settings import SettingsError
@@ -51,6 +57,7 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            probes = await _start_health(settings, store, metrics, worker)
             task = asyncio.create_task(worker.run())
             reconciling = _start_reconciler(settings, store, metrics, clients, repos, stop)
             await stop.wait()
@@ -61,9 +68,30 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
             await worker.stop()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            if probes is not None:
+                await probes.cleanup()
             return 0
     finally:
         await store.close()
+
+
+async def _start_health(settings: Any, store: Any, metrics: Any, worker: Any) -> web.AppRunner | None:
+    """Serve /healthz, /readyz and /metrics on GITOPS_BOT_WORKER_HEALTH_PORT (0: off)."""
+    if not settings.health_port:
+        return None
+    from bot.app import worker_health_app
+
+    runner = web.AppRunner(worker_health_app(store, metrics, worker), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.health_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(
+            f"GITOPS_BOT_WORKER_HEALTH_PORT: cannot listen on {settings.host}:{settings.health_port} ({exc})"
+        ) from None
+    log.info("worker probes on http://%s:%d/healthz", settings.host, settings.health_port)
+    return runner
 
 
 def _start_reconciler(

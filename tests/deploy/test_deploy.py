@@ -58,6 +58,15 @@ def test_base_renders_web_and_worker_sharing_postgres() -> None:
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Workers serve their probes on the health port the worker command listens on by default.
+    from bot.settings import Settings
+
+    health = {p["name"]: p["containerPort"] for p in worker["ports"]}["health"]
+    assert health == Settings(webhook_secret=b"x").health_port
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert worker[probe]["httpGet"] == {"path": path, "port": "health"}
+    worker_policy = objs[("NetworkPolicy", "gitops-bot-worker")]["spec"]["ingress"]
+    assert [p["port"] for rule in worker_policy for p in rule["ports"]] == [health]
     assert objs[("Deployment", "gitops-bot-web")]["spec"]["replicas"] >= 2, "several web replicas"
 
 

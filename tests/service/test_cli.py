@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,6 +220,7 @@ async def test_worker_command_runs_the_reconciler_beside_the_worker(
             "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
             "GITOPS_BOT_RECONCILE_REPOS": "o/a",
             "GITOPS_BOT_RECONCILE_INTERVAL": "3600",
+            "GITOPS_BOT_WORKER_HEALTH_PORT": "0",
         },
         require_webhook_secret=False,
     )
@@ -230,3 +232,104 @@ async def test_worker_command_runs_the_reconciler_beside_the_worker(
     paths = [c.path for c in gh.calls]
     assert "/repos/o/a/installation" in paths
     assert any(p.startswith("/repos/o/a/pulls") for p in paths)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_worker_command_serves_probes_and_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiohttp
+
+    import bot.app
+    import bot.repos
+    from bot.cli.worker import work
+    from bot.settings import load_settings
+    from bot.worker import UnavailableRepoAccess, Worker
+
+    class Clients:
+        async def installation_api(self, installation_id: int) -> None:
+            raise AssertionError("no delivery in this test")
+
+    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
+    monkeypatch.setattr(bot.repos, "mirror_repos", lambda settings, clients: UnavailableRepoAccess())
+    port = _free_port()
+    settings = load_settings(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
+            "HOST": "127.0.0.1",
+            "GITOPS_BOT_WORKER_HEALTH_PORT": str(port),
+            "GITOPS_BOT_RECONCILE_INTERVAL": "0",
+            "GITOPS_BOT_POLL_INTERVAL": "0.05",
+        },
+        require_webhook_secret=False,
+    )
+    started: list[Worker] = []
+    real_from_settings = Worker.from_settings
+
+    def keep(*args: Any, **kwargs: Any) -> Worker:
+        worker = real_from_settings(*args, **kwargs)
+        started.append(worker)
+        return worker
+
+    monkeypatch.setattr(Worker, "from_settings", keep)
+    stop = asyncio.Event()
+    task = asyncio.create_task(work(settings, stop=stop))
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):  # wait for the probes to listen and the loop to go round once
+            try:
+                async with http.get(f"{base}/healthz") as resp:
+                    live = await resp.json()
+                    if resp.status == 200 and live["seconds_since_last_poll"] is not None:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+        assert live["status"] == "ok"
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "ready"
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+            assert resp.status == 200 and 'gitops_bot_queue_depth{status="pending"} 0.0' in text
+    assert started and started[0].last_poll is not None
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_worker_liveness_fails_when_the_claim_loop_stalls(tmp_path: Path) -> None:
+    import time
+
+    import gidgethub.routing
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.app import STALL_MIN_SECONDS, worker_health_app
+    from bot.metrics import Metrics
+    from bot.worker import Worker
+
+    store = SQLiteStore(tmp_path / "h.db")
+    await store.open()
+    worker = Worker(store, None, gidgethub.routing.Router(), poll_interval=1.0)
+    client = TestClient(TestServer(worker_health_app(store, Metrics(), worker)))
+    await client.start_server()
+    try:
+        resp = await client.get("/healthz")  # not started yet: alive, nothing to judge
+        assert resp.status == 200 and (await resp.json())["seconds_since_last_poll"] is None
+        worker.last_poll = time.monotonic() - 5
+        assert (await client.get("/healthz")).status == 200
+        worker.last_poll = time.monotonic() - STALL_MIN_SECONDS - 1
+        resp = await client.get("/healthz")
+        body = await resp.json()
+        assert resp.status == 503 and body["status"] == "stalled" and body["limit"] == STALL_MIN_SECONDS
+        await store.close()
+        resp = await client.get("/readyz")
+        assert resp.status == 503 and (await resp.json())["status"] == "store unreachable"
+    finally:
+        await client.close()
