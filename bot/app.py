@@ -179,7 +179,11 @@ def wire_handlers(store: DeliveryStore) -> None:
 
 
 def share_locks(store: DeliveryStore | None) -> None:
-    """With a store shared by replicas (PostgreSQL), serialise check-run writes across them too."""
+    """Serialise check-run writes across the processes sharing the store too.
+
+    PostgreSQL replicas use advisory locks; processes sharing one SQLite file (``serve`` and
+    ``gitops-bot worker``, or several workers) use record locks on the file's ``-locks`` file.
+    """
     from bot.github.checks import use_shared_lock
 
     use_shared_lock(getattr(store, "advisory_lock", None))

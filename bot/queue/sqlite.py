@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
+import hashlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +105,8 @@ INSERT_CHUNK = 500
 # own fallback (pages of 16 KB) in case the background one falls behind.
 CHECKPOINT_BYTES = 16 * 1024 * 1024
 AUTOCHECKPOINT_PAGES = 8192
+#: Bytes of the ``<file>-locks`` file that keys hash to (see ``advisory_lock``).
+LOCK_SLOTS = 1 << 20
 
 PutRow = tuple[str, str, str | None, bytes, int | None, str | None]
 # (id, event, action, stored payload, installation id, ordering key, codec)
@@ -212,6 +218,8 @@ class SQLiteStore(DeliveryStore):
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_due = threading.Event()
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)  # used by the writer thread only
+        self._lock_file: int | None = None
+        self._lock_holders: dict[int, int] = {}
         self._closing = False
         self._wal_bytes = 0  # payload bytes committed since the last checkpoint request
         self.checkpoint_bytes = CHECKPOINT_BYTES
@@ -381,6 +389,9 @@ class SQLiteStore(DeliveryStore):
     async def close(self) -> None:
         """Finish the queued puts and statements, then close the connection and the thread."""
         await self._stop()
+        if self._lock_file is not None and not self._lock_holders:
+            os.close(self._lock_file)
+            self._lock_file = None
 
     async def ping(self) -> bool:
         """Return True when a trivial query answers."""
@@ -388,6 +399,49 @@ class SQLiteStore(DeliveryStore):
             return await self._run(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
         except (sqlite3.Error, RuntimeError):
             return False
+
+    # -- a lock shared by the processes using this file -------------------------------------
+    @contextlib.asynccontextmanager
+    async def advisory_lock(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key`` against every process that uses this database file.
+
+        ``serve`` and one or more ``gitops-bot worker`` processes may share the SQLite file.
+        Around find-then-create writes to GitHub they need what PostgreSQL's advisory locks
+        give: a POSIX record lock on one byte of ``<file>-locks`` (the byte is a hash of the
+        key, one of 2**20), released by the kernel if the process dies. Record locks are per
+        process, so holders in this process are counted and the byte is unlocked by the last.
+        Waits without blocking the event loop (non-blocking attempts, backing off to 50 ms).
+        """
+        slot = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % LOCK_SLOTS
+        fd = self._lock_fd()
+        holders = self._lock_holders.get(slot, 0)
+        if holders == 0:
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                        raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            holders = self._lock_holders.get(slot, 0)  # another task of ours may have taken it meanwhile
+        self._lock_holders[slot] = holders + 1
+        try:
+            yield
+        finally:
+            left = self._lock_holders[slot] - 1
+            if left:
+                self._lock_holders[slot] = left
+            else:
+                del self._lock_holders[slot]
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, slot)
+
+    def _lock_fd(self) -> int:
+        if self._lock_file is None:
+            self._lock_file = os.open(f"{self.path}-locks", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._lock_file
 
     # -- put with group commit ------------------------------------------------------------
     async def put(

@@ -237,3 +237,50 @@ def test_open_store_urls(tmp_path: Path) -> None:
     for bad in ("mysql://x", "sqlite:///", "redis://"):
         with pytest.raises(UnsupportedStoreURL):
             open_store(bad)
+
+
+HOLD_LOCK = """
+import fcntl, hashlib, os, sys
+from bot.queue.sqlite import LOCK_SLOTS
+path, key = sys.argv[1], sys.argv[2]
+slot = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % LOCK_SLOTS
+fd = os.open(path + "-locks", os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, slot)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_the_advisory_lock_holds_across_processes(store: SQLiteStore, db_path: Path) -> None:
+    import sys
+
+    key = "gitops-bot:check-runs:o/r@abc"
+    other = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_LOCK, str(db_path), key,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert other.stdout is not None and other.stdin is not None
+    assert await asyncio.wait_for(other.stdout.readline(), 30) == b"locked\n"
+    order: list[str] = []
+
+    async def take() -> None:
+        async with store.advisory_lock(key):
+            order.append("here")
+
+    waiting = asyncio.create_task(take())
+    async with store.advisory_lock("gitops-bot:check-runs:o/r@another-sha"):  # other keys are free
+        order.append("other key")
+    await asyncio.sleep(0.3)
+    assert order == ["other key"] and not waiting.done()  # the other process holds the key
+    other.stdin.write(b"go\n")
+    await other.stdin.drain()
+    await asyncio.wait_for(waiting, 30)
+    assert order == ["other key", "here"]
+    await other.wait()
+
+
+async def test_the_advisory_lock_counts_holders_in_one_process(store: SQLiteStore) -> None:
+    async with store.advisory_lock("k"), store.advisory_lock("k"):
+        assert list(store._lock_holders.values()) == [2]
+    assert store._lock_holders == {}
