@@ -28,7 +28,7 @@ from bot.domain.diff import diff_check_output, diff_comment_parts
 from bot.domain.model import Finding, Severity
 from bot.domain.render import RenderCache
 from bot.domain.validate import validation_summary
-from bot.github.checks import CHECK_NAME, CheckRun, annotations_from_findings, upsert_check_run
+from bot.github.checks import CHECK_NAME, CheckRun, annotations_from_findings, write_check_runs
 from bot.github.comments import upsert_comment_parts
 from bot.report import CheckResult, build_check
 
@@ -96,37 +96,26 @@ async def check_pull_request(
 async def post_results(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, number: int, result: CheckResult
 ) -> None:
-    """Write the three check runs and the sticky comment for ``result``."""
+    """Write the three check runs (one listing of the head's runs) and the sticky comment for ``result``."""
     head_sha = result.head_sha
     findings: list[Finding] = list(result.report.findings)
     title, summary, text = diff_check_output(result.diff)
-    await upsert_check_run(
-        gh,
-        repo,
+    v_title, v_summary = validation_summary(findings)
+    conclusion, u_title, u_summary = umbrella_summary(result)
+    runs = [
         CheckRun(
             name=DIFF_CHECK, head_sha=head_sha, title=title, summary=summary, text=text, conclusion="neutral"
         ),
-    )
-    v_title, v_summary = validation_summary(findings)
-    blocking = result.report.blocking
-    await upsert_check_run(
-        gh,
-        repo,
         CheckRun(
             name=VALIDATE_CHECK,
             head_sha=head_sha,
             title=v_title,
             summary=v_summary,
-            conclusion="failure" if blocking else "success",
+            conclusion="failure" if result.report.blocking else "success",
             annotations=annotations_from_findings(
                 f for f in findings if f.path and not f.path.startswith(("(", "commit:"))
             ),
         ),
-    )
-    conclusion, u_title, u_summary = umbrella_summary(result)
-    await upsert_check_run(
-        gh,
-        repo,
         CheckRun(
             name=CHECK_NAME,
             head_sha=head_sha,
@@ -135,7 +124,8 @@ async def post_results(
             conclusion=conclusion,
             external_id=f"{repo}#{number}",
         ),
-    )
+    ]
+    await write_check_runs(gh, repo, head_sha, runs)
     await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
 
 

@@ -7,8 +7,9 @@ then create or update the two check runs on the head sha.
 
 REST calls per event do not depend on the number of commits or reviews (up to 100 each,
 one page): 1 list of reviews, 1 list of commits (only with ``trust: github``), 1 list of
-check runs for the head, 2 writes; plus one membership lookup per (team, reviewer) pair
-that matters, cached in ``ctx.cache`` for the event, and one permission lookup per
+check runs for the head (:func:`bot.github.checks.write_check_runs`), at most 2 writes (none
+for a run that already shows the result); plus one membership lookup per (team, reviewer)
+pair that matters, cached in ``ctx.cache`` for the event, and one permission lookup per
 reviewer only when an applicable rule has ``min_permission``.
 """
 
@@ -43,7 +44,7 @@ from bot.domain.governance.approvals import (
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
 from bot.domain.promotion.plan import BRANCH_PREFIX as PROMOTION_BRANCH_PREFIX
 from bot.git.files import changed_paths, git, read_file_at
-from bot.github.checks import head_lock
+from bot.github.checks import CheckRun, Conclusion, write_check_runs
 
 log = logging.getLogger(__name__)
 router = routing.Router()
@@ -60,7 +61,7 @@ class CheckRunResult:
     """One check run to write: name, conclusion, title and markdown summary."""
 
     name: str
-    conclusion: str
+    conclusion: Conclusion
     title: str
     summary: str
 
@@ -74,40 +75,15 @@ def _clip(text: str) -> str:
     return text[: MAX_SUMMARY - 80] + "\n\n… (truncated: too long for a check run; see the bot logs)"
 
 
-async def write_check_runs(
-    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, results: Iterable[CheckRunResult]
-) -> None:
-    """Create each check run on ``head_sha``, or update the one that already exists (idempotent).
-
-    Lists the head's check runs once (one page of 100) and updates the newest run of each name,
-    holding the head's lock (:func:`bot.github.checks.head_lock`) so concurrent runs never both
-    create.
-    """
-    async with head_lock(repo, head_sha):
-        await _write_check_runs(gh, repo, head_sha, results)
-
-
-async def _write_check_runs(
-    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, results: Iterable[CheckRunResult]
-) -> None:
-    listing = await gh.getitem(f"/repos/{repo}/commits/{head_sha}/check-runs?per_page={PER_PAGE}")
-    existing: dict[str, int] = {}
-    for run in listing.get("check_runs", []) if isinstance(listing, Mapping) else []:
-        if run.get("head_sha", head_sha) == head_sha:
-            name = str(run.get("name"))
-            existing[name] = max(existing.get(name, 0), int(run["id"]))
-    for result in results:
-        body: dict[str, Any] = {
-            "status": "completed",
-            "conclusion": result.conclusion,
-            "output": {"title": result.title[:255], "summary": _clip(result.summary)},
-        }
-        if result.name in existing:
-            await gh.patch(f"/repos/{repo}/check-runs/{existing[result.name]}", data=body)
-        else:
-            await gh.post(
-                f"/repos/{repo}/check-runs", data={"name": result.name, "head_sha": head_sha, **body}
-            )
+def _check_run(head_sha: str, result: CheckRunResult) -> CheckRun:
+    """Return the completed check run that shows ``result`` on ``head_sha``."""
+    return CheckRun(
+        name=result.name,
+        head_sha=head_sha,
+        title=result.title,
+        summary=_clip(result.summary),
+        conclusion=result.conclusion,
+    )
 
 
 # --------------------------------------------------------------------------- facts
@@ -250,7 +226,7 @@ async def _signatures(
             paths_by_sha = await asyncio.to_thread(lambda: {s: sig.commit_paths(git_dir, s) for s in shas})
         verdicts = sig.github_verdicts(commits, config, paths_by_sha)
     title, text = sig.signatures_summary(verdicts, settings)
-    conclusion = "success" if all(v.ok for v in verdicts) else "failure"
+    conclusion: Conclusion = "success" if all(v.ok for v in verdicts) else "failure"
     return CheckRunResult(SIGNATURES_CHECK, conclusion, title, text)
 
 
@@ -341,7 +317,7 @@ async def evaluate_pull_request(
         else:
             approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)
         results = [signatures, approvals]
-    await write_check_runs(gh, repo, head_sha, results)
+    await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, r) for r in results])
     log.info(
         "governance: %s#%s %s",
         repo,

@@ -50,7 +50,7 @@ from bot.domain.promotion.gates import (
 )
 from bot.git import rewrite
 from bot.git.files import GitError, git, read_file_at, rev_parse
-from bot.github.checks import head_lock
+from bot.github.checks import CheckRun, write_check_runs
 from bot.health.statuses import NO_STATUS, health_from_github, parse_time
 
 log = logging.getLogger(__name__)
@@ -758,32 +758,14 @@ async def _publish(
     )
     if report.recheck_at is not None:
         summary += f"\n\nThe bot checks again at {report.recheck_at.strftime('%Y-%m-%d %H:%M UTC')}."
-    output = {"title": title, "summary": summary}
     if report.state is GateState.PENDING:
-        state: dict[str, Any] = {"status": "in_progress"}
+        run = CheckRun(CHECK_NAME, head_sha, title, summary, status="in_progress")
     else:
-        state = {"status": "completed", "conclusion": "success" if report.passed else "failure"}
-    async with head_lock(repo, head_sha):  # find-then-create, once across workers and replicas
-        runs = await _get(
-            gh, f"/repos/{repo}/commits/{head_sha}/check-runs?check_name={quote(CHECK_NAME, safe='')}"
+        run = CheckRun(
+            CHECK_NAME, head_sha, title, summary, conclusion="success" if report.passed else "failure"
         )
-        mine = [r for r in runs.get("check_runs") or [] if r.get("name") == CHECK_NAME]
-        latest = max(mine, key=lambda r: int(r.get("id") or 0)) if mine else None
-        if latest is None or (latest.get("status") == "completed" and state["status"] != "completed"):
-            await gh.post(
-                f"/repos/{repo}/check-runs",
-                data={"name": CHECK_NAME, "head_sha": head_sha, "output": output, **state},
-            )
-        else:
-            out = latest.get("output") or {}
-            same = (
-                out.get("title") == title
-                and out.get("summary") == summary
-                and latest.get("status") == state["status"]
-                and latest.get("conclusion") == state.get("conclusion")
-            )
-            if not same:
-                await gh.patch(f"/repos/{repo}/check-runs/{latest['id']}", data={"output": output, **state})
+    # a completed run is re-created (not re-opened) when its gates go back to pending
+    await write_check_runs(gh, repo, head_sha, [run])
     body = str(pr.get("body") or "")
     new_body = _with_gates(body, report.task_list())
     if new_body != body:

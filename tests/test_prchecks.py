@@ -265,3 +265,39 @@ async def test_self_service_approves_and_merges_a_low_risk_request_only_when_opt
     gh = StatefulGitHub()
     await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
     assert not [c for c in gh.calls if c.path.endswith(("/reviews", "/merge"))]
+
+
+def _check_run_calls(gh: StatefulGitHub, start: int = 0) -> dict[str, int]:
+    """Count the check-run calls since ``start``: lists of a head's runs, creates, updates."""
+    counts = {"list": 0, "create": 0, "update": 0, "total": 0}
+    for call in gh.calls[start:]:
+        path = call.path.split("?", 1)[0]
+        if call.method == "GET" and path.endswith("/check-runs"):
+            counts["list"] += 1
+        elif call.method == "POST" and path.endswith("/check-runs"):
+            counts["create"] += 1
+        elif call.method == "PATCH" and "/check-runs/" in path:
+            counts["update"] += 1
+        else:
+            continue
+        counts["total"] += 1
+    return counts
+
+
+async def test_one_pull_request_event_lists_the_head_check_runs_once(fleet_repo: Path) -> None:
+    head = _commit(fleet_repo, "change", {"common/addons/pr-check-demo.yaml": NEW_CONFIGMAP})
+    gh = StatefulGitHub()
+    payload = _payload(fleet_repo, head)
+    await _deliver(gh, fleet_repo, payload)
+    first = _check_run_calls(gh)
+    start = len(gh.calls)
+    await _deliver(gh, fleet_repo, payload)  # a retried delivery: same head, same results
+    again = _check_run_calls(gh, start)
+    print(
+        f"check-run calls per pull_request event: first {first}, retried {again}; "
+        f"all REST calls: first {start}, retried {len(gh.calls) - start}"
+    )
+    assert first == {"list": 1, "create": 3, "update": 0, "total": 4}
+    # Nothing changed: every run is already what it should be, so nothing is written.
+    assert again == {"list": 1, "create": 0, "update": 0, "total": 1}
+    assert len(gh.check_runs) == 3

@@ -1,10 +1,12 @@
 """Create or update check runs keyed by name and head sha, with batched annotations.
 
-GitHub accepts at most 50 annotations per request and 65,535 characters in ``output.summary``
-and ``output.text``. :func:`upsert_check_run` finds the run with the same name on the same
-head sha (so a retried delivery updates it instead of adding a second run), sends the first 50
-annotations with the create/update call and the rest in further PATCHes, and truncates long
-texts with a visible note.
+Every writer of check runs goes through :func:`write_check_runs` (the PR pipeline, promotion,
+governance; :func:`upsert_check_run` for one run): it lists the head's check runs once, under
+:func:`head_lock`, then creates each run or updates the newest one of its name (so a retried
+delivery updates instead of adding a second run, and writes nothing when the run already shows
+the same result). GitHub accepts at most 50 annotations per request and 65,535 characters in
+``output.summary`` and ``output.text``: annotations go in batches of 50 and long texts are
+truncated with a visible note.
 
 https://docs.github.com/en/rest/checks/runs
 """
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import gidgethub.abc
 
@@ -24,6 +27,7 @@ from bot.domain.model import Finding
 
 CHECK_NAME = "gitops-bot"
 ANNOTATIONS_PER_REQUEST = 50
+PER_PAGE = 100  # the most GitHub (and the simulator) return per page
 MAX_OUTPUT_CHARS = 65_535
 MAX_TITLE_CHARS = 255
 TRUNCATION_NOTE = "\n\n_… truncated: the full text is longer than GitHub allows in a check run._"
@@ -117,31 +121,79 @@ def _batches(items: Sequence[Mapping[str, Any]], size: int) -> list[Sequence[Map
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
-async def find_check_run(
-    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, name: str
-) -> dict[str, Any] | None:
-    """Return the newest check run called ``name`` on ``head_sha`` made by this App, or None."""
-    data = await gh.getitem(
-        f"/repos/{repo}/commits/{head_sha}/check-runs?check_name={name}&filter=latest&per_page=100"
-    )
-    runs = data.get("check_runs", []) if isinstance(data, dict) else []
-    matching = [r for r in runs if isinstance(r, dict) and r.get("name") == name]
-    if not matching:
-        return None
-    return max(matching, key=lambda r: int(r.get("id", 0)))
+async def list_check_runs(
+    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, names: Iterable[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """Return the newest check run of each name on ``head_sha``, listing every page once.
+
+    With exactly one name in ``names`` GitHub filters by ``check_name`` (one page even on a head
+    that carries hundreds of CI runs); otherwise all runs of the head are listed, 100 a page,
+    following ``Link: rel="next"``. GitHub's default ``filter=latest`` applies. Runs of another
+    head (a ref that moved) and entries without a name or id are ignored.
+    """
+    wanted = set(names)
+    query: dict[str, Any] = {"per_page": PER_PAGE}
+    if len(wanted) == 1:
+        query = {"check_name": next(iter(wanted)), **query}
+    url = f"/repos/{repo}/commits/{head_sha}/check-runs?{urlencode(query)}"
+    latest: dict[str, dict[str, Any]] = {}
+    async for run in gh.getiter(url, iterable_key="check_runs"):
+        if not isinstance(run, dict) or run.get("head_sha", head_sha) != head_sha:
+            continue
+        name = run.get("name")
+        if not isinstance(name, str) or (wanted and name not in wanted) or not _run_id(run):
+            continue
+        if name not in latest or _run_id(run) > _run_id(latest[name]):
+            latest[name] = run
+    return latest
+
+
+async def write_check_runs(
+    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, runs: Sequence[CheckRun]
+) -> list[dict[str, Any]]:
+    """Create or update each of ``runs`` on ``head_sha`` with one listing of the head's check runs.
+
+    Holds :func:`head_lock` for the whole list-then-write. For each run, in order:
+
+    * no run of that name yet: create it;
+    * the newest one carries annotations (GitHub appends them on update), or it is completed
+      and the new one is queued/in_progress (a re-opened gate): create a fresh run, which
+      GitHub shows instead of the old one;
+    * it already shows the same status, conclusion and output: write nothing;
+    * otherwise update it.
+
+    Annotations go 50 per request: the first batch with the create/update, the rest as further
+    PATCHes repeating title and summary (GitHub requires them in every output). Returns, per
+    run, the last check run object GitHub answered (the listed one when nothing was written).
+    Raises ValueError, before any call, when a run is for another head sha.
+    """
+    for run in runs:
+        if run.head_sha != head_sha:
+            raise ValueError(f"check run {run.name!r} is for {run.head_sha}, not {head_sha}")
+    if not runs:
+        return []
+    answers: list[dict[str, Any]] = []
+    async with head_lock(repo, head_sha):
+        existing = await list_check_runs(gh, repo, head_sha, [run.name for run in runs])
+        for run in runs:
+            answer = await _write(gh, repo, run, existing.get(run.name))
+            if _run_id(answer):  # a name given twice updates the run just written
+                existing[run.name] = answer
+            answers.append(answer)
+    return answers
 
 
 async def upsert_check_run(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun) -> dict[str, Any]:
-    """Create the check run, or update the one with the same name on the same head sha.
+    """Create or update one check run on its head sha (:func:`write_check_runs` for one run)."""
+    (answer,) = await write_check_runs(gh, repo, run.head_sha, [run])
+    return answer
 
-    Annotations go 50 per request: the first batch with the create/update, the rest as
-    further PATCHes that repeat title and summary (GitHub requires them in every output).
-    An existing run that already carries annotations is replaced by a new run instead (GitHub
-    appends annotations on update and shows the newest run of a name), so running twice
-    never doubles them. Returns the last check run object GitHub answered.
-    """
-    async with head_lock(repo, run.head_sha):
-        return await _upsert(gh, repo, run)
+
+def _run_id(run: Mapping[str, Any]) -> int:
+    try:
+        return int(run.get("id") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 _HEAD_LOCKS: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -165,8 +217,8 @@ async def head_lock(repo: str, head_sha: str) -> AsyncIterator[None]:
     """Hold the lock of one head commit's check runs in this process while finding and writing them.
 
     The worker's concurrent deliveries and the reconciler may check the same head together;
-    unserialised, each found no run and created one. Every writer that lists then creates
-    check runs (``upsert_check_run``, the governance checks) takes it. Not reentrant.
+    unserialised, each found no run and created one. :func:`write_check_runs` takes it for
+    every writer. Not reentrant.
     """
     key = f"{repo}@{head_sha}"
     lock, users = _HEAD_LOCKS.get(key, (asyncio.Lock(), 0))
@@ -186,18 +238,55 @@ async def head_lock(repo: str, head_sha: str) -> AsyncIterator[None]:
             _HEAD_LOCKS[key] = (lock, users - 1)
 
 
-async def _upsert(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun) -> dict[str, Any]:
+def _annotation_count(run: Mapping[str, Any]) -> int:
+    output = run.get("output")
+    try:
+        return int(output.get("annotations_count") or 0) if isinstance(output, dict) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _replaces(run: CheckRun, existing: Mapping[str, Any]) -> bool:
+    """Return True when ``run`` must be a new check run rather than an update of ``existing``."""
+    reopened = existing.get("status") == "completed" and run.status != "completed"
+    return reopened or _annotation_count(existing) > 0
+
+
+def _shows(existing: Mapping[str, Any], run: CheckRun) -> bool:
+    """Return True when ``existing`` already shows what ``run`` would write (nothing to send)."""
+    if run.annotations or run.actions:
+        return False  # neither can be compared from the listing
+    output = existing.get("output")
+    if not isinstance(output, dict):
+        return False
+    want = run.output([])
+    conclusion = run.conclusion if run.status == "completed" else None
+    return (
+        existing.get("status") == run.status
+        and existing.get("conclusion") == conclusion
+        and output.get("title") == want["title"]
+        and output.get("summary") == want["summary"]
+        and (output.get("text") or None) == want.get("text")
+        and all(
+            existing.get(key) == value
+            for key, value in (("details_url", run.details_url), ("external_id", run.external_id))
+            if value
+        )
+    )
+
+
+async def _write(
+    gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun, existing: dict[str, Any] | None
+) -> dict[str, Any]:
     batches = _batches(list(run.annotations), ANNOTATIONS_PER_REQUEST)
-    existing = await find_check_run(gh, repo, run.head_sha, run.name)
-    output = existing.get("output") if existing else None
-    had_annotations = isinstance(output, dict) and int(output.get("annotations_count") or 0) > 0
-    if existing is None or (run.annotations and had_annotations):
-        # GitHub appends annotations on update; a fresh run (shown instead of the old one)
-        # keeps a re-run from doubling them.
+    if existing is not None and _replaces(run, existing):
         existing = None
+    if existing is None:
         body = run.body(batches[0])
         body["head_sha"] = run.head_sha
         answer: Any = await gh.post(f"/repos/{repo}/check-runs", data=body)
+    elif _shows(existing, run):
+        return existing
     else:
         answer = await gh.patch(f"/repos/{repo}/check-runs/{existing['id']}", data=run.body(batches[0]))
     run_id = answer.get("id") if isinstance(answer, dict) else None

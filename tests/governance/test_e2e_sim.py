@@ -88,16 +88,19 @@ async def test_prod_pr_needs_the_platform_team_and_goes_stale_on_push(tmp_path: 
         gh = GitHubAPI(session, "gitops-bot-tests", oauth_token=token, base_url=sim.base_url)
         mirrors = SimMirrors(sim.base_url, token, tmp_path / "mirrors")
         rest_calls: list[int] = []
+        check_run_calls: list[tuple[int, int]] = []  # (lists of the head's runs, writes) per evaluation
 
         async def evaluate() -> dict[str, Any]:
             pr = await gh.getitem(f"/repos/{REPO}/pulls/{number}")
             mark = sim.requests.mark()
             await evaluate_pull_request(gh, HandlerContext(repos=mirrors), REPO, pr)
-            rest_calls.append(
-                sum(
-                    1
-                    for e in sim.requests.since(mark)
-                    if not e.route.endswith((".git/info/refs", "upload-pack"))
+            git_routes = (".git/info/refs", "upload-pack")
+            calls = [e for e in sim.requests.since(mark) if not e.route.endswith(git_routes)]
+            rest_calls.append(len(calls))
+            check_run_calls.append(
+                (
+                    sum(1 for e in calls if e.route == "/repos/{owner}/{repo}/commits/{ref}/check-runs"),
+                    sum(1 for e in calls if e.route.startswith("/repos/{owner}/{repo}/check-runs")),
                 )
             )
             return {r["name"]: r["conclusion"] for r in d.check_runs(REPO, number)}
@@ -113,5 +116,10 @@ async def test_prod_pr_needs_the_platform_team_and_goes_stale_on_push(tmp_path: 
         assert (await evaluate())[APPROVALS_CHECK] == "success"
         await d.push("alice", REPO, "feature", {"clusters/prod/b.yaml": "y: 1\n"})  # unsigned
         assert (await evaluate())[SIGNATURES_CHECK] == "failure"
-        # reviews + check-runs list + 2 writes, plus one membership lookup per reviewer
-        assert rest_calls == [4, 5, 6, 6, 6, 6]
+        print(f"REST calls per evaluation: {rest_calls}; check runs (lists, writes): {check_run_calls}")
+        # One list of the head's check runs per evaluation (pinned), and a write only for a run whose
+        # result changed: mallory's approval changes nothing, pat's changes approvals only, and each
+        # push makes a new head with two new runs.
+        assert check_run_calls == [(1, 2), (1, 0), (1, 1), (1, 2), (1, 1), (1, 2)]
+        # reviews + check-runs list + those writes, plus one membership lookup per reviewer
+        assert rest_calls == [4, 3, 5, 6, 5, 6]

@@ -381,8 +381,9 @@ def test_trees_resolves_known_commits_and_skips_odd_ids(tmp_path: Path, alice: S
     assert trees == {head: w.repo.tree(head)}
 
 
-async def test_write_check_runs_updates_newest_of_a_name() -> None:
-    from handlers.governance import CheckRunResult, write_check_runs
+async def test_check_runs_update_the_newest_of_a_name_and_clip_long_texts() -> None:
+    from bot.github.checks import write_check_runs
+    from handlers.governance import CheckRunResult, _check_run
 
     gh = RecordingGitHub()
     sha = "a" * 40
@@ -397,9 +398,12 @@ async def test_write_check_runs_updates_newest_of_a_name() -> None:
         CheckRunResult(SIGNATURES_CHECK, "success", "t", "s"),
         CheckRunResult(APPROVALS_CHECK, "failure", "t" * 300, "x" * 70_000),
     ]
-    await write_check_runs(gh, REPO, sha, results)
-    patch, post = gh.writes()
+    await write_check_runs(gh, REPO, sha, [_check_run(sha, r) for r in results])
+    listing, patch, post = gh.calls
+    assert listing.method == "GET"
     assert (patch.method, patch.path) == ("PATCH", f"/repos/{REPO}/check-runs/9")
     assert (post.method, post.body["name"], post.body["head_sha"]) == ("POST", APPROVALS_CHECK, sha)
     assert len(post.body["output"]["title"]) == 255
-    assert len(post.body["output"]["summary"]) <= 65_535 and "truncated" in post.body["output"]["summary"]
+    summary = post.body["output"]["summary"]
+    assert len(summary) <= 65_535
+    assert summary.endswith("(truncated: too long for a check run; see the bot logs)")

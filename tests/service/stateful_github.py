@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tests.fakes import Call, RecordingGitHub
 
@@ -33,6 +33,7 @@ class StatefulGitHub(RecordingGitHub):
         data = json.loads(body) if body else None
         answer: Any = None
         status = 200
+        link = ""
         if m := re.fullmatch(r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", path):
             if method == "GET":
                 number = int(m[2])
@@ -50,11 +51,16 @@ class StatefulGitHub(RecordingGitHub):
                 del self.comments[cid]
                 status = 204
         elif m := re.fullmatch(r"/repos/[^/]+/[^/]+/commits/([0-9a-f]+)/check-runs", path):
-            name = parse_qs(parts.query).get("check_name", [None])[0]
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            name = query.get("check_name")
             runs = [
                 r for r in self.check_runs.values() if r["head_sha"] == m[1] and name in (None, r["name"])
             ]
-            answer = {"total_count": len(runs), "check_runs": runs}
+            per_page, page = min(100, int(query.get("per_page", 30))), int(query.get("page", 1))
+            answer = {"total_count": len(runs), "check_runs": runs[(page - 1) * per_page : page * per_page]}
+            if page * per_page < len(runs):  # GitHub's pagination: a Link header to the next page
+                next_query = urlencode({**query, "page": page + 1})
+                link = f'<{parts.scheme}://{parts.netloc}{path}?{next_query}>; rel="next"'
         elif re.fullmatch(r"/repos/[^/]+/[^/]+/check-runs", path) and method == "POST":
             rid = self._new_id()
             output = data.get("output", {})
@@ -84,4 +90,6 @@ class StatefulGitHub(RecordingGitHub):
             "x-ratelimit-remaining": str(self.remaining),
             "x-ratelimit-reset": "4102444800",
         }
+        if link:
+            headers["link"] = link
         return status, headers, payload

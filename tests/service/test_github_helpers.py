@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from bot.github.checks import (
     annotations_from_findings,
     truncate,
     upsert_check_run,
+    write_check_runs,
 )
 from bot.github.comments import marker, parse_marker, upsert_comment_parts, upsert_sticky_comment
 from tests.service.stateful_github import StatefulGitHub
@@ -186,9 +189,10 @@ async def test_concurrent_upserts_of_one_check_create_it_once() -> None:
         def __init__(self) -> None:
             self.runs: list[dict[str, Any]] = []
 
-        async def getitem(self, url: str) -> dict[str, Any]:
+        async def getiter(self, url: str, *, iterable_key: str) -> AsyncIterator[dict[str, Any]]:
             await asyncio.sleep(0.01)
-            return {"check_runs": list(self.runs)}
+            for run in list(self.runs):
+                yield run
 
         async def post(self, url: str, data: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(0.01)
@@ -203,3 +207,93 @@ async def test_concurrent_upserts_of_one_check_create_it_once() -> None:
     run = CheckRun("gitops-bot", SHA, "All good", "Nothing to report.", conclusion="success")
     await asyncio.gather(*(upsert_check_run(gh, "acme/fleet", run) for _ in range(3)))  # type: ignore[arg-type]
     assert [r["name"] for r in gh.runs] == ["gitops-bot"]
+
+
+def _lists(gh: StatefulGitHub) -> list[str]:
+    return [c.path for c in gh.calls if c.method == "GET" and c.path.split("?")[0].endswith("/check-runs")]
+
+
+async def test_several_runs_share_one_listing_and_an_unchanged_run_is_not_written_again() -> None:
+    gh = StatefulGitHub()
+    runs = [
+        CheckRun("gitops-bot/diff", SHA, "2 changes", "diff", text="```diff\n+a\n```", conclusion="neutral"),
+        CheckRun("gitops-bot/validate", SHA, "No problems", "ok", conclusion="success"),
+        CheckRun("gitops-bot", SHA, "Ready", "all", conclusion="success", external_id="o/r#1"),
+    ]
+    created = await write_check_runs(gh, "o/r", SHA, runs)
+    assert _lists(gh) == [f"/repos/o/r/commits/{SHA}/check-runs?per_page=100"]
+    assert [c.method for c in gh.writes()] == ["POST", "POST", "POST"]
+    start = len(gh.calls)
+    again = await write_check_runs(gh, "o/r", SHA, runs)
+    assert [c.method for c in gh.calls[start:]] == ["GET"]  # same results: nothing to write
+    assert [r["id"] for r in again] == [r["id"] for r in created]
+    assert again[2]["html_url"] == created[2]["html_url"]  # callers link to the run either way
+    changed = replace(runs[1], title="1 warning", summary="warn")
+    await write_check_runs(gh, "o/r", SHA, [runs[0], changed])
+    assert [(c.method, c.path) for c in gh.calls[start + 1 :]] == [
+        ("GET", f"/repos/o/r/commits/{SHA}/check-runs?per_page=100"),
+        ("PATCH", f"/repos/o/r/check-runs/{created[1]['id']}"),
+    ]
+    assert len(gh.check_runs) == 3
+
+
+async def test_one_run_lists_only_its_name_and_every_page_is_read() -> None:
+    gh = StatefulGitHub()
+    for i in range(150):  # other apps' runs on the same head: two pages of 100
+        gh.check_runs[i] = {"id": i, "name": f"ci/job-{i}", "head_sha": SHA, "output": {}}
+    mine = {"id": 200, "name": "gitops-bot/signatures", "head_sha": SHA, "status": "completed", "output": {}}
+    gh.check_runs[200] = mine
+    signatures = CheckRun("gitops-bot/signatures", SHA, "Signed", "ok", conclusion="success")
+    approvals = CheckRun("gitops-bot/approvals", SHA, "Approved", "ok", conclusion="success")
+    await write_check_runs(gh, "o/r", SHA, [signatures, approvals])
+    assert _lists(gh) == [
+        f"/repos/o/r/commits/{SHA}/check-runs?per_page=100",
+        f"/repos/o/r/commits/{SHA}/check-runs?per_page=100&page=2",
+    ]
+    assert [(c.method, c.path.rsplit("/", 1)[1]) for c in gh.writes()] == [
+        ("PATCH", "200"),
+        ("POST", "check-runs"),
+    ]
+    start = len(gh.calls)
+    await upsert_check_run(gh, "o/r", replace(signatures, summary="still ok"))
+    assert [c.path for c in gh.calls[start:]] == [
+        f"/repos/o/r/commits/{SHA}/check-runs?check_name=gitops-bot%2Fsignatures&per_page=100",
+        "/repos/o/r/check-runs/200",
+    ]
+
+
+async def test_a_completed_run_is_recreated_when_it_goes_back_to_in_progress() -> None:
+    gh = StatefulGitHub()
+    pending = CheckRun(
+        "gitops-bot/promotion", SHA, "Waiting for soak", "1 gate pending", status="in_progress"
+    )
+    first = await upsert_check_run(gh, "o/r", pending)
+    second = await upsert_check_run(gh, "o/r", replace(pending, summary="1 gate pending, 5 min left"))
+    assert second["id"] == first["id"] and "conclusion" not in gh.writes()[-1].body
+    done = await upsert_check_run(gh, "o/r", replace(pending, status="completed", conclusion="success"))
+    assert done["id"] == first["id"] and done["conclusion"] == "success"
+    reopened = await upsert_check_run(gh, "o/r", pending)  # GitHub would keep a completed run completed
+    assert reopened["id"] != first["id"] and reopened["status"] == "in_progress"
+    assert [c.method for c in gh.writes()] == ["POST", "PATCH", "PATCH", "POST"]
+
+
+async def test_a_run_with_annotations_is_replaced_even_when_the_new_one_has_none() -> None:
+    gh = StatefulGitHub()
+    annotations = annotations_from_findings(_findings(2))
+    failing = CheckRun(
+        "gitops-bot/validate", SHA, "2 errors", "s", conclusion="failure", annotations=annotations
+    )
+    first = await upsert_check_run(gh, "o/r", failing)
+    fixed = await upsert_check_run(
+        gh, "o/r", CheckRun("gitops-bot/validate", SHA, "No problems", "ok", conclusion="success")
+    )
+    assert fixed["id"] != first["id"] and fixed["output"]["annotations_count"] == 0  # no stale annotations
+
+
+async def test_runs_for_another_head_are_refused_before_any_call() -> None:
+    gh = StatefulGitHub()
+    with pytest.raises(ValueError, match="not " + SHA):
+        await write_check_runs(gh, "o/r", SHA, [CheckRun("x", "b" * 40, "t", "s", conclusion="success")])
+    assert gh.calls == []
+    assert await write_check_runs(gh, "o/r", SHA, []) == []
+    assert gh.calls == []
