@@ -203,10 +203,11 @@ _SHARED_LOCK: LockProvider | None = None
 
 
 def use_shared_lock(provider: LockProvider | None) -> None:
-    """Make :func:`head_lock` also hold a lock shared by every replica (PostgreSQL advisory lock).
+    """Make :func:`head_lock` also hold a lock shared by every process using the same store.
 
-    Set by the service when its delivery store offers ``advisory_lock`` (the PostgreSQL store);
-    with one replica (SQLite) the in-process lock is enough.
+    Set by the service from its delivery store's ``advisory_lock``: PostgreSQL advisory locks
+    across replicas, or record locks on the SQLite file's ``-locks`` file across the processes
+    sharing that file.
     """
     global _SHARED_LOCK
     _SHARED_LOCK = provider
