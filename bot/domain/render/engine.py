@@ -404,19 +404,26 @@ def compute_diff(
     revision's configuration. Findings come from the head side; a target that cannot
     be rendered at base gets a notice, not a blocking error.
 
-    ``reuse_discovery`` (with ``changed_paths`` listing every path that differs between the
-    trees) skips discovering the head tree when :func:`same_discovery` proves it finds the
-    base's targets; the head's discovery findings are then the base's, so only callers that
-    show changes, not findings, should set it (promotion PR bodies do).
+    With ``changed_paths`` (listing every path that differs between the trees), the head tree
+    is not discovered when :func:`same_discovery` proves it finds the base's targets and
+    findings: the changes touch no file discovery reads, and nothing in the base's discovery
+    reads other files (see :attr:`Discovery.reads_other_files`). ``reuse_discovery`` is kept
+    for callers that asked for this before it was automatic; it changes nothing.
     """
+    del reuse_discovery  # automatic: reused only when provably the same
     cache = cache if cache is not None else RenderCache()
     base = discover(base_dir, config, secret_key=secret_key)
     reused = (
-        reuse_discovery and changed_paths is not None and same_discovery(base_dir, head_dir, changed_paths)
+        changed_paths is not None
+        and not base.reads_other_files
+        and same_discovery(base_dir, head_dir, changed_paths)
     )
     if reused:
         head = Discovery(
-            targets=base.targets, findings=list(base.findings), scanner=KustomizationScanner(head_dir)
+            targets=base.targets,
+            findings=list(base.findings),
+            scanner=KustomizationScanner(head_dir, has_links=False),
+            reads_other_files=False,
         )
     else:
         head = discover(head_dir, config, secret_key=secret_key)

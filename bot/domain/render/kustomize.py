@@ -93,10 +93,11 @@ def _line_of(text: str, needle: str) -> int:
 class KustomizationScanner:
     """Scan kustomization graphs of one tree; results per directory are memoised."""
 
-    def __init__(self, tree: Path) -> None:
+    def __init__(self, tree: Path, *, has_links: bool | None = None) -> None:
+        """Scan ``tree``; ``has_links`` (whether any entry of the tree is a symbolic link) saves a walk."""
         self.tree = tree.resolve()
         self._memo: dict[str, Closure] = {}
-        self._links: bool | None = None
+        self._links: bool | None = has_links
         self._kfiles: dict[str, Path | None] = {}
         self._lock = threading.RLock()
         self._tree_str = str(self.tree)
