@@ -155,7 +155,7 @@ def naive(repo: Path, head: str, targets: list[tuple[str, str]], sample: int) ->
 
 def forget_parses() -> None:
     """Empty the in-process parse memos, so a run starts as a fresh process would."""
-    fastyaml._MEMO.clear()
+    fastyaml.forget()
     kustomize._PARSED.clear()
 
 

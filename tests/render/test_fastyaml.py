@@ -78,11 +78,15 @@ def outcome(fn: Callable[[str], Any], text: str) -> tuple[str, Any]:
 
 
 def assert_same_everywhere(text: str) -> None:
-    new, old = (
-        outcome(lambda t: fastyaml.load_docs(t, "x.yaml"), text),
-        outcome(lambda t: reference_load_docs(t, "x.yaml"), text),
-    )
-    assert new[0] == old[0] and same(new[1], old[1]), (text, new, old)
+    old = outcome(lambda t: reference_load_docs(t, "x.yaml"), text)
+    readers: list[Callable[[str], Any]] = [
+        lambda t: fastyaml.load_docs(t, "x.yaml"),
+        lambda t: fastyaml._load_docs(t, "x.yaml", shared=True),  # per-document memo, no per-file memo
+        lambda t: fastyaml.load_docs_shared(t, "x.yaml"),
+    ]
+    for reader in readers:
+        new = outcome(reader, text)
+        assert new[0] == old[0] and same(new[1], old[1]), (text, new, old)
     pairs: list[tuple[Callable[[str], Any], Callable[[str], Any]]] = [
         (fastyaml.load_all, lambda t: list(yaml.load_all(t, Loader=yaml.CSafeLoader))),
         (fastyaml.load, lambda t: yaml.load(t, Loader=yaml.CSafeLoader)),
@@ -168,6 +172,9 @@ FRAGMENTS = [
     "--- |\n  block", "...", "%YAML 1.1\n---", "%TAG !e! tag:example.com,2000:\n---", "k: !e!thing 1",
     ": nokey", "k: 'unterminated", "k: [unclosed", "k: v\n  bad: indent", "a&b: c", "k: a&b", "k: *",
     "kind: Kustomization", "apiVersion: kustomize.toolkit.fluxcd.io/v1", "metadata:\n  name: x",
+    "k: |+\n  kept\n\n", "k: |-\n  stripped\n\n", "k: >+\n  folded kept\n\n", "k: plain\n  continued",
+    "---\n", "----", "--- # c", "---\t", "...\n---", "k: 'quoted\n---\n  on'", "k: v\r\n---\r\nj: w",
+    "----: dashes", "---x: y", "...: dots", "...x", "%x: pct", "- ----", "---\n...\n",
     "k: \"\\u00e9\"", "k: \u00e9t\u00e9", "k: 'it''s'", "k: @reserved", "k: `tick", "? complex\n: value",
 ]  # fmt: skip
 
@@ -216,3 +223,55 @@ def test_every_yaml_file_of_the_repository_loads_exactly_as_before(path: Path) -
 def test_edge_cases_read_as_pyyaml_reads_them(text: str, expected: list[tuple[int, Any]]) -> None:
     assert same(fastyaml.load_docs(text, "x.yaml"), expected)
     assert same(reference_load_docs(text, "x.yaml"), expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\n----: x\n---\nb: 2\n",
+        "a: 1\n---x: y\n---\nb: 2\n",
+        "a: 1\n...x: y\n---\nb: 2\n",
+        "%YAML 1.1\n---\na: 1\n---\nb: 2\n",
+        "%TAG !e! tag:example.com,2000:\n---\na: !e!x 1\n---\nb: !e!y 2\n",
+        "a: 1\n...\n---\nb: 2\n",
+        "a: 1\n...\nb: 2\n---\nc: 3\n",
+        "---\na: |+\n  kept\n\n\n---\nb: 2\n",
+        "---\na: >\n  folded\n  text\n---\nb: 2\n",
+        "a: b\n  c\n---\nd: 1\n",
+        "--- # c\na: 1\n---\nb: 2\n",
+        "--- \na: 1\n---\nb: 2\n",
+        "a: 1\n---\t\nb: 2\n---\nc: 3\n",
+        "a: 1\r\n---\r\nb: 2\r\n",
+        "\ufeffa: 1\n---\nb: 2\n",
+        "a: 1\n\u2028---\u2028b: 2\n---\nc: 3\n",
+        "a: 1\n---\n",
+        "---\n---\n---\n",
+        "# only a comment\n---\na: 1\n",
+        "a: 'x\n---\n  y'\n---\nb: 1\n",
+        "a: [1,\n---\n2]\n---\nb: 1\n",
+        "a:\n  - 1\n---\n- 2\n---\n3\n",
+        "a: 1\nb\n---\nc: 2\n",
+        "a: 2001-12-14\n---\nb: 1\n",
+        "a: 1\n---\nb: !!binary aGVsbG8=\n",
+    ],
+)
+def test_streams_cut_at_document_markers_read_as_whole_streams(text: str) -> None:
+    assert_same_everywhere(text)
+
+
+def test_identical_documents_of_different_files_are_converted_once() -> None:
+    fastyaml.forget()
+    doc = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: app\n"
+    first = fastyaml.load_docs_shared(f"{doc}---\n{doc}", "clusters/a/flux.yaml")
+    second = fastyaml.load_docs_shared(f"# cluster b\n---\n{doc}", "clusters/b/flux.yaml")
+    assert [line for line, _ in first] == [1, 6] and [line for line, _ in second] == [3]
+    assert (
+        first[0][1]
+        == second[0][1]
+        == {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "app"},
+        }
+    )
+    assert first[1][1] is second[0][1]  # the same "---" piece: converted once, shared

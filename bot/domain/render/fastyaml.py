@@ -22,6 +22,7 @@ both over generated YAML and every YAML file of the repository).
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from typing import Any
 
@@ -211,12 +212,67 @@ def load_docs_shared(text: str, path: str) -> list[tuple[int, Any]]:
         hit = _MEMO.get(key)
     if hit is not None:
         return hit
-    docs = load_docs(text, path)
+    docs = _load_docs(text, path, shared=True)
     with _MEMO_LOCK:
         if len(_MEMO) >= MEMO_ENTRIES:
             _MEMO.clear()
         _MEMO[key] = docs
     return docs
+
+
+def forget() -> None:
+    """Empty every memo of this module, so the next read costs what it costs in a fresh process."""
+    with _MEMO_LOCK:
+        _MEMO.clear()
+    _DOCS.clear()
+    _TAGS.clear()
+    _VALUES.clear()
+
+
+_DOCS: dict[str, list[Any]] = {}
+_ANY_MARKER = re.compile(r"^(?:---|\.\.\.|%)", re.MULTILINE)
+_DOC_START = re.compile(r"^---\n", re.MULTILINE)
+_ODD_BREAKS = ("\r", "\x85", "\u2028", "\u2029", "\ufeff")
+
+
+def _split_documents(text: str) -> list[str] | None:
+    """Cut a stream before each ``---`` line, when parsing the pieces one by one is parsing it whole.
+
+    Only when every line starting with ``---``, ``...`` or ``%`` is exactly ``---`` (no
+    directive, no document end, nothing after the marker) and lines end in ``\n`` only: libyaml
+    then starts a new document at each such line with nothing carried over (indentation,
+    simple keys, anchors, tags), so the documents of the whole are the pieces' documents
+    in order. Otherwise None.
+    """
+    if any(c in text for c in _ODD_BREAKS):
+        return None
+    starts = [m.start() for m in _DOC_START.finditer(text)]
+    if not starts or sum(1 for _ in _ANY_MARKER.finditer(text)) != len(starts):
+        return None
+    bounds = [0, *starts] if starts[0] else starts
+    return [text[a:b] for a, b in zip(bounds, [*bounds[1:], len(text)], strict=True)]
+
+
+def _fast_docs(text: str, shared: bool) -> list[Any]:
+    """Convert every document of ``text`` (plain); with ``shared``, identical documents are converted once.
+
+    Fleets repeat documents (the same Flux Kustomization in every cluster folder): each
+    distinct ``---`` piece (see :func:`_split_documents`) is converted once and its result
+    shared, so callers must not modify it. Raises what :func:`_fast_all` raises.
+    """
+    pieces = _split_documents(text) if shared else None
+    if pieces is None:
+        return _fast_all(text, plain=True)
+    loaded: list[Any] = []
+    for piece in pieces:
+        docs = _DOCS.get(piece)
+        if docs is None:
+            docs = _fast_all(piece, plain=True)
+            if len(_DOCS) >= MEMO_ENTRIES:
+                _DOCS.clear()
+            _DOCS[piece] = docs
+        loaded.extend(docs)
+    return loaded
 
 
 def load_docs(text: str, path: str) -> list[tuple[int, Any]]:
@@ -226,11 +282,15 @@ def load_docs(text: str, path: str) -> list[tuple[int, Any]]:
     check is skipped and libyaml's result is used as is (a duplicate key keeps its last
     value here; the validation checkers report duplicates through yamlio).
     """
+    return _load_docs(text, path, shared=False)
+
+
+def _load_docs(text: str, path: str, *, shared: bool) -> list[tuple[int, Any]]:
     if len(text.encode("utf-8", errors="replace")) > yamlio.MAX_BYTES or "\x00" in text:
         return _slow(text, path)
     if "&" not in text:
         try:
-            loaded = _fast_all(text, plain=True)
+            loaded = _fast_docs(text, shared)
         except Exception:  # PyYAML's constructor decides, and raises what it raises
             try:
                 constructed = list(yaml.load_all(text, Loader=yaml.CSafeLoader))
