@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.domain.render import fastyaml, kustomize
+from bot.domain.render import forget_memos
 from bot.domain.render.kustomize import run_kustomize
 from bot.git.mirror import materialise
 from bot.report import build_check
@@ -154,9 +154,8 @@ def naive(repo: Path, head: str, targets: list[tuple[str, str]], sample: int) ->
 
 
 def forget_parses() -> None:
-    """Empty the in-process parse memos, so a run starts as a fresh process would."""
-    fastyaml.forget()
-    kustomize._PARSED.clear()
+    """Empty the in-process memos (parses, scalars, dumps), so a run starts as a fresh process would."""
+    forget_memos()
 
 
 def timed_check(repo: Path, head: str) -> tuple[float, int, int]:

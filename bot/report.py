@@ -23,7 +23,7 @@ from bot.domain.model import CheckInput, Finding, Report, Severity
 from bot.domain.render import DiffResult, RenderCache, compute_diff
 from bot.domain.validate import Decision, self_service_decision, validate
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
-from bot.git.mirror import materialise
+from bot.git.mirror import materialise_many
 
 Checker = Callable[[CheckInput], Iterable[Finding]]
 
@@ -136,10 +136,7 @@ def build_check(
     paths = changed_paths(git_dir, base_sha, head_sha)
     key = secret_key if secret_key is not None else _secret_key()
     dropped: list[str] = []
-    with (
-        materialise(git_dir, merge_base, []) as base_dir,
-        materialise(git_dir, head_sha, dropped) as head_dir,
-    ):
+    with materialise_many(git_dir, [(merge_base, []), (head_sha, dropped)]) as (base_dir, head_dir):
         diff = compute_diff(
             base_dir,
             head_dir,

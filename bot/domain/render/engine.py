@@ -22,14 +22,16 @@ import yaml
 
 from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
 from bot.domain.model import Finding, RenderedObject, Severity
+from bot.domain.render import fastyaml
 from bot.domain.render.cache import RenderCache
 from bot.domain.render.discovery import Discovery, discover, same_discovery
 from bot.domain.render.fastyaml import load_docs
-from bot.domain.render.flux import substitute_object
+from bot.domain.render.flux import object_text, substitute_object
 from bot.domain.render.kustomize import (
     KustomizationScanner,
     KustomizeError,
     KustomizeNotFound,
+    forget_parsed_kustomizations,
     kustomization_file,
     kustomize_version,
     run_kustomize,
@@ -238,7 +240,7 @@ def cache_key(raw_key: str, target: Target, secret_key: bytes) -> str:
 
 
 def _load_stream(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
+    return [d for d in fastyaml.load_all(text) if isinstance(d, dict)]
 
 
 def _kustomize(tree: Path, rel_dir: str, findings: list[Finding]) -> list[dict[str, Any]]:
@@ -295,12 +297,45 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
     return objects
 
 
-def _postprocess(target: Target, objects: list[dict[str, Any]], secret_key: bytes) -> list[dict[str, Any]]:
+_TEXTS: dict[int, tuple[dict[str, Any], str]] = {}
+MEMO_TEXTS = 4096
+
+
+def _shared_text(obj: dict[str, Any]) -> str:
+    """Return ``object_text(obj)`` for a raw render shared through the cache (dumped once per object).
+
+    Keyed by identity; the entry holds the object, so its id cannot be reused while cached.
+    Raw renders are never modified (every later step copies), so the text stays right.
+    """
+    hit = _TEXTS.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    text = object_text(obj)
+    if len(_TEXTS) >= MEMO_TEXTS:
+        _TEXTS.clear()
+    _TEXTS[id(obj)] = (obj, text)
+    return text
+
+
+def forget_memos() -> None:
+    """Empty every in-process memo of rendering (parses, resolved scalars, dumps).
+
+    The next render then costs what it costs in a fresh process (for benchmarks; the bot
+    keeps them, they are bounded).
+    """
+    fastyaml.forget()
+    forget_parsed_kustomizations()
+    _TEXTS.clear()
+
+
+def _postprocess(
+    target: Target, objects: list[dict[str, Any]], secret_key: bytes, *, shared: bool = False
+) -> list[dict[str, Any]]:
     variables = dict(target.variables)
     out = []
     for obj in objects:
         if variables:
-            obj = substitute_object(obj, variables)
+            obj = substitute_object(obj, variables, text=_shared_text(obj) if shared else None)
         if target.namespace and not is_cluster_scoped(obj):
             meta = dict(obj.get("metadata") or {})
             if target.kind == "flux" or not meta.get("namespace"):
@@ -363,7 +398,7 @@ def _render_target(
 
     def processed() -> tuple[list[dict[str, Any]], list[Finding]]:
         objects, findings = cache.get_or_render("raw-" + raw_key, raw)
-        return _postprocess(target, objects, secret_key), findings
+        return _postprocess(target, objects, secret_key, shared=True), findings
 
     objects, findings = cache.get_or_render(cache_key(raw_key, target, secret_key), processed)
     return list(objects), [*inputs.findings, *findings]

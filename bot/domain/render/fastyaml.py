@@ -28,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from bot.domain import yamlio
+from bot.domain import yamldump, yamlio
+from bot.domain.yamldump import MemoResolve
 
 
 class _Fallback(Exception):
@@ -54,24 +55,11 @@ _SCALAR_BUILDERS: dict[str, Any] = {
     _NULL: _SCALARS.construct_yaml_null,
 }
 MEMO_SCALARS = 200_000
-_TAGS: dict[tuple[str, Any], str] = {}
 _VALUES: dict[tuple[str, str], Any] = {}
 
 
-class _Loader(yaml.CSafeLoader):
+class _Loader(MemoResolve, yaml.CSafeLoader):
     """libyaml's safe loader whose scalar resolution is memoised (same tags, asked once per value)."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode:
-            key = (value, implicit)
-            tag = _TAGS.get(key)
-            if tag is None:
-                tag = super().resolve(kind, value, implicit)
-                if len(_TAGS) >= MEMO_SCALARS:
-                    _TAGS.clear()
-                _TAGS[key] = tag
-            return tag
-        return super().resolve(kind, value, implicit)
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
@@ -225,8 +213,8 @@ def forget() -> None:
     with _MEMO_LOCK:
         _MEMO.clear()
     _DOCS.clear()
-    _TAGS.clear()
     _VALUES.clear()
+    yamldump.forget()
 
 
 _DOCS: dict[str, list[Any]] = {}

@@ -266,6 +266,12 @@ _PARSED: dict[tuple[str, str], Any] = {}
 _PARSED_LOCK = threading.Lock()
 
 
+def forget_parsed_kustomizations() -> None:
+    """Empty the memo of parsed kustomizations."""
+    with _PARSED_LOCK:
+        _PARSED.clear()
+
+
 def _parse_cached(text: str, path: str) -> Any:
     """Parse a kustomization, memoised by path and content (base and head share most files)."""
     key = (path, hashlib.sha256(text.encode()).hexdigest())
