@@ -25,6 +25,9 @@ from bot.domain import yamlio
 from bot.domain.render import fastyaml
 from tests.conftest import ROOT
 
+# Generated streams reuse anchor names; yamlio (ruamel) warns about it on both sides alike.
+pytestmark = pytest.mark.filterwarnings("ignore::ruamel.yaml.error.ReusedAnchorWarning")
+
 
 def reference_load_docs(text: str, path: str) -> list[tuple[int, Any]]:
     """Return what ``fastyaml.load_docs`` returned before the fast conversion (kept verbatim)."""

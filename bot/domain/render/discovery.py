@@ -244,6 +244,8 @@ class _Finder:
         return [found[k] for k in sorted(found)]
 
     def registered_for_path(self, rel: str) -> _Registered | None:
+        if not self.registry:
+            return None
         best: _Registered | None = None
         for reg in self.registry:
             inside = reg.path and (rel == reg.path or rel.startswith(reg.path + "/"))
@@ -282,6 +284,8 @@ class _Finder:
             for ns in (namespace, ""):
                 found = self._index.get((kind, ns, name, folder))
                 if found:
+                    if len(found) == 1:
+                        return found[0]
                     return min(found, key=lambda d: (d.path.count("/"), d.path))
             if not folder:
                 return None

@@ -34,6 +34,7 @@ from bot.domain.render.kustomize import (
     forget_parsed_kustomizations,
     kustomization_file,
     kustomize_version,
+    prefetch_kustomize_version,
     run_kustomize,
 )
 from bot.domain.render.result import DiffResult, Target, TargetStatus
@@ -318,7 +319,7 @@ def _shared_text(obj: dict[str, Any]) -> str:
 
 
 def forget_memos() -> None:
-    """Empty every in-process memo of rendering (parses, resolved scalars, dumps).
+    """Empty every in-process memo of rendering (parses, resolved scalars, dumps, kustomize's version).
 
     The next render then costs what it costs in a fresh process (for benchmarks; the bot
     keeps them, they are bounded).
@@ -446,6 +447,7 @@ def compute_diff(
     for callers that asked for this before it was automatic; it changes nothing.
     """
     del reuse_discovery  # automatic: reused only when provably the same
+    prefetch_kustomize_version()
     cache = cache if cache is not None else RenderCache()
     base = discover(base_dir, config, secret_key=secret_key)
     reused = (
