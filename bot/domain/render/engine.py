@@ -200,11 +200,14 @@ def _file_digest(tree: Path, rel: str) -> str:
         return "-"
 
 
-def raw_cache_key(tree: Path, target: Target, inputs: _Inputs) -> str:
+def raw_cache_key(
+    tree: Path, target: Target, inputs: _Inputs, *, digests: dict[str, str] | None = None
+) -> str:
     """Hash what kustomize (or the directory reader) reads for ``target``, before variables.
 
     Targets that render the same path from the same files share this key, so 500 clusters
     whose Flux Kustomizations point at one overlay cost one kustomize build per revision.
+    ``digests`` memoises file hashes of ``tree`` across targets (only while the tree is unchanged).
     """
     h = hashlib.sha256()
     has_kustomization = inputs.has_kustomization
@@ -224,7 +227,12 @@ def raw_cache_key(tree: Path, target: Target, inputs: _Inputs) -> str:
     if inputs.prefixes:
         files |= set(_plain_files(tree, target))
     for rel in sorted(files):
-        h.update(f"\0{rel}\0{_file_digest(tree, rel)}".encode())
+        digest = digests.get(rel) if digests is not None else None
+        if digest is None:
+            digest = _file_digest(tree, rel)
+            if digests is not None:
+                digests[rel] = digest
+        h.update(f"\0{rel}\0{digest}".encode())
     return h.hexdigest()
 
 
@@ -395,7 +403,7 @@ def _render_target(
     if cache is None:
         objects, findings = raw()
         return _postprocess(target, objects, secret_key), [*inputs.findings, *findings]
-    raw_key = raw_cache_key(tree, target, inputs)
+    raw_key = raw_cache_key(tree, target, inputs, digests=scanner.digests)
 
     def processed() -> tuple[list[dict[str, Any]], list[Finding]]:
         objects, findings = cache.get_or_render("raw-" + raw_key, raw)

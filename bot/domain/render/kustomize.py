@@ -101,6 +101,8 @@ class KustomizationScanner:
         self._kfiles: dict[str, Path | None] = {}
         self._lock = threading.RLock()
         self._tree_str = str(self.tree)
+        self.digests: dict[str, str] = {}
+        """Content hashes of files of the tree by repo-relative path, filled by the render cache keys."""
 
     def kfile(self, rel_dir: str) -> Path | None:
         """Return the kustomization file of a repo-relative directory (memoised)."""
