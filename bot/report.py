@@ -114,8 +114,9 @@ def build_check(
     The diff compares the merge base of ``base`` and ``head`` with ``head`` (what the
     pull request introduces); configuration is read at ``base``. Raises
     :class:`UsageError` when the repository or a revision cannot be resolved.
-    ``reuse_discovery`` is passed to :func:`compute_diff` when ``base`` is the merge base
-    (so the changed paths are every difference between the rendered trees).
+    The head tree is not discovered again when :func:`compute_diff` can prove it finds
+    what the base has; ``reuse_discovery`` is kept for callers that asked for that before it
+    was automatic and changes nothing. Both trees are written at the same time.
     """
     git_dir = resolve_git_dir(repo_dir_or_git_dir)
     try:
@@ -144,7 +145,7 @@ def build_check(
             changed_paths=paths,
             cache=cache,
             secret_key=key,
-            reuse_discovery=reuse_discovery and merge_base == base_sha,
+            reuse_discovery=reuse_discovery,
         )
         findings.extend(diff.findings)
         findings.extend(
