@@ -22,7 +22,7 @@ import yaml
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
-MEMO_SCALARS = 200_000
+MEMO_SCALARS = 100_000
 _TAGS: dict[tuple[Any, Any], Any] = {}
 
 

@@ -54,7 +54,7 @@ _SCALAR_BUILDERS: dict[str, Any] = {
     _BOOL: _SCALARS.construct_yaml_bool,
     _NULL: _SCALARS.construct_yaml_null,
 }
-MEMO_SCALARS = 200_000
+MEMO_SCALARS = 100_000
 _VALUES: dict[tuple[str, str], Any] = {}
 
 
@@ -218,6 +218,7 @@ def forget() -> None:
 
 
 _DOCS: dict[str, list[Any]] = {}
+MEMO_DOCUMENTS = 20_000
 _ANY_MARKER = re.compile(r"^(?:---|\.\.\.|%)", re.MULTILINE)
 _DOC_START = re.compile(r"^---\n", re.MULTILINE)
 _ODD_BREAKS = ("\r", "\x85", "\u2028", "\u2029", "\ufeff")
@@ -256,7 +257,7 @@ def _fast_docs(text: str, shared: bool) -> list[Any]:
         docs = _DOCS.get(piece)
         if docs is None:
             docs = _fast_all(piece, plain=True)
-            if len(_DOCS) >= MEMO_ENTRIES:
+            if len(_DOCS) >= MEMO_DOCUMENTS:
                 _DOCS.clear()
             _DOCS[piece] = docs
         loaded.extend(docs)
