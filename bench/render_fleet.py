@@ -11,6 +11,8 @@ Two pull requests are timed:
 
 (a) one cluster's overlay changes (its ResourceQuota);
 (b) a base used by every cluster changes (the image tag in ``apps/app-00/base``);
+(c) one cluster's Flux Kustomizations change (their ``interval``): a file discovery reads,
+    so the head tree is discovered again and that cluster's 21 targets are rendered;
 
 each with ``build_check`` (what ``gitops-bot check`` runs; cold cache, fresh process
 state) and with the naive way: for every target, one kustomize build of its path at base
@@ -182,8 +184,14 @@ def main() -> int:
         )
         one = pr(repo, "pr-one-overlay", f"{cluster_dir(7)}/overlay/quota.yaml", '"200"', '"250"')
         base = pr(repo, "pr-shared-base", "apps/app-00/base/deployment.yaml", ":1.0.0", ":1.1.0")
+        flux = pr(repo, "pr-flux", f"{cluster_dir(7)}/flux.yaml", "interval: 10m", "interval: 5m")
         print(f"load average before the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        for label, head in (("(a) one cluster's overlay", one), ("(b) base used by every cluster", base)):
+        cases = (
+            ("(a) one cluster's overlay", one),
+            ("(b) base used by every cluster", base),
+            ("(c) one cluster's Flux Kustomizations", flux),
+        )
+        for label, head in cases:
             forget_parses()
             cold, rendered, changes = timed_check(repo, head)
             warm, _, _ = timed_check(repo, head)
