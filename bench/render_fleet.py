@@ -11,6 +11,8 @@ Two pull requests are timed:
 
 (a) one cluster's overlay changes (its ResourceQuota);
 (b) a base used by every cluster changes (the image tag in ``apps/app-00/base``);
+(c) one cluster's Flux Kustomizations change (their ``interval``): a file discovery reads,
+    so the head tree is discovered again and that cluster's 21 targets are rendered;
 
 each with ``build_check`` (what ``gitops-bot check`` runs; cold cache, fresh process
 state) and with the naive way: for every target, one kustomize build of its path at base
@@ -35,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.domain.render import fastyaml, kustomize
+from bot.domain.render import forget_memos
 from bot.domain.render.kustomize import run_kustomize
 from bot.git.mirror import materialise
 from bot.report import build_check
@@ -154,9 +156,8 @@ def naive(repo: Path, head: str, targets: list[tuple[str, str]], sample: int) ->
 
 
 def forget_parses() -> None:
-    """Empty the in-process parse memos, so a run starts as a fresh process would."""
-    fastyaml._MEMO.clear()
-    kustomize._PARSED.clear()
+    """Empty the in-process memos (parses, scalars, dumps), so a run starts as a fresh process would."""
+    forget_memos()
 
 
 def timed_check(repo: Path, head: str) -> tuple[float, int, int]:
@@ -183,8 +184,14 @@ def main() -> int:
         )
         one = pr(repo, "pr-one-overlay", f"{cluster_dir(7)}/overlay/quota.yaml", '"200"', '"250"')
         base = pr(repo, "pr-shared-base", "apps/app-00/base/deployment.yaml", ":1.0.0", ":1.1.0")
+        flux = pr(repo, "pr-flux", f"{cluster_dir(7)}/flux.yaml", "interval: 10m", "interval: 5m")
         print(f"load average before the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        for label, head in (("(a) one cluster's overlay", one), ("(b) base used by every cluster", base)):
+        cases = (
+            ("(a) one cluster's overlay", one),
+            ("(b) base used by every cluster", base),
+            ("(c) one cluster's Flux Kustomizations", flux),
+        )
+        for label, head in cases:
             forget_parses()
             cold, rendered, changes = timed_check(repo, head)
             warm, _, _ = timed_check(repo, head)

@@ -23,7 +23,7 @@ from bot.domain.model import CheckInput, Finding, Report, Severity
 from bot.domain.render import DiffResult, RenderCache, compute_diff
 from bot.domain.validate import Decision, self_service_decision, validate
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
-from bot.git.mirror import materialise
+from bot.git.mirror import materialise_many
 
 Checker = Callable[[CheckInput], Iterable[Finding]]
 
@@ -114,8 +114,9 @@ def build_check(
     The diff compares the merge base of ``base`` and ``head`` with ``head`` (what the
     pull request introduces); configuration is read at ``base``. Raises
     :class:`UsageError` when the repository or a revision cannot be resolved.
-    ``reuse_discovery`` is passed to :func:`compute_diff` when ``base`` is the merge base
-    (so the changed paths are every difference between the rendered trees).
+    The head tree is not discovered again when :func:`compute_diff` can prove it finds
+    what the base has; ``reuse_discovery`` is kept for callers that asked for that before it
+    was automatic and changes nothing. Both trees are written at the same time.
     """
     git_dir = resolve_git_dir(repo_dir_or_git_dir)
     try:
@@ -136,10 +137,7 @@ def build_check(
     paths = changed_paths(git_dir, base_sha, head_sha)
     key = secret_key if secret_key is not None else _secret_key()
     dropped: list[str] = []
-    with (
-        materialise(git_dir, merge_base, []) as base_dir,
-        materialise(git_dir, head_sha, dropped) as head_dir,
-    ):
+    with materialise_many(git_dir, [(merge_base, []), (head_sha, dropped)]) as (base_dir, head_dir):
         diff = compute_diff(
             base_dir,
             head_dir,
@@ -147,7 +145,7 @@ def build_check(
             changed_paths=paths,
             cache=cache,
             secret_key=key,
-            reuse_discovery=reuse_discovery and merge_base == base_sha,
+            reuse_discovery=reuse_discovery,
         )
         findings.extend(diff.findings)
         findings.extend(

@@ -23,8 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from bot.domain import yamldump
 from bot.domain.model import ObjectChange
 
 if TYPE_CHECKING:
@@ -136,7 +135,7 @@ def object_key(obj: dict[str, Any]) -> ObjectKey:
 
 def to_yaml(obj: Any) -> str:
     """Dump ``obj`` as block YAML with keys in a stable order."""
-    return yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=True, default_flow_style=False, width=10_000)
+    return yamldump.dump(obj, sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)

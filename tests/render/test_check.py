@@ -15,6 +15,7 @@ from bot.domain.model import CheckInput, Finding, Severity
 from bot.domain.render import RenderCache, compute_diff
 from bot.report import build_check, build_report
 from tests.render.conftest import KEY, commit, git
+from tests.render.conftest import write as write_tree
 
 MakeRepo = Callable[..., Path]
 
@@ -359,3 +360,71 @@ def test_example_fleet_config_is_valid_and_every_target_renders_cleanly() -> Non
         "ExternalSecret",
     } <= kinds
     assert {"ConstraintTemplate", "K8sRequiredLabels", "K8sContainerLimits", "ApplicationSet"} <= kinds
+
+
+APPSET_GIT_FILES = """apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: apps
+  namespace: argocd
+spec:
+  generators:
+    - git:
+        repoURL: https://example.com/fleet.git
+        revision: HEAD
+        files:
+          - path: "clusters/*/config.json"
+  template:
+    metadata:
+      name: "app-{{name}}"
+    spec:
+      project: default
+      source:
+        repoURL: https://example.com/fleet.git
+        path: "{{appPath}}"
+      destination:
+        server: https://kubernetes.default.svc
+        namespace: default
+"""
+
+
+def _configmap(name: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
+
+
+def _kustomization(*resources: str) -> str:
+    return "resources:\n" + "".join(f"  - {r}\n" for r in resources)
+
+
+@pytest.mark.parametrize("through", ["generator", "symlink"])
+def test_head_is_discovered_again_when_a_generator_or_a_link_reads_what_changed(
+    tmp_path: Path, through: str
+) -> None:
+    """A change to a file no marker names (a generator's config.json, a link's target) still re-targets."""
+    trees = {}
+    for side, app in (("base", "one"), ("head", "two")):
+        tree = tmp_path / side
+        files = {"apps/one/cm.yaml": _configmap("one"), "apps/two/cm.yaml": _configmap("two")}
+        if through == "generator":
+            files["argocd/appset.yaml"] = APPSET_GIT_FILES
+            files["clusters/c1/config.json"] = f'{{"name": "c1", "appPath": "apps/{app}"}}'
+        else:  # roots/kustomization.yaml is a link to pick.txt, which picks the app: the other is a root
+            files["apps/one/kustomization.yaml"] = _kustomization("cm.yaml")
+            files["apps/two/kustomization.yaml"] = _kustomization("cm.yaml")
+            files["roots/pick.txt"] = _kustomization(f"../apps/{app}")
+        write_tree(tree, files)
+        if through == "symlink":
+            (tree / "roots/kustomization.yaml").symlink_to("pick.txt")
+        trees[side] = tree
+    changed = ["clusters/c1/config.json"] if through == "generator" else ["roots/pick.txt"]
+    full = compute_diff(trees["base"], trees["head"], {"version": 1}, secret_key=KEY)
+    config = {"version": 1}
+    partial = compute_diff(trees["base"], trees["head"], config, changed_paths=changed, secret_key=KEY)
+    assert {(s.target, s.state) for s in partial.statuses} == {(s.target, s.state) for s in full.statuses}
+    assert partial.changes == full.changes
+    if through == "generator":
+        names = {(c.kind, c.name, c.action) for c in partial.changes if c.target == "argocd/app-c1"}
+        assert names == {("ConfigMap", "one", "removed"), ("ConfigMap", "two", "added")}
+    else:
+        states = {s.target: s.state for s in partial.statuses}
+        assert states["kustomize/apps/one"] == "added" and states["kustomize/apps/two"] == "removed"

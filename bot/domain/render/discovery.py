@@ -60,6 +60,10 @@ class Discovery:
     targets: list[Target] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     scanner: KustomizationScanner | None = None
+    reads_other_files: bool = True
+    """True when the targets may depend on more than :func:`same_discovery` looks at: an
+    ApplicationSet git generator (it reads any file or folder) or a symbolic link in the tree.
+    ``compute_diff`` then always discovers the head tree too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +99,46 @@ def _mapping(value: Any) -> bool:
     return value is None or isinstance(value, dict)
 
 
-def _walk(tree: Path) -> Iterable[str]:
-    for root, dirs, files in os.walk(tree):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
-        rel_root = Path(root).relative_to(tree).as_posix()
-        for name in sorted(files):
-            yield name if rel_root == "." else f"{rel_root}/{name}"
+def _scan(tree: Path) -> tuple[list[tuple[str, bool]], bool]:
+    """List the files discovery looks at, in :func:`os.walk` order, and tell whether the tree has links.
+
+    Files are (repo-relative path, is a symbolic link), top-down with sorted names, skipping
+    ``.git``, ``.github``, ``node_modules`` and hidden folders, never following a linked
+    folder. The second value is True when any entry of the whole tree (skipped folders
+    included) is a symbolic link. One :func:`os.scandir` per folder: no stat per file.
+    """
+    files: list[tuple[str, bool]] = []
+    has_links = False
+
+    def visit(folder: str, rel_root: str, listed: bool) -> None:
+        nonlocal has_links
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            return
+        dirs: list[str] = []
+        names: list[tuple[str, bool]] = []
+        for entry in entries:
+            link = entry.is_symlink()
+            has_links = has_links or link
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                names.append((entry.name, link))
+            elif not link:
+                dirs.append(entry.name)
+        if listed:
+            names.sort()
+            files.extend((name if not rel_root else f"{rel_root}/{name}", link) for name, link in names)
+        for name in sorted(dirs):
+            sub_listed = listed and name not in _SKIP_DIRS and not name.startswith(".")
+            visit(os.path.join(folder, name), name if not rel_root else f"{rel_root}/{name}", sub_listed)
+
+    visit(str(tree), "", True)
+    return files, has_links
 
 
 def _common_prefix_len(a: str, b: str) -> int:
@@ -123,6 +161,8 @@ class _Finder:
         self.docs: list[_Doc] = []
         self.files: list[str] = []
         self.kustomization_dirs: list[str] = []
+        self.has_links = True
+        self.reads_tree = False
         self._index: dict[tuple[str, str, str, str], list[_Doc]] | None = None
         self._dirs: dict[str, bool] = {}
         self.envs = tuple(
@@ -133,8 +173,10 @@ class _Finder:
     # ------------------------------------------------------------- reading
     def read(self) -> None:
         excluded = [p.strip("/") for p in self.render_cfg.get("exclude_paths") or []]
-        for rel in _walk(self.tree):
-            if any(rel == e or rel.startswith(e + "/") for e in excluded):
+        files, self.has_links = _scan(self.tree)
+        root = str(self.tree)
+        for rel, link in files:
+            if excluded and any(rel == e or rel.startswith(e + "/") for e in excluded):
                 continue
             self.files.append(rel)
             name = rel.rsplit("/", 1)[-1]
@@ -143,11 +185,11 @@ class _Finder:
                 continue
             if not name.endswith((".yaml", ".yml")):
                 continue
-            path = self.tree / rel
-            if path.is_symlink():
+            if link:
                 continue
             try:
-                text = path.read_text(encoding="utf-8", errors="replace")
+                with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as fh:
+                    text = fh.read()
             except OSError:
                 continue
             if not any(m in text for m in _MARKERS):
@@ -202,6 +244,8 @@ class _Finder:
         return [found[k] for k in sorted(found)]
 
     def registered_for_path(self, rel: str) -> _Registered | None:
+        if not self.registry:
+            return None
         best: _Registered | None = None
         for reg in self.registry:
             inside = reg.path and (rel == reg.path or rel.startswith(reg.path + "/"))
@@ -240,6 +284,8 @@ class _Finder:
             for ns in (namespace, ""):
                 found = self._index.get((kind, ns, name, folder))
                 if found:
+                    if len(found) == 1:
+                        return found[0]
                     return min(found, key=lambda d: (d.path.count("/"), d.path))
             if not folder:
                 return None
@@ -517,6 +563,7 @@ class _Finder:
                     self._shape(doc, exc)
             elif kind == "ApplicationSet":
                 name = str((doc.data.get("metadata") or {}).get("name"))
+                self.reads_tree = self.reads_tree or _has_key(doc.data.get("spec"), "git")
                 if (doc.data.get("spec") or {}).get("templatePatch"):
                     self.findings.append(
                         Finding(
@@ -597,7 +644,7 @@ def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discov
     """Return the targets of ``tree`` (sorted by name), discovery findings and the scanner used."""
     finder = _Finder(tree, config, secret_key)
     finder.read()
-    scanner = KustomizationScanner(tree)
+    scanner = KustomizationScanner(tree, has_links=finder.has_links)
     targets = finder.flux_targets() + finder.argocd_targets()
     targets += finder.plain_targets(scanner, targets)
     unique: dict[str, Target] = {}
@@ -608,7 +655,21 @@ def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discov
             name = f"{t.name}~{n}"
             n += 1
         unique[name] = t if name == t.name else Target(**{**_asdict(t), "name": name})
-    return Discovery(targets=[unique[k] for k in sorted(unique)], findings=finder.findings, scanner=scanner)
+    return Discovery(
+        targets=[unique[k] for k in sorted(unique)],
+        findings=finder.findings,
+        scanner=scanner,
+        reads_other_files=finder.reads_tree or finder.has_links,
+    )
+
+
+def _has_key(value: Any, key: str) -> bool:
+    """Tell whether ``key`` names an entry of any mapping nested in ``value``."""
+    if isinstance(value, dict):
+        return key in value or any(_has_key(v, key) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_key(v, key) for v in value)
+    return False
 
 
 def same_discovery(base_tree: Path, head_tree: Path, changed_paths: Iterable[str]) -> bool:

@@ -22,16 +22,19 @@ import yaml
 
 from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
 from bot.domain.model import Finding, RenderedObject, Severity
+from bot.domain.render import fastyaml
 from bot.domain.render.cache import RenderCache
 from bot.domain.render.discovery import Discovery, discover, same_discovery
 from bot.domain.render.fastyaml import load_docs
-from bot.domain.render.flux import substitute_object
+from bot.domain.render.flux import object_text, substitute_object
 from bot.domain.render.kustomize import (
     KustomizationScanner,
     KustomizeError,
     KustomizeNotFound,
+    forget_parsed_kustomizations,
     kustomization_file,
     kustomize_version,
+    prefetch_kustomize_version,
     run_kustomize,
 )
 from bot.domain.render.result import DiffResult, Target, TargetStatus
@@ -197,11 +200,14 @@ def _file_digest(tree: Path, rel: str) -> str:
         return "-"
 
 
-def raw_cache_key(tree: Path, target: Target, inputs: _Inputs) -> str:
+def raw_cache_key(
+    tree: Path, target: Target, inputs: _Inputs, *, digests: dict[str, str] | None = None
+) -> str:
     """Hash what kustomize (or the directory reader) reads for ``target``, before variables.
 
     Targets that render the same path from the same files share this key, so 500 clusters
     whose Flux Kustomizations point at one overlay cost one kustomize build per revision.
+    ``digests`` memoises file hashes of ``tree`` across targets (only while the tree is unchanged).
     """
     h = hashlib.sha256()
     has_kustomization = inputs.has_kustomization
@@ -221,7 +227,12 @@ def raw_cache_key(tree: Path, target: Target, inputs: _Inputs) -> str:
     if inputs.prefixes:
         files |= set(_plain_files(tree, target))
     for rel in sorted(files):
-        h.update(f"\0{rel}\0{_file_digest(tree, rel)}".encode())
+        digest = digests.get(rel) if digests is not None else None
+        if digest is None:
+            digest = _file_digest(tree, rel)
+            if digests is not None:
+                digests[rel] = digest
+        h.update(f"\0{rel}\0{digest}".encode())
     return h.hexdigest()
 
 
@@ -238,7 +249,7 @@ def cache_key(raw_key: str, target: Target, secret_key: bytes) -> str:
 
 
 def _load_stream(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if isinstance(d, dict)]
+    return [d for d in fastyaml.load_all(text) if isinstance(d, dict)]
 
 
 def _kustomize(tree: Path, rel_dir: str, findings: list[Finding]) -> list[dict[str, Any]]:
@@ -295,12 +306,45 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
     return objects
 
 
-def _postprocess(target: Target, objects: list[dict[str, Any]], secret_key: bytes) -> list[dict[str, Any]]:
+_TEXTS: dict[int, tuple[dict[str, Any], str]] = {}
+MEMO_TEXTS = 4096
+
+
+def _shared_text(obj: dict[str, Any]) -> str:
+    """Return ``object_text(obj)`` for a raw render shared through the cache (dumped once per object).
+
+    Keyed by identity; the entry holds the object, so its id cannot be reused while cached.
+    Raw renders are never modified (every later step copies), so the text stays right.
+    """
+    hit = _TEXTS.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    text = object_text(obj)
+    if len(_TEXTS) >= MEMO_TEXTS:
+        _TEXTS.clear()
+    _TEXTS[id(obj)] = (obj, text)
+    return text
+
+
+def forget_memos() -> None:
+    """Empty every in-process memo of rendering (parses, resolved scalars, dumps, kustomize's version).
+
+    The next render then costs what it costs in a fresh process (for benchmarks; the bot
+    keeps them, they are bounded).
+    """
+    fastyaml.forget()
+    forget_parsed_kustomizations()
+    _TEXTS.clear()
+
+
+def _postprocess(
+    target: Target, objects: list[dict[str, Any]], secret_key: bytes, *, shared: bool = False
+) -> list[dict[str, Any]]:
     variables = dict(target.variables)
     out = []
     for obj in objects:
         if variables:
-            obj = substitute_object(obj, variables)
+            obj = substitute_object(obj, variables, text=_shared_text(obj) if shared else None)
         if target.namespace and not is_cluster_scoped(obj):
             meta = dict(obj.get("metadata") or {})
             if target.kind == "flux" or not meta.get("namespace"):
@@ -359,11 +403,11 @@ def _render_target(
     if cache is None:
         objects, findings = raw()
         return _postprocess(target, objects, secret_key), [*inputs.findings, *findings]
-    raw_key = raw_cache_key(tree, target, inputs)
+    raw_key = raw_cache_key(tree, target, inputs, digests=scanner.digests)
 
     def processed() -> tuple[list[dict[str, Any]], list[Finding]]:
         objects, findings = cache.get_or_render("raw-" + raw_key, raw)
-        return _postprocess(target, objects, secret_key), findings
+        return _postprocess(target, objects, secret_key, shared=True), findings
 
     objects, findings = cache.get_or_render(cache_key(raw_key, target, secret_key), processed)
     return list(objects), [*inputs.findings, *findings]
@@ -404,19 +448,27 @@ def compute_diff(
     revision's configuration. Findings come from the head side; a target that cannot
     be rendered at base gets a notice, not a blocking error.
 
-    ``reuse_discovery`` (with ``changed_paths`` listing every path that differs between the
-    trees) skips discovering the head tree when :func:`same_discovery` proves it finds the
-    base's targets; the head's discovery findings are then the base's, so only callers that
-    show changes, not findings, should set it (promotion PR bodies do).
+    With ``changed_paths`` (listing every path that differs between the trees), the head tree
+    is not discovered when :func:`same_discovery` proves it finds the base's targets and
+    findings: the changes touch no file discovery reads, and nothing in the base's discovery
+    reads other files (see :attr:`Discovery.reads_other_files`). ``reuse_discovery`` is kept
+    for callers that asked for this before it was automatic; it changes nothing.
     """
+    del reuse_discovery  # automatic: reused only when provably the same
+    prefetch_kustomize_version()
     cache = cache if cache is not None else RenderCache()
     base = discover(base_dir, config, secret_key=secret_key)
     reused = (
-        reuse_discovery and changed_paths is not None and same_discovery(base_dir, head_dir, changed_paths)
+        changed_paths is not None
+        and not base.reads_other_files
+        and same_discovery(base_dir, head_dir, changed_paths)
     )
     if reused:
         head = Discovery(
-            targets=base.targets, findings=list(base.findings), scanner=KustomizationScanner(head_dir)
+            targets=base.targets,
+            findings=list(base.findings),
+            scanner=KustomizationScanner(head_dir, has_links=False),
+            reads_other_files=False,
         )
     else:
         head = discover(head_dir, config, secret_key=secret_key)

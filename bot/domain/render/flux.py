@@ -14,11 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
+from bot.domain import yamldump
 from bot.domain.diff import secret_token
+from bot.domain.render import fastyaml
 
-__all__ = ["secret_token", "substitute_object", "substitute_text"]
+__all__ = ["object_text", "secret_token", "substitute_object", "substitute_text"]
 
 SUBSTITUTE_DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
 
@@ -41,13 +41,25 @@ def substitute_text(text: str, variables: Mapping[str, str]) -> str:
     return _VAR.sub(sub, text)
 
 
-def substitute_object(obj: dict[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
-    """Return ``obj`` with its YAML text substituted and parsed again, as Flux does."""
+def object_text(obj: dict[str, Any]) -> str:
+    """Return ``obj`` as the YAML text Flux substitutes in (keys in their order)."""
+    return yamldump.dump(obj, sort_keys=False)
+
+
+def substitute_object(
+    obj: dict[str, Any], variables: Mapping[str, str], *, text: str | None = None
+) -> dict[str, Any]:
+    """Return ``obj`` with its YAML text substituted and parsed again, as Flux does.
+
+    ``text`` is ``object_text(obj)`` when the caller already has it (objects shared by many
+    targets are dumped once).
+    """
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     if str(annotations.get(SUBSTITUTE_DISABLED, "")).lower() == "disabled":
         return obj
-    text = yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=False, width=10_000)
+    if text is None:
+        text = object_text(obj)
     if "${" not in text:
         return obj
-    new = yaml.load(substitute_text(text, variables), Loader=yaml.CSafeLoader)
+    new = fastyaml.load(substitute_text(text, variables))
     return new if isinstance(new, dict) else obj

@@ -93,19 +93,32 @@ def _line_of(text: str, needle: str) -> int:
 class KustomizationScanner:
     """Scan kustomization graphs of one tree; results per directory are memoised."""
 
-    def __init__(self, tree: Path) -> None:
+    def __init__(self, tree: Path, *, has_links: bool | None = None) -> None:
+        """Scan ``tree``; ``has_links`` (whether any entry of the tree is a symbolic link) saves a walk."""
         self.tree = tree.resolve()
         self._memo: dict[str, Closure] = {}
-        self._links: bool | None = None
+        self._links: bool | None = has_links
         self._kfiles: dict[str, Path | None] = {}
         self._lock = threading.RLock()
         self._tree_str = str(self.tree)
+        self.digests: dict[str, str] = {}
+        """Content hashes of files of the tree by repo-relative path, filled by the render cache keys."""
 
     def kfile(self, rel_dir: str) -> Path | None:
         """Return the kustomization file of a repo-relative directory (memoised)."""
-        if rel_dir not in self._kfiles:
-            self._kfiles[rel_dir] = kustomization_file(self.tree / rel_dir)
-        return self._kfiles[rel_dir]
+        try:
+            return self._kfiles[rel_dir]
+        except KeyError:
+            pass
+        found = None
+        folder = os.path.join(self._tree_str, rel_dir)
+        for name in KUSTOMIZATION_FILES:
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate):
+                found = Path(candidate)
+                break
+        self._kfiles[rel_dir] = found
+        return found
 
     def _has_links(self) -> bool:
         if self._links is None:
@@ -133,12 +146,14 @@ class KustomizationScanner:
             return result
 
     def _scan_dir(self, rel_dir: str, result: Closure) -> None:
-        directory = self.tree / rel_dir
         result.dirs.add(rel_dir)
-        kfile = kustomization_file(directory)
+        kfile = self.kfile(rel_dir)
         if kfile is None:
             return
-        krel = self._rel(kfile) or f"{rel_dir}/kustomization.yaml"
+        if not self._has_links() and not (rel_dir == ".." or rel_dir.startswith("../")):
+            krel = kfile.name if rel_dir == "." else f"{rel_dir}/{kfile.name}"  # what resolving gives
+        else:
+            krel = self._rel(kfile) or f"{rel_dir}/kustomization.yaml"
         result.files.add(krel)
         text = kfile.read_text(encoding="utf-8", errors="replace")
         try:
@@ -265,6 +280,14 @@ _PARSED: dict[tuple[str, str], Any] = {}
 _PARSED_LOCK = threading.Lock()
 
 
+def forget_parsed_kustomizations() -> None:
+    """Empty the memo of parsed kustomizations and forget the kustomize version."""
+    with _PARSED_LOCK:
+        _PARSED.clear()
+    with _VERSION_LOCK:
+        _kustomize_version.cache_clear()
+
+
 def _parse_cached(text: str, path: str) -> Any:
     """Parse a kustomization, memoised by path and content (base and head share most files)."""
     key = (path, hashlib.sha256(text.encode()).hexdigest())
@@ -289,9 +312,27 @@ def kustomize_command() -> tuple[str, ...]:
     raise KustomizeNotFound("neither `kustomize` nor `kubectl` is on PATH")
 
 
-@cache
+_VERSION_LOCK = threading.Lock()
+
+
 def kustomize_version() -> str:
-    """Return the kustomize version string (part of every render-cache key)."""
+    """Return the kustomize version string (part of every render-cache key); asked once per process."""
+    with _VERSION_LOCK:  # threads rendering at once wait for one answer instead of asking each
+        return _kustomize_version()
+
+
+def prefetch_kustomize_version() -> None:
+    """Start asking kustomize its version in the background, unless it is known already.
+
+    Rendering needs it for its cache keys; asking while targets are discovered takes it off
+    the critical path (it runs a process).
+    """
+    if _kustomize_version.cache_info().currsize == 0:
+        threading.Thread(target=kustomize_version, name="kustomize-version", daemon=True).start()
+
+
+@cache
+def _kustomize_version() -> str:
     cmd = kustomize_command()
     args = ["kustomize", "version"] if cmd[0] == "kustomize" else ["kubectl", "version", "--client"]
     try:
