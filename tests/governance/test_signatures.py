@@ -313,3 +313,23 @@ def test_ssh_key_for_another_namespace_is_not_accepted(tmp_path: Path, keys: Key
     [verdict] = verify(repo, base, tmp_path)
     assert not verdict.ok
     assert verdict.status in (sig.BAD_KEY, sig.UNKNOWN_KEY)
+
+
+def test_the_title_says_why_unverified_commits_pass() -> None:
+    from bot.domain.governance.signatures import CommitVerdict, signatures_summary
+
+    def verdict(sha: str, status: str, required: bool) -> CommitVerdict:
+        return CommitVerdict(
+            sha=sha, subject="s", author_email="a@x", committer_email="a@x", kind="ssh" if status == "verified" else "",
+            status=status, required=required, signer="", message="", hint="",
+        )  # fmt: skip
+
+    settings = {"trust": "github", "required": False, "web_flow": "allow"}
+    title, _ = signatures_summary([verdict("a" * 40, "verified", True)], settings)
+    assert title == "Signatures OK: 1 of 1 commit verified"
+    title, _ = signatures_summary([verdict("b" * 40, "unsigned", False)], settings)
+    assert title == "Signatures OK: 0 of 1 commit verified, 1 needs no signature here"
+    title, _ = signatures_summary(
+        [verdict("a" * 40, "verified", True), *(verdict(c * 40, "unsigned", False) for c in "bc")], settings
+    )
+    assert title == "Signatures OK: 1 of 3 commits verified, 2 need no signature here"

@@ -706,6 +706,9 @@ def signatures_summary(verdicts: Sequence[CommitVerdict], settings: Mapping[str,
     else:
         verified = sum(1 for v in verdicts if v.status == VERIFIED)
         title = f"Signatures OK: {verified} of {n} commit{'s' if n != 1 else ''} verified"
+        if verified < n:  # the rest are web-flow commits or unsigned where signing is optional
+            rest = n - verified
+            title += f", {rest} need{'s' if rest == 1 else ''} no signature here"
     trust = settings.get("trust", "github")
     source = (
         "GitHub's commit verification"
