@@ -319,10 +319,8 @@ def test_the_title_says_why_unverified_commits_pass() -> None:
     from bot.domain.governance.signatures import CommitVerdict, signatures_summary
 
     def verdict(sha: str, status: str, required: bool) -> CommitVerdict:
-        return CommitVerdict(
-            sha=sha, subject="s", author_email="a@x", committer_email="a@x", kind="ssh" if status == "verified" else "",
-            status=status, required=required, signer="", message="", hint="",
-        )  # fmt: skip
+        kind = "ssh" if status == "verified" else ""
+        return CommitVerdict(sha, "s", "a@x", "a@x", kind, status, required)
 
     settings = {"trust": "github", "required": False, "web_flow": "allow"}
     title, _ = signatures_summary([verdict("a" * 40, "verified", True)], settings)
