@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.domain.model import Severity
-from bot.domain.render import discover, render_target
+from bot.domain.render import discover, forget_memos, render_target
 from bot.domain.render.kustomize import KustomizationScanner, is_remote, run_kustomize
 from tests.render.conftest import KEY, write
 
@@ -180,3 +180,27 @@ def test_target_is_discovered_only_once_for_a_referenced_base(make_repo: Callabl
         }
     )
     assert [t.name for t in discover(repo, {}, secret_key=KEY).targets] == ["kustomize/overlay"]
+
+
+def test_kustomize_errors_carry_no_log_header() -> None:
+    from bot.domain.render.kustomize import clean_error
+
+    line = (
+        'E1121 08:33:31.394852   15861 run.go:72] "command failed" '
+        'err="accumulating resources: accumulation err=\\"missing.yaml\\": no such file"'
+    )
+    assert clean_error(line) == 'accumulating resources: accumulation err="missing.yaml": no such file'
+    assert clean_error("Error: no matches for Id Deployment") == "Error: no matches for Id Deployment"
+    assert clean_error('E1121 08:33:31.394852 1 run.go:72] other "text"') == 'other "text"'
+
+
+def test_the_same_kustomize_error_reads_the_same_twice(tmp_path: Path) -> None:
+    write(tmp_path, {"app/kustomization.yaml": KUST + "resources:\n  - missing.yaml\n"})
+    messages = []
+    for _ in range(2):
+        forget_memos()  # kustomize runs again: nothing comes from a cache
+        _, findings = _render(tmp_path, "kustomize/app")
+        (f,) = [f for f in findings if f.rule == "render.kustomize"]
+        messages.append(f.message)
+    assert messages[0] == messages[1]
+    assert "missing.yaml" in messages[0] and "run.go" not in messages[0]

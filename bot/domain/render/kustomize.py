@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import posixpath
 import re
@@ -378,6 +379,29 @@ class KustomizeError(RuntimeError):
     """kustomize refused the root; the message is kustomize's own error text."""
 
 
+# kubectl logs through klog: `E1121 08:33:31.394852   15861 run.go:72] "command failed" err="..."`.
+_KLOG_HEADER = re.compile(r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w.-]+:\d+\] ")
+_KLOG_FAILED = re.compile(r'^"command failed" err=(".*")$')
+
+
+def clean_error(line: str) -> str:
+    """Return kustomize's error without kubectl's log header (time, process id, source line).
+
+    The header differs on every run, which made the same error look new each time (and the
+    filter that drops problems already present at base never matched). ``kustomize`` itself
+    prints ``Error: ...``, which is kept as it is.
+    """
+    line = _KLOG_HEADER.sub("", line, count=1)
+    quoted = _KLOG_FAILED.match(line)
+    if quoted:
+        try:
+            text = json.loads(quoted.group(1))
+        except ValueError:
+            return line
+        return text if isinstance(text, str) else line
+    return line
+
+
 def run_kustomize(tree: Path, rel_dir: str) -> str:
     """Build ``rel_dir`` of ``tree`` with kustomize and return the YAML stream it prints.
 
@@ -402,5 +426,5 @@ def run_kustomize(tree: Path, rel_dir: str) -> str:
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", errors="replace").strip()
         message = message.replace(str(tree), "<repo>")
-        raise KustomizeError(message.splitlines()[-1] if message else "kustomize failed")
+        raise KustomizeError(clean_error(message.splitlines()[-1]) if message else "kustomize failed")
     return proc.stdout.decode("utf-8", errors="replace")
