@@ -102,7 +102,7 @@ def create_app(
         s = store if store is not None else open_store(settings.database_url)
         await s.open()
         app[STORE] = s
-        wire_handlers(s)
+        wire_handlers(s, settings.app_id)
         yield
         share_locks(None)
         await s.close()
@@ -172,10 +172,13 @@ def create_app(
     return app
 
 
-def wire_handlers(store: DeliveryStore) -> None:
+def wire_handlers(store: DeliveryStore, app_id: str | None = None) -> None:
     """Process-wide set-up every process that runs handlers needs (``serve`` and ``worker``)."""
     share_locks(store)
     use_rendered_promotion_diffs()
+    from bot.github.checks import use_app_id
+
+    use_app_id(int(app_id) if app_id and app_id.isdigit() else None)
 
 
 def share_locks(store: DeliveryStore | None) -> None:

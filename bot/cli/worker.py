@@ -38,7 +38,7 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
     from bot.worker import Worker
 
     store = await open_store_or_error(settings.database_url)
-    wire_handlers(store)
+    wire_handlers(store, settings.app_id)
     try:
         async with aiohttp.ClientSession() as session:
             metrics = Metrics()

@@ -121,6 +121,25 @@ def _batches(items: Sequence[Mapping[str, Any]], size: int) -> list[Sequence[Map
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
+_APP_ID: int | None = None
+
+
+def use_app_id(app_id: int | None) -> None:
+    """Only look at check runs made by this App (its id), when known.
+
+    Another App (a CI system) may post a run with the same name on the same commit; the bot
+    cannot update it (GitHub answers 403) and must not mistake it for its own. Set by the
+    service from ``GITHUB_APP_ID``; ``None`` looks at every run, as tests with fakes do.
+    """
+    global _APP_ID
+    _APP_ID = app_id
+
+
+def _made_by_us(run: Mapping[str, Any]) -> bool:
+    app = run.get("app")
+    return _APP_ID is None or not isinstance(app, Mapping) or app.get("id") in (None, _APP_ID)
+
+
 async def list_check_runs(
     gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, names: Iterable[str] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -129,16 +148,19 @@ async def list_check_runs(
     With exactly one name in ``names`` GitHub filters by ``check_name`` (one page even on a head
     that carries hundreds of CI runs); otherwise all runs of the head are listed, 100 a page,
     following ``Link: rel="next"``. GitHub's default ``filter=latest`` applies. Runs of another
-    head (a ref that moved) and entries without a name or id are ignored.
+    head (a ref that moved), of another App (see :func:`use_app_id`) and entries without a
+    name or id are ignored.
     """
     wanted = set(names)
     query: dict[str, Any] = {"per_page": PER_PAGE}
     if len(wanted) == 1:
         query = {"check_name": next(iter(wanted)), **query}
+    if _APP_ID is not None:
+        query["app_id"] = _APP_ID
     url = f"/repos/{repo}/commits/{head_sha}/check-runs?{urlencode(query)}"
     latest: dict[str, dict[str, Any]] = {}
     async for run in gh.getiter(url, iterable_key="check_runs"):
-        if not isinstance(run, dict) or run.get("head_sha", head_sha) != head_sha:
+        if not isinstance(run, dict) or run.get("head_sha", head_sha) != head_sha or not _made_by_us(run):
             continue
         name = run.get("name")
         if not isinstance(name, str) or (wanted and name not in wanted) or not _run_id(run):

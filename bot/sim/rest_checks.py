@@ -130,6 +130,8 @@ class CheckRoutes(SimCore):
             runs = [r for r in runs if r.name == q["check_name"]]
         if q.get("status"):
             runs = [r for r in runs if r.status == q["status"]]
+        if q.get("app_id"):
+            runs = [r for r in runs if str(r.app_id) == q["app_id"]]
         if q.get("filter", "latest") == "latest":
             latest: dict[str, CheckRun] = {}
             for r in sorted(runs, key=lambda r: r.id):

@@ -297,3 +297,26 @@ async def test_runs_for_another_head_are_refused_before_any_call() -> None:
     assert gh.calls == []
     assert await write_check_runs(gh, "o/r", SHA, []) == []
     assert gh.calls == []
+
+
+async def test_runs_of_another_app_are_neither_updated_nor_mistaken_for_ours() -> None:
+    from bot.github.checks import use_app_id
+
+    gh = StatefulGitHub()
+    # A CI system (another App) posted a run with our name on the same commit.
+    gh.check_runs[7] = {
+        "id": 7,
+        "name": "gitops-bot/validate",
+        "head_sha": SHA,
+        "app": {"id": 99},
+        "output": {},
+    }
+    use_app_id(4242)
+    await write_check_runs(
+        gh, "o/r", SHA, [CheckRun("gitops-bot/validate", SHA, "ok", "ok", conclusion="success")]
+    )
+    assert _lists(gh) == [
+        f"/repos/o/r/commits/{SHA}/check-runs?check_name=gitops-bot%2Fvalidate&per_page=100&app_id=4242"
+    ]
+    assert [(c.method, c.path) for c in gh.writes()] == [("POST", "/repos/o/r/check-runs")]
+    assert gh.check_runs[7]["output"] == {}  # theirs is untouched

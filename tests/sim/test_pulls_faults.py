@@ -102,6 +102,11 @@ async def test_check_run_limits_answer_422_like_github(world: Driver, sim: Simul
     }
     _, run, _ = await api.call(token, "POST", "/repos/acme/fleet/check-runs", ok, expect=201)
     assert run["output"]["annotations_count"] == 50
+    listing = f"/repos/acme/fleet/commits/{sha}/check-runs"
+    _, mine, _ = await api.call(token, "GET", f"{listing}?app_id={sim.world.app_id}")
+    assert [r["id"] for r in mine["check_runs"]] == [run["id"]] and run["app"]["id"] == sim.world.app_id
+    _, others, _ = await api.call(token, "GET", f"{listing}?app_id={sim.world.app_id + 1}")
+    assert others == {"total_count": 0, "check_runs": []}
     assert (await api.call(world.people["alice"].token, "POST", "/repos/acme/fleet/check-runs", ok))[0] == 403
 
 
