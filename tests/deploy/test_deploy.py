@@ -126,3 +126,20 @@ def test_dockerfile_runs_serve_as_an_unprivileged_user() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     for must in (".git", "tests", "*.pem", "*.db", ".env*"):
         assert must in ignored
+
+
+def test_keda_overlay_scales_workers_on_the_pending_queue() -> None:
+    from bot.metrics import Metrics
+
+    objs = render("deploy/overlays/keda-queue-depth")
+    assert ("HorizontalPodAutoscaler", "gitops-bot-worker") not in objs, "KEDA owns the worker's HPA"
+    assert ("HorizontalPodAutoscaler", "gitops-bot-web") in objs
+    scaled = objs[("ScaledObject", "gitops-bot-worker")]["spec"]
+    assert ("Deployment", scaled["scaleTargetRef"]["name"]) in objs
+    assert 2 <= scaled["minReplicaCount"] < scaled["maxReplicaCount"]
+    (prom,) = [t for t in scaled["triggers"] if t["type"] == "prometheus"]
+    query = prom["metadata"]["query"]
+    assert query == 'max(gitops_bot_queue_depth{status="pending"})'
+    metrics = Metrics()
+    metrics.queue_depth.labels(status="pending").set(3)
+    assert 'gitops_bot_queue_depth{status="pending"} 3.0' in metrics.render().decode()
