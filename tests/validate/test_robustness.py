@@ -77,3 +77,25 @@ def test_every_bundled_crd_is_indexed_and_licensed() -> None:
     ):
         assert f"LICENSE.{project}" in names
     assert {"NOTICE.kro", "NOTICE.gatekeeper", "NOTICE.ack-eks-controller", "README.md"} <= names
+
+
+def test_file_reads_stay_inside_the_tree_even_after_a_folder_changes(tmp_path: Path) -> None:
+    from bot.domain.validate.base import TreeReader, read_text
+
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    (root / "clusters").mkdir(parents=True)
+    outside.mkdir()
+    (root / "clusters" / "a.yaml").write_text("kind: A\n")
+    (outside / "a.yaml").write_text("secret: outside\n")
+    (root / "link.yaml").symlink_to(outside / "a.yaml")
+    reader = TreeReader(root)
+    assert reader.read("clusters/a.yaml") == "kind: A\n"
+    assert reader.read("link.yaml") is None  # a file link pointing out of the tree
+    assert reader.read("../outside/a.yaml") is None
+    assert reader.read("clusters") is None  # not a regular file
+    # The folder becomes a link out of the tree: a later read must see it (no process-wide memo).
+    (root / "clusters" / "a.yaml").unlink()
+    (root / "clusters").rmdir()
+    (root / "clusters").symlink_to(outside, target_is_directory=True)
+    assert read_text(root, "clusters/a.yaml") is None
+    assert TreeReader(root).read("clusters/a.yaml") is None

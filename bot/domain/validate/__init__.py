@@ -31,6 +31,7 @@ from bot.domain.validate.base import (
     YAML_SUFFIXES,
     Context,
     Doc,
+    TreeReader,
     as_dict,
     as_list,
     iter_yaml_files,
@@ -55,8 +56,9 @@ _KIND_LINE = re.compile(r"^kind:\s*['\"]?(CustomResourceDefinition|ResourceGraph
 def _load_tree_facts(ctx: Context) -> None:
     """Index CRDs and RGDs of the whole head tree (cheap text filter before parsing)."""
     root = ctx.check.head_dir
+    reader = TreeReader(root)
     for rel in iter_yaml_files(root):
-        text = ctx.texts.get(rel) or read_text(root, rel)
+        text = ctx.texts.get(rel) or reader.read(rel)
         if not text or not _KIND_LINE.search(text):
             continue
         docs, _ = parse_docs(text, rel)
@@ -100,10 +102,11 @@ def _fleet_facts(
         r"^\s*(?:-\s*)?kind:\s*['\"]?(" + "|".join(map(re.escape, sorted(words))) + r")['\"]?\s*$",
         re.MULTILINE,
     )
+    reader = TreeReader(root)
     for rel in sorted(paths_in) if paths_in is not None else iter_yaml_files(root):
         if not fleet.in_scope(rel, config):
             continue
-        text = (texts or {}).get(rel) or read_text(root, rel)
+        text = (texts or {}).get(rel) or reader.read(rel)
         if not text or (names_in is not None and not any(n in text for n in names_in)):
             continue
         if not pattern.search(text):

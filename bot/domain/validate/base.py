@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -91,39 +90,56 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-@functools.lru_cache(maxsize=4096)
-def _real(path: str) -> str:
-    return os.path.realpath(path)
+class TreeReader:
+    """Reads repository files under one root, resolving each folder's real path once.
+
+    A fleet has thousands of files in far fewer folders. Create one per pass over a tree:
+    the folder resolutions are kept only as long as the reader, so a tree that changes
+    later is never judged by what its folders were.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self._folders: dict[str, str] = {}
+
+    def _real_folder(self, folder: str) -> str:
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder)
+        return real
+
+    def _inside(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root + os.sep)
+
+    def read(self, rel: str) -> str | None:
+        """Return the text of ``rel``; ``None`` when missing, a symlink out, too big or binary.
+
+        The file's folder must lie inside the root, and a symlinked file must point inside it.
+        """
+        folder, name = os.path.split(os.path.join(self.root, rel))
+        real_folder = self._real_folder(folder)
+        if not self._inside(real_folder):
+            return None
+        resolved = os.path.join(real_folder, name)
+        if os.path.islink(resolved):
+            resolved = os.path.realpath(resolved)
+            if not resolved.startswith(self.root + os.sep):
+                return None
+        try:
+            with open(resolved, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    return None
+                raw = fh.read(MAX_TEXT_BYTES + 1)
+        except OSError:
+            return None
+        if len(raw) > MAX_TEXT_BYTES or b"\x00" in raw[:8192]:
+            return None
+        return raw.decode("utf-8", errors="replace")
 
 
 def read_text(root: Path, rel: str) -> str | None:
-    """Return the text of ``rel`` under ``root``; ``None`` when missing, a symlink out, too big or binary.
-
-    The folder's real path is resolved once per folder (a fleet has thousands of files in far
-    fewer folders) and must lie inside ``root``; a symlinked file is followed the same way.
-    """
-    real_root = _real(str(root))
-    folder, name = os.path.split(os.path.join(real_root, rel))
-    real_folder = _real(folder)
-    if real_folder != real_root and not real_folder.startswith(real_root + os.sep):
-        return None
-    resolved = os.path.join(real_folder, name)
-    if os.path.islink(resolved):
-        resolved = os.path.realpath(resolved)
-        if not resolved.startswith(real_root + os.sep):
-            return None
-    try:
-        with open(resolved, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                return None
-            raw = fh.read(MAX_TEXT_BYTES + 1)
-    except OSError:
-        return None
-    if len(raw) > MAX_TEXT_BYTES:
-        return None
-    if b"\x00" in raw[:8192]:
-        return None
-    return raw.decode("utf-8", errors="replace")
+    """Return the text of ``rel`` under ``root`` (see :meth:`TreeReader.read`); for single reads."""
+    return TreeReader(root).read(rel)
 
 
 def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
