@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from bot.domain.render import fastyaml
 
 LEGACY_PREFIX = "legacy-"
 
@@ -36,11 +36,10 @@ def read_text(name: str) -> str:
 def load_bundled(name: str) -> tuple[dict[str, Any], ...]:
     """Parse one bundled CRD file (trusted package data) into plain documents.
 
-    libyaml (PyYAML's ``CSafeLoader``) when it is available: the files are large (the
+    Through :func:`bot.domain.render.fastyaml.load_all` (libyaml): the files are large (the
     Crossplane EKS CRDs are hundreds of KB) and this is on the path of a cold ``check``.
     """
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return tuple(d for d in yaml.load_all(read_text(name), Loader=loader) if isinstance(d, dict))
+    return tuple(d for d in fastyaml.load_all(read_text(name)) if isinstance(d, dict))
 
 
 _GROUP = re.compile(r"^  group: *['\"]?([\w.-]+)", re.MULTILINE)
