@@ -44,7 +44,7 @@ from bot.domain.governance.approvals import (
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
 from bot.domain.promotion.plan import BRANCH_PREFIX as PROMOTION_BRANCH_PREFIX
 from bot.git.files import changed_paths, git, read_file_at
-from bot.github.checks import CheckRun, Conclusion, write_check_runs
+from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs
 
 log = logging.getLogger(__name__)
 router = routing.Router()
@@ -70,9 +70,7 @@ class CheckRunResult:
 
 
 def _clip(text: str) -> str:
-    if len(text) <= MAX_SUMMARY:
-        return text
-    return text[: MAX_SUMMARY - 80] + "\n\n… (truncated: too long for a check run; see the bot logs)"
+    return truncate(text, MAX_SUMMARY, "\n\n… (truncated: too long for a check run; see the bot logs)")
 
 
 def _check_run(head_sha: str, result: CheckRunResult) -> CheckRun:
