@@ -245,6 +245,30 @@ def test_evaluation_in_worker_processes_gives_the_same_results(tmp_path: Path) -
     assert evaluate(policy, objects, workers=2) == one
 
 
+def test_identical_pairs_are_folded_before_they_are_cut_into_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.domain.policy import gatekeeper
+
+    _write(tmp_path, "policies/t.yaml", REQUIRED_LABELS)
+    _write(tmp_path, "policies/c.yaml", _constraint())
+    # One manifest rendered for 600 targets, and 300 distinct ones.
+    objects = [*(_ns("same") for _ in range(600)), *(_ns(f"ns-{i}", {"owner": "x"}) for i in range(300))]
+    policy = load_policy(tmp_path, {})
+    sent: list[int] = []
+    real = gatekeeper._run_chunks
+
+    def spy(chunks: list[Any], workers: int) -> Any:
+        sent.extend(len(c.pairs) for c in chunks)
+        assert all(len(c.reviews) == len({r for r, _ in c.pairs}) for c in chunks)  # only its own texts
+        return real(chunks, workers)
+
+    monkeypatch.setattr(gatekeeper, "_run_chunks", spy)
+    results = evaluate(policy, objects, workers=2)
+    assert sum(sent) == 301 and len(sent) == 2  # 900 pairs, 301 distinct, chunks of 250
+    assert len(results) == 600 and evaluate(policy, objects, workers=1) == results
+
+
 def test_evaluation_falls_back_to_this_process_when_workers_cannot_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -455,6 +455,34 @@ def _prepare(
     return chunk, slots
 
 
+def _split(call: _Chunk, size: int) -> list[_Chunk]:
+    """Cut an engine call into calls of at most ``size`` pairs, each carrying only its own texts.
+
+    The answers of the pieces, concatenated in order, are the answers of the whole call.
+    """
+    if len(call.pairs) <= size:
+        return [call]
+    pieces = []
+    for start in range(0, len(call.pairs), size):
+        reviews: dict[int, int] = {}
+        params: dict[int, int] = {}
+        pairs = [
+            (reviews.setdefault(r, len(reviews)), params.setdefault(p, len(params)))
+            for r, p in call.pairs[start : start + size]
+        ]
+        pieces.append(
+            _Chunk(
+                call.rego,
+                call.libs,
+                call.inventory,
+                [call.reviews[r] for r in reviews],
+                [call.params[p] for p in params],
+                pairs,
+            )
+        )
+    return pieces
+
+
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -559,23 +587,23 @@ def evaluate(
     total = sum(len(pairs) for _, _, pairs in per_template)
     count = default_workers(total) if workers is None else max(1, min(workers, MAX_WORKERS))
     size = max(MIN_CHUNK, -(-total // (count * 4))) if count > 1 else max(total, 1)
-    jobs = [
-        (template, inv, pairs[i : i + size])
-        for template, inv, pairs in per_template
-        for i in range(0, len(pairs), size)
-    ]
     review_json: dict[int, str] = {}
-    for _, _, chunk in jobs:
-        for _, (obj, _, _) in chunk:
+    for _, _, pairs in per_template:
+        for _, (obj, _, _) in pairs:
             if id(obj) not in review_json:
                 review_json[id(obj)] = json.dumps(review_of(obj), sort_keys=True)
-    prepared = [_prepare(template, inv, chunk, review_json) for template, inv, chunk in jobs]
-    answers = _run_chunks([call for call, _ in prepared], count)
+    # One engine call per template, its identical pairs folded first; then cut into chunks for
+    # the worker processes, so a pair shared by many targets is still evaluated once.
+    prepared = [_prepare(template, inv, pairs, review_json) for template, inv, pairs in per_template]
+    pieces = [(i, piece) for i, (call, _) in enumerate(prepared) for piece in _split(call, size)]
+    answers: list[list[list[dict[str, Any]] | RegoError]] = [[] for _ in prepared]
+    for (i, _), answer in zip(pieces, _run_chunks([piece for _, piece in pieces], count), strict=True):
+        answers[i].extend(answer)
     outcomes = [
         [answer[slot] for slot in slots] for (_, slots), answer in zip(prepared, answers, strict=True)
     ]
     failed: set[tuple[str, str]] = set()
-    for (template, _, chunk), outcome in zip(jobs, outcomes, strict=True):
+    for (template, _, chunk), outcome in zip(per_template, outcomes, strict=True):
         for (constraint, (obj, source, target)), violations in zip(chunk, outcome, strict=True):
             if isinstance(violations, RegoError):
                 if (constraint.kind, constraint.name) not in failed:
