@@ -249,16 +249,14 @@ def bench_full_check(tmp: Path, clusters: int = 500, apps: int = 20) -> None:
     (repo / ".github").mkdir(exist_ok=True)
     (repo / ".github" / "gitops-bot.yml").write_text(json.dumps(config, indent=2))
 
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
-
-    git("add", "-A")
-    git("commit", "-q", "-m", "cluster requests, policies, config")
-    git("checkout", "-q", "-b", "request")
+    git = render_fleet._git  # the fleet's own committer identity
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "cluster requests, policies, config")
+    git(repo, "checkout", "-q", "-b", "request")
     (repo / "clusters" / "dev" / "cluster-9999.yaml").write_text(_cluster(9999))
-    git("add", "-A")
-    git("commit", "-q", "-m", "request cluster-9999")
-    git("checkout", "-q", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "request cluster-9999")
+    git(repo, "checkout", "-q", "main")
     files = sum(1 for _ in repo.rglob("*.yaml"))
     print(
         f"check: one-cluster request on a {clusters}-cluster x {apps}-app fleet ({files} YAML files, "
@@ -284,9 +282,9 @@ def bench_full_check(tmp: Path, clusters: int = 500, apps: int = 20) -> None:
         report = json.loads(done.stdout)
         rules = sorted({f["rule"] for f in report["findings"]})
         print(f"  `gitops-bot check`, {label:<22}{wall:7.3f} s   (exit {done.returncode}; findings: {rules})")
-    from render_fleet import forget_parses
+    from bot.domain.render import forget_memos
 
-    forget_parses()
+    forget_memos()
     for label in ("in-process, cold memos", "in-process, warm"):
         start = time.perf_counter()
         result = build_check(repo, "main", "request", secret_key=b"bench")

@@ -155,11 +155,6 @@ def naive(repo: Path, head: str, targets: list[tuple[str, str]], sample: int) ->
     return elapsed * len(targets) / len(chosen)
 
 
-def forget_parses() -> None:
-    """Empty the in-process memos (parses, scalars, dumps), so a run starts as a fresh process would."""
-    forget_memos()
-
-
 def timed_check(repo: Path, head: str) -> tuple[float, int, int]:
     start = time.perf_counter()
     result = build_check(repo, "main", head, checkers=[], secret_key=b"bench")
@@ -192,7 +187,7 @@ def main() -> int:
             ("(c) one cluster's Flux Kustomizations", flux),
         )
         for label, head in cases:
-            forget_parses()
+            forget_memos()  # parses, scalars, dumps: start as a fresh process would
             cold, rendered, changes = timed_check(repo, head)
             warm, _, _ = timed_check(repo, head)
             slow = naive(repo, head, targets, args.naive_sample)
