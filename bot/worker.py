@@ -312,7 +312,7 @@ class Worker:
                 log.exception("could not extend the lease of delivery %s", delivery_id)
 
     # -- the loop -------------------------------------------------------------------------
-    def stalled_for(self, now: float | None = None) -> float | None:
+    def stalled_for(self) -> float | None:
         """Seconds since the claim loop last went round, or None when it has not started.
 
         The loop goes round at least every ``poll_interval`` (sooner when woken), whatever the
@@ -321,7 +321,7 @@ class Worker:
         """
         if self.last_poll is None:
             return None
-        return (time.monotonic() if now is None else now) - self.last_poll
+        return time.monotonic() - self.last_poll
 
     def wake(self) -> None:
         """Tell the loop that new work may be waiting (called after a webhook is stored)."""
