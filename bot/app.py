@@ -178,7 +178,7 @@ def wire_handlers(store: DeliveryStore, app_id: str | None = None) -> None:
     use_rendered_promotion_diffs()
     from bot.github.checks import use_app_id
 
-    use_app_id(int(app_id) if app_id and app_id.isdigit() else None)
+    use_app_id(int(app_id) if app_id else None)  # settings checked it is a number
 
 
 def share_locks(store: DeliveryStore | None) -> None:
