@@ -22,17 +22,6 @@ except ImportError:  # pragma: no cover - exercised when msgspec is not installe
     msgspec = None  # type: ignore[assignment,unused-ignore]
 
 
-def _skeleton(value: Any) -> Any:
-    if msgspec is not None and isinstance(value, msgspec.Struct):
-        out = {}
-        for name in value.__struct_fields__:
-            field = getattr(value, name)
-            if field is not msgspec.UNSET:
-                out[name] = _skeleton(field)
-        return out
-    return value
-
-
 if msgspec is not None:
     UNSET: Any = msgspec.UNSET
 
@@ -80,5 +69,5 @@ def fast_facts(raw: bytes) -> dict[str, Any] | None:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ValueError("the JSON is nested too deeply") from None
-    result: dict[str, Any] = _skeleton(facts)
+    result: dict[str, Any] = msgspec.to_builtins(facts)  # UNSET fields are left out
     return result

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import msgspec
 from aiohttp import web
 
 from bot.metrics import Metrics
@@ -160,7 +161,12 @@ def read_envelope(event: str, body: bytes, content_type: str = "application/json
 
 
 def _answer(code: int, message: str, /, **extra: Any) -> web.Response:
-    return web.json_response({"message": message, **extra}, status=code)
+    return web.Response(
+        body=msgspec.json.encode({"message": message, **extra}),
+        status=code,
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 class WebhookHandler:
@@ -179,13 +185,26 @@ class WebhookHandler:
             raise ValueError("a webhook secret is required; unsigned webhooks are refused")
         self._secret = secret
         self._store = store
-        self.metrics = metrics
+        self._metrics = metrics
+        # Labelled children of the deliveries counter by (event, outcome), so that each
+        # delivery skips labels(), which validates the names and takes a lock. The events are
+        # those of verified deliveries (others count as "unverified"), so the map stays small.
+        self._counters: dict[tuple[str, str], Any] = {}
         self.on_stored = on_stored
         self.max_body_bytes = max_body_bytes
 
+    @property
+    def metrics(self) -> Metrics | None:
+        """The metrics the handler records into (fixed at construction)."""
+        return self._metrics
+
     def _count(self, event: str, outcome: str, started: float) -> None:
         if self.metrics is not None:
-            self.metrics.deliveries.labels(event=event or "unknown", outcome=outcome).inc()
+            counter = self._counters.get((event, outcome))
+            if counter is None:
+                counter = self.metrics.deliveries.labels(event=event or "unknown", outcome=outcome)
+                self._counters[(event, outcome)] = counter
+            counter.inc()
             self.metrics.ack_seconds.observe(time.perf_counter() - started)
 
     async def handle(self, request: web.Request) -> web.Response:
