@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from bot.queue import UnsupportedStoreURL, open_store
 from bot.queue.base import Status
-from bot.queue.sqlite import SQLiteStore
+from bot.queue.sqlite import SQLiteStore, _encode_rows, decode_payload
 
 
 async def test_put_is_durable_and_deduplicated(store: SQLiteStore, db_path: Path) -> None:
@@ -52,6 +53,43 @@ async def test_large_payloads_are_stored_compressed_and_read_back_exactly(
         assert got is not None and got.payload == body
     claimed = {d.id: d.payload for d in await store.claim("w", limit=5)}
     assert claimed == {"big": payload, "noise": noise, "small": b'{"zen": "x"}'}
+
+
+def _bodies() -> dict[str, bytes]:
+    big = json.dumps(
+        {"action": "opened", "urls": [f"https://api.github.com/repos/o/r/{i}" for i in range(200)]}
+    )
+    return {
+        "big-1": big.encode(),
+        "noise": os.urandom(3000),  # incompressible: kept as it is
+        "small": b'{"zen": "x"}',  # under COMPRESS_MIN_BYTES
+        "big-2": big.replace("opened", "closed").encode(),
+    }
+
+
+def test_a_batch_is_compressed_in_one_call_and_every_row_decodes_to_its_payload() -> None:
+    bodies = _bodies()
+    rows = [(did, "push", None, body, None, None) for did, body in bodies.items()]
+    stored = _encode_rows(rows, zstandard.ZstdCompressor(level=1))
+    assert [r[0] for r in stored] == list(bodies)  # order and ids kept
+    codecs = {r[0]: r[6] for r in stored}
+    assert codecs == {"big-1": "zstd", "noise": None, "small": None, "big-2": "zstd"}
+    for row in stored:
+        assert decode_payload(row[3], row[6]) == bodies[row[0]]
+    # A batch with one large payload takes the single-payload path; the result reads the same.
+    (one,) = _encode_rows([rows[0]], zstandard.ZstdCompressor(level=1))
+    assert one[6] == "zstd" and decode_payload(one[3], one[6]) == bodies["big-1"]
+
+
+async def test_concurrent_puts_share_a_commit_and_read_back_exactly(store: SQLiteStore) -> None:
+    bodies = {f"{did}-{i}": body for i in range(20) for did, body in _bodies().items()}
+    commits = store.commits
+    results = await asyncio.gather(*(store.put(did, "push", body) for did, body in bodies.items()))
+    assert all(results)
+    assert store.commits - commits < len(bodies)  # group commit: fewer transactions than puts
+    for did, body in bodies.items():
+        got = await store.get(did)
+        assert got is not None and got.payload == body
 
 
 async def test_a_file_from_before_compression_is_upgraded_in_place(tmp_path: Path) -> None:
