@@ -322,3 +322,16 @@ async def test_the_advisory_lock_counts_holders_in_one_process(store: SQLiteStor
     async with store.advisory_lock("k"), store.advisory_lock("k"):
         assert list(store._lock_holders.values()) == [2]
     assert store._lock_holders == {}
+
+
+async def test_a_cancelled_put_leaves_the_other_puts_of_its_batch_alone(store: SQLiteStore) -> None:
+    """A caller that gives up (a client that hung up) cancels only its own wait."""
+    puts = [asyncio.ensure_future(store.put(f"c-{i}", "push", b'{"n": %d}' % i)) for i in range(20)]
+    await asyncio.sleep(0)  # all queued for the writer
+    puts[3].cancel()
+    results = await asyncio.gather(*puts, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert all(r is True for i, r in enumerate(results) if i != 3)
+    # The cancelled delivery was committed with the others: a redelivery is a duplicate.
+    assert not await store.put("c-3", "push", b'{"n": 3}')
+    assert {d.id for d in await store.recent(limit=50)} == {f"c-{i}" for i in range(20)}
