@@ -1,4 +1,4 @@
-"""Fast extraction of the routing facts of a webhook body with the optional ``msgspec`` package.
+"""Fast extraction of the routing facts of a webhook body with ``msgspec``.
 
 The web handler must validate every body as JSON and read a handful of fields (action,
 installation id, repository, pull request or issue number, linked pull requests). The standard

@@ -141,9 +141,9 @@ def read_envelope(event: str, body: bytes, content_type: str = "application/json
     """Validate a delivery body and extract its action, installation id and ordering key.
 
     Accepts a JSON object, or GitHub's form encoding (``payload=<json>``). Raises ValueError
-    (UnicodeDecodeError included) for anything else. When the optional ``msgspec`` package is
-    installed, the body is validated and only the few routing fields are decoded, which is
-    several times faster on large payloads; unusual shapes fall back to the full decode, so
+    (UnicodeDecodeError included) for anything else. msgspec validates the body and decodes
+    only the few routing fields, which is several times faster on large payloads; unusual
+    shapes fall back to the full decode, so
     the answer is always the same as :func:`decode_object` followed by :func:`ordering_key`.
     """
     raw = _json_bytes(body, content_type)
