@@ -8,7 +8,7 @@ and keeps acknowledgements quick under bursts.
 
 :func:`fast_facts` returns a small dict shaped like the payload (only the fields above, absent
 ones left out) so the same pure functions compute the facts on either path; it returns None
-when msgspec is not installed or a field has an unexpected type (the caller then decodes
+when the body is not an object or a field has an unexpected type (the caller then decodes
 fully), and raises ValueError for malformed JSON.
 """
 
@@ -16,42 +16,44 @@ from __future__ import annotations
 
 from typing import Any
 
-try:
-    import msgspec
-except ImportError:  # pragma: no cover - exercised when msgspec is not installed
-    msgspec = None  # type: ignore[assignment,unused-ignore]
+import msgspec
+
+UNSET: Any = msgspec.UNSET
 
 
-if msgspec is not None:
-    UNSET: Any = msgspec.UNSET
+class _Installation(msgspec.Struct):
+    id: Any = UNSET
 
-    class _Installation(msgspec.Struct):
-        id: Any = UNSET
 
-    class _Repository(msgspec.Struct):
-        full_name: Any = UNSET
+class _Repository(msgspec.Struct):
+    full_name: Any = UNSET
 
-    class _Numbered(msgspec.Struct):
-        number: Any = UNSET
 
-    class _Issue(msgspec.Struct):
-        number: Any = UNSET
-        pull_request: Any = UNSET
+class _Numbered(msgspec.Struct):
+    number: Any = UNSET
 
-    class _Check(msgspec.Struct):
-        pull_requests: Any = UNSET
 
-    class _Facts(msgspec.Struct):
-        action: Any = UNSET
-        number: Any = UNSET
-        installation: _Installation | msgspec.UnsetType | None = UNSET
-        repository: _Repository | msgspec.UnsetType | None = UNSET
-        pull_request: _Numbered | msgspec.UnsetType | None = UNSET
-        issue: _Issue | msgspec.UnsetType | None = UNSET
-        check_run: _Check | msgspec.UnsetType | None = UNSET
-        check_suite: _Check | msgspec.UnsetType | None = UNSET
+class _Issue(msgspec.Struct):
+    number: Any = UNSET
+    pull_request: Any = UNSET
 
-    _DECODER = msgspec.json.Decoder(_Facts)
+
+class _Check(msgspec.Struct):
+    pull_requests: Any = UNSET
+
+
+class _Facts(msgspec.Struct):
+    action: Any = UNSET
+    number: Any = UNSET
+    installation: _Installation | msgspec.UnsetType | None = UNSET
+    repository: _Repository | msgspec.UnsetType | None = UNSET
+    pull_request: _Numbered | msgspec.UnsetType | None = UNSET
+    issue: _Issue | msgspec.UnsetType | None = UNSET
+    check_run: _Check | msgspec.UnsetType | None = UNSET
+    check_suite: _Check | msgspec.UnsetType | None = UNSET
+
+
+_DECODER = msgspec.json.Decoder(_Facts)
 
 
 def fast_facts(raw: bytes) -> dict[str, Any] | None:
@@ -59,8 +61,6 @@ def fast_facts(raw: bytes) -> dict[str, Any] | None:
 
     Raises ValueError when ``raw`` is not well-formed JSON.
     """
-    if msgspec is None:
-        return None
     try:
         facts = _DECODER.decode(raw)
     except msgspec.ValidationError:

@@ -143,8 +143,8 @@ def read_envelope(event: str, body: bytes, content_type: str = "application/json
     Accepts a JSON object, or GitHub's form encoding (``payload=<json>``). Raises ValueError
     (UnicodeDecodeError included) for anything else. msgspec validates the body and decodes
     only the few routing fields, which is several times faster on large payloads; unusual
-    shapes fall back to the full decode, so
-    the answer is always the same as :func:`decode_object` followed by :func:`ordering_key`.
+    shapes fall back to the full decode, so the answer is always the same as
+    :func:`decode_object` followed by :func:`ordering_key`.
     """
     raw = _json_bytes(body, content_type)
     raw.decode("utf-8")  # strict UTF-8, as the full decode would require

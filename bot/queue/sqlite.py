@@ -361,7 +361,6 @@ class SQLiteStore(DeliveryStore):
         """Open the file (creating it and the schema when missing)."""
         if self._conn is not None:
             return
-        self._conn = None
         self._jobs = queue.SimpleQueue()
         thread = threading.Thread(target=self._writer, name="sqlite-store", daemon=True)
         self._thread = thread

@@ -34,12 +34,6 @@ def _fast(event: str, raw: bytes) -> tuple[Any, ...]:
     return (env.action, env.installation_id, env.ordering_key)
 
 
-needs_msgspec = pytest.mark.skipif(
-    payload_facts.msgspec is None, reason="msgspec is not installed: only the full decode runs"
-)
-
-
-@needs_msgspec
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: str(p.relative_to(EXAMPLES)))
 def test_every_example_gives_the_same_facts(path: Path) -> None:
     raw = path.read_bytes()
