@@ -302,9 +302,7 @@ async def _alternate_wrk(
     ports: dict[str, int], rounds: int, concurrency: int, seconds: float
 ) -> dict[str, dict[str, Any]]:
     """Closed-loop segments of ``seconds`` per server, alternating, driven by wrk."""
-    from bot.webhook import sign
-
-    body = json.dumps(json.loads(PAYLOAD.read_bytes())).encode()
+    ((body, headers),) = _requests(1, 0, "wrk")  # wrk sends this body, with new delivery ids
     senders = {kind: Sender("aiohttp", port, concurrency) for kind, port in ports.items()}
     segments: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ports}
     cpu: dict[str, float] = {kind: 0.0 for kind in ports}
@@ -312,7 +310,9 @@ async def _alternate_wrk(
         script, body_file = Path(tmp) / "post.lua", Path(tmp) / "body.json"
         script.write_text(WRK_SCRIPT)
         body_file.write_bytes(body)
-        env = dict(os.environ, ACK_BENCH_BODY=str(body_file), ACK_BENCH_SIGNATURE=sign(SECRET, body))
+        env = dict(
+            os.environ, ACK_BENCH_BODY=str(body_file), ACK_BENCH_SIGNATURE=headers["X-Hub-Signature-256"]
+        )
         try:
             for sender in senders.values():
                 await sender.open()
@@ -357,7 +357,7 @@ async def _alternate_wrk(
             "throughput_rps": requests / sum(seg["seconds"] for seg in segs),
             "median_round_rps": statistics.median(seg["requests"] / seg["seconds"] for seg in segs),
             "server_cpu_us": cpu[kind] / requests * 1e6,
-            "rounds_ms": [round(seg["p99_us"] / 1000, 1) for seg in segs],
+            "segments_p99_ms": [round(seg["p99_us"] / 1000, 1) for seg in segs],
             "segments_rps": [round(seg["requests"] / seg["seconds"]) for seg in segs],
         }
     return results
@@ -366,7 +366,7 @@ async def _alternate_wrk(
 def measure(
     client: str, rounds: int, concurrency: int, loop: str, seconds: float = 3.0
 ) -> dict[str, dict[str, Any]]:
-    """Start both servers, alternate rounds between them, stop them; figures per server."""
+    """Start the servers, alternate the load between them, stop them; figures per server."""
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         procs = {}
@@ -436,7 +436,7 @@ def main() -> int:
             for kind, r in results.items():
                 if client == "wrk":
                     print(f"{client:<9}{kind:<9}segments req/s: {' '.join(map(str, r['segments_rps']))}; "
-                          f"p99 ms: {' '.join(map(str, r['rounds_ms']))}")  # fmt: skip
+                          f"p99 ms: {' '.join(map(str, r['segments_p99_ms']))}")  # fmt: skip
                 else:
                     print(f"{client:<9}{kind:<9}rounds (ms): {' '.join(str(ms) for ms in r['rounds_ms'])}")
         rps = {kind: r["throughput_rps"] for kind, r in results.items()}
