@@ -63,28 +63,26 @@ async def settle_and_verify(fleet: Fleet, lives: list[Lifecycle], timeout: float
     return counts
 
 
-async def test_lifecycles_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
+async def survive_sigkills(fleet: Fleet, seed: int, label: str) -> None:
+    """Play the lifecycles with the killer on, settle, judge, and print what happened."""
     started = time.monotonic()
-    async with Fleet(tmp_path) as fleet:
-        lives, kills = await play_with_killer(fleet, SEED)
+    async with fleet:
+        lives, kills = await play_with_killer(fleet, seed)
         await settle_and_verify(fleet, lives)
     assert kills >= 1
     print(
-        f"\ncrash lifecycles (SQLite, 1 replica): N={len(lives)} lifecycles, {kills} SIGKILLs, "
+        f"\ncrash lifecycles ({label}): N={len(lives)} lifecycles, {kills} SIGKILLs, "
         f"{time.monotonic() - started:.1f}s; PRs "
         + ", ".join(f"#{x.number}->#{x.staging}->#{x.prod}" for x in lives)
     )
 
 
+async def test_lifecycles_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
+    await survive_sigkills(Fleet(tmp_path), SEED, "SQLite, 1 replica")
+
+
 @pytest.mark.postgres
 async def test_lifecycles_survive_sigkill_on_two_postgres_replicas(pg_dsn: str, tmp_path: Path) -> None:
-    started = time.monotonic()
-    async with Fleet(tmp_path, database_url=pg_dsn, replicas=2) as fleet:
-        lives, kills = await play_with_killer(fleet, SEED + 1)
-        await settle_and_verify(fleet, lives)
-    assert kills >= 1
-    print(
-        f"\ncrash lifecycles (PostgreSQL, 2 replicas): N={len(lives)} lifecycles, {kills} SIGKILLs, "
-        f"{time.monotonic() - started:.1f}s; PRs "
-        + ", ".join(f"#{x.number}->#{x.staging}->#{x.prod}" for x in lives)
+    await survive_sigkills(
+        Fleet(tmp_path, database_url=pg_dsn, replicas=2), SEED + 1, "PostgreSQL, 2 replicas"
     )
