@@ -210,6 +210,27 @@ class SimCore:
         self.world.pulls[full] = {}
         return repo
 
+    def fork_repo(self, full_name: str, owner: str) -> Repo:
+        """``owner`` forks ``full_name``: a repository ``owner/<name>`` with the parent's branches.
+
+        Like GitHub, the fork is a repository of its own (``fork: true``); its owner is admin
+        there and nothing more on the parent. Its pushes reach pull requests opened from it on
+        the parent; the App hears of the fork's own events only if installed on ``owner``.
+        """
+        parent = self.world.repos[full_name]
+        fork = self.create_repo(
+            owner, parent.name, default_branch=parent.default_branch, private=parent.private
+        )
+        fork.parent = parent.full_name
+        git(fork.path, "fetch", "--quiet", "--no-tags", str(parent.path), "+refs/heads/*:refs/heads/*")
+        return fork
+
+    def fork_of(self, repo: Repo, owner: str) -> Repo | None:
+        """``owner``'s fork of ``repo``, if any."""
+        return next(
+            (r for r in self.world.repos.values() if r.parent == repo.full_name and r.owner == owner), None
+        )
+
     def set_permission(self, full_name: str, login: str, permission: str) -> None:
         """Make ``login`` a collaborator with ``permission`` (admin, maintain, write, triage, read)."""
         if rank(permission) < 0:
@@ -524,14 +545,16 @@ class SimCore:
                 repo,
                 sender=login,
             )
-        for pr in self.world.pulls[repo.full_name].values():
+        for target, pr in self._pulls_headed_at(repo):
             if pr.state != "open":
                 continue
             if pr.head_ref == branch and pr.head_repo == repo.full_name and pr.head_sha != new:
                 before_sha = pr.head_sha
+                if target is not repo:  # a fork's branch: its commits become visible in the parent
+                    gitops.fetch_objects(target.path, repo.path, new)
                 pr.head_sha = new
                 pr.updated_at = now_iso()
-                self._pull_refs(repo, pr)
+                self._pull_refs(target, pr)
                 self._send(
                     "pull_request",
                     {
@@ -541,12 +564,31 @@ class SimCore:
                         "after": new,
                         "pull_request": self.views.pull(pr),
                     },
-                    repo,
+                    target,
                     sender=login,
                 )
-            if pr.base_ref == branch:
+                self.head_moved(target, pr)
+            if target is repo and pr.base_ref == branch:
                 pr.base_sha = new
                 self._pull_refs(repo, pr)
+
+    def _pulls_headed_at(self, repo: Repo) -> list[tuple[Repo, PullRequest]]:
+        """The repository's own pull requests, and those of its parent whose head is in this fork."""
+        found = [(repo, pr) for pr in self.world.pulls[repo.full_name].values()]
+        parent = self.world.repos.get(repo.parent) if repo.parent else None
+        if parent is not None:
+            found += [
+                (parent, pr)
+                for pr in self.world.pulls[parent.full_name].values()
+                if pr.head_repo == repo.full_name
+            ]
+        return found
+
+    def head_moved(self, repo: Repo, pr: PullRequest) -> None:
+        """A pull request's head moved (the merge queue removes it from its queue)."""
+
+    def checks_changed(self, repo: Repo, sha: str) -> None:
+        """A check run on ``sha`` was written (the merge queue decides on its groups)."""
 
     def _pull_refs(self, repo: Repo, pr: PullRequest) -> None:
         """Move ``refs/pull/N/head`` to the head, ``refs/pull/N/merge`` to a test merge."""

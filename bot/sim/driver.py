@@ -412,6 +412,15 @@ class Driver:
         await self.sim.wait_for_webhooks()
         return result
 
+    def fork(self, login: str, full_name: str) -> str:
+        """``login`` forks ``full_name``; returns the fork's full name (``login/<name>``)."""
+        return self.sim.fork_repo(full_name, login).full_name
+
+    async def enqueue(self, login: str, full_name: str, number: int) -> None:
+        """``login`` adds a PR to its base branch's merge queue (GraphQL on GitHub, so a driver method)."""
+        self.sim.enqueue(full_name, number, login)
+        await self.sim.wait_for_webhooks()
+
     async def close_pr(self, login: str, full_name: str, number: int) -> None:
         """Close a PR without merging."""
         await self.api(login, "PATCH", f"/repos/{full_name}/pulls/{number}", {"state": "closed"})

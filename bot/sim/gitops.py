@@ -275,3 +275,20 @@ def is_ancestor(path: Path, a: str, b: str) -> bool:
         ["git", f"--git-dir={path}", "merge-base", "--is-ancestor", a, b], env=GIT_ENV, capture_output=True
     )
     return proc.returncode == 0
+
+
+def fetch_objects(path: Path, source: Path, sha: str) -> None:
+    """Copy commit ``sha`` and its history from the repository at ``source`` (a fork's network)."""
+    if object_type(path, sha) == "commit":
+        return
+    git(
+        path,
+        "-c",
+        "uploadpack.allowAnySHA1InWant=true",
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        str(source),
+        sha,
+    )

@@ -85,6 +85,7 @@ class CheckRoutes(SimCore):
                 )
         elif runs:
             suite.status, suite.conclusion = "in_progress", None
+        self.checks_changed(repo, suite.head_sha)
 
     async def op_checks__create(self, req: web.Request, p: dict[str, str], b: Any, a: Actor) -> Answer:
         repo = self._repo(p, a, "write")

@@ -36,12 +36,14 @@ class PullRoutes(SimCore):
     async def op_pulls__create(self, req: web.Request, p: dict[str, str], b: Any, a: Actor) -> Answer:
         repo = self._repo(p, a, "read")
         head_owner, _, head_branch = b["head"].rpartition(":")
-        head_repo = repo if not head_owner or head_owner == repo.owner else None
+        head_repo = repo if not head_owner or head_owner == repo.owner else self.fork_of(repo, head_owner)
         if head_repo is None:
             raise ApiError(
                 422, "Validation Failed", [{"resource": "PullRequest", "field": "head", "code": "invalid"}]
             )
-        head_sha = gitops.resolve(repo.path, f"refs/heads/{head_branch}")
+        head_sha = gitops.resolve(head_repo.path, f"refs/heads/{head_branch}")
+        if head_sha is not None and head_repo is not repo:
+            gitops.fetch_objects(repo.path, head_repo.path, head_sha)
         base_sha = gitops.resolve(repo.path, f"refs/heads/{b['base']}")
         if head_sha is None or base_sha is None:
             field_name = "head" if head_sha is None else "base"
@@ -51,7 +53,12 @@ class PullRoutes(SimCore):
                 [{"resource": "PullRequest", "field": field_name, "code": "invalid"}],
             )
         for other in self.world.pulls[repo.full_name].values():
-            if other.state == "open" and other.head_ref == head_branch and other.base_ref == b["base"]:
+            if (
+                other.state == "open"
+                and other.head_ref == head_branch
+                and other.head_repo == head_repo.full_name
+                and other.base_ref == b["base"]
+            ):
                 raise ApiError(
                     422,
                     "Validation Failed",
@@ -59,7 +66,7 @@ class PullRoutes(SimCore):
                         {
                             "resource": "PullRequest",
                             "code": "custom",
-                            "message": f"A pull request already exists for {repo.owner}:{head_branch}.",
+                            "message": f"A pull request already exists for {head_repo.owner}:{head_branch}.",
                         }
                     ],
                 )
@@ -87,7 +94,7 @@ class PullRoutes(SimCore):
             b["base"],
             head_sha,
             base_sha,
-            repo.full_name,
+            head_repo.full_name,
             draft=bool(b.get("draft")),
             maintainer_can_modify=bool(b.get("maintainer_can_modify")),
         )

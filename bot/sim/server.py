@@ -28,6 +28,7 @@ from bot.git.files import GIT_ENV, GitError
 from bot.sim import gitops
 from bot.sim.core import DOCS, Actor, Answer, ApiError, Handler, not_found
 from bot.sim.faults import FaultRule, LoggedRequest
+from bot.sim.merge_queue import MergeQueueRoutes
 from bot.sim.rest_apps import AppRoutes
 from bot.sim.rest_checks import CheckRoutes
 from bot.sim.rest_git import GitDataRoutes
@@ -50,7 +51,7 @@ JWT_ROUTES = {
 }
 
 
-class Simulator(AppRoutes, RepoRoutes, GitDataRoutes, CheckRoutes, PullRoutes, IssueRoutes):
+class Simulator(MergeQueueRoutes, AppRoutes, RepoRoutes, GitDataRoutes, CheckRoutes, PullRoutes, IssueRoutes):
     """A local GitHub: start it, create people and repositories, point the bot at :attr:`base_url`."""
 
     @functools.cached_property

@@ -76,6 +76,7 @@ class Repo:
     labels: dict[str, Label] = field(default_factory=dict)
     created_at: str = field(default_factory=now_iso)
     protection: dict[str, dict[str, Any]] = field(default_factory=dict)  # branch -> protection body
+    parent: str | None = None  # a fork: the full name of the repository it was forked from
 
     @property
     def full_name(self) -> str:
