@@ -97,12 +97,23 @@ async def post_results(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, number: int, result: CheckResult
 ) -> None:
     """Write the three check runs (one listing of the head's runs) and the sticky comment for ``result``."""
+    await write_check_runs(
+        gh, repo, result.head_sha, result_check_runs(result, external_id=f"{repo}#{number}")
+    )
+    await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
+
+
+def result_check_runs(result: CheckResult, *, external_id: str) -> list[CheckRun]:
+    """Return the ``gitops-bot/diff``, ``gitops-bot/validate`` and ``gitops-bot`` runs for ``result``.
+
+    The same runs for a pull request's head and for a merge group's head (:mod:`handlers.merge_group`).
+    """
     head_sha = result.head_sha
     findings: list[Finding] = list(result.report.findings)
     title, summary, text = diff_check_output(result.diff)
     v_title, v_summary = validation_summary(findings)
     conclusion, u_title, u_summary = umbrella_summary(result)
-    runs = [
+    return [
         CheckRun(
             name=DIFF_CHECK, head_sha=head_sha, title=title, summary=summary, text=text, conclusion="neutral"
         ),
@@ -122,11 +133,9 @@ async def post_results(
             title=u_title,
             summary=u_summary,
             conclusion=conclusion,
-            external_id=f"{repo}#{number}",
+            external_id=external_id,
         ),
     ]
-    await write_check_runs(gh, repo, head_sha, runs)
-    await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
 
 
 async def self_service(
