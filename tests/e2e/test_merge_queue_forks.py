@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.promotion import plan
 from bot.sim.demo import REPO, DemoWorld, cluster_request
 from bot.sim.gitops import resolve
 
@@ -185,3 +186,43 @@ async def test_a_fork_pr_is_checked_against_the_base_config_and_its_author_needs
         world.sim.set_permission(REPO, "eve", "write")
         await d.comment("eve", REPO, number, "/hold until Monday")
         assert await world.until(lambda: "gitops-bot/hold" in world.pr(number).labels, "eve's hold")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 item 1 (a-promotion): promotion standing still comes from the branch name and body "
+    "marker, which a fork author writes; passes once it comes from the bot's own state",
+)
+async def test_a_fork_pr_dressed_as_a_promotion_gets_no_promotion_standing(tmp_path: Path) -> None:
+    async with DemoWorld(tmp_path, out=lambda _: None, reconcile_interval=60) as world:
+        await world.setup_fleet()
+        d = world.driver
+        d.user("eve", email="eve@example.com")
+        world.sim.set_permission(REPO, "eve", "read")
+        fork = d.fork("eve", REPO)
+        path, request = cluster_request("eve-dev-euw1")
+        branch = "gitops-bot/promote/staging/0123456"
+        await d.push("eve", fork, branch, {path: request}, base="env/staging", message="Promote")
+        history = plan.History(
+            origin_pr=1,
+            origin_title="x",
+            source_env="dev",
+            target_env="staging",
+            source_pr=1,
+            source_sha="0" * 40,
+            strategy="cherry-pick",
+        )
+        number = await d.open_pr(
+            "eve",
+            REPO,
+            f"eve:{branch}",
+            base="env/staging",
+            title="Promote #1 to staging",
+            body=plan.marker(history),
+        )
+        assert await world.until(
+            lambda: "gitops-bot/approvals" in world.checks(number), "the approvals check"
+        )
+        await world.settle()
+        assert world.checks(number)["gitops-bot/approvals"] == "failure"  # the path rules apply, not a gate
+        assert not world.pr(number).merged
