@@ -143,7 +143,8 @@ async def self_service(
 ) -> bool:
     """Approve and merge a low-risk request when the base config opts in (``self_service``).
 
-    Only for an open PR whose head is still the checked sha, not opened by the bot itself;
+    Only for an open PR whose head is still the checked sha, not opened by the bot itself, whose
+    author has write permission on the repository (a fork author or reader gets a review);
     the merge names the sha, so a push in between makes GitHub refuse it (409) and nothing
     merges. Returns True when the bot merged.
     """
@@ -154,6 +155,9 @@ async def self_service(
     if pr.get("state") != "open" or user.get("login") == ctx.bot_login or user.get("type") == "Bot":
         return False
     number = int(pr["number"])
+    if not await _may_write(gh, repo, str(user.get("login") or "")):
+        log.info("self-service skipped on %s#%s: its author has no write permission here", repo, number)
+        return False  # a fork author (or reader) gets a review, never the bot's approval
     reasons = "; ".join(decision.reasons)
     await gh.post(
         f"/repos/{repo}/pulls/{number}/reviews",
@@ -173,6 +177,17 @@ async def self_service(
         log.info("self-service merge of %s#%s refused: %s", repo, number, exc.status_code)
         return False
     return True
+
+
+async def _may_write(gh: gidgethub.abc.GitHubAPI, repo: str, login: str) -> bool:
+    """Whether ``login`` has write, maintain or admin permission on ``repo`` (GitHub's answer)."""
+    if not login:
+        return False
+    try:
+        data = await gh.getitem(f"/repos/{repo}/collaborators/{login}/permission")
+    except gidgethub.BadRequest:
+        return False
+    return str(data.get("role_name") or data.get("permission") or "") in {"write", "maintain", "admin"}
 
 
 async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> str:

@@ -252,7 +252,15 @@ async def test_self_service_approves_and_merges_a_low_risk_request_only_when_opt
     )
     _git(fleet_repo, "branch", "-D", "change")
     head = _commit(fleet_repo, "change", {"clusters/dev/payments-dev-euw1/cluster.yaml": request})
+    permission = ("GET", "/repos/acme/fleet/collaborators/dev/permission")
+    # An author without write permission here (a fork author, a reader) gets a review, not the bot's merge.
     gh = StatefulGitHub()
+    gh.responses[permission] = {"permission": "read", "role_name": "read"}
+    await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
+    assert [c.path for c in gh.calls if c.path.endswith("/permission")] == [permission[1]]
+    assert not [c for c in gh.calls if c.path.endswith(("/reviews", "/merge"))]
+    gh = StatefulGitHub()
+    gh.responses[permission] = {"permission": "write", "role_name": "write"}
     await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
     review = [c for c in gh.calls if c.method == "POST" and c.path.endswith("/pulls/7/reviews")]
     merge = [c for c in gh.calls if c.method == "PUT" and c.path.endswith("/pulls/7/merge")]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.domain.promotion import plan
+from bot.git.files import read_file_at
 from bot.sim.demo import REPO, DemoWorld, cluster_request
 from bot.sim.gitops import resolve
 
@@ -129,13 +130,17 @@ async def test_a_fork_pr_is_checked_against_the_base_config_and_its_author_needs
         d = world.driver
         d.user("eve", email="eve@example.com")
         world.sim.set_permission(REPO, "eve", "read")
+        # The platform team lets the bot approve and merge small dev requests of its own people.
+        main = resolve(world.sim.world.repos[REPO].path, "refs/heads/main")
+        text = read_file_at(world.sim.world.repos[REPO].path, str(main), ".github/gitops-bot.yml") or ""
+        assert "self_service:\n  enabled: false" in text and "allowed_instance_types" in text
+        text = text.replace(
+            "self_service:\n  enabled: false", "self_service:\n  enabled: true\n  max_nodes: 10"
+        )
+        await d.push("bob", REPO, "main", {".github/gitops-bot.yml": text}, message="Self-service on")
+        await world.settle()
         fork = d.fork("eve", REPO)
-        config = resolve(world.sim.world.repos[REPO].path, "refs/heads/main")
         # The fork's head allows any instance type and needs one approval instead of two.
-        from bot.git.files import read_file_at
-
-        text = read_file_at(world.sim.world.repos[REPO].path, str(config), ".github/gitops-bot.yml") or ""
-        assert "allowed_instance_types" in text
         loose = text.replace('allowed_instance_types: ["m6i.*"', 'allowed_instance_types: ["*", "m6i.*"')
         loose = loose.replace("count: 2", "count: 1")
         path, request = cluster_request("eve-dev-euw1")
@@ -176,13 +181,24 @@ async def test_a_fork_pr_is_checked_against_the_base_config_and_its_author_needs
         assert any("Only people with write, maintain or admin permission" in r for r in replies)
         assert "gitops-bot/hold" not in world.pr(number).labels
 
-        # a push to the fork reaches the PR; a fork author with write on the base may command
+        # a push to the fork reaches the PR: now a clean small dev request, but from a fork author
+        # without write permission, so the bot neither approves nor merges it (self-service)
         fixed = request.replace("c7i.8xlarge", "m7i.large")
-        await d.push("eve", fork, "bigger", {path: fixed}, message="Use an allowed size")
+        await d.push(
+            "eve",
+            fork,
+            "bigger",
+            {path: fixed, ".github/gitops-bot.yml": text},
+            message="Use an allowed size",
+        )
         fixed_ok = await world.until(
             lambda: world.checks(number).get("gitops-bot/validate") == "success", "the fixed fork PR"
         )
         assert fixed_ok, _run_text(world, world.pr(number).head_sha, "gitops-bot/validate")
+        await world.settle()
+        assert not world.pr(number).merged
+        assert not [r for r in world.pr(number).reviews if r.user.endswith("[bot]")]
+        # a fork author with write on the base repository may command
         world.sim.set_permission(REPO, "eve", "write")
         await d.comment("eve", REPO, number, "/hold until Monday")
         assert await world.until(lambda: "gitops-bot/hold" in world.pr(number).labels, "eve's hold")
