@@ -187,7 +187,7 @@ async def _may_write(gh: gidgethub.abc.GitHubAPI, repo: str, login: str) -> bool
         data = await gh.getitem(f"/repos/{repo}/collaborators/{login}/permission")
     except gidgethub.BadRequest:
         return False
-    return str(data.get("role_name") or data.get("permission") or "") in {"write", "maintain", "admin"}
+    return data.get("permission") in {"write", "admin"}  # maintain and custom roles on write read "write"
 
 
 async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> str:
