@@ -673,7 +673,8 @@ async def _evaluate(
     together; unserialised, both saw no check run and created one each. Whoever had to wait
     re-reads the PR, which the other may just have merged.
     """
-    lock = _EVALUATING.setdefault(f"{repo}#{pr['number']}", asyncio.Lock())
+    # a lock belongs to one event loop: one left held by a loop that closed must not block another
+    lock = _EVALUATING.setdefault(f"{id(asyncio.get_running_loop())}:{repo}#{pr['number']}", asyncio.Lock())
     waited = lock.locked()
     async with lock:
         if waited:
