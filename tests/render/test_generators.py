@@ -19,8 +19,9 @@ from bot.domain.render.argocd import (
     cluster_from_secret,
     expand_appset,
     generate,
+    render_all,
 )
-from bot.domain.render.gotemplate import TemplateError, render_fast, render_go
+from bot.domain.render.gotemplate import TemplateError, render_fast
 
 SECRET = "argocd.argoproj.io/secret-type"
 
@@ -449,7 +450,7 @@ def test_merge_keys_must_be_unique_within_a_child() -> None:
             "generators": [{"list": {"elements": [{"k": "1"}, {"k": "1"}]}}, {"list": {"elements": []}}],
         }
     }
-    with pytest.raises(GeneratorError, match="share merge key"):
+    with pytest.raises(GeneratorError, match="not unique by the merge keys"):
         generate(gen, AppSetContext(None), go=False)
 
 
@@ -481,23 +482,18 @@ def test_missingkey_error_fails_for_the_synthetic_local_cluster() -> None:
         expand_appset(spec, AppSetContext(None, CLUSTERS))
 
 
-def test_go_template_functions() -> None:
+def test_go_template_functions_through_the_real_engine() -> None:
     data = {"name": "My_Cluster", "path": {"basename": "app-x"}, "metadata": {"labels": {"env": "prod"}}}
-    assert render_go('{{ .name | lower | replace "_" "-" }}', data) == "my-cluster"
-    assert (
-        render_go('{{ printf "%s-%s" .path.basename (index .metadata.labels "env") }}', data) == "app-x-prod"
-    )
-    assert (
-        render_go('{{ default "none" .missing }}/{{ trimPrefix "app-" .path.basename | upper }}', data)
-        == "none/X"
-    )
-    assert render_go("{{ .name | normalize }}", data) == "my-cluster"
-    assert (
-        render_go('{{- if eq (index .metadata.labels "env") "prod" }}big{{ else }}small{{ end -}}', data)
-        == "big"
-    )
-    assert render_go("{{ .nope }}", data) == "<no value>"
-    with pytest.raises(TemplateError):
-        render_go("{{ .nope }}", data, missing_error=True)
-    with pytest.raises(TemplateError, match="not supported"):
-        render_go("{{ range .x }}{{ end }}", data)
+    ctx = AppSetContext(None)
+
+    def go(text: str, *, strict: bool = False) -> str:
+        return str(render_all(text, [data], ctx, True, strict)[0])
+
+    assert go('{{ .name | lower | replace "_" "-" }}') == "my-cluster"
+    assert go('{{ printf "%s-%s" .path.basename (index .metadata.labels "env") }}') == "app-x-prod"
+    assert go('{{ default "none" .missing }}/{{ trimPrefix "app-" .path.basename | upper }}') == "none/X"
+    assert go("{{ .name | normalize }}") == "my-cluster"
+    assert go('{{- if eq (index .metadata.labels "env") "prod" }}big{{ else }}small{{ end -}}') == "big"
+    assert go("{{ range $k, $v := .metadata.labels }}{{ $k }}={{ $v }}{{ end }}") == "env=prod"
+    with pytest.raises(TemplateError, match='map has no entry for key "nope"'):
+        go("{{ .nope }}", strict=True)

@@ -2,26 +2,40 @@
 
 Semantics follow Argo CD's ApplicationSet controller (see ``docs/render.md``): fasttemplate
 (``{{key}}``, flat string parameters, unknown keys left unchanged) or Go templates
-(``goTemplate: true``, nested parameters, ``missingkey=error`` on request); generator-level
+(``goTemplate: true``, nested parameters, ``missingkey=error`` on request), evaluated by the
+real Go engine (:mod:`bot.domain.render.gotemplate`), map keys included; generator-level
 template overrides; post-selectors; matrix (two children, the second may use the first's
-parameters) and merge (``mergeKeys``). Git generators read this repository's tree, the
-cluster generator reads Argo CD cluster secrets or the ``clusters:`` registry.
+parameters) and merge (``mergeKeys``; with Go templates nested maps merge key by key, as
+Argo CD's mergo merge does); ``templatePatch`` (a templated strategic merge patch over each
+generated Application). Git generators read this repository's tree, the cluster generator
+reads Argo CD cluster secrets or the ``clusters:`` registry. Generators that ask a live
+service (``scmProvider``, ``pullRequest``, ``clusterDecisionResource``, ``plugin``) generate
+nothing here; :attr:`AppSetContext.unreachable` names them so the caller can say so.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.domain.render.gotemplate import TemplateError, render_fast, render_go
+from bot.domain.render.gotemplate import (
+    GoEngine,
+    TemplateError,
+    TemplateUnavailable,
+    default_engine,
+    render_fast,
+    render_many,
+)
 from bot.domain.yamlio import YamlError, load_documents, to_plain
 
 LOCAL_SERVER = "https://kubernetes.default.svc"
-GENERATOR_KINDS = ("list", "clusters", "git", "matrix", "merge")
+LIVE_GENERATORS = ("scmProvider", "pullRequest", "clusterDecisionResource", "plugin")
+GENERATOR_KINDS = ("list", "clusters", "git", "matrix", "merge", *LIVE_GENERATORS)
 
 
 class GeneratorError(ValueError):
@@ -45,6 +59,9 @@ class AppSetContext:
 
     tree: Path | None
     clusters: Sequence[ClusterInfo] = ()
+    go_engine: GoEngine | None = None
+    unreachable: set[str] = field(default_factory=set)
+    """Generators met that need a live service (they generated nothing)."""
 
 
 def sanitize_name(value: str) -> str:
@@ -124,34 +141,77 @@ def flat_params(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _render_value(value: Any, params: dict[str, Any], go: bool, missing_error: bool) -> Any:
+def _strings(value: Any, out: set[str]) -> set[str]:
     if isinstance(value, str):
-        if go:
-            return render_go(value, params, missing_error=missing_error)
-        return render_fast(value, params)
+        out.add(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.add(str(k))
+            _strings(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, out)
+    return out
+
+
+def _rebuild(value: Any, rendered: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return rendered.get(value, value)
     if isinstance(value, dict):
-        return {k: _render_value(v, params, go, missing_error) for k, v in value.items()}
+        return {rendered.get(str(k), str(k)): _rebuild(v, rendered) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render_value(v, params, go, missing_error) for v in value]
+        return [_rebuild(v, rendered) for v in value]
     return value
 
 
-def _values(gen: dict[str, Any], params: dict[str, Any], go: bool, missing_error: bool) -> dict[str, str]:
+def _render_fast_tree(value: Any, params: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return render_fast(value, params)
+    if isinstance(value, dict):
+        return {render_fast(str(k), params): _render_fast_tree(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_fast_tree(v, params) for v in value]
+    return value
+
+
+def render_all(
+    value: Any, params_list: Sequence[dict[str, Any]], ctx: AppSetContext, go: bool, missing_error: bool
+) -> list[Any]:
+    """Return ``value`` with every string (map keys too) rendered once per parameter set.
+
+    Go templates of all parameter sets are evaluated in one call of ``ctx.go_engine``.
+    """
+    if not params_list:
+        return []
+    if not go:
+        return [_render_fast_tree(value, p) for p in params_list]
+    strings = sorted(s for s in _strings(value, set()) if "{{" in s)
+    if not strings:
+        return [copy.deepcopy(value) for _ in params_list]
+    engine = ctx.go_engine or default_engine()
+    if engine is None:
+        raise TemplateUnavailable("no Go template engine is configured")
+    rows = render_many(engine, strings, params_list, strict=missing_error)
+    return [_rebuild(value, dict(zip(strings, row, strict=True))) for row in rows]
+
+
+def _add_values(
+    gen: dict[str, Any], sets: list[dict[str, Any]], ctx: AppSetContext, go: bool, missing_error: bool
+) -> list[dict[str, Any]]:
+    """Add a generator's ``values`` (templated with each parameter set) to its parameter sets."""
     values = gen.get("values") or {}
     if not isinstance(values, dict):
         raise GeneratorError("`values` must be a map of strings")
-    return {str(k): _render_value(str(v), params, go, missing_error) for k, v in values.items()}
-
-
-def _with_values(params: dict[str, Any], values: dict[str, str], go: bool) -> dict[str, Any]:
     if not values:
-        return params
-    if go:
-        params["values"] = values
-    else:
-        for k, v in values.items():
-            params[f"values.{k}"] = v
-    return params
+        return sets
+    raw = {str(k): _scalar(v) for k, v in values.items()}
+    for params, rendered in zip(sets, render_all(raw, sets, ctx, go, missing_error), strict=True):
+        if go:
+            params["values"] = rendered
+        else:
+            for k, v in rendered.items():
+                params[f"values.{k}"] = v
+    return sets
 
 
 # ---------------------------------------------------------------- selectors
@@ -247,12 +307,11 @@ def _clusters(gen: dict[str, Any], ctx: AppSetContext, go: bool, missing_error: 
         if not _matches_selector(cluster.labels, selector):
             continue
         has_local = has_local or cluster.server == LOCAL_SERVER
-        params = _cluster_params(cluster, go)
-        sets.append(_with_values(params, _values(gen, params, go, missing_error), go))
+        sets.append(_cluster_params(cluster, go))
     if not selector and not has_local:
         local = ClusterInfo(name="in-cluster", server=LOCAL_SERVER)
-        params = _cluster_params(local, go, local=True)
-        sets.append(_with_values(params, _values(gen, params, go, missing_error), go))
+        sets.append(_cluster_params(local, go, local=True))
+    sets = _add_values(gen, sets, ctx, go, missing_error)
     if gen.get("flatList"):
         return [{"clusters": sets}]
     return sets
@@ -320,9 +379,8 @@ def _git(gen: dict[str, Any], ctx: AppSetContext, go: bool, missing_error: bool)
     if "directories" in gen:
         specs = list(gen.get("directories") or [])
         for d in _select_paths(_repo_entries(ctx.tree, dirs=True), specs, greedy=False):
-            params = _path_params(d, go, prefix)
-            sets.append(_with_values(params, _values(gen, params, go, missing_error), go))
-        return sets
+            sets.append(_path_params(d, go, prefix))
+        return _add_values(gen, sets, ctx, go, missing_error)
     if "files" in gen:
         specs = list(gen.get("files") or [])
         for f in _select_paths(_repo_entries(ctx.tree, dirs=False), specs, greedy=True):
@@ -347,16 +405,21 @@ def _git(gen: dict[str, Any], ctx: AppSetContext, go: bool, missing_error: bool)
                     params = {}
                     _flatten("", item, params)
                 params.update(_path_params(dirpath, go, prefix, filename))
-                sets.append(_with_values(params, _values(gen, params, go, missing_error), go))
-        return sets
+                sets.append(params)
+        return _add_values(gen, sets, ctx, go, missing_error)
     raise GeneratorError("the git generator needs `directories` or `files`")
 
 
-def _deep_merge_first_wins(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(b)
-    for k, v in a.items():
+def merge_override(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
+    """Return ``dst`` merged with ``src`` as Argo CD's ``mergo.Merge(WithOverride)`` does on parameters.
+
+    Maps present on both sides merge key by key, recursively; any other value of ``src``
+    (scalars, lists, null) replaces the one of ``dst``. Neither input is modified.
+    """
+    out = copy.deepcopy(dst)
+    for k, v in src.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge_first_wins(v, out[k])
+            out[k] = merge_override(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -382,13 +445,14 @@ def _matrix(
         _child(c, "matrix")
     first = generate(children[0], ctx, go, missing_error, depth + 1)
     out = []
-    for p1 in first:
-        interpolated = _render_value(_strip_selector(children[1]), p1, go, missing_error)
+    # The second child may use the first's parameters: it is rendered once per first set.
+    seconds = render_all(_strip_selector(children[1]), first, ctx, go, missing_error)
+    for p1, interpolated in zip(first, seconds, strict=True):
         interpolated["selector"] = children[1].get("selector")
         second = generate(interpolated, ctx, go, missing_error, depth + 1)
         for p2 in second:
-            if go:
-                out.append(_deep_merge_first_wins(p1, p2))
+            if go:  # Argo CD: mergo.Merge(tmp, b) then mergo.Merge(tmp, a), both WithOverride
+                out.append(merge_override(p2, p1))
                 continue
             merged = dict(p1)
             for k, v in p2.items():
@@ -418,17 +482,21 @@ def _merge(
     for c in children:
         _child(c, "merge")
 
-    def key_of(params: dict[str, Any]) -> tuple[str, ...]:
-        flat = params if not go else flat_params(params)
-        return tuple(str(flat.get(k, "")) for k in keys)
+    def key_of(params: dict[str, Any]) -> str:
+        # Argo CD: the JSON of {mergeKey: paramSet[mergeKey]}, top-level keys only (flat keys
+        # such as `values.selector` exist only without goTemplate)
+        return json.dumps({k: params.get(k) for k in sorted(set(keys))}, sort_keys=True, default=str)
 
     results = [generate(c, ctx, go, missing_error, depth + 1) for c in children]
     for idx, sets in enumerate(results):
-        seen: set[tuple[str, ...]] = set()
+        seen: set[str] = set()
         for s in sets:
             k = key_of(s)
             if k in seen:
-                raise GeneratorError(f"merge generator {idx}: two parameter sets share merge key values {k}")
+                raise GeneratorError(
+                    f"the parameters from generator {idx + 1} of the merge are not unique by the merge "
+                    f"keys; duplicate key {k}"
+                )
             seen.add(k)
     base = [copy.deepcopy(s) for s in results[0]]
     for later in results[1:]:
@@ -436,7 +504,7 @@ def _merge(
         for i, s in enumerate(base):
             match = by_key.get(key_of(s))
             if match is not None:
-                base[i] = {**s, **copy.deepcopy(match)}
+                base[i] = merge_override(s, match) if go else {**s, **copy.deepcopy(match)}
     return base
 
 
@@ -453,7 +521,10 @@ def generate(
     body = gen[kind] or {}
     if not isinstance(body, dict):
         raise GeneratorError(f"`{kind}` must be a mapping")
-    if kind == "list":
+    if kind in LIVE_GENERATORS:
+        ctx.unreachable.add(kind)
+        sets = []
+    elif kind == "list":
         sets = _list(body, go, missing_error)
     elif kind == "clusters":
         sets = _clusters(body, ctx, go, missing_error)
@@ -479,16 +550,66 @@ def _merge_template(base: dict[str, Any], override: dict[str, Any]) -> dict[str,
     return out
 
 
+def strategic_merge(target: dict[str, Any], patch: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """Apply a strategic merge patch to an Application (a copy), as Kubernetes' strategicpatch does.
+
+    The Application type declares no list merge keys except ``metadata.finalizers`` (a set):
+    maps merge key by key, ``null`` deletes a key, lists are replaced, ``$patch: replace``
+    replaces a map and ``$patch: delete`` removes it.
+    """
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    out = copy.deepcopy(target)
+    for k, v in patch.items():
+        if k == "$patch":
+            continue
+        where = f"{path}.{k}" if path else k
+        if v is None or (isinstance(v, dict) and v.get("$patch") == "delete"):
+            out.pop(k, None)
+        elif isinstance(v, dict):
+            out[k] = strategic_merge(out[k] if isinstance(out.get(k), dict) else {}, v, where)
+        elif where == "metadata.finalizers" and isinstance(v, list) and isinstance(out.get(k), list):
+            out[k] = [*out[k], *(x for x in v if x not in out[k])]
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _patches(
+    patch: str, params_list: list[dict[str, Any]], ctx: AppSetContext, go: bool, missing_error: bool
+) -> list[dict[str, Any]]:
+    """Render ``templatePatch`` once per parameter set and read each result as a YAML/JSON map."""
+    out = []
+    for text in render_all(patch, params_list, ctx, go, missing_error):
+        try:
+            docs = load_documents(text, "templatePatch")
+        except YamlError as exc:
+            raise GeneratorError(f"templatePatch does not render to valid YAML: {exc}") from exc
+        data = to_plain(docs[0].data, "templatePatch") if docs else {}
+        if not isinstance(data, dict):
+            raise GeneratorError("templatePatch must render to a map (fields of an Application)")
+        out.append(data)
+    return out
+
+
 def expand_appset(appset: dict[str, Any], ctx: AppSetContext) -> list[dict[str, Any]]:
     """Return the Applications an ApplicationSet generates, sorted by name.
 
-    Raises :class:`GeneratorError` (or :class:`TemplateError`) with Argo CD's reason.
+    Raises :class:`GeneratorError` (or :class:`TemplateError`) with Argo CD's reason, and
+    :class:`TemplateUnavailable` when Go templates cannot be evaluated here.
     """
     spec = appset.get("spec") or {}
     go = bool(spec.get("goTemplate"))
-    options = spec.get("goTemplateOptions") or []
+    options = [str(o) for o in spec.get("goTemplateOptions") or []]
+    for option in options:
+        if option not in ("missingkey=error", "missingkey=zero", "missingkey=default", "missingkey=invalid"):
+            raise GeneratorError(f"unrecognized goTemplateOptions entry {option!r}")
     missing_error = go and "missingkey=error" in options
     template = spec.get("template") or {}
+    patch = spec.get("templatePatch")
+    if patch is not None and not isinstance(patch, str):
+        raise GeneratorError("templatePatch must be a string (a templated YAML document)")
+    namespace = str((appset.get("metadata") or {}).get("namespace") or "")
     apps: dict[str, dict[str, Any]] = {}
     for gen in spec.get("generators") or []:
         if not isinstance(gen, dict):
@@ -496,11 +617,15 @@ def expand_appset(appset: dict[str, Any], ctx: AppSetContext) -> list[dict[str, 
         tmpl = (
             _merge_template(template, gen["template"]) if isinstance(gen.get("template"), dict) else template
         )
-        for params in generate(gen, ctx, go, missing_error):
-            try:
-                rendered = _render_value(tmpl, params, go, missing_error)
-            except TemplateError as exc:
-                raise GeneratorError(f"template: {exc}") from exc
+        params_list = generate(gen, ctx, go, missing_error)
+        try:
+            rendered_all = render_all(tmpl, params_list, ctx, go, missing_error)
+            patches = _patches(patch, params_list, ctx, go, missing_error) if patch else []
+        except TemplateError as exc:
+            raise GeneratorError(f"template: {exc}") from exc
+        for idx, rendered in enumerate(rendered_all):
+            if patches:
+                rendered = strategic_merge(rendered, patches[idx])
             dest = (rendered.get("spec") or {}).get("destination") or {}
             if dest.get("name") and dest.get("server"):
                 raise GeneratorError("application destination can't have both name and server defined")
@@ -508,7 +633,8 @@ def expand_appset(appset: dict[str, Any], ctx: AppSetContext) -> list[dict[str, 
             name = str(meta.get("name") or "")
             if not name:
                 raise GeneratorError("the template renders an Application without a name")
-            meta.setdefault("namespace", (appset.get("metadata") or {}).get("namespace", "argocd"))
+            # Argo CD puts every Application in the ApplicationSet's namespace
+            meta["namespace"] = namespace or str(meta.get("namespace") or "argocd")
             app = {
                 "apiVersion": "argoproj.io/v1alpha1",
                 "kind": "Application",
@@ -559,6 +685,7 @@ def cluster_from_secret(secret: dict[str, Any]) -> ClusterInfo | None:
 
 
 __all__ = [
+    "LIVE_GENERATORS",
     "AppSetContext",
     "ClusterInfo",
     "GeneratorError",
@@ -566,4 +693,7 @@ __all__ = [
     "expand_appset",
     "flat_params",
     "generate",
+    "merge_override",
+    "render_all",
+    "strategic_merge",
 ]

@@ -30,7 +30,7 @@ from bot.domain.render.argocd import (
     expand_appset,
 )
 from bot.domain.render.fastyaml import load_docs_shared
-from bot.domain.render.gotemplate import TemplateError
+from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
 from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
 from bot.domain.render.result import Target
 from bot.domain.yamlio import YamlError
@@ -547,9 +547,23 @@ class _Finder:
             )
         return out
 
+    def _appset_notice(self, doc: _Doc, name: str, why: str) -> None:
+        self.findings.append(
+            Finding(
+                "render.applicationset",
+                Severity.NOTICE,
+                doc.path,
+                doc.line,
+                f"ApplicationSet {name}: {why}",
+                "Review the Applications it generates by hand; the ApplicationSet itself is diffed.",
+            )
+        )
+
     def argocd_targets(self) -> list[Target]:
+        from bot.render_runtime.gotemplate_runner import default_runner  # the sandboxed Go engine
+
         clusters = self.clusters()
-        ctx = AppSetContext(tree=self.tree, clusters=clusters)
+        ctx = AppSetContext(tree=self.tree, clusters=clusters, go_engine=default_runner())
         targets: list[Target] = []
         for doc in self.docs:
             api = str(doc.data.get("apiVersion", ""))
@@ -564,20 +578,13 @@ class _Finder:
             elif kind == "ApplicationSet":
                 name = str((doc.data.get("metadata") or {}).get("name"))
                 self.reads_tree = self.reads_tree or _has_key(doc.data.get("spec"), "git")
-                if (doc.data.get("spec") or {}).get("templatePatch"):
-                    self.findings.append(
-                        Finding(
-                            "render.applicationset",
-                            Severity.NOTICE,
-                            doc.path,
-                            doc.line,
-                            f"ApplicationSet {name}: `templatePatch` is not applied in the rendered diff",
-                            "Review the patch by hand; the generated Applications are shown without it.",
-                        )
-                    )
+                ctx.unreachable.clear()
                 try:
                     apps = expand_appset(doc.data, ctx)
                     generated = [t for app in apps for t in self._app_targets(app, doc, clusters)]
+                except TemplateUnavailable as exc:
+                    self._appset_notice(doc, name, f"its Go templates cannot be evaluated here ({exc})")
+                    continue
                 except (GeneratorError, TemplateError, YamlError, TypeError, AttributeError, KeyError) as exc:
                     self.findings.append(
                         Finding(
@@ -590,6 +597,13 @@ class _Finder:
                         )
                     )
                     continue
+                if ctx.unreachable:
+                    kinds = ", ".join(f"`{k}`" for k in sorted(ctx.unreachable))
+                    self._appset_notice(
+                        doc,
+                        name,
+                        f"generators {kinds} ask a live service and generate nothing in this preview",
+                    )
                 hub, hub_env = self.place(doc.path)
                 if hub == "-":
                     local = next((r for r in self.registry if r.info.server == LOCAL_SERVER), None)

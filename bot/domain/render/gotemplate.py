@@ -1,356 +1,383 @@
-"""A small Go text/template interpreter for ApplicationSet ``goTemplate: true`` fields.
+"""Go templates of ApplicationSets (``goTemplate: true``), evaluated by the real Go engine.
 
-Supports what ApplicationSet templates use in practice: field chains (``.path.basename``),
-pipelines (``.name | lower``), parenthesised calls, ``if``/``else if``/``else``/``end``,
-trim markers (``{{-``/``-}}``), comments, and the common sprig functions (``index``,
-``default``, ``lower``, ``upper``, ``replace``, ``printf``, ``trimPrefix``, ``trimSuffix``,
-``trunc``, ``quote``, ``toJson``, ``normalize``, ``slugify``, ...). ``range``, ``with``,
-``define`` and variables are refused with a :class:`TemplateError` rather than guessed.
-A missing key prints ``<no value>`` as Go does, or fails with ``missingkey=error``.
+Argo CD evaluates each string of an ApplicationSet template with Go's ``text/template`` and
+the sprig library (minus ``env``, ``expandenv`` and ``getHostByName``) plus its own
+``normalize``, ``slugify``, ``toYaml``, ``fromYaml`` and ``fromYamlArray``. gitops-bot does
+not re-implement that language: it hands the templates to the same Go code, embedded in
+Helm's engine (PyPI ``helm-python-sdk``: Go ``text/template`` + sprig v3), run sandboxed by
+:mod:`bot.render_runtime.gotemplate_runner`. This module holds the pure parts:
+
+- :func:`check_and_rewrite` reads the actions of one template with a lexer that follows Go's
+  (strings, raw strings, comments, trim markers), refuses a function Argo CD does not have
+  (``function "required" not defined``, as Argo CD's parser says; Helm has ``include``,
+  ``tpl``, ``required``, ``lookup``, ``toToml``... that Argo CD has not), and turns calls of
+  ``normalize``/``slugify`` into calls of templates defined in :data:`LIBRARY` that do what
+  Argo CD's Go functions do;
+- :func:`build_chart` packs many templates and many parameter sets into one synthetic chart,
+  so a whole ApplicationSet is evaluated in one engine call: each template becomes
+  ``{{define}}`` d and is executed with ``{{template "..." $params}}``, which makes both ``.``
+  and ``$`` the parameter set, exactly as Argo CD's ``Execute(params)`` does;
+- :func:`read_outputs` splits the engine's answer back per parameter set and template.
+
+What differs from Argo CD, by construction of Helm's engine: a missing key prints an empty
+string where Go prints ``<no value>`` (Helm removes that text); ``fromJson``/``fromYaml`` on
+invalid input give a map with an ``Error`` key instead of failing. ``missingkey=error``
+(``goTemplateOptions``) is Go's own option, passed to the engine.
+
+:func:`render_fast` is Argo CD's default fasttemplate (``{{key}}``), simple enough to be exact.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
-from collections.abc import Callable
+import secrets
+import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import yaml
+from typing import Any, Protocol
 
 
 class TemplateError(ValueError):
-    """The template cannot be parsed or evaluated."""
+    """The template cannot be parsed or evaluated (the message is Go's, as Argo CD reports it)."""
 
 
-NO_VALUE = "<no value>"
+class TemplateUnavailable(RuntimeError):
+    """The Go template engine cannot run here (not installed, or its sandbox failed)."""
 
 
-class _Missing:
-    pass
+class GoEngine(Protocol):
+    """Runs a chart built by :func:`build_chart` and returns Helm's rendered files (or raises)."""
+
+    def render_chart(self, archive: bytes, values: dict[str, Any], *, strict: bool) -> dict[str, str]:
+        """Render ``archive`` with ``values``; ``strict`` is Go's ``missingkey=error``.
+
+        Raises :class:`TemplateError` with the engine's message when a template fails, and
+        :class:`TemplateUnavailable` when the engine itself cannot run.
+        """
+        ...
 
 
-MISSING = _Missing()
+_DEFAULT_ENGINE: GoEngine | None = None
 
-_TOKEN = re.compile(
-    r"""\s*(?:
-    (?P<str>"(?:[^"\\]|\\.)*")
+
+def set_default_engine(engine: GoEngine | None) -> None:
+    """Use ``engine`` where an :class:`~bot.domain.render.argocd.AppSetContext` names none."""
+    global _DEFAULT_ENGINE
+    _DEFAULT_ENGINE = engine
+
+
+def default_engine() -> GoEngine | None:
+    """The engine set by :func:`set_default_engine`, if any."""
+    return _DEFAULT_ENGINE
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Go's own functions (text/template) and sprig v3.3.0's GenericFuncMap, as Argo CD loads them:
+# minus env, expandenv and getHostByName, plus normalize, slugify, toYaml, fromYaml, fromYamlArray.
+GO_BUILTINS = _words(
+    """
+    and call html index slice js len not or print printf println urlquery eq ge gt le lt ne
+    """
+)
+SPRIG_FUNCS = _words(
+    """
+    hello ago date date_in_zone date_modify dateInZone dateModify duration durationRound htmlDate
+    htmlDateInZone must_date_modify mustDateModify mustToDate now toDate unixEpoch abbrev abbrevboth
+    trunc trim upper lower title untitle substr repeat trimall trimAll trimSuffix trimPrefix nospace
+    initials randAlphaNum randAlpha randAscii randNumeric randSeededNumeric swapcase shuffle
+    snakecase camelcase kebabcase wrap wrapWith contains hasPrefix hasSuffix quote squote cat indent
+    nindent replace plural sha1sum sha256sum sha512sum adler32sum toString atoi int64 int float64
+    seq toDecimal split splitList splitn toStrings until untilStep add1 add sub div mod mul randInt
+    add1f addf subf divf mulf biggest max min maxf minf ceil floor round join sortAlpha default
+    empty coalesce all any compact mustCompact fromJson toJson toPrettyJson toRawJson mustFromJson
+    mustToJson mustToPrettyJson mustToRawJson ternary deepCopy mustDeepCopy typeOf typeIs typeIsLike
+    kindOf kindIs deepEqual base dir clean ext isAbs osBase osClean osDir osExt osIsAbs b64enc
+    b64dec b32enc b32dec tuple list dict get set unset hasKey pluck keys pick omit merge
+    mergeOverwrite mustMerge mustMergeOverwrite values append push mustAppend mustPush prepend
+    mustPrepend first mustFirst rest mustRest last mustLast initial mustInitial reverse mustReverse
+    uniq mustUniq without mustWithout has mustHas slice mustSlice concat dig chunk mustChunk bcrypt
+    htpasswd genPrivateKey derivePassword buildCustomCert genCA genCAWithKey genSelfSignedCert
+    genSelfSignedCertWithKey genSignedCert genSignedCertWithKey encryptAES decryptAES randBytes
+    uuidv4 semver semverCompare fail regexMatch mustRegexMatch regexFindAll mustRegexFindAll
+    regexFind mustRegexFind regexReplaceAll mustRegexReplaceAll regexReplaceAllLiteral
+    mustRegexReplaceAllLiteral regexSplit mustRegexSplit regexQuoteMeta urlParse urlJoin
+    """
+)
+ARGOCD_EXTRA = frozenset({"normalize", "slugify", "toYaml", "fromYaml", "fromYamlArray"})
+ARGOCD_FUNCS = GO_BUILTINS | SPRIG_FUNCS | ARGOCD_EXTRA
+KEYWORDS = _words(
+    """
+    if else end range with define template block break continue nil true false
+    """
+)
+# Rewritten into calls of LIBRARY templates (Helm's engine has no such functions).
+_LIBRARY_CALLS = {"normalize": "gitops-bot.normalize", "slugify": "gitops-bot.slugify"}
+
+# Argo CD's SanitizeName (normalize) and SlugifyName (slugify: SanitizeName, then gosimple/slug
+# v1.15 Make with MaxLength and EnableSmartTruncate), written in the template language itself.
+# slugify receives its arguments as one list: [maxSize [smartTruncate ...]] name.
+LIBRARY = """\
+{{- define "gitops-bot.normalize" -}}
+{{- regexReplaceAll "[^-a-z0-9.]" (lower .) "-" | trunc 253 | trimAll "-." -}}
+{{- end -}}
+{{- define "gitops-bot.slugify" -}}
+{{- $n := len . -}}
+{{- $max := 50 -}}{{- $smart := true -}}
+{{- if gt $n 1 }}{{ $max = index . 0 }}{{ end -}}
+{{- if gt $n 2 }}{{ $smart = index . 1 }}{{ end -}}
+{{- if not (kindIs "int" $max) }}{{ fail "slugify: the first argument must be an int" }}{{ end -}}
+{{- if not (kindIs "bool" $smart) }}{{ fail "slugify: the second argument must be a bool" }}{{ end -}}
+{{- $s := include "gitops-bot.normalize" (index . (sub $n 1)) | trim -}}
+{{- if and (not $smart) (ge (len $s) $max) }}{{ $s = substr 0 $max $s }}{{ end -}}
+{{- $s = regexReplaceAll "-+" (regexReplaceAll "[^a-zA-Z0-9-_]" $s "-") "-" | trimAll "-_" -}}
+{{- if and $smart (gt $max 0) (gt (len $s) $max) -}}
+{{- $head := substr 0 (int (add $max 1)) $s -}}
+{{- if contains "-" $head }}{{ $s = regexReplaceAll "-[^-]*$" $head "" -}}
+{{- else }}{{ $s = substr 0 $max $s }}{{ end -}}
+{{- end -}}
+{{- $s -}}
+{{- end -}}
+"""
+
+# ---------------------------------------------------------------- lexer
+
+_INSIDE = re.compile(
+    r"""(?P<space>\s+)
+  | (?P<str>"(?:[^"\\\n]|\\.)*")
   | (?P<raw>`[^`]*`)
-  | (?P<num>-?\d+(?:\.\d+)?)
-  | (?P<field>(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\.)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>[|()])
-    )""",
-    re.X,
+  | (?P<char>'(?:[^'\\\n]|\\.)*')
+  | (?P<num>[+-]?\d[\w.]*(?:[eEpP][+-]\d+)?)
+  | (?P<field>\.[\w.]*)
+  | (?P<var>\$[\w]*(?:\.[\w]+)*)
+  | (?P<ident>[A-Za-z_]\w*)
+  | (?P<op>:=|[=|(),])
+  | (?P<other>.)""",
+    re.X | re.S,
 )
 
 
-def _tokenize(src: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+def _actions(src: str) -> list[list[_Token]]:
+    """Return the tokens of each action of ``src`` (positions in ``src``), comments skipped.
+
+    Follows Go's lexer where it matters here: ``{{-``/``-}}`` trim markers (with a space),
+    ``}}`` inside strings and raw strings does not end an action, ``{{/* */}}`` is a comment.
+    An action that does not end is left for the engine to report.
+    """
+    out: list[list[_Token]] = []
     pos = 0
-    src = src.rstrip()
-    while pos < len(src):
-        m = _TOKEN.match(src, pos)
-        if not m or m.end() == pos:
-            raise TemplateError(f"cannot parse template action near {src[pos : pos + 20]!r}")
-        kind = m.lastgroup or ""
-        tokens.append((kind, m.group(kind)))
-        pos = m.end()
-        # a field chain may follow a closing parenthesis: (index .x "a").b is not supported
-    return tokens
+    while True:
+        start = src.find("{{", pos)
+        if start < 0:
+            return out
+        pos = start + 2
+        if src.startswith("- ", pos) or (src.startswith("-", pos) and src[pos + 1 : pos + 2].isspace()):
+            pos += 1
+        stripped = pos
+        while stripped < len(src) and src[stripped].isspace():
+            stripped += 1
+        if src.startswith("/*", stripped):
+            end = src.find("*/", stripped + 2)
+            if end < 0:
+                return out
+            close = src.find("}}", end + 2)
+            if close < 0:
+                return out
+            pos = close + 2
+            continue
+        tokens: list[_Token] = []
+        closed = False
+        while pos < len(src):
+            if src.startswith("}}", pos):
+                pos += 2
+                closed = True
+                break
+            if src.startswith("-}}", pos) and pos > 0 and src[pos - 1].isspace():
+                pos += 3
+                closed = True
+                break
+            m = _INSIDE.match(src, pos)
+            assert m is not None  # `other` matches any character
+            kind = m.lastgroup or "other"
+            if kind != "space":
+                tokens.append(_Token(kind, m.group(), m.start(), m.end()))
+            pos = m.end()
+        if not closed:
+            return out
+        out.append(tokens)
 
 
-def _normalize(value: str) -> str:
-    out = re.sub(r"[^a-z0-9.-]", "-", value.lower())
-    out = re.sub(r"^[^a-z0-9]+|[^a-z0-9]+$", "", out)
-    return out[:253]
+def functions_used(src: str) -> set[str]:
+    """Return the names of the functions the actions of ``src`` call (keywords excluded)."""
+    return {
+        t.text for action in _actions(src) for t in action if t.kind == "ident" and t.text not in KEYWORDS
+    }
 
 
-def _slugify(value: str, max_len: int = 50, smart_truncate: bool = True) -> str:
-    out = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
-    out = re.sub(r"-{2,}", "-", out)
-    if len(out) > max_len:
-        out = out[:max_len]
-        if smart_truncate and "-" in out:
-            out = out.rsplit("-", 1)[0]
+def check_and_rewrite(src: str) -> str:
+    """Refuse what Argo CD would refuse, and route ``normalize``/``slugify`` to :data:`LIBRARY`.
+
+    Raises :class:`TemplateError` for a function Argo CD does not define, and
+    :class:`TemplateUnavailable` for ``define``/``block`` (a template of an ApplicationSet
+    field defining templates cannot be embedded in another one).
+    """
+    edits: list[tuple[int, int, str]] = []
+    for action in _actions(src):
+        for i, tok in enumerate(action):
+            if tok.kind != "ident":
+                continue
+            if tok.text in ("define", "block"):
+                raise TemplateUnavailable(f"`{tok.text}` in an ApplicationSet template is not evaluated")
+            if tok.text in KEYWORDS:
+                continue
+            if tok.text not in ARGOCD_FUNCS:
+                raise TemplateError(f'function "{tok.text}" not defined')
+            if tok.text in _LIBRARY_CALLS:
+                edits.append(_library_call(src, action, i))
+    for start, end, text in sorted(edits, reverse=True):
+        src = src[:start] + text + src[end:]
+    return src
+
+
+def _library_call(src: str, action: list[_Token], i: int) -> tuple[int, int, str]:
+    """Return the edit turning the command ``name ARGS`` at ``action[i]`` into a LIBRARY call.
+
+    A command starts the pipeline (``slugify 20 .x``) or follows ``|`` (``.x | slugify 20``),
+    where Go appends the piped value as the last argument. ``normalize`` takes its one argument
+    as ``include``'s data; ``slugify`` gets all its arguments as one list.
+    """
+    name = action[i].text
+    target = _LIBRARY_CALLS[name]
+    piped = i > 0 and action[i - 1].kind == "op" and action[i - 1].text == "|"
+    depth = 0
+    j = i + 1
+    while j < len(action):
+        tok = action[j]
+        if tok.kind == "op" and tok.text == "(":
+            depth += 1
+        elif tok.kind == "op" and tok.text == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif tok.kind == "op" and tok.text == "|" and depth == 0:
+            break
+        j += 1
+    args = src[action[i + 1].start : action[j - 1].end] if j > i + 1 else ""
+    end = action[j - 1].end if j > i + 1 else action[i].end
+    if name == "normalize":
+        text = f'include "{target}"' + (f" {args}" if args else "")
+    elif piped:
+        text = f'append (list {args}) | include "{target}"'
+    else:
+        text = f'include "{target}" (list {args})'
+    return action[i].start, end, text
+
+
+# ---------------------------------------------------------------- one chart per batch
+
+CHART_NAME = "gitops-bot-appset"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A chart that evaluates every template with every parameter set in one engine call."""
+
+    archive: bytes
+    values: dict[str, Any]
+    separator: str
+    templates: tuple[str, ...]
+    count: int
+
+
+def _define_name(j: int) -> str:
+    return f"gitops-bot.t{j}"
+
+
+def build_chart(templates: Sequence[str], params: Sequence[dict[str, Any]]) -> Batch:
+    """Pack every template with every parameter set into a chart (see the module docstring)."""
+    separator = "\x1egitops-bot:" + secrets.token_hex(8) + "\x1e"
+    files = {
+        "Chart.yaml": f"apiVersion: v2\nname: {CHART_NAME}\nversion: 0.0.0\n",
+        "templates/_library.tpl": LIBRARY,
+    }
+    for j, text in enumerate(templates):
+        files[f"templates/_t{j}.tpl"] = (
+            '{{define "' + _define_name(j) + '"}}' + check_and_rewrite(text) + "{{end}}"
+        )
+    calls = separator.join('{{template "' + _define_name(j) + '" $p}}' for j in range(len(templates)))
+    for i in range(len(params)):
+        files[f"templates/p{i}"] = "{{- $p := fromJson (index .Values.p " + str(i) + ") -}}" + calls
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(f"{CHART_NAME}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    values = {"p": [json.dumps(p, default=str) for p in params]}
+    return Batch(buf.getvalue(), values, separator, tuple(templates), len(params))
+
+
+def read_outputs(batch: Batch, rendered: dict[str, str]) -> list[list[str]]:
+    """Split the engine's files back into ``[param set][template]`` strings."""
+    out: list[list[str]] = []
+    for i in range(batch.count):
+        text = rendered.get(f"{CHART_NAME}/templates/p{i}")
+        if text is None:
+            raise TemplateUnavailable(f"the engine returned no output for parameter set {i}")
+        parts = text.split(batch.separator) if batch.templates else []
+        if len(parts) != len(batch.templates):
+            raise TemplateUnavailable("the engine's output could not be split per template")
+        out.append(parts)
     return out
 
 
-def _to_str(value: Any) -> str:
-    if value is None or isinstance(value, _Missing):
-        return NO_VALUE
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_to_str(v)}" for k, v in sorted(value.items())) + "]"
-    if isinstance(value, list):
-        return "[" + " ".join(_to_str(v) for v in value) + "]"
-    return str(value)
+_WHERE = re.compile(r"(?:" + re.escape(CHART_NAME) + r"/)?templates/(?:_t(\d+)\.tpl|p(\d+))(?::\d+)*")
 
 
-def _truthy(value: Any) -> bool:
-    return not (
-        value is None or isinstance(value, _Missing) or value in (False, 0, "") or value == [] or value == {}
-    )
+def explain_error(batch: Batch, message: str) -> str:
+    """Rewrite the engine's message so it names the template text and parameter set, not our files."""
+
+    def where(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            return f"template {batch.templates[int(m.group(1))]!r}"
+        return f"parameter set {int(m.group(2)) + 1}"
+
+    message = _WHERE.sub(where, message)
+    for j, text in enumerate(batch.templates):
+        message = message.replace(f'"{_define_name(j)}"', repr(text))
+    return " ".join(message.split())
 
 
-def _index(container: Any, *keys: Any) -> Any:
-    for key in keys:
-        if isinstance(container, dict):
-            container = container.get(key, MISSING)
-        elif isinstance(container, list) and isinstance(key, int):
-            if not 0 <= key < len(container):
-                raise TemplateError(f"index out of range: {key}")
-            container = container[key]
-        elif container is None or isinstance(container, _Missing):
-            return MISSING
-        else:
-            raise TemplateError(f"cannot index {type(container).__name__} with {key!r}")
-    return container
-
-
-def _printf(fmt: str, *args: Any) -> str:
-    conv = [a if isinstance(a, int | float) and not isinstance(a, bool) else _to_str(a) for a in args]
-    py = re.sub(r"%v", "%s", fmt)
+def render_many(
+    engine: GoEngine, templates: Sequence[str], params: Sequence[dict[str, Any]], *, strict: bool
+) -> list[list[str]]:
+    """Evaluate every template with every parameter set: ``out[i][j]`` is template j with set i."""
+    if not params:
+        return []
+    todo = sorted({t for t in templates if "{{" in t})
+    if not todo:
+        return [list(templates) for _ in params]
+    batch = build_chart(todo, params)
     try:
-        return py % tuple(conv)
-    except (TypeError, ValueError) as exc:
-        raise TemplateError(f"printf {fmt!r}: {exc}") from exc
-
-
-def _default(default: Any, value: Any = MISSING) -> Any:
-    return value if _truthy(value) else default
-
-
-def _trunc(n: int, s: str) -> str:
-    return s[:n] if n >= 0 else s[n:]
-
-
-FUNCS: dict[str, Callable[..., Any]] = {
-    "index": _index,
-    "default": _default,
-    "lower": lambda s: _to_str(s).lower(),
-    "upper": lambda s: _to_str(s).upper(),
-    "title": lambda s: _to_str(s).title(),
-    "trim": lambda s: _to_str(s).strip(),
-    "trimPrefix": lambda p, s: _to_str(s).removeprefix(p),
-    "trimSuffix": lambda p, s: _to_str(s).removesuffix(p),
-    "trimAll": lambda c, s: _to_str(s).strip(c),
-    "replace": lambda old, new, s: _to_str(s).replace(old, new),
-    "printf": _printf,
-    "print": lambda *a: "".join(_to_str(x) for x in a),
-    "quote": lambda *a: " ".join(json.dumps(_to_str(x)) for x in a),
-    "squote": lambda *a: " ".join(f"'{_to_str(x)}'" for x in a),
-    "toJson": lambda v: json.dumps(
-        None if isinstance(v, _Missing) else v, separators=(",", ":"), sort_keys=True
-    ),
-    "toYaml": lambda v: yaml.safe_dump(v, default_flow_style=False, sort_keys=True).rstrip("\n"),
-    "normalize": lambda s: _normalize(_to_str(s)),
-    "slugify": lambda s, *a: _slugify(_to_str(s)),
-    "trunc": _trunc,
-    "substr": lambda start, end, s: _to_str(s)[start:end],
-    "contains": lambda sub, s: sub in _to_str(s),
-    "hasPrefix": lambda p, s: _to_str(s).startswith(p),
-    "hasSuffix": lambda p, s: _to_str(s).endswith(p),
-    "join": lambda sep, items: sep.join(_to_str(i) for i in items),
-    "split": lambda sep, s: {f"_{i}": p for i, p in enumerate(_to_str(s).split(sep))},
-    "splitList": lambda sep, s: _to_str(s).split(sep),
-    "toString": _to_str,
-    "len": lambda v: len(v),
-    "eq": lambda a, *b: any(a == x for x in b),
-    "ne": lambda a, b: a != b,
-    "not": lambda v: not _truthy(v),
-    "and": lambda *a: next((x for x in a if not _truthy(x)), a[-1]),
-    "or": lambda *a: next((x for x in a if _truthy(x)), a[-1]),
-    "empty": lambda v: not _truthy(v),
-    "coalesce": lambda *a: next((x for x in a if _truthy(x)), None),
-    "ternary": lambda t, f, c: t if _truthy(c) else f,
-    "first": lambda v: v[0] if v else None,
-    "last": lambda v: v[-1] if v else None,
-    "base": lambda s: _to_str(s).rstrip("/").rsplit("/", 1)[-1],
-    "dir": lambda s: _to_str(s).rstrip("/").rsplit("/", 1)[0] if "/" in _to_str(s) else ".",
-    "regexReplaceAll": lambda rx, s, repl: re.sub(rx, repl.replace("$", "\\"), _to_str(s)),
-    "list": lambda *a: list(a),
-    "cat": lambda *a: " ".join(_to_str(x) for x in a if x is not None),
-}
-
-
-@dataclass
-class _Node:
-    kind: str  # text | action | if
-    text: str = ""
-    branches: list[tuple[str | None, list[_Node]]] | None = None
-
-
-_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
-
-
-def _parse(src: str) -> list[_Node]:
-    pieces: list[tuple[str, str]] = []
-    pos = 0
-    for m in _ACTION.finditer(src):
-        text = src[pos : m.start()]
-        if m.group(1):
-            text = text.rstrip()
-        if pieces and pieces[-1][0] == "trim-next":
-            pieces.pop()
-            text = text.lstrip()
-        pieces.append(("text", text))
-        pieces.append(("action", m.group(2).strip()))
-        if m.group(3):
-            pieces.append(("trim-next", ""))
-        pos = m.end()
-    tail = src[pos:]
-    if pieces and pieces[-1][0] == "trim-next":
-        pieces.pop()
-        tail = tail.lstrip()
-    pieces.append(("text", tail))
-
-    root: list[_Node] = []
-    stack: list[tuple[_Node, list[_Node]]] = []
-    current = root
-    for kind, value in pieces:
-        if kind == "text":
-            if value:
-                current.append(_Node("text", value))
-            continue
-        if value.startswith("/*"):
-            continue
-        word = value.split(None, 1)[0] if value else ""
-        rest = value[len(word) :].strip()
-        if word == "if":
-            node = _Node("if", branches=[(rest, [])])
-            current.append(node)
-            stack.append((node, current))
-            current = node.branches[0][1]  # type: ignore[index]
-        elif word == "else":
-            if not stack:
-                raise TemplateError("{{else}} without {{if}}")
-            node = stack[-1][0]
-            cond: str | None = None
-            if rest.startswith("if "):
-                cond = rest[3:].strip()
-            assert node.branches is not None
-            node.branches.append((cond, []))
-            current = node.branches[-1][1]
-        elif word == "end":
-            if not stack:
-                raise TemplateError("{{end}} without {{if}}")
-            current = stack.pop()[1]
-        elif word in ("range", "with", "define", "template", "block") or value.startswith("$"):
-            raise TemplateError(f"`{word}` is not supported in ApplicationSet templates by gitops-bot")
-        else:
-            current.append(_Node("action", value))
-    if stack:
-        raise TemplateError("unclosed {{if}}")
-    return root
-
-
-class _Evaluator:
-    def __init__(self, data: Any, missing_error: bool) -> None:
-        self.data = data
-        self.missing_error = missing_error
-
-    def field(self, chain: str) -> Any:
-        if chain == ".":
-            return self.data
-        value = self.data
-        for part in chain.strip(".").split("."):
-            if isinstance(value, dict) and part in value:
-                value = value[part]
-            elif self.missing_error:
-                raise TemplateError(f"map has no entry for key {part!r}")
-            else:
-                return MISSING
-        return value
-
-    def pipeline(self, tokens: list[tuple[str, str]], pos: int = 0) -> tuple[Any, int]:
-        value: Any = MISSING
-        first = True
-        while True:
-            args: list[Any] = []
-            func: str | None = None
-            while pos < len(tokens) and tokens[pos] != ("op", "|") and tokens[pos] != ("op", ")"):
-                kind, text = tokens[pos]
-                if kind == "ident" and func is None and not args:
-                    if text in ("true", "false"):
-                        args.append(text == "true")
-                    elif text == "nil":
-                        args.append(None)
-                    else:
-                        func = text
-                    pos += 1
-                    continue
-                if kind == "op" and text == "(":
-                    sub, pos = self.pipeline(tokens, pos + 1)
-                    if pos >= len(tokens) or tokens[pos] != ("op", ")"):
-                        raise TemplateError("unbalanced parentheses")
-                    args.append(sub)
-                    pos += 1
-                    continue
-                args.append(self.operand(kind, text))
-                pos += 1
-            if not first:
-                args.append(value)
-            if func is not None:
-                if func not in FUNCS:
-                    raise TemplateError(f'function "{func}" not defined')
-                try:
-                    value = FUNCS[func](*args)
-                except TypeError as exc:
-                    raise TemplateError(f"wrong arguments for {func}: {exc}") from exc
-            elif len(args) == 1:
-                value = args[0]
-            else:
-                raise TemplateError("can't give argument to non-function")
-            if isinstance(value, _Missing) and self.missing_error:
-                raise TemplateError("map has no entry for key")
-            first = False
-            if pos < len(tokens) and tokens[pos] == ("op", "|"):
-                pos += 1
-                continue
-            return value, pos
-
-    def operand(self, kind: str, text: str) -> Any:
-        if kind == "str":
-            return json.loads(text)
-        if kind == "raw":
-            return text[1:-1]
-        if kind == "num":
-            return float(text) if "." in text else int(text)
-        if kind == "field":
-            return self.field(text)
-        raise TemplateError(f"unexpected {text!r}")
-
-    def eval(self, src: str) -> Any:
-        tokens = _tokenize(src)
-        value, pos = self.pipeline(tokens)
-        if pos != len(tokens):
-            raise TemplateError(f"unexpected {tokens[pos][1]!r} in {src!r}")
-        return value
-
-    def run(self, nodes: list[_Node]) -> str:
-        out: list[str] = []
-        for node in nodes:
-            if node.kind == "text":
-                out.append(node.text)
-            elif node.kind == "action":
-                out.append(_to_str(self.eval(node.text)))
-            else:
-                assert node.branches is not None
-                for cond, body in node.branches:
-                    if cond is None or _truthy(self.eval(cond)):
-                        out.append(self.run(body))
-                        break
-        return "".join(out)
-
-
-def render_go(template: str, data: Any, *, missing_error: bool = False) -> str:
-    """Render a Go text/template string with ``data`` as dot."""
-    if "{{" not in template:
-        return template
-    return _Evaluator(data, missing_error).run(_parse(template))
+        rendered = engine.render_chart(batch.archive, batch.values, strict=strict)
+    except TemplateError as exc:
+        raise TemplateError(explain_error(batch, str(exc))) from exc
+    outputs = read_outputs(batch, rendered)
+    index = {t: j for j, t in enumerate(todo)}
+    return [[row[index[t]] if t in index else t for t in templates] for row in outputs]
 
 
 _FAST = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
