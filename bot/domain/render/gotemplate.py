@@ -89,7 +89,7 @@ SPRIG_FUNCS = _words(
     hello ago date date_in_zone date_modify dateInZone dateModify duration durationRound htmlDate
     htmlDateInZone must_date_modify mustDateModify mustToDate now toDate unixEpoch abbrev abbrevboth
     trunc trim upper lower title untitle substr repeat trimall trimAll trimSuffix trimPrefix nospace
-    initials randAlphaNum randAlpha randAscii randNumeric randSeededNumeric swapcase shuffle
+    initials randAlphaNum randAlpha randAscii randNumeric swapcase shuffle
     snakecase camelcase kebabcase wrap wrapWith contains hasPrefix hasSuffix quote squote cat indent
     nindent replace plural sha1sum sha256sum sha512sum adler32sum toString atoi int64 int float64
     seq toDecimal split splitList splitn toStrings until untilStep add1 add sub div mod mul randInt
@@ -347,17 +347,21 @@ def read_outputs(batch: Batch, rendered: dict[str, str]) -> list[list[str]]:
 _WHERE = re.compile(r"(?:" + re.escape(CHART_NAME) + r"/)?templates/(?:_t(\d+)\.tpl|p(\d+))(?::\d+)*")
 
 
+def _short(text: str, limit: int = 160) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def explain_error(batch: Batch, message: str) -> str:
     """Rewrite the engine's message so it names the template text and parameter set, not our files."""
 
     def where(m: re.Match[str]) -> str:
         if m.group(1) is not None:
-            return f"template {batch.templates[int(m.group(1))]!r}"
+            return f"template {_short(batch.templates[int(m.group(1))])}"
         return f"parameter set {int(m.group(2)) + 1}"
 
     message = _WHERE.sub(where, message)
     for j, text in enumerate(batch.templates):
-        message = message.replace(f'"{_define_name(j)}"', repr(text))
+        message = message.replace(f'"{_define_name(j)}"', _short(text))
     return " ".join(message.split())
 
 
