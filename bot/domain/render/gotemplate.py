@@ -359,7 +359,7 @@ def explain_error(batch: Batch, message: str) -> str:
             return f"template {_short(batch.templates[int(m.group(1))])}"
         return f"parameter set {int(m.group(2)) + 1}"
 
-    message = _WHERE.sub(where, message)
+    message = re.sub(r'executing "gitops-bot\.t\d+" ', "", _WHERE.sub(where, message))
     for j, text in enumerate(batch.templates):
         message = message.replace(f'"{_define_name(j)}"', _short(text))
     return " ".join(message.split())
