@@ -148,10 +148,10 @@ def test_argocd_directory_include_and_exclude(tmp_path: Path) -> None:
     assert all(o["metadata"]["namespace"] == "demo" for o in objects)
 
 
-def test_flux_fields_not_applied_are_a_notice(tmp_path: Path) -> None:
+def test_flux_options_on_the_repository_root_are_a_notice(tmp_path: Path) -> None:
     write(tmp_path, {"k.yaml": FLUX + "metadata:\n  name: x\nspec:\n  path: ./\n  images:\n    - name: a\n"})
     rules = [(f.rule, f.severity.value) for f in discover(tmp_path, {}, secret_key=KEY).findings]
-    assert rules == [("render.flux-fields", "notice")]
+    assert rules == [("render.options", "notice")]
 
 
 ODD_SHAPES = [

@@ -32,6 +32,7 @@ from bot.domain.render.argocd import (
 from bot.domain.render.fastyaml import load_docs_shared
 from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
 from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
+from bot.domain.render.overlay import needs_build_spec, options_json
 from bot.domain.render.result import Target
 from bot.domain.yamlio import YamlError
 
@@ -41,7 +42,6 @@ CLUSTER_SECRET_LABEL = "argocd.argoproj.io/secret-type"
 DEFAULT_ENVS = ("dev", "development", "test", "qa", "staging", "stage", "preprod", "prod", "production")
 CLUSTER_VARS = ("cluster_name", "CLUSTER_NAME", "cluster", "CLUSTER")
 ENV_VARS = ("env", "ENV", "environment", "ENVIRONMENT", "cluster_env", "CLUSTER_ENV")
-FLUX_NOT_APPLIED = ("patches", "images", "components", "namePrefix", "nameSuffix", "commonMetadata")
 _MARKERS = ("kustomize.toolkit.fluxcd.io", "argoproj.io", "kind: ConfigMap", "kind: Secret")
 _SKIP_DIRS = {".git", ".github", "node_modules"}
 
@@ -398,19 +398,7 @@ class _Finder:
                 "Fix `spec.path`, or ignore this if the source is another repository.",
             )
             return None
-        unsupported = sorted(k for k in FLUX_NOT_APPLIED if spec.get(k))
-        if unsupported:
-            self.findings.append(
-                Finding(
-                    "render.flux-fields",
-                    Severity.NOTICE,
-                    doc.path,
-                    doc.line,
-                    f"Flux Kustomization {meta.get('name')}: {', '.join(f'`{k}`' for k in unsupported)} "
-                    "not applied in the rendered diff (Flux applies them in the cluster)",
-                    "Review them by hand, or move them into a kustomization.yaml under `spec.path`.",
-                )
-            )
+        options = self._options(doc, f"Flux Kustomization {meta.get('name')}", path, "flux", spec)
         variables, sources = self.flux_variables(doc)
         cluster, env = self.place(doc.path, variables)
         deps_raw = spec.get("dependsOn") or []
@@ -444,6 +432,7 @@ class _Finder:
             variables=tuple(sorted(variables.items())),
             var_sources=tuple(sorted(set(sources))),
             depends_on=depends,
+            options=options,
         )
 
     def place(self, rel: str, variables: dict[str, str] | None = None) -> tuple[str, str]:
@@ -516,7 +505,10 @@ class _Finder:
                 )
                 continue
             directory = src.get("directory") or {}
-            options = sorted(k for k in ("kustomize", "helm", "plugin") if src.get(k))
+            kustomize = src.get("kustomize")
+            what = f"Argo CD Application {meta.get('name')}"
+            opts = self._options(doc, what, path, "argocd", kustomize) if isinstance(kustomize, dict) else ""
+            options = sorted(k for k in ("helm", "plugin") if src.get(k))
             if options:
                 self.findings.append(
                     Finding(
@@ -543,9 +535,28 @@ class _Finder:
                     recurse=bool(directory.get("recurse")) if isinstance(directory, dict) else False,
                     include=str(directory.get("include") or "") if isinstance(directory, dict) else "",
                     exclude=str(directory.get("exclude") or "") if isinstance(directory, dict) else "",
+                    options=opts,
                 )
             )
         return out
+
+    def _options(self, doc: _Doc, what: str, path: str, kind: str, spec: dict[str, Any]) -> str:
+        """The target's kustomize options (see render.overlay); on the repository root, a notice."""
+        common = spec.get("commonMetadata") if kind == "flux" else None
+        options = options_json(kind, spec, common)
+        if path != "." or not needs_build_spec(options):
+            return options
+        self.findings.append(
+            Finding(
+                "render.options",
+                Severity.NOTICE,
+                doc.path,
+                doc.line,
+                f"{what}: kustomize options are not applied in the preview (the path is the repository root)",
+                "Review them by hand, or move them into the kustomization.yaml of the path.",
+            )
+        )
+        return options_json(kind, {}, common)
 
     def _appset_notice(self, doc: _Doc, name: str, why: str) -> None:
         self.findings.append(

@@ -13,7 +13,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from bot.domain.render.kustomize import (
     prefetch_kustomize_version,
     run_kustomize,
 )
+from bot.domain.render.kustomize_options import OptionError
+from bot.domain.render.overlay import build_options, common_metadata, needs_build, option_inputs
 from bot.domain.render.result import DiffResult, Target, TargetStatus
 from bot.domain.yamlio import YamlError
 
@@ -126,10 +128,11 @@ def target_inputs(tree: Path, target: Target, scanner: KustomizationScanner) -> 
     findings: list[Finding] = []
     if target.kind == "objects":
         return _Inputs(set(meta), prefixes, findings, set())
+    extra = _option_closures(target, scanner, findings)
     if scanner.kfile(target.path) is not None:
         closure = scanner.closure(target.path)
         findings.extend(closure.findings)
-        inputs = _Inputs(meta | closure.files, prefixes, findings, set(closure.files))
+        inputs = _Inputs(meta | closure.files | extra, prefixes, findings, set(closure.files) | extra)
         inputs.has_kustomization = True
         return inputs
     prefixes.add("" if target.path == "." else target.path.rstrip("/") + "/")
@@ -138,7 +141,41 @@ def target_inputs(tree: Path, target: Target, scanner: KustomizationScanner) -> 
         closure = scanner.closure(sub)
         render_files |= closure.files
         findings.extend(f for f in closure.findings if f not in findings)
+    render_files |= extra
     return _Inputs(meta | render_files, prefixes, findings, render_files)
+
+
+def _option_closures(target: Target, scanner: KustomizationScanner, findings: list[Finding]) -> set[str]:
+    """Files read through the target's kustomize options (components, patch files)."""
+    files: set[str] = set()
+    try:
+        paths = option_inputs(target)
+    except OptionError as exc:
+        findings.append(_option_finding(target, str(exc)))
+        return files
+    for rel in paths:
+        if scanner.kfile(rel) is not None:
+            closure = scanner.closure(rel)
+            findings.extend(f for f in closure.findings if f not in findings)
+            files |= closure.files
+        else:
+            files.add(rel)
+    return files
+
+
+def _option_finding(target: Target, message: str) -> Finding:
+    return _option_finding_at(target.source, f"target {target.name}: {message}", target.line)
+
+
+def _option_finding_at(where: str, message: str, line: int = 1) -> Finding:
+    return Finding(
+        "render.options",
+        Severity.ERROR,
+        where,
+        line,
+        f"kustomize options cannot be applied: {message}",
+        "Fix the options (Flux and Argo CD refuse them too); paths must be local and inside the repository.",
+    )
 
 
 def _plain_files(tree: Path, target: Target) -> list[str]:
@@ -221,6 +258,7 @@ def raw_cache_key(
         "objects": target.objects_yaml,
         "include": target.include,
         "exclude": target.exclude,
+        "options": target.options if needs_build(target) else "",
     }
     h.update(json.dumps(settings, sort_keys=True).encode())
     files = set(inputs.render_files)
@@ -243,6 +281,7 @@ def cache_key(raw_key: str, target: Target, secret_key: bytes) -> str:
         "kind": target.kind,
         "namespace": target.namespace,
         "variables": target.variables,
+        "options": target.options,
         "mask": hashlib.sha256(b"gitops-bot-mask" + secret_key).hexdigest(),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -252,11 +291,13 @@ def _load_stream(text: str) -> list[dict[str, Any]]:
     return [d for d in fastyaml.load_all(text) if isinstance(d, dict)]
 
 
-def _kustomize(tree: Path, rel_dir: str, findings: list[Finding]) -> list[dict[str, Any]]:
+def _kustomize(
+    tree: Path, rel_dir: str, findings: list[Finding], *, build: Callable[[], str] | None = None
+) -> list[dict[str, Any]]:
     kfile = kustomization_file(tree / rel_dir)
     where = kfile.relative_to(tree).as_posix() if kfile else rel_dir
     try:
-        return _load_stream(run_kustomize(tree, rel_dir))
+        return _load_stream(build() if build is not None else run_kustomize(tree, rel_dir))
     except KustomizeError as exc:
         findings.append(
             Finding(
@@ -276,6 +317,8 @@ def _kustomize(tree: Path, rel_dir: str, findings: list[Finding]) -> list[dict[s
         findings.append(
             Finding("render.kustomize", Severity.ERROR, where, 1, f"unreadable kustomize output: {exc}", "")
         )
+    except OptionError as exc:
+        findings.append(_option_finding_at(where, str(exc)))
     return []
 
 
@@ -283,6 +326,8 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
     if target.kind == "objects":
         loaded = json.loads(target.objects_yaml or "[]")
         return [o for o in loaded if isinstance(o, dict)]
+    if needs_build(target):
+        return _kustomize(tree, target.path, findings, build=lambda: build_options(tree, target))
     if kustomization_file(tree / target.path) is not None:
         return _kustomize(tree, target.path, findings)
     objects: list[dict[str, Any]] = []
@@ -345,6 +390,7 @@ def _postprocess(
     for obj in objects:
         if variables:
             obj = substitute_object(obj, variables, text=_shared_text(obj) if shared else None)
+        obj = common_metadata(target, obj)
         if target.namespace and not is_cluster_scoped(obj):
             meta = dict(obj.get("metadata") or {})
             if target.kind == "flux" or not meta.get("namespace"):

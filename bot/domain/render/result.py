@@ -35,6 +35,8 @@ class Target:
     objects_yaml: str = ""
     include: str = ""
     exclude: str = ""
+    options: str = ""
+    """Kustomize options of the Flux Kustomization or Argo CD source (JSON, see render.overlay)."""
 
 
 @dataclass(frozen=True, slots=True)
