@@ -344,7 +344,9 @@ def test_matrix_of_git_directories_and_clusters(tmp_path: Path) -> None:
                             {
                                 "clusters": {
                                     "selector": {"matchLabels": {"env": "prod"}},
-                                    "values": {"addon": "{{ .path.basename }}"},
+                                    # `addon` resolves with the git parameters; `release` has no
+                                    # key there and is rendered later with the cluster's own
+                                    "values": {"addon": "{{ .path.basename }}", "release": "{{ .name }}-r"},
                                 }
                             },
                         ]
@@ -352,7 +354,10 @@ def test_matrix_of_git_directories_and_clusters(tmp_path: Path) -> None:
                 }
             ],
             "template": {
-                "metadata": {"name": '{{ .values.addon }}-{{ .name | trimPrefix "eks-" }}'},
+                "metadata": {
+                    "name": '{{ .values.addon }}-{{ .name | trimPrefix "eks-" }}',
+                    "labels": {"release": "{{ .values.release }}"},
+                },
                 "spec": {
                     "project": "default",
                     "source": {"repoURL": "https://github.com/example/fleet", "path": "{{ .path.path }}"},
@@ -372,6 +377,7 @@ def test_matrix_of_git_directories_and_clusters(tmp_path: Path) -> None:
     assert (
         apps["external-dns-prod-use1"]["spec"]["destination"]["server"] == "https://prod-use1.eks.example.com"
     )
+    assert apps["external-dns-prod-use1"]["metadata"]["labels"] == {"release": "eks-prod-use1-r"}
 
 
 @pytest.mark.parametrize(

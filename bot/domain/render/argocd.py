@@ -446,8 +446,11 @@ def _matrix(
     first = generate(children[0], ctx, go, missing_error, depth + 1)
     out = []
     # The second child may use the first's parameters: it is rendered once per first set.
-    seconds = render_all(_strip_selector(children[1]), first, ctx, go, missing_error)
-    for p1, interpolated in zip(first, seconds, strict=True):
+    child, values = _split_values(_strip_selector(children[1]), go)
+    seconds = render_all(child, first, ctx, go, missing_error)
+    for p1, interpolated, resolved in zip(first, seconds, _pre_resolve(values, first, ctx), strict=True):
+        if resolved is not None:
+            interpolated[next(iter(interpolated))]["values"] = resolved
         interpolated["selector"] = children[1].get("selector")
         second = generate(interpolated, ctx, go, missing_error, depth + 1)
         for p2 in second:
@@ -463,6 +466,50 @@ def _matrix(
                     )
                 merged[k] = v
             out.append(merged)
+    return out
+
+
+def _split_values(child: dict[str, Any], go: bool) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """Take the ``values`` of a Go-templated child generator out, for :func:`_pre_resolve`."""
+    kind = next(iter(child), "")
+    body = child.get(kind)
+    if not go or not isinstance(body, dict) or not isinstance(body.get("values"), dict):
+        return child, None
+    values = {str(k): _scalar(v) for k, v in body["values"].items()}
+    return {**child, kind: {k: v for k, v in body.items() if k != "values"}}, values
+
+
+_MISSING_KEY = ("map has no entry for key", "can't evaluate field", "nil pointer evaluating")
+
+
+def _pre_resolve(
+    values: dict[str, str] | None, params_list: list[dict[str, Any]], ctx: AppSetContext
+) -> list[dict[str, str] | None]:
+    """Argo CD's RenderGeneratorParams for ``values``: each one rendered with ``missingkey=error``
+    against the first generator's parameters, and kept as written when a key is missing there
+    (the child generator renders it again with its own parameters)."""
+    if values is None:
+        return [None] * len(params_list)
+    out: list[dict[str, str] | None] = [dict(values) for _ in params_list]
+    for key, text in values.items():
+        if "{{" not in text:
+            continue
+        try:
+            rows = render_all(text, params_list, ctx, True, True)
+        except TemplateError as exc:
+            if not any(m in str(exc) for m in _MISSING_KEY):
+                raise
+            rows = []
+            for params in params_list:
+                try:
+                    rows.append(render_all(text, [params], ctx, True, True)[0])
+                except TemplateError as one:
+                    if not any(m in str(one) for m in _MISSING_KEY):
+                        raise
+                    rows.append(text)
+        for resolved, rendered in zip(out, rows, strict=True):
+            assert resolved is not None
+            resolved[key] = str(rendered)
     return out
 
 
