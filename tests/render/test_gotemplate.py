@@ -108,8 +108,9 @@ def test_missing_keys_print_empty_and_missingkey_error_fails() -> None:
 
 def test_errors_name_the_template_and_the_parameter_set() -> None:
     with pytest.raises(TemplateError, match=r"nil pointer evaluating interface \{\}\.x") as exc:
-        render_many(default_runner(), ["ok", "{{ .nope.x }}"], [DATA, {}], strict=False)
+        render_many(default_runner(), ["ok", "{{ .nope.x }}"], [{"nope": {"x": 1}}, {}], strict=False)
     assert "'{{ .nope.x }}'" in str(exc.value)
+    assert "(parameter set 2 of 2: '{}')" in str(exc.value)
     assert "gitops-bot" not in str(exc.value)
     with pytest.raises(TemplateError, match="missing value for if"):
         go("{{ if }}")

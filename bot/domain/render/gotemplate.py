@@ -317,8 +317,10 @@ def build_chart(templates: Sequence[str], params: Sequence[dict[str, Any]]) -> B
             '{{define "' + _define_name(j) + '"}}' + check_and_rewrite(text) + "{{end}}"
         )
     calls = separator.join('{{template "' + _define_name(j) + '" $p}}' for j in range(len(templates)))
-    for i in range(len(params)):
-        files[f"templates/p{i}"] = "{{- $p := fromJson (index .Values.p " + str(i) + ") -}}" + calls
+    # one file for all parameter sets: each set's outputs end with the separator and "\x1d"
+    files["templates/all"] = (
+        "{{- range .Values.p }}{{ $p := fromJson . }}" + calls + separator + "\x1d{{ end }}"
+    )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, text in files.items():
@@ -332,19 +334,19 @@ def build_chart(templates: Sequence[str], params: Sequence[dict[str, Any]]) -> B
 
 def read_outputs(batch: Batch, rendered: dict[str, str]) -> list[list[str]]:
     """Split the engine's files back into ``[param set][template]`` strings."""
-    out: list[list[str]] = []
-    for i in range(batch.count):
-        text = rendered.get(f"{CHART_NAME}/templates/p{i}")
-        if text is None:
-            raise TemplateUnavailable(f"the engine returned no output for parameter set {i}")
-        parts = text.split(batch.separator) if batch.templates else []
-        if len(parts) != len(batch.templates):
-            raise TemplateUnavailable("the engine's output could not be split per template")
-        out.append(parts)
+    text = rendered.get(f"{CHART_NAME}/templates/all")
+    if text is None:
+        raise TemplateUnavailable("the engine returned no output")
+    records = text.split(batch.separator + "\x1d")
+    if len(records) != batch.count + 1 or records[-1]:
+        raise TemplateUnavailable("the engine's output could not be split per parameter set")
+    out = [record.split(batch.separator) for record in records[:-1]]
+    if any(len(parts) != len(batch.templates) for parts in out):
+        raise TemplateUnavailable("the engine's output could not be split per template")
     return out
 
 
-_WHERE = re.compile(r"(?:" + re.escape(CHART_NAME) + r"/)?templates/(?:_t(\d+)\.tpl|p(\d+))(?::\d+)*")
+_WHERE = re.compile(r"(?:" + re.escape(CHART_NAME) + r"/)?templates/(?:_t(\d+)\.tpl|all)(?::\d+)*")
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -357,7 +359,7 @@ def explain_error(batch: Batch, message: str) -> str:
     def where(m: re.Match[str]) -> str:
         if m.group(1) is not None:
             return f"template {_short(batch.templates[int(m.group(1))])}"
-        return f"parameter set {int(m.group(2)) + 1}"
+        return "the ApplicationSet's templates"
 
     message = re.sub(r'executing "gitops-bot\.t\d+" ', "", _WHERE.sub(where, message))
     for j, text in enumerate(batch.templates):
@@ -378,10 +380,39 @@ def render_many(
     try:
         rendered = engine.render_chart(batch.archive, batch.values, strict=strict)
     except TemplateError as exc:
-        raise TemplateError(explain_error(batch, str(exc))) from exc
+        message = explain_error(batch, str(exc))
+        if len(params) > 1 and "parse error" not in message:
+            bad = _first_failing(engine, todo, params, strict=strict)
+            message += (
+                f" (parameter set {bad + 1} of {len(params)}: {_short(json.dumps(params[bad], default=str))})"
+            )
+        raise TemplateError(message) from exc
     outputs = read_outputs(batch, rendered)
     index = {t: j for j, t in enumerate(todo)}
     return [[row[index[t]] if t in index else t for t in templates] for row in outputs]
+
+
+def _first_failing(
+    engine: GoEngine, templates: list[str], params: Sequence[dict[str, Any]], *, strict: bool
+) -> int:
+    """Find, by bisection, the first parameter set the templates fail with (the engine stops at one)."""
+
+    def fails(chunk: Sequence[dict[str, Any]]) -> bool:
+        batch = build_chart(templates, chunk)
+        try:
+            engine.render_chart(batch.archive, batch.values, strict=strict)
+        except TemplateError:
+            return True
+        return False
+
+    lo, hi = 0, len(params)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(params[lo:mid]):
+            hi = mid
+        else:
+            lo = mid
+    return lo
 
 
 _FAST = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
