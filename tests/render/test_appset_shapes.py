@@ -269,6 +269,7 @@ def test_template_patch_is_rendered_and_merged_into_each_application() -> None:
                 "metadata:\n"
                 "  finalizers: [argocd.argoproj.io/extra]\n"
                 "spec:\n"
+                "  project: escalated\n"
                 "  source:\n"
                 "    helm:\n"
                 "      valueFiles:\n"
@@ -295,6 +296,7 @@ def test_template_patch_is_rendered_and_merged_into_each_application() -> None:
         "argocd.argoproj.io/extra",
     ]
     assert batch["spec"]["syncPolicy"] == {"syncOptions": ["CreateNamespace=true"]}
+    assert web["spec"]["project"] == batch["spec"]["project"] == "default"  # a patch cannot change it
     # an empty `valueFiles:` renders as null, which a strategic merge patch reads as "delete"
     assert batch["spec"]["source"]["helm"] == {"releaseName": "x"}
 

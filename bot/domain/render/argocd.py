@@ -672,7 +672,10 @@ def expand_appset(appset: dict[str, Any], ctx: AppSetContext) -> list[dict[str, 
             raise GeneratorError(f"template: {exc}") from exc
         for idx, rendered in enumerate(rendered_all):
             if patches:
+                project = (rendered.get("spec") or {}).get("project")
                 rendered = strategic_merge(rendered, patches[idx])
+                if isinstance(rendered.get("spec"), dict):  # Argo CD: a patch never changes the project
+                    rendered["spec"]["project"] = project
             dest = (rendered.get("spec") or {}).get("destination") or {}
             if dest.get("name") and dest.get("server"):
                 raise GeneratorError("application destination can't have both name and server defined")
