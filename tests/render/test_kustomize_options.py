@@ -166,6 +166,16 @@ def test_flux_common_metadata_sets_labels_and_annotations_but_not_selectors(tmp_
     assert svc["metadata"]["labels"] == {"team": "shop", "app": "overridden"}
 
 
+def test_flux_ignore_missing_components(tmp_path: Path) -> None:
+    flux = FLUX_HEAD + (
+        "spec:\n  path: ./apps/web/prod\n  ignoreMissingComponents: true\n"
+        "  components: [../../../components/monitoring, ../../../components/absent]\n"
+    )
+    write(tmp_path, {**BASE, "clusters/prod/web.yaml": flux})
+    deploy, _svc = rendered(tmp_path, "flux/-/flux-system/web")
+    assert deploy["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
+
+
 def test_flux_option_paths_must_stay_in_the_repository(tmp_path: Path) -> None:
     flux = FLUX_HEAD + "spec:\n  path: ./apps/web/prod\n  components: [../../../../outside]\n"
     write(tmp_path, {**BASE, "clusters/prod/web.yaml": flux})

@@ -154,6 +154,8 @@ def _option_closures(target: Target, scanner: KustomizationScanner, findings: li
         findings.append(_option_finding(target, str(exc)))
         return files
     for rel in paths:
+        if not (scanner.tree / rel).exists():
+            continue  # kustomize (or ignoreMissingComponents) says what is missing
         if scanner.kfile(rel) is not None:
             closure = scanner.closure(rel)
             findings.extend(f for f in closure.findings if f not in findings)

@@ -55,6 +55,8 @@ def options_json(kind: str, spec: dict[str, Any], common: Any = None) -> str:
     keep = {k: spec[k] for k in fields if spec.get(k) not in (None, "", [], {})}
     if kind == "flux" and keep and spec.get("targetNamespace"):
         keep["targetNamespace"] = spec["targetNamespace"]
+    if keep.get("components") and spec.get("ignoreMissingComponents"):
+        keep["ignoreMissingComponents"] = True
     if kind == "argocd":
         keep.update({k: spec[k] for k in spec if k.startswith(("force", "label")) and spec[k]})
     if isinstance(common, dict) and (common.get("labels") or common.get("annotations")):
@@ -144,6 +146,9 @@ def build_options(tree: Path, target: Target) -> str:
             base = generated_kustomization(*_manifests(scratch))
         for name in KUSTOMIZATION_FILES:
             (scratch / name).unlink(missing_ok=True)
+        if spec.pop("ignoreMissingComponents", False):  # Flux and Argo CD skip absent components
+            folder = tree / target.path
+            spec["components"] = [c for c in spec.get("components") or [] if (folder / c).exists()]
         merged = flux_kustomization(base, spec) if kind == "flux" else argocd_kustomization(base, spec)
         (scratch / "kustomization.yaml").write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
         try:
