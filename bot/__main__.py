@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("bot.cli.replay", "run one delivery from a file through the live code path"),
     "render": ("bot.cli.render", "print the rendered objects of a revision, per target"),
     "check": ("bot.cli.check", "run the pull-request checks on a local clone"),
+    "upgrade": ("bot.cli.upgrade", "plan a cluster's Kubernetes upgrade (in place or blue/green)"),
     "policy": ("bot.cli.policy", "Gatekeeper policy tools (verify suites)"),
     "sim": ("bot.cli.sim", "run the local GitHub simulator"),
     "demo": ("bot.cli.demo", "play a cluster request through its life on a local GitHub"),
