@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.render import fastyaml
 from bot.domain.upgrades.plan import AddonFact, ClusterFacts, NodeGroupFact, ObjectFact
 from bot.domain.validate.base import Doc, TreeReader, as_dict, iter_yaml_files, parse_docs
 from bot.domain.validate.eks import parse_minor
 from bot.domain.validate.fleet import ClusterRequest, requests_in
+from bot.domain.yamlio import YamlError
 from bot.git.files import GitError, read_file_at, rev_parse
 from bot.git.mirror import materialise
 from bot.report import UsageError, resolve_git_dir
@@ -115,15 +117,23 @@ def fleet_facts(docs: Iterable[Doc], config: dict[str, Any], sha: str = "") -> F
 
 
 def read_docs(tree: Path) -> list[Doc]:
-    """Parse every YAML file of ``tree`` (unparsable files are skipped: ``check`` reports them)."""
+    """Parse every YAML file of ``tree``; unparsable files are skipped (``check`` reports them).
+
+    Files are read with libyaml (:mod:`~bot.domain.render.fastyaml`), which knows where each
+    document starts but not each field: :func:`load_cluster` reads the cluster's own files
+    again with the round-trip reader, whose documents know the line of every field.
+    """
     reader = TreeReader(tree)
     out: list[Doc] = []
     for rel in iter_yaml_files(tree):
         text = reader.read(rel)
         if text is None:
             continue
-        docs, _ = parse_docs(text, rel)
-        out.extend(docs)
+        try:
+            loaded = fastyaml.load_docs(text, rel)
+        except YamlError:
+            continue
+        out.extend(Doc(rel, i, line, data, data) for i, (line, data) in enumerate(loaded))
     return out
 
 
@@ -174,5 +184,11 @@ def load_cluster(repo: Path, ref: str, cluster: str, *, secret_key: bytes) -> tu
         if facts is None:
             known = ", ".join(sorted(fleet.clusters)) or "none"
             raise UsageError(f"no cluster request named {cluster!r} at {ref} (clusters: {known})")
+        # Read the cluster's own files again, with the line of every field.
+        own = {facts.path, *(n.path for n in facts.nodegroups), *(a.path for a in facts.addons)}
+        reader = TreeReader(tree)
+        precise = [d for rel in sorted(own) for d in parse_docs(reader.read(rel) or "", rel)[0]]
+        fleet = fleet_facts([*(d for d in fleet.docs if d.path not in own), *precise], config, sha)
+        facts = fleet.clusters[cluster]
         facts = replace(facts, objects=rendered_objects(tree, fleet, cluster, secret_key))
     return facts, fleet
