@@ -1,0 +1,300 @@
+"""The file changes of each upgrade step, as text in and text out (pure; comments and order kept).
+
+Every edit goes through ruamel.yaml's round-trip mode, so a step's pull request changes only the
+values it must (a version, a weight) and keeps the file's comments, quoting and key order. The
+handler reads the files at the environment branch's tip, calls :func:`step_changes` and commits
+what it returns (``None`` deletes a file).
+
+Traffic presets, per object, by the cluster it routes to:
+
+- ``external-dns``: objects annotated ``external-dns.alpha.kubernetes.io/set-identifier: <cluster>``
+  carry the weight in ``external-dns.alpha.kubernetes.io/aws-weight`` (a string);
+- ``route53-recordset``: ACK ``RecordSet`` objects with ``spec.setIdentifier: <cluster>`` carry it
+  in ``spec.weight``;
+- ``alb-target-group``: AWS Load Balancer Controller weighted forwarding: an Ingress annotation
+  ``alb.ingress.kubernetes.io/actions.<name>`` whose ``forwardConfig.targetGroups`` entries name
+  the cluster in ``serviceName`` (``<service>-<cluster>``) or ``targetGroupARN``/``targetGroupName``;
+- ``fields``: any ``kind`` with ``cluster_field`` naming the cluster and ``weight_field`` the weight.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from bot.domain.upgrades.campaign import Campaign, CampaignStep
+from bot.domain.validate.fleet import split_path
+
+EXTERNAL_DNS_ID = "external-dns.alpha.kubernetes.io/set-identifier"
+EXTERNAL_DNS_WEIGHT = "external-dns.alpha.kubernetes.io/aws-weight"
+ALB_ACTIONS = "alb.ingress.kubernetes.io/actions."
+
+
+class EditError(ValueError):
+    """A step cannot be written (a file or field it needs is missing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    """Where a value lives: a file, the index of its document and the path inside it."""
+
+    path: str
+    doc: int
+    at: tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    path: str
+    preset: str = "external-dns"
+    kind: str = ""
+    weight_field: str = ""
+    cluster_field: str = ""
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt", pure=True)
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def load_all(text: str) -> list[Any]:
+    return [d for d in _yaml().load_all(text) if d is not None]
+
+
+def dump_all(docs: Iterable[Any]) -> str:
+    out = io.StringIO()
+    _yaml().dump_all(list(docs), out)
+    return out.getvalue()
+
+
+def _get(data: Any, at: Iterable[str | int]) -> Any:
+    for part in at:
+        data = data[part]
+    return data
+
+
+def set_field(text: str, doc: int, at: tuple[str | int, ...], value: Any) -> str:
+    """Return ``text`` with the value at ``at`` of document ``doc`` set to ``value``."""
+    docs = load_all(text)
+    try:
+        parent = _get(docs[doc], at[:-1])
+        old = parent[at[-1]]
+    except (IndexError, KeyError, TypeError) as exc:
+        raise EditError(f"no field {'.'.join(map(str, at))} in document {doc + 1}") from exc
+    if isinstance(old, str) and not isinstance(value, str):
+        value = str(value)
+    parent[at[-1]] = type(old)(value) if hasattr(old, "style") else value
+    return dump_all(docs)
+
+
+def _split(dotted: str) -> tuple[str, ...]:
+    return tuple(split_path(dotted)) if dotted else ()
+
+
+def _routes_to(obj: Any, t: Traffic, cluster: str) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    if t.preset == "external-dns":
+        ann = (obj.get("metadata") or {}).get("annotations") or {}
+        return str(ann.get(EXTERNAL_DNS_ID, "")) == cluster
+    if t.preset == "route53-recordset":
+        return obj.get("kind") == "RecordSet" and str((obj.get("spec") or {}).get("setIdentifier")) == cluster
+    if t.preset == "fields":
+        if t.kind and obj.get("kind") != t.kind:
+            return False
+        try:
+            return str(_get(obj, _split(t.cluster_field))) == cluster
+        except (KeyError, IndexError, TypeError):
+            return False
+    return False
+
+
+def _set_weight(obj: Any, t: Traffic, weight: int) -> None:
+    if t.preset == "external-dns":
+        obj["metadata"]["annotations"][EXTERNAL_DNS_WEIGHT] = str(weight)
+    elif t.preset == "route53-recordset":
+        obj["spec"]["weight"] = weight
+    else:
+        parts = _split(t.weight_field)
+        _get(obj, parts[:-1])[parts[-1]] = weight
+
+
+def _alb_weights(text: str, weights: Mapping[str, int]) -> tuple[str, int]:
+    docs = load_all(text)
+    touched = 0
+    for obj in docs:
+        ann = (obj.get("metadata") or {}).get("annotations") if isinstance(obj, dict) else None
+        if not isinstance(ann, dict):
+            continue
+        for key in list(ann):
+            if not str(key).startswith(ALB_ACTIONS):
+                continue
+            action = json.loads(str(ann[key]))
+            for group in (action.get("forwardConfig") or {}).get("targetGroups") or []:
+                name = " ".join(
+                    str(group.get(k, "")) for k in ("serviceName", "targetGroupName", "targetGroupARN")
+                )
+                for cluster, weight in weights.items():
+                    if name.endswith(cluster) or f"-{cluster}" in name:
+                        group["weight"] = weight
+                        touched += 1
+            ann[key] = json.dumps(action, separators=(",", ":"))
+    return dump_all(docs), touched
+
+
+def set_weights(text: str, t: Traffic, weights: Mapping[str, int]) -> str:
+    """Return ``text`` with each cluster's traffic weight set; :class:`EditError` if one has no entry."""
+    if t.preset == "alb-target-group":
+        out, touched = _alb_weights(text, weights)
+        if touched < len(weights):
+            raise EditError(f"{t.path}: no weighted target group for each of {', '.join(sorted(weights))}")
+        return out
+    docs = load_all(text)
+    found = set()
+    for obj in docs:
+        for cluster, weight in weights.items():
+            if _routes_to(obj, t, cluster):
+                _set_weight(obj, t, weight)
+                found.add(cluster)
+    missing = sorted(set(weights) - found)
+    if missing:
+        raise EditError(f"{t.path}: no traffic entry routes to {', '.join(missing)}")
+    return dump_all(docs)
+
+
+def add_green_entries(text: str, t: Traffic, blue: str, green: str) -> str:
+    """Return ``text`` with a copy of each of blue's traffic entries for green, at weight 0."""
+    docs = load_all(text)
+    if any(_routes_to(obj, t, green) for obj in docs):
+        return dump_all(docs)
+    copies = []
+    for obj in docs:
+        if _routes_to(obj, t, blue):
+            copy = load_all(dump_all([obj]).replace(blue, green))[0]
+            _set_weight(copy, t, 0)
+            copies.append(copy)
+    if not copies and t.preset != "alb-target-group":
+        raise EditError(f"{t.path}: no traffic entry routes to {blue}")
+    return dump_all([*docs, *copies])
+
+
+def remove_entries(text: str, t: Traffic, cluster: str) -> str:
+    """Return ``text`` without the traffic entries that route to ``cluster``."""
+    docs = [obj for obj in load_all(text) if not _routes_to(obj, t, cluster)]
+    return dump_all(docs) if docs else ""
+
+
+def registry_add(config_text: str, blue: str, green: str) -> str:
+    """Return the configuration with green's ``clusters:`` entry, a copy of blue's under green's name."""
+    docs = load_all(config_text)
+    entries = docs[0].get("clusters") if docs else None
+    if not isinstance(entries, list) or any(isinstance(e, dict) and e.get("name") == green for e in entries):
+        return config_text
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("name") == blue:
+            copy = load_all(dump_all([entry]).replace(blue, green))[0]
+            entries.append(copy)
+            return dump_all(docs)
+    return config_text
+
+
+def registry_remove(config_text: str, cluster: str) -> str:
+    docs = load_all(config_text)
+    entries = docs[0].get("clusters") if docs else None
+    if not isinstance(entries, list):
+        return config_text
+    kept = [e for e in entries if not (isinstance(e, dict) and e.get("name") == cluster)]
+    if len(kept) == len(entries):
+        return config_text
+    entries[:] = kept
+    return dump_all(docs)
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Where the campaign writes: the fields its steps change, per cluster request."""
+
+    request_path: str
+    control_plane: tuple[FieldRef, ...]
+    nodegroups: tuple[FieldRef, ...] = ()
+    addons: Mapping[str, FieldRef] | None = None
+    addon_versions: Mapping[str, Mapping[str, str]] | None = None
+    registry_path: str = ""
+    traffic: tuple[Traffic, ...] = ()
+
+
+def _set_all(files: dict[str, str], refs: Iterable[FieldRef], value: str) -> None:
+    for ref in refs:
+        text = files.get(ref.path)
+        if text is None:
+            raise EditError(f"{ref.path} is missing")
+        files[ref.path] = set_field(text, ref.doc, ref.at, value)
+
+
+def step_changes(
+    c: Campaign, step: CampaignStep, where: Targets, files: Mapping[str, str]
+) -> dict[str, str | None]:
+    """Return the files the step writes (``None``: delete), from the branch tip's ``files``."""
+    out: dict[str, str] = dict(files)
+    deleted: list[str] = []
+    if step.kind == "control-plane":
+        _set_all(out, where.control_plane, step.version)
+    elif step.kind == "nodegroups":
+        _set_all(out, where.nodegroups, step.version)
+    elif step.kind == "addons":
+        for name, ref in (where.addons or {}).items():
+            wanted = ((where.addon_versions or {}).get(name) or {}).get(step.version)
+            if wanted:
+                _set_all(out, [ref], wanted)
+    elif step.kind == "create-green":
+        request = out.get(where.request_path)
+        if request is None:
+            raise EditError(f"{where.request_path} is missing")
+        green_path = where.request_path.replace(c.cluster, c.green)
+        copied = request.replace(c.cluster, c.green)
+        out[green_path] = copied
+        _set_all(out, [FieldRef(green_path, r.doc, r.at) for r in where.control_plane], c.target)
+        _set_all(
+            out,
+            [FieldRef(green_path, r.doc, r.at) for r in where.nodegroups if r.path == where.request_path],
+            c.target,
+        )
+        if where.registry_path and where.registry_path in out:
+            out[where.registry_path] = registry_add(out[where.registry_path], c.cluster, c.green)
+        for t in where.traffic:
+            if t.path in out:
+                out[t.path] = add_green_entries(out[t.path], t, c.cluster, c.green)
+    elif step.kind == "traffic":
+        weight = step.weight or 0
+        for t in where.traffic:
+            out[t.path] = set_weights(out[t.path], t, {c.green: weight, c.cluster: 100 - weight})
+    elif step.kind == "decommission-workloads":
+        for t in where.traffic:
+            out[t.path] = remove_entries(out[t.path], t, c.cluster)
+        if where.registry_path and where.registry_path in out:
+            out[where.registry_path] = registry_remove(out[where.registry_path], c.cluster)
+    elif step.kind == "decommission-cluster":
+        deleted.append(where.request_path)
+    changes: dict[str, str | None] = {p: t for p, t in out.items() if files.get(p) != t}
+    changes.update({p: None for p in deleted})
+    return changes
+
+
+def rollback_changes(
+    c: Campaign, where: Targets, files: Mapping[str, str], weight: int
+) -> dict[str, str | None]:
+    """Return the traffic files with green back at ``weight`` (the last good one) and blue the rest."""
+    out: dict[str, str | None] = {}
+    for t in where.traffic:
+        new = set_weights(files[t.path], t, {c.green: weight, c.cluster: 100 - weight})
+        if new != files[t.path]:
+            out[t.path] = new
+    return out

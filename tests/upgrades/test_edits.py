@@ -1,0 +1,169 @@
+"""Upgrade step edits: versions, traffic weights per preset, green's copies, the registry; comments kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.domain.upgrades.campaign import Campaign, CampaignStep
+from bot.domain.upgrades.edits import (
+    EditError,
+    FieldRef,
+    Targets,
+    Traffic,
+    load_all,
+    rollback_changes,
+    set_field,
+    set_weights,
+    step_changes,
+)
+
+REQUEST = """\
+# The shop's production cluster.
+apiVersion: eks.services.k8s.aws/v1alpha1
+kind: Cluster
+metadata:
+  name: shop-a
+spec:
+  name: shop-a
+  version: "1.33"  # bumped by upgrades
+"""
+
+DNS = """\
+apiVersion: externaldns.k8s.io/v1alpha1
+kind: DNSEndpoint
+metadata:
+  name: shop-a
+  annotations:
+    external-dns.alpha.kubernetes.io/set-identifier: shop-a
+    external-dns.alpha.kubernetes.io/aws-weight: "100"
+spec:
+  endpoints:
+    - dnsName: shop.example.com
+      targets: [shop-a.lb.example.com]
+"""
+
+RECORDS = """\
+apiVersion: route53.services.k8s.aws/v1alpha1
+kind: RecordSet
+metadata:
+  name: shop-a
+spec:
+  name: shop
+  setIdentifier: shop-a
+  weight: 70
+---
+apiVersion: route53.services.k8s.aws/v1alpha1
+kind: RecordSet
+metadata:
+  name: shop-b
+spec:
+  name: shop
+  setIdentifier: shop-b
+  weight: 30
+"""
+
+CONFIG = """\
+version: 1
+clusters:
+  - name: shop-a  # blue
+    env: prod
+    path: clusters/prod/shop-a
+"""
+
+CAMPAIGN = Campaign("shop-a", "prod", "blue-green", "1.35", (), green="shop-b")
+WHERE = Targets(
+    request_path="clusters/prod/shop-a/cluster.yaml",
+    control_plane=(FieldRef("clusters/prod/shop-a/cluster.yaml", 0, ("spec", "version")),),
+    registry_path=".github/gitops-bot.yml",
+    traffic=(Traffic("dns/shop.yaml"),),
+)
+FILES = {"clusters/prod/shop-a/cluster.yaml": REQUEST, "dns/shop.yaml": DNS, ".github/gitops-bot.yml": CONFIG}
+
+
+def test_set_field_keeps_comments_and_quotes() -> None:
+    out = set_field(REQUEST, 0, ("spec", "version"), "1.34")
+    assert out == REQUEST.replace('"1.33"', '"1.34"')
+
+
+def test_set_field_names_a_missing_field() -> None:
+    with pytest.raises(EditError, match=r"spec\.nope"):
+        set_field(REQUEST, 0, ("spec", "nope"), "x")
+
+
+def test_control_plane_step_changes_only_the_version() -> None:
+    changes = step_changes(CAMPAIGN, CampaignStep("control-plane", "t", "1.34"), WHERE, FILES)
+    assert changes == {"clusters/prod/shop-a/cluster.yaml": REQUEST.replace('"1.33"', '"1.34"')}
+
+
+def test_create_green_copies_request_registry_and_traffic_at_weight_0() -> None:
+    changes = step_changes(CAMPAIGN, CampaignStep("create-green", "t"), WHERE, FILES)
+    green = changes["clusters/prod/shop-b/cluster.yaml"]
+    assert green is not None and "name: shop-b" in green and '"1.35"' in green
+    config = changes[".github/gitops-bot.yml"]
+    assert config is not None and [c["name"] for c in load_all(config)[0]["clusters"]] == ["shop-a", "shop-b"]
+    dns = load_all(changes["dns/shop.yaml"] or "")
+    weights = {
+        d["metadata"]["name"]: d["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/aws-weight"]
+        for d in dns
+    }
+    assert weights == {"shop-a": "100", "shop-b": "0"}
+    # Asked again on the result, it changes nothing (idempotent).
+    again = {**FILES, **{k: v for k, v in changes.items() if v is not None}}
+    assert "dns/shop.yaml" not in step_changes(CAMPAIGN, CampaignStep("create-green", "t"), WHERE, again)
+    assert (
+        set_weights(again["dns/shop.yaml"], Traffic("dns/shop.yaml"), {"shop-b": 0, "shop-a": 100})
+        == again["dns/shop.yaml"]
+    )
+
+
+def test_traffic_step_and_rollback_on_route53_recordsets() -> None:
+    where = Targets(
+        WHERE.request_path, WHERE.control_plane, traffic=(Traffic("dns/rs.yaml", "route53-recordset"),)
+    )
+    files = {"dns/rs.yaml": RECORDS}
+    step = step_changes(CAMPAIGN, CampaignStep("traffic", "t", "50"), where, files)
+    assert [d["spec"]["weight"] for d in load_all(step["dns/rs.yaml"] or "")] == [50, 50]
+    back = rollback_changes(CAMPAIGN, where, {"dns/rs.yaml": step["dns/rs.yaml"] or ""}, 10)
+    assert [d["spec"]["weight"] for d in load_all(back["dns/rs.yaml"] or "")] == [90, 10]
+
+
+def test_traffic_with_no_entry_for_a_cluster_is_an_error() -> None:
+    with pytest.raises(EditError, match="no traffic entry routes to shop-b"):
+        set_weights(DNS, Traffic("dns/shop.yaml"), {"shop-b": 10, "shop-a": 90})
+
+
+def test_fields_preset_and_alb_weighted_target_groups() -> None:
+    custom = "kind: Route\nmetadata: {name: r}\nspec:\n  cluster: shop-a\n  split:\n    weight: 100\n"
+    t = Traffic(
+        "r.yaml", "fields", kind="Route", weight_field="spec.split.weight", cluster_field="spec.cluster"
+    )
+    assert load_all(set_weights(custom, t, {"shop-a": 40}))[0]["spec"]["split"]["weight"] == 40
+    action = {
+        "type": "forward",
+        "forwardConfig": {
+            "targetGroups": [
+                {"serviceName": "web-shop-a", "servicePort": 80, "weight": 100},
+                {"serviceName": "web-shop-b", "servicePort": 80, "weight": 0},
+            ]
+        },
+    }
+    ingress = (
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n  annotations:\n"
+        f"    alb.ingress.kubernetes.io/actions.weighted: '{json.dumps(action)}'\n"
+    )
+    out = set_weights(ingress, Traffic("i.yaml", "alb-target-group"), {"shop-a": 90, "shop-b": 10})
+    got = json.loads(
+        load_all(out)[0]["metadata"]["annotations"]["alb.ingress.kubernetes.io/actions.weighted"]
+    )
+    assert [g["weight"] for g in got["forwardConfig"]["targetGroups"]] == [90, 10]
+
+
+def test_decommission_removes_blue_traffic_registry_then_request() -> None:
+    files = {**FILES, "dns/shop.yaml": DNS + "---\n" + DNS.replace("shop-a", "shop-b")}
+    first = step_changes(CAMPAIGN, CampaignStep("decommission-workloads", "t"), WHERE, files)
+    assert [d["metadata"]["name"] for d in load_all(first["dns/shop.yaml"] or "")] == ["shop-b"]
+    assert "shop-a" not in (first[".github/gitops-bot.yml"] or "")
+    second = step_changes(CAMPAIGN, CampaignStep("decommission-cluster", "t"), WHERE, files)
+    assert second == {"clusters/prod/shop-a/cluster.yaml": None}
