@@ -114,7 +114,7 @@ def plan_once(repo: Path, cluster: str) -> float:
 def scan_once(repo: Path) -> tuple[float, int, int]:
     start = time.perf_counter()
     with materialise(repo / ".git", "HEAD") as tree:
-        fleet = fleet_facts(read_docs(tree), {"version": 1})
+        fleet = fleet_facts(read_docs(tree, {"version": 1}), {"version": 1})
     due = due_upgrades(fleet.clusters.values(), EksCatalog.bundled(), TODAY, 90)
     return time.perf_counter() - start, len(fleet.clusters), len(due)
 

@@ -10,6 +10,7 @@ has it, otherwise the target that renders it).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.render import fastyaml
 from bot.domain.upgrades.plan import AddonFact, ClusterFacts, NodeGroupFact, ObjectFact
+from bot.domain.upgrades.tables import REMOVALS_BY_KEY
 from bot.domain.validate.base import Doc, TreeReader, as_dict, iter_yaml_files, parse_docs
 from bot.domain.validate.eks import parse_minor
-from bot.domain.validate.fleet import ClusterRequest, requests_in
+from bot.domain.validate.fleet import ClusterRequest, in_scope, kind_mappings, requests_in
 from bot.domain.yamlio import YamlError
 from bot.git.files import GitError, read_file_at, rev_parse
 from bot.git.mirror import materialise
@@ -116,18 +118,29 @@ def fleet_facts(docs: Iterable[Doc], config: dict[str, Any], sha: str = "") -> F
     return Fleet(sha, config, clusters, docs)
 
 
-def read_docs(tree: Path) -> list[Doc]:
-    """Parse every YAML file of ``tree``; unparsable files are skipped (``check`` reports them).
+def _kind_pattern(config: dict[str, Any]) -> re.Pattern[str]:
+    kinds = {str(m.get("kind")) for m in kind_mappings(config) if m.get("kind")} | {"Addon"}
+    alternatives = "|".join(sorted(re.escape(k) for k in kinds))
+    return re.compile(rf"^\s*kind:\s*[\"']?(?:{alternatives})[\"']?\s*(?:#.*)?$", re.M)
 
-    Files are read with libyaml (:mod:`~bot.domain.render.fastyaml`), which knows where each
-    document starts but not each field: :func:`load_cluster` reads the cluster's own files
-    again with the round-trip reader, whose documents know the line of every field.
+
+def read_docs(tree: Path, config: dict[str, Any]) -> list[Doc]:
+    """Parse the YAML files of ``tree`` that can hold a cluster request, node group or add-on.
+
+    Only files in ``cluster_requests.paths`` whose text names one of those kinds are parsed, with
+    libyaml (:mod:`~bot.domain.render.fastyaml`), which knows where each document starts but not
+    each field: :func:`load_cluster` reads the cluster's own files again with the round-trip
+    reader, whose documents know the line of every field. Unparsable files are skipped
+    (``check`` reports them).
     """
     reader = TreeReader(tree)
+    wanted = _kind_pattern(config)
     out: list[Doc] = []
     for rel in iter_yaml_files(tree):
+        if not in_scope(rel, config):
+            continue
         text = reader.read(rel)
-        if text is None:
+        if text is None or not wanted.search(text):
             continue
         try:
             loaded = fastyaml.load_docs(text, rel)
@@ -137,16 +150,43 @@ def read_docs(tree: Path) -> list[Doc]:
     return out
 
 
-def _object_index(docs: Iterable[Doc]) -> dict[tuple[str, str, str], tuple[str, int]]:
-    index: dict[tuple[str, str, str], tuple[str, int]] = {}
-    for doc in docs:
-        if doc.kind and doc.name:
-            index.setdefault((doc.api_version, doc.kind, doc.name), (doc.path, doc.line))
-    return index
+def _name_of(obj: Any) -> str:
+    return str(as_dict(as_dict(obj).get("metadata")).get("name") or "")
+
+
+def _locate(tree: Path, wanted: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], tuple[str, int]]:
+    """Return the file and line that define each (apiVersion, kind, name) in ``wanted``, when one does."""
+    found: dict[tuple[str, str, str], tuple[str, int]] = {}
+    if not wanted:
+        return found
+    reader = TreeReader(tree)
+    apis = {api for api, _, _ in wanted}
+    for rel in iter_yaml_files(tree):
+        text = reader.read(rel)
+        if text is None or not any(api in text for api in apis):
+            continue
+        try:
+            loaded = fastyaml.load_docs(text, rel)
+        except YamlError:
+            continue
+        for line, data in loaded:
+            key = (
+                str(as_dict(data).get("apiVersion") or ""),
+                str(as_dict(data).get("kind") or ""),
+                _name_of(data),
+            )
+            if key in wanted:
+                found.setdefault(key, (rel, line))
+    return found
 
 
 def rendered_objects(tree: Path, fleet: Fleet, cluster: str, secret_key: bytes) -> tuple[ObjectFact, ...]:
-    """Return the objects the cluster's targets render, each with the file and line behind it."""
+    """Return the objects the cluster's targets render.
+
+    Objects of an API some Kubernetes release removes carry the file and line of the document
+    that defines them (or of the target that renders them, when no document does); the others
+    carry their target's.
+    """
     from bot.domain.render import discover, render_tree
 
     targets = [
@@ -155,16 +195,13 @@ def rendered_objects(tree: Path, fleet: Fleet, cluster: str, secret_key: bytes) 
     if not targets:
         return ()
     rendered, _ = render_tree(tree, fleet.config, secret_key=secret_key, only=targets)
-    index = _object_index(fleet.docs)
-    out: dict[tuple[str, str, str], ObjectFact] = {}
+    seen: dict[tuple[str, str, str], tuple[str, int]] = {}
     for target, objects in rendered:
         for obj in objects:
-            api, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
-            meta = as_dict(obj.get("metadata"))
-            name = str(meta.get("name") or "")
-            path, line = index.get((api, kind, name), (target.path, target.line))
-            out.setdefault((api, kind, name), ObjectFact(api, kind, name, path, line))
-    return tuple(out.values())
+            key = (str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""), _name_of(obj))
+            seen.setdefault(key, (target.path, target.line))
+    located = _locate(tree, {k for k in seen if (k[0], k[1]) in REMOVALS_BY_KEY})
+    return tuple(ObjectFact(*key, *located.get(key, where)) for key, where in seen.items())
 
 
 def load_cluster(repo: Path, ref: str, cluster: str, *, secret_key: bytes) -> tuple[ClusterFacts, Fleet]:
@@ -179,7 +216,7 @@ def load_cluster(repo: Path, ref: str, cluster: str, *, secret_key: bytes) -> tu
     except ConfigError:
         config = {"version": 1}
     with materialise(git_dir, sha) as tree:
-        fleet = fleet_facts(read_docs(tree), config, sha)
+        fleet = fleet_facts(read_docs(tree, config), config, sha)
         facts = fleet.clusters.get(cluster)
         if facts is None:
             known = ", ".join(sorted(fleet.clusters)) or "none"
