@@ -189,12 +189,11 @@ def rendered_objects(tree: Path, fleet: Fleet, cluster: str, secret_key: bytes) 
     """
     from bot.domain.render import discover, render_tree
 
-    targets = [
-        t.name for t in discover(tree, fleet.config, secret_key=secret_key).targets if t.cluster == cluster
-    ]
+    disc = discover(tree, fleet.config, secret_key=secret_key)
+    targets = [t.name for t in disc.targets if t.cluster == cluster]
     if not targets:
         return ()
-    rendered, _ = render_tree(tree, fleet.config, secret_key=secret_key, only=targets)
+    rendered, _ = render_tree(tree, fleet.config, secret_key=secret_key, only=targets, discovery=disc)
     seen: dict[tuple[str, str, str], tuple[str, int]] = {}
     for target, objects in rendered:
         for obj in objects:

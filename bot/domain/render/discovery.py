@@ -157,6 +157,7 @@ class _Finder:
         self.render_cfg: dict[str, Any] = dict(config.get("render") or {})
         self.secret_key = secret_key
         self.registry = _registry(config)
+        self._by_path = {r.path: r for r in reversed(self.registry) if r.path}
         self.findings: list[Finding] = []
         self.docs: list[_Doc] = []
         self.files: list[str] = []
@@ -244,14 +245,13 @@ class _Finder:
         return [found[k] for k in sorted(found)]
 
     def registered_for_path(self, rel: str) -> _Registered | None:
-        if not self.registry:
-            return None
-        best: _Registered | None = None
-        for reg in self.registry:
-            inside = reg.path and (rel == reg.path or rel.startswith(reg.path + "/"))
-            if inside and (best is None or len(reg.path) > len(best.path)):
-                best = reg
-        return best
+        """Return the registry entry whose ``path`` holds ``rel`` (the deepest one); one lookup per folder."""
+        while rel:
+            reg = self._by_path.get(rel)
+            if reg is not None:
+                return reg
+            rel = rel.rpartition("/")[0]
+        return None
 
     def env_from_path(self, rel: str) -> str:
         for part in rel.split("/"):

@@ -614,9 +614,13 @@ def render_tree(
     secret_key: bytes,
     only: Sequence[str] = (),
     cache: RenderCache | None = None,
+    discovery: Discovery | None = None,
 ) -> tuple[list[tuple[Target, list[dict[str, Any]]]], list[Finding]]:
-    """Render every target of ``tree`` (or only the names in ``only``); for ``gitops-bot render``."""
-    disc = discover(tree, config, secret_key=secret_key)
+    """Render every target of ``tree`` (or only the names in ``only``); for ``gitops-bot render``.
+
+    ``discovery`` is the tree's, when the caller already discovered it.
+    """
+    disc = discovery or discover(tree, config, secret_key=secret_key)
     assert disc.scanner is not None
     scanner = disc.scanner
     targets = [t for t in disc.targets if not only or t.name in only]
