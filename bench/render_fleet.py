@@ -19,6 +19,7 @@ state) and with the naive way: for every target, one kustomize build of its path
 and one at head, one after another (what running ``flux build`` per cluster and app does).
 
     python bench/render_fleet.py [--clusters 500] [--apps 20] [--naive-sample 40]
+    python bench/render_fleet.py --fleet helm [--clusters 500] [--releases 20] [--charts 10]
 
 The naive run is timed on ``--naive-sample`` targets and extrapolated to all of them
 (all 2 x N x (M + 1) builds would take hours); ``--naive-sample 0`` runs it in full.
@@ -36,6 +37,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import render_fleet_helm
 
 from bot.domain.render import forget_memos
 from bot.domain.render.kustomize import run_kustomize
@@ -166,8 +169,18 @@ def main() -> int:
     parser.add_argument("--clusters", type=int, default=500)
     parser.add_argument("--apps", type=int, default=20)
     parser.add_argument("--naive-sample", type=int, default=40, help="time this many targets and extrapolate")
+    parser.add_argument("--fleet", choices=("kustomize", "helm"), default="kustomize")
+    parser.add_argument("--releases", type=int, default=20, help="helm fleet: HelmReleases per cluster")
+    parser.add_argument("--charts", type=int, default=10, help="helm fleet: charts in the repository")
+    parser.add_argument("--helm-naive-sample", type=int, default=2, help="helm fleet: clusters timed naively")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gitops-bot-bench-"))
+    if args.fleet == "helm":  # see bench/render_fleet_helm.py
+        try:
+            render_fleet_helm.run(tmp, args.clusters, args.releases, args.charts, args.helm_naive_sample)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     try:
         repo = tmp / "fleet"
         repo.mkdir()

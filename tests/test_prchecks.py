@@ -127,7 +127,12 @@ async def test_a_change_gets_diff_validate_and_umbrella_checks_and_one_sticky_co
     await _deliver(gh, fleet_repo, payload)  # a retried delivery changes nothing
     runs = _runs(gh)
     assert set(runs) == {"gitops-bot", "gitops-bot/diff", "gitops-bot/validate"}
-    assert len(gh.check_runs) == 3
+    # The validate run carries annotations (notices: the fleet's add-on charts come from Helm
+    # repositories), and a run with annotations is written afresh, never updated (GitHub appends
+    # annotations): the retry adds one validate run, nothing else.
+    validate_runs = [r for r in gh.check_runs.values() if r["name"] == "gitops-bot/validate"]
+    assert [r["output"]["annotations_count"] for r in validate_runs] == [3, 3]
+    assert len(gh.check_runs) == 4
     assert all(r["head_sha"] == head for r in runs.values())
     assert runs["gitops-bot/validate"]["conclusion"] == "success"
     assert runs["gitops-bot"]["conclusion"] == "success"

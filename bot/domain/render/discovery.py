@@ -31,6 +31,7 @@ from bot.domain.render.argocd import (
 )
 from bot.domain.render.fastyaml import load_docs_shared
 from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
+from bot.domain.render.helm import CHART_FILE, Skip, argo_helm
 from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
 from bot.domain.render.overlay import needs_build_spec, options_json
 from bot.domain.render.result import Target
@@ -133,8 +134,11 @@ def _scan(tree: Path) -> tuple[list[tuple[str, bool]], bool]:
         if listed:
             names.sort()
             files.extend((name if not rel_root else f"{rel_root}/{name}", link) for name, link in names)
+        # a Helm chart's templates are not manifests (its folder is rendered by Helm, not read)
+        chart = listed and any(name == CHART_FILE for name, _link in names)
         for name in sorted(dirs):
             sub_listed = listed and name not in _SKIP_DIRS and not name.startswith(".")
+            sub_listed = sub_listed and not (chart and name in ("templates", "charts"))
             visit(os.path.join(folder, name), name if not rel_root else f"{rel_root}/{name}", sub_listed)
 
     visit(str(tree), "", True)
@@ -508,7 +512,10 @@ class _Finder:
             kustomize = src.get("kustomize")
             what = f"Argo CD Application {meta.get('name')}"
             opts = self._options(doc, what, path, "argocd", kustomize) if isinstance(kustomize, dict) else ""
-            options = sorted(k for k in ("helm", "plugin") if src.get(k))
+            helm = self._argo_helm(src, path, sources, repo_urls, doc, str(meta.get("name")))
+            if helm is None:
+                continue
+            options = sorted(k for k in ("helm", "plugin") if src.get(k) and not (k == "helm" and helm))
             if options:
                 self.findings.append(
                     Finding(
@@ -536,6 +543,7 @@ class _Finder:
                     include=str(directory.get("include") or "") if isinstance(directory, dict) else "",
                     exclude=str(directory.get("exclude") or "") if isinstance(directory, dict) else "",
                     options=opts,
+                    helm=helm,
                 )
             )
         return out
@@ -569,6 +577,21 @@ class _Finder:
                 "Review the Applications it generates by hand; the ApplicationSet itself is diffed.",
             )
         )
+
+    def _argo_helm(
+        self, src: dict[str, Any], path: str, sources: list[Any], repo_urls: list[str], doc: _Doc, app: str
+    ) -> str | None:
+        """The Helm options of a source whose path is a chart folder (Argo CD then runs Helm), as JSON;
+        "" when the path is no chart, None when the source cannot be rendered (a finding says why)."""
+        if not os.path.isfile(os.path.join(self.tree, path, CHART_FILE)):
+            return ""
+        resolved = argo_helm(src, path, [s for s in sources if isinstance(s, dict)], repo_urls, app)
+        if isinstance(resolved, Skip):
+            severity = Severity.ERROR if resolved.blocking else Severity.NOTICE
+            finding = Finding("render.helm", severity, doc.path, doc.line, resolved.message, resolved.hint)
+            self.findings.append(finding)
+            return None
+        return resolved.to_json()
 
     def argocd_targets(self) -> list[Target]:
         from bot.render_runtime.gotemplate_runner import default_runner  # the sandboxed Go engine

@@ -41,6 +41,7 @@ from bot.domain.render.kustomize_options import OptionError
 from bot.domain.render.overlay import build_options, common_metadata, needs_build, option_inputs
 from bot.domain.render.result import DiffResult, Target, TargetStatus
 from bot.domain.yamlio import YamlError
+from bot.render_runtime import helm_render
 
 CLUSTER_SCOPED = frozenset(
     {
@@ -128,11 +129,16 @@ def target_inputs(tree: Path, target: Target, scanner: KustomizationScanner) -> 
     findings: list[Finding] = []
     if target.kind == "objects":
         return _Inputs(set(meta), prefixes, findings, set())
+    if target.helm:  # an Argo CD Helm source: the chart folder and its value files
+        charted = helm_render.argo_inputs(tree, target)
+        return _Inputs(meta | charted, prefixes, findings, charted)
     extra = _option_closures(target, scanner, findings)
     if scanner.kfile(target.path) is not None:
         closure = scanner.closure(target.path)
         findings.extend(closure.findings)
-        inputs = _Inputs(meta | closure.files | extra, prefixes, findings, set(closure.files) | extra)
+        charts = helm_render.helm_inputs(tree, closure.files, scanner)
+        files = set(closure.files) | extra | charts
+        inputs = _Inputs(meta | files, prefixes, findings, files)
         inputs.has_kustomization = True
         return inputs
     prefixes.add("" if target.path == "." else target.path.rstrip("/") + "/")
@@ -142,6 +148,7 @@ def target_inputs(tree: Path, target: Target, scanner: KustomizationScanner) -> 
         render_files |= closure.files
         findings.extend(f for f in closure.findings if f not in findings)
     render_files |= extra
+    render_files |= helm_render.helm_inputs(tree, render_files | set(_plain_files(tree, target)), scanner)
     return _Inputs(meta | render_files, prefixes, findings, render_files)
 
 
@@ -262,9 +269,11 @@ def raw_cache_key(
         "exclude": target.exclude,
         "options": target.options if needs_build(target) else "",
     }
+    if target.helm:
+        settings["helm"] = target.helm
     h.update(json.dumps(settings, sort_keys=True).encode())
     files = set(inputs.render_files)
-    if inputs.prefixes:
+    if inputs.prefixes and not target.helm:
         files |= set(_plain_files(tree, target))
     for rel in sorted(files):
         digest = digests.get(rel) if digests is not None else None
@@ -299,7 +308,9 @@ def _kustomize(
     kfile = kustomization_file(tree / rel_dir)
     where = kfile.relative_to(tree).as_posix() if kfile else rel_dir
     try:
-        return _load_stream(build() if build is not None else run_kustomize(tree, rel_dir))
+        if build is not None:
+            return _load_stream(build())
+        return _load_stream(helm_render.run_kustomize_with_charts(tree, rel_dir, run_kustomize))
     except KustomizeError as exc:
         findings.append(
             Finding(
@@ -328,6 +339,8 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
     if target.kind == "objects":
         loaded = json.loads(target.objects_yaml or "[]")
         return [o for o in loaded if isinstance(o, dict)]
+    if target.helm:
+        return helm_render.render_argo_helm(tree, target, findings, is_cluster_scoped)
     if needs_build(target):
         return _kustomize(tree, target.path, findings, build=lambda: build_options(tree, target))
     if kustomization_file(tree / target.path) is not None:
@@ -382,11 +395,18 @@ def forget_memos() -> None:
     fastyaml.forget()
     forget_parsed_kustomizations()
     _TEXTS.clear()
+    helm_render.forget()
 
 
 def _postprocess(
-    target: Target, objects: list[dict[str, Any]], secret_key: bytes, *, shared: bool = False
+    target: Target,
+    objects: list[dict[str, Any]],
+    secret_key: bytes,
+    *,
+    shared: bool = False,
+    helm: tuple[Path, list[Finding], tuple[str, ...]] | None = None,
 ) -> list[dict[str, Any]]:
+    """Substitute variables, set namespaces, render Flux HelmReleases (with ``helm``), mask Secrets."""
     variables = dict(target.variables)
     out = []
     for obj in objects:
@@ -398,8 +418,12 @@ def _postprocess(
             if target.kind == "flux" or not meta.get("namespace"):
                 meta["namespace"] = target.namespace
                 obj = {**obj, "metadata": meta}
-        out.append(mask_secrets(obj, secret_key))
-    return out
+        out.append(obj)
+    if helm is not None:  # the charts of Flux HelmReleases, rendered after substitution
+        out = helm_render.expand_helm_releases(
+            helm[0], target, out, secret_key, helm[1], is_cluster_scoped, helm[2]
+        )
+    return [mask_secrets(obj, secret_key) for obj in out]
 
 
 def render_target(
@@ -410,6 +434,7 @@ def render_target(
     secret_key: bytes,
     cache: RenderCache | None = None,
     inputs: _Inputs | None = None,
+    helm_repositories: tuple[str, ...] = (),
 ) -> tuple[list[dict[str, Any]], list[Finding]]:
     """Render one target of ``tree``; return its objects (secrets masked) and findings.
 
@@ -417,7 +442,9 @@ def render_target(
     repository, Helm chart) is not rendered at all: the findings say why.
     """
     try:
-        return _render_target(tree, target, scanner, secret_key=secret_key, cache=cache, inputs=inputs)
+        return _render_target(
+            tree, target, scanner, secret_key=secret_key, cache=cache, inputs=inputs, repos=helm_repositories
+        )
     except Exception as exc:  # one broken target must not hide the others
         return [], [
             Finding(
@@ -439,6 +466,7 @@ def _render_target(
     secret_key: bytes,
     cache: RenderCache | None,
     inputs: _Inputs | None,
+    repos: tuple[str, ...] = (),
 ) -> tuple[list[dict[str, Any]], list[Finding]]:
     inputs = inputs or target_inputs(tree, target, scanner)
     if any(f.blocking for f in inputs.findings):
@@ -450,14 +478,19 @@ def _render_target(
 
     if cache is None:
         objects, findings = raw()
-        return _postprocess(target, objects, secret_key), [*inputs.findings, *findings]
+        objects = _postprocess(target, objects, secret_key, helm=(tree, findings, repos))
+        return objects, [*inputs.findings, *findings]
     raw_key = raw_cache_key(tree, target, inputs, digests=scanner.digests)
 
     def processed() -> tuple[list[dict[str, Any]], list[Finding]]:
-        objects, findings = cache.get_or_render("raw-" + raw_key, raw)
-        return _postprocess(target, objects, secret_key, shared=True), findings
+        objects, found = cache.get_or_render("raw-" + raw_key, raw)
+        findings = list(found)
+        return _postprocess(target, objects, secret_key, shared=True, helm=(tree, findings, repos)), findings
 
-    objects, findings = cache.get_or_render(cache_key(raw_key, target, secret_key), processed)
+    key = cache_key(raw_key, target, secret_key)
+    if repos:  # charts from these repositories are rendered: another result
+        key = hashlib.sha256(json.dumps([key, repos]).encode()).hexdigest()
+    objects, findings = cache.get_or_render(key, processed)
     return list(objects), [*inputs.findings, *findings]
 
 
@@ -556,10 +589,20 @@ def compute_diff(
         if ht and h_in:
             jobs.append(("head", ht, head_dir, head, h_in))
 
+    repos = helm_render.allowed_repositories(config)
+
     def run(job: tuple[str, Target, Path, Discovery, _Inputs]) -> tuple[list[dict[str, Any]], list[Finding]]:
         _side, target, tree, disc, inputs = job
         assert disc.scanner is not None
-        return render_target(tree, target, disc.scanner, secret_key=secret_key, cache=cache, inputs=inputs)
+        return render_target(
+            tree,
+            target,
+            disc.scanner,
+            secret_key=secret_key,
+            cache=cache,
+            inputs=inputs,
+            helm_repositories=repos,
+        )
 
     with ThreadPoolExecutor(max_workers=_workers(config)) as pool:
         outputs = list(pool.map(run, jobs))
@@ -628,8 +671,18 @@ def render_tree(
 
     inputs = {t.name: target_inputs(tree, t, scanner) for t in targets}
 
+    repos = helm_render.allowed_repositories(config)
+
     def run(t: Target) -> tuple[list[dict[str, Any]], list[Finding]]:
-        return render_target(tree, t, scanner, secret_key=secret_key, cache=cache, inputs=inputs[t.name])
+        return render_target(
+            tree,
+            t,
+            scanner,
+            secret_key=secret_key,
+            cache=cache,
+            inputs=inputs[t.name],
+            helm_repositories=repos,
+        )
 
     with ThreadPoolExecutor(max_workers=_workers(config)) as pool:
         outputs = list(pool.map(run, targets))

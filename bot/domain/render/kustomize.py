@@ -28,6 +28,7 @@ from typing import Any
 
 from bot.domain.model import Finding, Severity
 from bot.domain.render.fastyaml import load_one
+from bot.domain.render.helm import kustomize_charts
 from bot.domain.yamlio import YamlError
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -42,9 +43,7 @@ _FILE_LIST_FIELDS = ("patchesStrategicMerge", "configurations", "generators", "t
 _PATCH_FIELDS = ("patches", "patchesJson6902", "replacements")
 _GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
 _FORBIDDEN_FIELDS = {
-    "helmCharts": "Helm charts are not rendered: the bot never downloads or runs charts.",
-    "helmChartInflationGenerator": "Helm charts are not rendered: the bot never downloads or runs charts.",
-    "helmGlobals": "Helm charts are not rendered: the bot never downloads or runs charts.",
+    "helmChartInflationGenerator": "Use `helmCharts` with the chart vendored under `chartHome`.",
 }
 
 
@@ -74,6 +73,8 @@ class Closure:
     files: set[str] = field(default_factory=set)
     dirs: set[str] = field(default_factory=set)
     findings: list[Finding] = field(default_factory=list)
+    helm_dirs: set[str] = field(default_factory=set)
+    """Kustomization folders with ``helmCharts`` whose charts are in the repository."""
 
     @property
     def refused(self) -> bool:
@@ -178,8 +179,42 @@ class KustomizationScanner:
                         "Use a Flux HelmRelease (diffed as its values) or commit the rendered chart output.",
                     )
                 )
+        if "helmCharts" in data:
+            self._helm_charts(rel_dir, krel, text, data, result)
         for entry in self._entries(data):
             self._check_entry(rel_dir, krel, text, entry, result)
+
+    def _helm_charts(self, rel_dir: str, krel: str, text: str, data: dict[str, Any], result: Closure) -> None:
+        """Accept ``helmCharts`` whose charts are vendored in the repository (rendered by the embedded
+        Helm engine, see :mod:`bot.render_runtime.helm_render`); refuse the others."""
+        line = _line_of(text, "helmCharts:")
+        charts = kustomize_charts(data, rel_dir)
+        if isinstance(charts, str):
+            result.findings.append(_finding("render.helm", krel, line, f"`helmCharts` refused: {charts}", ""))
+            return
+        tree = self._tree_str
+        missing = [c for c in charts if not os.path.isfile(os.path.join(tree, c.chart_dir, "Chart.yaml"))]
+        if missing:
+            result.findings.append(
+                _finding(
+                    "render.helm",
+                    krel,
+                    line,
+                    f"`helmCharts` not rendered: chart `{missing[0].name}` is not in "
+                    f"`{missing[0].chart_dir}`; the bot never downloads charts",
+                    "Vendor the chart into the chart home (`helm pull --untar --untardir <chartHome>`).",
+                )
+            )
+            return
+        result.helm_dirs.add(rel_dir)
+        for chart in charts:
+            result.files.update(chart.additional_values)
+            if chart.values_file:
+                result.files.add(chart.values_file)
+            for dirpath, dirs, files in os.walk(os.path.join(self._tree_str, chart.chart_dir)):
+                dirs.sort()
+                rel = os.path.relpath(dirpath, self._tree_str).replace(os.sep, "/")
+                result.files.update(f"{rel}/{name}" for name in files)
 
     @staticmethod
     def _entries(data: dict[str, Any]) -> Iterable[tuple[str, str]]:
@@ -260,6 +295,7 @@ class KustomizationScanner:
             sub = self.closure(real)
             result.files |= sub.files
             result.dirs |= sub.dirs
+            result.helm_dirs |= sub.helm_dirs
             result.findings.extend(f for f in sub.findings if f not in result.findings)
         else:
             result.files.add(real)

@@ -16,7 +16,9 @@ class Target:
     ``kind`` is ``kustomize``, ``flux``, ``argocd`` or ``objects`` (``objects_yaml`` holds
     them). ``variables`` are Flux ``postBuild`` variables, already masked when they come
     from a Secret; ``var_sources`` are the files they were read from. ``include`` and
-    ``exclude`` are Argo CD ``directory`` globs (``{a,b}`` alternatives allowed). Two targets compare
+    ``exclude`` are Argo CD ``directory`` globs (``{a,b}`` alternatives allowed). ``helm`` is an Argo CD
+    Helm source resolved against this repository (:class:`bot.domain.render.helm.ArgoHelm` as JSON;
+    ``path`` is then the chart folder). Two targets compare
     equal when they render the same way (the defining line is ignored).
     """
 
@@ -37,6 +39,7 @@ class Target:
     exclude: str = ""
     options: str = ""
     """Kustomize options of the Flux Kustomization or Argo CD source (JSON, see render.overlay)."""
+    helm: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,132 @@
+"""Fetch charts from the Helm repositories the deployment allows (``render.helm.repositories``).
+
+Only this module opens connections for Helm, in the bot's process (the engine's sandbox has no
+network): the repository's ``index.yaml`` and the chart archive it names, each bounded in size
+and time, the archive checked against the index's ``digest`` and kept in a cache folder under
+its SHA-256 (``<cache>/<sha256>.tgz``), so a chart version is downloaded once per cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_INDEX = 32 * 1024**2
+MAX_ARCHIVE = 32 * 1024**2
+TIMEOUT = 30.0
+INDEX_TTL = 300.0
+_CACHE_DIR: Path | None = None
+_INDEXES: dict[str, tuple[float, dict[str, Any]]] = {}
+_LOCK = threading.Lock()
+
+
+class HelmFetchFailed(RuntimeError):
+    """The chart could not be fetched (the message says why; no URL credentials in it)."""
+
+
+def use_cache_dir(folder: Path | None) -> None:
+    """Keep fetched charts in ``folder`` (default: a folder under the system's temporary folder)."""
+    global _CACHE_DIR
+    _CACHE_DIR = folder
+
+
+def cache_dir() -> Path:
+    folder = _CACHE_DIR or Path(tempfile.gettempdir()) / "gitops-bot-helm-charts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _get(url: str, limit: int) -> bytes:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise HelmFetchFailed(f"{url}: only http and https are fetched")
+    request = urllib.request.Request(url, headers={"User-Agent": "gitops-bot"})  # noqa: S310 (checked)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (checked)
+            data = response.read(limit + 1)
+    except OSError as exc:
+        raise HelmFetchFailed(f"{url}: {exc}") from exc
+    if len(data) > limit:
+        raise HelmFetchFailed(f"{url}: larger than {limit // 1024**2} MiB")
+    return bytes(data)
+
+
+def _index(repo_url: str) -> dict[str, Any]:
+    now = time.monotonic()
+    with _LOCK:
+        hit = _INDEXES.get(repo_url)
+    if hit is not None and now - hit[0] < INDEX_TTL:
+        return hit[1]
+    try:
+        index = yaml.safe_load(_get(f"{repo_url}/index.yaml", MAX_INDEX))
+    except yaml.YAMLError as exc:
+        raise HelmFetchFailed(f"{repo_url}/index.yaml is not YAML") from exc
+    if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):
+        raise HelmFetchFailed(f"{repo_url}/index.yaml has no entries")
+    with _LOCK:
+        _INDEXES[repo_url] = (now, index)
+    return index
+
+
+def _version_key(version: str) -> tuple[tuple[int, ...], int, str]:
+    core, _, pre = version.lstrip("v").partition("-")
+    numbers = tuple(int(x) if x.isdigit() else 0 for x in re.split(r"[.+]", core)[:3])
+    return numbers, 0 if pre else 1, pre
+
+
+def pick_version(entries: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:
+    """The index entry of ``wanted``: an exact version, or the newest stable one for ``""``/``*``.
+
+    Semver ranges (``>=1.2``, ``~1.2``) are not resolved: None (a notice says so).
+    """
+    valid = [e for e in entries if isinstance(e, dict) and e.get("version")]
+    if wanted in ("", "*"):
+        stable = [e for e in valid if "-" not in str(e["version"])]
+        return max(stable, key=lambda e: _version_key(str(e["version"])), default=None)
+    return next((e for e in valid if str(e["version"]).lstrip("v") == wanted.lstrip("v")), None)
+
+
+def fetch_chart(repo_url: str, chart: str, version: str) -> tuple[Path, str]:
+    """Return the cached archive of ``chart`` at ``version`` from ``repo_url`` and its SHA-256."""
+    index = _index(repo_url.rstrip("/"))
+    entry = pick_version(list(index["entries"].get(chart) or []), version)
+    if entry is None:
+        raise HelmFetchFailed(f"{repo_url} has no chart `{chart}` at version `{version or 'latest'}`")
+    urls = entry.get("urls") or []
+    if not urls:
+        raise HelmFetchFailed(f"{repo_url}: chart `{chart}` {entry['version']} has no URL")
+    url = urllib.parse.urljoin(repo_url.rstrip("/") + "/", str(urls[0]))
+    base, target = urllib.parse.urlsplit(repo_url), urllib.parse.urlsplit(url)
+    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        raise HelmFetchFailed(f"{repo_url}: chart `{chart}` is served from another host, not fetched")
+    expected = str(entry.get("digest") or "").lower()
+    if expected:
+        cached = cache_dir() / f"{expected}.tgz"
+        if cached.is_file():
+            return cached, expected
+    data = _get(url, MAX_ARCHIVE)
+    digest = hashlib.sha256(data).hexdigest()
+    if expected and digest != expected:
+        raise HelmFetchFailed(f"{url}: digest {digest} is not the index's {expected}")
+    path = cache_dir() / f"{digest}.tgz"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(dir=cache_dir(), suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    return path, digest
+
+
+def forget() -> None:
+    """Forget the repository indexes read (not the cached archives)."""
+    with _LOCK:
+        _INDEXES.clear()
