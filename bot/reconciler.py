@@ -253,7 +253,7 @@ async def reconcile_repo(
         if where in queued:
             report.skipped.append(f"{where}: a delivery for it is still queued")
             continue
-        if is_promotion_pr(pr):
+        if await is_promotion_pr(ctx, repo, pr):
             promotions[number] = str(pr.get("html_url") or "")
             continue
         try:
