@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -210,7 +211,10 @@ async def _diff(
 
 # --- evaluate ------------------------------------------------------------------------------
 
-_EVALUATING: dict[str, asyncio.Lock] = {}
+_EVALUATING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+"""One lock per promotion PR, per event loop (a lock belongs to the loop it first waited on)."""
 
 
 async def evaluate(
@@ -222,7 +226,8 @@ async def evaluate(
     together; unserialised, both saw no check run and created one each. Whoever had to wait
     re-reads the PR, which the other may just have merged.
     """
-    lock = _EVALUATING.setdefault(f"{repo}#{pr['number']}", asyncio.Lock())
+    locks = _EVALUATING.setdefault(asyncio.get_running_loop(), {})
+    lock = locks.setdefault(f"{repo}#{pr['number']}", asyncio.Lock())
     waited = lock.locked()
     async with lock:
         if waited:

@@ -277,14 +277,6 @@ def in_red_window(
     return soak.total_seconds() <= 0 or now - merged_at <= soak
 
 
-@dataclass(frozen=True, slots=True)
-class Steps:
-    """What remains after a merge: promote the merged PR onward, refresh the queue into ``base``."""
-
-    merged: tuple[int, ...] = ()
-    queues: tuple[str, ...] = field(default=())
-
-
 # --- the gates block of the PR body --------------------------------------------------------
 
 
