@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gidgethub
@@ -70,7 +71,7 @@ async def promote(
     assert pr is not None
     standing, record = await pr_standing(ctx, repo, pr)
     if not pr.get("merged_at") or not pr.get("merge_commit_sha"):
-        if pr.get("state") == "open" and standing is Standing.PROMOTION:
+        if pr.get("state") == "open" and standing in (Standing.PROMOTION, Standing.LOST):
             return await evaluate(gh, ctx, repo=repo, pr=pr)  # `/promote` on a promotion PR: check now
         raise Stop(f"#{source_pr} is not merged yet; it is promoted after it merges.")
     base = str(pr["base"]["ref"])
@@ -197,7 +198,7 @@ def _labelled(pr: dict[str, Any], label: str) -> bool:
 
 
 async def _diff(
-    ctx: HandlerContext, repo: str, source_pr: int, git_dir: Any, onto: str, head: str, env: str
+    ctx: HandlerContext, repo: str, source_pr: int, git_dir: Path, onto: str, head: str, env: str
 ) -> str:
     """The rendered change for the PR body; without a renderer, or when it fails, a pointer."""
     if ctx.diff_renderer is None:
