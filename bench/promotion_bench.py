@@ -250,7 +250,7 @@ def build_fleet(root: Path, clusters: int) -> Any:
 async def fake_main(clusters: int, runs: int) -> None:
     """The promotion handler alone: real git, the fake GitHub of the tests."""
     from handlers import promotion
-    from tests.fakes import make_event
+    from tests.fakes import StateStore, make_event
     from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -262,6 +262,7 @@ async def fake_main(clusters: int, runs: int) -> None:
         access = FakeRepoAccess(remote=repo.path, mirror=root / "mirror.git")
         await access.git_dir("org/fleet")  # the service keeps a warm mirror
         times = []
+        store = StateStore()  # the bot's records of its promotions, as the service's store keeps them
         for i in range(runs):
             name = f"team-{i % clusters:03d}"
             branch = f"feature/resize-{i}"
@@ -270,7 +271,7 @@ async def fake_main(clusters: int, runs: int) -> None:
             repo.commit(branch, {f"clusters/{name}/cluster.yaml": text}, f"Upgrade {name} to 1.32")
             pr = gh.open_pr(branch, "env/dev", f"Upgrade {name} to 1.32")
             gh.merge_pr(pr["number"])
-            ctx = HandlerContext(repos=access)  # one context per delivery, as the worker does
+            ctx = HandlerContext(repos=access, store=store)  # one context per delivery, as the worker does
             event = make_event(
                 "pull_request",
                 {"action": "closed", "pull_request": pr, "repository": {"full_name": "org/fleet"}},

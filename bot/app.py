@@ -20,6 +20,7 @@ from aiohttp import web
 from bot.context import HandlerContext, RepoAccess
 from bot.github.types import GitHubClients
 from bot.metrics import Metrics
+from bot.prchecks import rendered_env_diff
 from bot.queue import open_store
 from bot.queue.base import DeliveryStore, Status
 from bot.repos import AppRepoAccess, mirror_cache, mirror_repos
@@ -175,7 +176,6 @@ def create_app(
 def wire_handlers(store: DeliveryStore, app_id: str | None = None) -> None:
     """Process-wide set-up every process that runs handlers needs (``serve`` and ``worker``)."""
     share_locks(store)
-    use_rendered_promotion_diffs()
     from bot.github.checks import use_app_id
 
     use_app_id(int(app_id) if app_id else None)  # settings checked it is a number
@@ -190,17 +190,6 @@ def share_locks(store: DeliveryStore | None) -> None:
     from bot.github.checks import use_shared_lock
 
     use_shared_lock(getattr(store, "advisory_lock", None))
-
-
-def use_rendered_promotion_diffs() -> None:
-    """Make promotion PR bodies show the rendered diff (render engine) instead of file diffs."""
-    try:
-        from handlers.promotion import set_diff_renderer
-    except ImportError:
-        return
-    from bot.prchecks import rendered_env_diff
-
-    set_diff_renderer(rendered_env_diff)
 
 
 def reconciler_context_factory(
@@ -229,6 +218,7 @@ def reconciler_context_factory(
             settings=settings,
             delivery_id="reconciler",
             bot_login=settings.bot_login,
+            diff_renderer=rendered_env_diff,
         )
 
     return ctx

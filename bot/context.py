@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,10 @@ class RepoAccess(Protocol):
         ...
 
 
+DiffRenderer = Callable[[Path, str, str, str], Awaitable[str]]
+"""``(git_dir, base_rev, head_rev, env) -> markdown`` of the rendered change for ``env``."""
+
+
 @dataclass
 class HandlerContext:
     """Per-delivery context passed to every handler as ``router.dispatch(event, gh, ctx)``."""
@@ -34,3 +38,5 @@ class HandlerContext:
     delivery_id: str = ""
     bot_login: str = "gitops-bot[bot]"
     cache: dict[str, Any] = field(default_factory=dict)
+    diff_renderer: DiffRenderer | None = None
+    """Renders a promotion's change for its PR body; None: the body points at the PR checks."""

@@ -10,8 +10,8 @@ repository:
    is left alone, so passes are cheap and idempotent;
 2. ``handlers.promotion.reconcile_promotions`` finds merged PRs whose promotion is missing and
    opens it (and may evaluate open promotion PRs itself);
-3. every open promotion PR (label ``gitops-bot/promotion`` or a branch under
-   ``gitops-bot/promote/``) that step 2 did not evaluate gets its gates evaluated
+3. every open promotion PR (by the bot's own records, :func:`bot.records.pr_standing`, never
+   by label or branch name) that step 2 did not evaluate gets its gates evaluated
    (``handlers.promotion.evaluate_promotion``), so elapsed soak times and health turning green
    lead to a merge without any new event.
 
@@ -253,7 +253,7 @@ async def reconcile_repo(
         if where in queued:
             report.skipped.append(f"{where}: a delivery for it is still queued")
             continue
-        if is_promotion_pr(pr):
+        if await is_promotion_pr(ctx, repo, pr):
             promotions[number] = str(pr.get("html_url") or "")
             continue
         try:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.context import RepoAccess
+from bot.domain.config import CONFIG_PATH, parse_config
+from bot.git.files import read_file_at
 from bot.github.types import GitHubClients
 from bot.settings import Settings, SettingsError
 
@@ -133,3 +135,23 @@ def mirror_repos(
         return MirrorRepoAccess(the_cache, clients, installation_id)
 
     return factory
+
+
+async def load_config(
+    access: RepoAccess, repo: str, revision: str, *, refs: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The parsed ``.github/gitops-bot.yml`` of ``repo`` at ``revision``, and only there.
+
+    ``revision`` is a ref (``refs/heads/main``: the default branch for promotion) or a commit
+    sha (a PR's base commit for its checks); callers name the revision they trust, never a
+    PR's head. The mirror is fetched with ``revision`` (when it is a ref) and ``refs``. A
+    missing file is the defaults; an invalid one raises :class:`~bot.domain.config.ConfigError`.
+    """
+    wanted = [*refs, *([revision] if revision.startswith("refs/") else [])]
+    git_dir = await access.git_dir(repo, refs=list(dict.fromkeys(wanted)))
+    return await config_at(git_dir, revision)
+
+
+async def config_at(git_dir: Path, revision: str) -> dict[str, Any]:
+    """:func:`load_config` from a mirror already fetched (``revision`` as there)."""
+    return parse_config(await asyncio.to_thread(read_file_at, git_dir, revision, CONFIG_PATH))

@@ -28,11 +28,12 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext, RepoAccess
+from bot.context import DiffRenderer, HandlerContext, RepoAccess
 from bot.dispatch import HandlerFailure, dispatch_isolated, handlers_for, summarize_failures
 from bot.github.types import GitHubClients
 from bot.metrics import Metrics
 from bot.notify import clear_dead_letter, error_state_key, report_dead_letter
+from bot.prchecks import rendered_env_diff
 from bot.queue.base import Delivery, DeliveryStore
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Worker:
         bot_login: str = "gitops-bot[bot]",
         retention_days: float = 7.0,
         rng: Callable[[], float] = random.random,
+        diff_renderer: DiffRenderer | None = rendered_env_diff,
     ) -> None:
         self.store = store
         self.clients = clients
@@ -151,6 +153,7 @@ class Worker:
         self.bot_login = bot_login
         self.retention_days = retention_days
         self.rng = rng
+        self.diff_renderer = diff_renderer
         self._last_prune = -PRUNE_EVERY_SECONDS
         self._wake = asyncio.Event()
         self._stopping = False
@@ -209,6 +212,7 @@ class Worker:
             settings=self.settings,
             delivery_id=delivery.id,
             bot_login=self.bot_login,
+            diff_renderer=self.diff_renderer,
         )
         try:
             return await dispatch_isolated(self.router, event, gh, ctx)

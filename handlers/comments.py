@@ -25,8 +25,11 @@ from bot.context import HandlerContext
 from bot.domain.commands import Command, Ignore, Outcome, Reply, code, parse_comment
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.help import COMMANDS
+from bot.domain.labels import REPLY_MARKER
+from bot.github.comments import find_bot_comment
+from bot.github.facts import GitHubFacts
 from handlers.commands import RUNNERS, CommandResult, Invocation
-from handlers.commands.base import find_comment, redact, repo_path
+from handlers.commands.base import redact, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,6 @@ router = gidgethub.routing.Router()
 ALLOWED_ROLES = frozenset({"admin", "maintain", "write"})
 MAX_REPLY_CHARS = 60_000
 """GitHub refuses comments over 65,536 characters; longer answers are cut with a note."""
-REPLY_MARKER = "<!-- gitops-bot:command-reply {comment_id} -->"
 
 
 @router.register("issue_comment", action="created")
@@ -96,14 +98,23 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
     if isinstance(outcome, Ignore):
         return
     if isinstance(outcome, Reply):
-        await reply(gh, repo, pr["number"], comment, user, outcome.raw, outcome.text)
+        await reply(gh, repo, pr["number"], comment, user, outcome.raw, outcome.text, bot_login=ctx.bot_login)
         await react(gh, repo, comment_id, "confused")
         return
 
     if COMMANDS[outcome.name].needs_write:
-        allowed, role = await may_command(gh, repo, user, config.get("allowed_teams") or [])
+        allowed, role = await may_command(gh, repo, user, config.get("allowed_teams") or [], ctx.cache)
         if not allowed:
-            await reply(gh, repo, pr["number"], comment, user, outcome.raw, denied_text(outcome, role))
+            await reply(
+                gh,
+                repo,
+                pr["number"],
+                comment,
+                user,
+                outcome.raw,
+                denied_text(outcome, role),
+                bot_login=ctx.bot_login,
+            )
             await react(gh, repo, comment_id, "-1")
             return
 
@@ -120,7 +131,9 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
         result = CommandResult(ok=False, message=failure_text(exc, ctx.delivery_id))
         reaction = "confused"
     if result.message:
-        await reply(gh, repo, pr["number"], comment, user, outcome.raw, result.message)
+        await reply(
+            gh, repo, pr["number"], comment, user, outcome.raw, result.message, bot_login=ctx.bot_login
+        )
     await react(gh, repo, comment_id, reaction)
 
 
@@ -137,8 +150,10 @@ async def reply(
     user: str,
     raw: str,
     text: str,
+    *,
+    bot_login: str | None = None,
 ) -> None:
-    """Post the answer to a command comment, or update the one already posted for it.
+    """Post the answer to a command comment, or update the one the bot already posted for it.
 
     ``raw`` (the command as typed, may be "") is quoted after the mention of ``user``.
     """
@@ -149,7 +164,8 @@ async def reply(
     if len(text) > MAX_REPLY_CHARS:
         text = text[:MAX_REPLY_CHARS] + "\n\n… (cut here: the full answer is longer than a comment may be)"
     body = f"@{user}{quoted}\n\n{text}\n\n{marker}"
-    existing = await find_comment(gh, repo, number, marker, since=comment.get("created_at"))
+    since = comment.get("created_at")
+    existing = await find_bot_comment(gh, repo, number, marker, bot_login=bot_login, since=since)
     if existing is None:
         await gh.post(f"{repo_path(repo)}/issues/{number}/comments", data={"body": body})
     elif existing.get("body") != body:
@@ -182,36 +198,18 @@ async def load_commands_config(gh: gidgethub.abc.GitHubAPI, repo: str, pr: dict[
 
 
 async def may_command(
-    gh: gidgethub.abc.GitHubAPI, repo: str, user: str, allowed_teams: list[str]
+    gh: gidgethub.abc.GitHubAPI,
+    repo: str,
+    user: str,
+    allowed_teams: list[str],
+    cache: dict[str, Any] | None = None,
 ) -> tuple[bool, str]:
     """Return whether ``user`` may run commands here, and their repository role.
 
     Allowed: role (or permission) admin, maintain or write, or active membership of one of
     ``allowed_teams`` (``org/team-slug``). Not a collaborator means role ``none``.
     """
-    try:
-        answer = await gh.getitem(f"{repo_path(repo)}/collaborators/{quote(user, safe='')}/permission")
-        role = str(answer.get("role_name") or answer.get("permission") or "none")
-        permission = str(answer.get("permission") or "none")
-    except gidgethub.BadRequest as exc:
-        if exc.status_code != 404:
-            raise
-        role = permission = "none"
-    if role in ALLOWED_ROLES or permission in {"admin", "write"}:
-        return True, role
-    for team in allowed_teams:
-        org, _, slug = team.partition("/")
-        try:
-            membership = await gh.getitem(
-                f"/orgs/{quote(org, safe='')}/teams/{quote(slug, safe='')}/memberships/{quote(user, safe='')}"
-            )
-        except gidgethub.BadRequest as exc:
-            if exc.status_code == 404:
-                continue
-            raise
-        if membership.get("state") == "active":
-            return True, f"member of {team}"
-    return False, role
+    return await GitHubFacts(gh, {} if cache is None else cache).may_command(repo, user, allowed_teams)
 
 
 def denied_text(command: Command, role: str) -> str:

@@ -30,21 +30,23 @@ import gidgethub.sansio
 from gidgethub import routing
 
 from bot.context import HandlerContext
-from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.config import CONFIG_PATH, ConfigError
 from bot.domain.governance import signatures as sig
 from bot.domain.governance.approvals import (
     ApprovalFacts,
     Lookups,
-    Review,
     approvals_settings,
     approvals_summary,
     evaluate,
     plan_lookups,
 )
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
-from bot.domain.promotion.plan import BRANCH_PREFIX as PROMOTION_BRANCH_PREFIX
+from bot.domain.promotion.decide import Standing
 from bot.git.files import changed_paths, git, read_file_at
 from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs
+from bot.github.facts import GitHubFacts
+from bot.records import pr_standing
+from bot.repos import config_at
 
 log = logging.getLogger(__name__)
 router = routing.Router()
@@ -87,44 +89,6 @@ def _check_run(head_sha: str, result: CheckRunResult) -> CheckRun:
 # --------------------------------------------------------------------------- facts
 
 
-async def _team_member(
-    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, team: str, login: str, notes: list[str]
-) -> bool:
-    cache: dict[tuple[str, str], bool] = ctx.cache.setdefault("governance.team_members", {})
-    key = (team, login)
-    if key in cache:
-        return cache[key]
-    org, _, slug = team.partition("/")
-    try:
-        data = await gh.getitem(f"/orgs/{org}/teams/{slug}/memberships/{login}")
-        member = isinstance(data, Mapping) and data.get("state") == "active"
-    except gidgethub.BadRequest as exc:
-        if exc.status_code.value == 403:
-            notes.append(
-                f"The app cannot read the members of @{team} (HTTP 403); grant it the organization "
-                "permission *Members: read*."
-            )
-        elif exc.status_code.value != 404:
-            raise
-        member = False
-    cache[key] = member
-    return member
-
-
-async def _permission(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, login: str) -> str:
-    cache: dict[tuple[str, str], str] = ctx.cache.setdefault("governance.permissions", {})
-    if (repo, login) not in cache:
-        try:
-            data = await gh.getitem(f"/repos/{repo}/collaborators/{login}/permission")
-            perm = str(data.get("role_name") or data.get("permission") or "none")
-        except gidgethub.BadRequest as exc:
-            if exc.status_code.value != 404:
-                raise
-            perm = "none"
-        cache[(repo, login)] = perm
-    return cache[(repo, login)]
-
-
 def _trees(git_dir: Path, shas: Iterable[str]) -> dict[str, str]:
     """Resolve commit shas to their tree shas in one ``git cat-file --batch-check`` (missing: absent)."""
     wanted = sorted({s for s in shas if _SHA.fullmatch(s)})
@@ -137,24 +101,6 @@ def _trees(git_dir: Path, shas: Iterable[str]) -> dict[str, str]:
         if len(parts) >= 2 and parts[1] == "tree":
             trees[sha] = parts[0]
     return trees
-
-
-def _reviews(items: Iterable[Mapping[str, Any]]) -> tuple[Review, ...]:
-    out = []
-    for item in items:
-        user = item.get("user") or {}
-        if not user.get("login"):
-            continue  # deleted account ("ghost"): cannot count
-        out.append(
-            Review(
-                user=str(user["login"]),
-                state=str(item.get("state", "")),
-                commit_id=str(item.get("commit_id") or ""),
-                submitted_at=str(item.get("submitted_at") or ""),
-                id=int(item.get("id") or 0),
-            )
-        )
-    return tuple(out)
 
 
 def _codeowners(git_dir: Path, base_sha: str) -> CodeOwners | None:
@@ -247,19 +193,17 @@ async def _approvals(
         return changed_paths(git_dir, base_sha, head_sha), codeowners
 
     changed, codeowners = await asyncio.to_thread(local)
-    reviews = _reviews(
-        [r async for r in gh.getiter(f"/repos/{repo}/pulls/{number}/reviews?per_page={PER_PAGE}")]
-    )
+    people = GitHubFacts(gh, ctx.cache)
+    reviews = await people.reviews(repo, number, PER_PAGE)
     trees = await asyncio.to_thread(_trees, git_dir, [head_sha, *(r.commit_id for r in reviews)])
     plan: Lookups = plan_lookups(config, changed, base_ref, reviews, codeowners)
-    notes: list[str] = []
     members: dict[str, frozenset[str]] = {}
     for team in plan.teams:
-        found = [login for login in plan.reviewers if await _team_member(gh, ctx, team, login, notes)]
+        found = [login for login in plan.reviewers if await people.team_member(team, login)]
         members[team] = frozenset(found)
     permissions = {}
     if plan.needs_permissions:
-        permissions = {login: await _permission(gh, ctx, repo, login) for login in plan.reviewers}
+        permissions = {login: await people.role(repo, login) for login in plan.reviewers}
     facts = ApprovalFacts(
         author=str(pr["user"]["login"]),
         head_sha=head_sha,
@@ -274,7 +218,7 @@ async def _approvals(
     )
     result = evaluate(facts, config)
     title, text = approvals_summary(result)
-    extra = list(dict.fromkeys(notes))
+    extra = people.notes
     if codeowners is not None:
         extra += [f"`{p.path}` line {p.line}: {p.message}. {p.hint}" for p in codeowners.problems]
     if extra:
@@ -303,14 +247,14 @@ async def evaluate_pull_request(
     head_sha = str(pr["head"]["sha"])
     base_sha = str(pr["base"]["sha"])
     git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/pull/{number}/head"])
-    try:
-        text = await asyncio.to_thread(read_file_at, git_dir, base_sha, CONFIG_PATH)
-        config = parse_config(text)
+    try:  # from the base: a PR cannot change its own rules
+        config = await config_at(git_dir, base_sha)
     except ConfigError as exc:
         results = _config_failure(exc, str(pr["base"]["ref"]))
     else:
         signatures = await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config)
-        if str(pr["head"].get("ref", "")).startswith(PROMOTION_BRANCH_PREFIX):
+        standing, _ = await pr_standing(ctx, repo, pr)
+        if standing is Standing.PROMOTION:  # the bot's own, as it pushed it; anything else is reviewed
             approvals = _promotion_approvals(str(pr["base"].get("ref", "")))
         else:
             approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)

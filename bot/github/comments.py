@@ -2,9 +2,12 @@
 
 A sticky comment carries ``<!-- gitops-bot:KEY -->``. Content too long for one comment is
 split into numbered parts, each marked ``<!-- gitops-bot:KEY part N/M -->``; a later, shorter
-update edits the parts it still needs and deletes the others. Only comments written by a bot
-account are considered, so a human quoting the marker is never edited. Bodies that did not
-change are not re-sent.
+update edits the parts it still needs and deletes the others. Bodies that did not change are
+not re-sent.
+
+This module is the only one that finds the bot's comments, and it only ever finds comments
+whose author is this App (``bot_login``): a marker in a comment a person (or another App)
+wrote is never read, edited or trusted.
 
 https://docs.github.com/en/rest/issues/comments
 """
@@ -12,9 +15,10 @@ https://docs.github.com/en/rest/issues/comments
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import gidgethub.abc
 
@@ -49,13 +53,13 @@ def parse_marker(body: str) -> tuple[str, int] | None:
     return match["key"], int(match["n"] or 1)
 
 
-def _by_bot(comment: dict[str, Any], bot_login: str | None) -> bool:
+DEFAULT_BOT_LOGIN = "gitops-bot[bot]"
+
+
+def by_bot(comment: Mapping[str, Any], bot_login: str | None) -> bool:
+    """Whether ``comment`` was written by this App (its login, not merely any Bot account)."""
     user = comment.get("user")
-    if not isinstance(user, dict):
-        return False
-    if bot_login and user.get("login") == bot_login:
-        return True
-    return user.get("type") == "Bot"
+    return isinstance(user, Mapping) and user.get("login") == (bot_login or DEFAULT_BOT_LOGIN)
 
 
 async def list_marked_comments(
@@ -63,12 +67,12 @@ async def list_marked_comments(
 ) -> list[MarkedComment]:
     """Return this bot's comments on issue/PR ``number`` marked with ``key``, oldest first.
 
-    A comment counts when its author is a Bot account (or ``bot_login``): humans who quote
-    the marker are never edited. Another App would not write our marker.
+    A comment counts only when its author is this App (``bot_login``): people and other Apps
+    who write the marker are never edited.
     """
     found: list[MarkedComment] = []
     async for comment in gh.getiter(f"/repos/{repo}/issues/{number}/comments?per_page=100"):
-        if not isinstance(comment, dict) or not _by_bot(comment, bot_login):
+        if not isinstance(comment, dict) or not by_bot(comment, bot_login):
             continue
         parsed = parse_marker(str(comment.get("body") or ""))
         if parsed is not None and parsed[0] == key:
@@ -144,3 +148,44 @@ async def delete_sticky_comment(
     for comment in existing:
         await gh.delete(f"/repos/{repo}/issues/comments/{comment.id}")
     return len(existing)
+
+
+async def find_bot_comment(
+    gh: gidgethub.abc.GitHubAPI,
+    repo: str,
+    number: int,
+    tag: str,
+    *,
+    bot_login: str | None,
+    since: str | None = None,
+) -> dict[str, Any] | None:
+    """The first comment on ``number`` by this App that contains ``tag`` (at or after ``since``)."""
+    url = f"/repos/{repo}/issues/{number}/comments?per_page=100"
+    if since:
+        url += f"&since={quote(since, safe='')}"
+    async for comment in gh.getiter(url):
+        if isinstance(comment, dict) and by_bot(comment, bot_login) and tag in str(comment.get("body") or ""):
+            return dict(comment)
+    return None
+
+
+async def upsert_bot_comment(
+    gh: gidgethub.abc.GitHubAPI,
+    repo: str,
+    number: int,
+    tag: str,
+    body: str,
+    *,
+    bot_login: str | None,
+    since: str | None = None,
+) -> dict[str, Any]:
+    """Create or update this App's comment carrying ``tag`` (which ``body`` must contain)."""
+    if tag not in body:
+        raise ValueError(f"the comment body must carry its tag {tag!r}")
+    existing = await find_bot_comment(gh, repo, number, tag, bot_login=bot_login, since=since)
+    if existing is None:
+        created = await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})
+        return dict(created) if isinstance(created, dict) else {}
+    if existing.get("body") != body:
+        await gh.patch(f"/repos/{repo}/issues/comments/{int(existing['id'])}", data={"body": body})
+    return {**existing, "body": body}

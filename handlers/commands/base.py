@@ -15,19 +15,19 @@ import gidgethub.abc
 
 from bot.context import HandlerContext
 from bot.domain.commands import Command
-from bot.domain.labels import PROMOTION_LABEL
+from bot.domain.promotion.decide import Standing
+from bot.records import pr_standing
 
 log = logging.getLogger(__name__)
 
-PROMOTION_BRANCH_PREFIX = "gitops-bot/promote/"
 _TOKEN_RE = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{10,}|github_pat_[A-Za-z0-9_]{10,})")
 
 
-def is_promotion_pr(pr: Mapping[str, Any]) -> bool:
-    """True for a promotion PR opened by the bot (label or branch name)."""
-    labels = {label.get("name") for label in pr.get("labels") or []}
-    head_ref = str((pr.get("head") or {}).get("ref") or "")
-    return PROMOTION_LABEL in labels or head_ref.startswith(PROMOTION_BRANCH_PREFIX)
+async def is_promotion_pr(ctx: HandlerContext, repo: str, pr: Mapping[str, Any]) -> bool:
+    """True for a promotion PR the bot opened and pushed, by the bot's own record (not its label,
+    branch name or body, which people can write); also when someone else pushed to it since."""
+    standing, _ = await pr_standing(ctx, repo, pr)
+    return standing in (Standing.PROMOTION, Standing.LOST)
 
 
 def redact(text: str, limit: int = 300) -> str:
@@ -50,11 +50,6 @@ class Invocation:
     def number(self) -> int:
         """The pull request number."""
         return int(self.pr["number"])
-
-    @property
-    def is_promotion_pr(self) -> bool:
-        """True for a promotion PR opened by the bot."""
-        return is_promotion_pr(self.pr)
 
 
 @dataclass
@@ -99,22 +94,9 @@ def repo_path(repo: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-async def find_comment(
-    gh: gidgethub.abc.GitHubAPI, repo: str, number: int, marker: str, *, since: str | None = None
-) -> dict[str, Any] | None:
-    """Return the first issue comment whose body contains ``marker`` (written at or after ``since``)."""
-    url = f"{repo_path(repo)}/issues/{number}/comments?per_page=100"
-    if since:
-        url += f"&since={quote(since, safe='')}"
-    async for comment in gh.getiter(url):
-        if marker in (comment.get("body") or ""):
-            return dict(comment)
-    return None
-
-
 async def evaluate_if_promotion(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> str:
     """Re-evaluate the gates when ``inv`` is a promotion PR; return a sentence about it (or "")."""
-    if not inv.is_promotion_pr:
+    if not await is_promotion_pr(ctx, inv.repo, inv.pr):
         return ""
     evaluate = optional_api("handlers.promotion", "evaluate_promotion")
     if evaluate is None:
@@ -156,12 +138,16 @@ def short_sha(pr: dict[str, Any]) -> str:
     return f"`{str((pr.get('head') or {}).get('sha') or '')[:7]}`"
 
 
-async def in_flight_promotions(gh: gidgethub.abc.GitHubAPI, repo: str, number: int) -> list[dict[str, Any]]:
-    """Return the open promotion PRs carrying merged PR ``number`` ("Promote #<number> to <env>: ...")."""
-    prefix = f"Promote #{number} to "
+async def in_flight_promotions(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, number: int
+) -> list[dict[str, Any]]:
+    """Return the open promotion PRs carrying merged PR ``number``, by the bot's records of them."""
     found = []
     async for pr in gh.getiter(f"{repo_path(repo)}/pulls?state=open&per_page=100"):
-        if is_promotion_pr(pr) and str(pr.get("title") or "").startswith(prefix):
+        standing, record = await pr_standing(ctx, repo, pr)
+        history = record.history if record is not None else None
+        mine = standing in (Standing.PROMOTION, Standing.LOST) and history is not None
+        if mine and history is not None and number in (history.origin_pr, history.source_pr):
             found.append(dict(pr))
     return found
 

@@ -6,7 +6,8 @@ import gidgethub.abc
 
 from bot.context import HandlerContext
 from bot.domain.labels import STICKY_MARKER
-from handlers.commands.base import CommandResult, Invocation, find_comment, rerun_checks, short_sha
+from bot.github.comments import find_bot_comment
+from handlers.commands.base import CommandResult, Invocation, rerun_checks, short_sha
 
 
 async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> CommandResult:
@@ -14,7 +15,7 @@ async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation)
     refused = await rerun_checks(gh, ctx, inv)
     if refused is not None:
         return refused
-    sticky = await find_comment(gh, inv.repo, inv.number, STICKY_MARKER)
+    sticky = await find_bot_comment(gh, inv.repo, inv.number, STICKY_MARKER, bot_login=ctx.bot_login)
     where = (
         f"[the diff comment]({sticky['html_url']})"
         if sticky and sticky.get("html_url")

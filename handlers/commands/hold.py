@@ -11,6 +11,7 @@ import gidgethub.abc
 from bot.context import HandlerContext
 from bot.domain.commands import escape_text
 from bot.domain.labels import HOLD_LABEL
+from bot.records import set_held
 from handlers.commands.base import (
     CommandResult,
     Invocation,
@@ -21,8 +22,9 @@ from handlers.commands.base import (
 )
 
 
-async def add_hold(gh: gidgethub.abc.GitHubAPI, repo: str, number: int) -> None:
-    """Add the hold label (GitHub ignores a label that is already there)."""
+async def add_hold(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, number: int) -> None:
+    """Hold in the bot's state, then add the label that shows it (GitHub ignores one already there)."""
+    await set_held(ctx, repo, number, True)
     await gh.post(f"{repo_path(repo)}/issues/{number}/labels", data={"labels": [HOLD_LABEL]})
 
 
@@ -30,8 +32,8 @@ async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation)
     """Hold the PR (and a merged PR's in-flight promotions) and say why, quoting the reason safely."""
     reason = f"\n\n> {escape_text(inv.command.args[0])}" if inv.command.args else ""
     if is_merged(inv.pr):
-        promotions = await in_flight_promotions(gh, inv.repo, inv.number)
-        await add_hold(gh, inv.repo, inv.number)
+        promotions = await in_flight_promotions(gh, ctx, inv.repo, inv.number)
+        await add_hold(gh, ctx, inv.repo, inv.number)
         if not promotions:
             return CommandResult(
                 ok=True,
@@ -40,7 +42,7 @@ async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation)
                 "`/hold` on its promotion PR.",
             )
         for pr in promotions:
-            await add_hold(gh, inv.repo, int(pr["number"]))
+            await add_hold(gh, ctx, inv.repo, int(pr["number"]))
         held = ", ".join(f"#{pr['number']}" for pr in promotions)
         return CommandResult(
             ok=True,
@@ -48,7 +50,7 @@ async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation)
             "The bot will not merge the promotion until someone with write access comments `/unhold` "
             "here or on the promotion PR.",
         )
-    await add_hold(gh, inv.repo, inv.number)
+    await add_hold(gh, ctx, inv.repo, inv.number)
     gates = await evaluate_if_promotion(gh, ctx, inv)
     return CommandResult(
         ok=True,

@@ -6,6 +6,7 @@ import gidgethub.abc
 
 from bot.context import HandlerContext
 from bot.domain.labels import HOLD_LABEL
+from bot.records import is_held, set_held
 from handlers.commands.base import (
     CommandResult,
     Invocation,
@@ -17,14 +18,21 @@ from handlers.commands.base import (
 )
 
 
+async def release(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, number: int) -> bool:
+    """Release the bot's hold on ``number`` and remove its label; return whether it was held."""
+    held = await is_held(ctx, repo, number)
+    await set_held(ctx, repo, number, False)
+    return await remove_label(gh, repo, number, HOLD_LABEL) or held
+
+
 async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> CommandResult:
     """Remove the hold label; not being on hold is fine and said so."""
-    removed = await remove_label(gh, inv.repo, inv.number, HOLD_LABEL)
+    removed = await release(gh, ctx, inv.repo, inv.number)
     released: list[int] = []
     if is_merged(inv.pr):
         evaluate = optional_api("handlers.promotion", "evaluate_promotion")
-        for pr in await in_flight_promotions(gh, inv.repo, inv.number):
-            if await remove_label(gh, inv.repo, int(pr["number"]), HOLD_LABEL):
+        for pr in await in_flight_promotions(gh, ctx, inv.repo, inv.number):
+            if await release(gh, ctx, inv.repo, int(pr["number"])):
                 released.append(int(pr["number"]))
                 if evaluate is not None:
                     await evaluate(gh, ctx, repo=inv.repo, promotion_pr=int(pr["number"]))

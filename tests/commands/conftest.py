@@ -15,6 +15,10 @@ from typing import Any
 import pytest
 
 from bot.context import HandlerContext
+from bot.domain.promotion.decide import Record
+from bot.domain.promotion.plan import History
+from bot.records import write_record
+from tests.fakes import StateStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "commands"
 REPO = "Codertocat/Hello-World"
@@ -31,8 +35,19 @@ class NoRepos:
         raise AssertionError("commands must not push")
 
 
-def make_ctx() -> HandlerContext:
-    return HandlerContext(repos=NoRepos(), delivery_id="d-1")
+BOT = {"login": "gitops-bot[bot]", "type": "Bot"}
+
+
+def make_ctx(store: StateStore | None = None) -> HandlerContext:
+    return HandlerContext(repos=NoRepos(), delivery_id="d-1", store=store or StateStore())
+
+
+async def record_promotion(store: StateStore, pr: dict[str, Any], origin: int) -> None:
+    """Write the bot's record of promotion ``pr`` carrying ``origin`` (as promoting it would)."""
+    head = pr["head"]
+    history = History(origin, "t", "dev", "staging", origin, "c" * 40, "cherry-pick")
+    record = Record("promotion", head["ref"], pr["base"]["ref"], history, (head["sha"],), pr["number"])
+    await write_record(make_ctx(store), REPO, record)
 
 
 def comment_payload(
@@ -71,6 +86,7 @@ def pr_json(
     merged: bool = False,
     labels: Sequence[str] = (),
     head_ref: str = "feat",
+    user: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     return {
         "number": number,
@@ -82,6 +98,7 @@ def pr_json(
         "labels": [{"name": n} for n in labels],
         "head": {"ref": head_ref, "sha": "a" * 40},
         "base": {"ref": "dev", "sha": "b" * 40},
+        "user": user or {"login": "alice", "type": "User"},
     }
 
 

@@ -11,14 +11,24 @@ from bot.domain.help import COMMANDS
 from bot.domain.labels import HOLD_LABEL, PROMOTION_LABEL, STICKY_MARKER
 from handlers.commands import RUNNERS
 from handlers.comments import REPLY_MARKER, router
-from tests.commands.conftest import API, FakeAPIs, Outcome, comment_payload, make_ctx, pr_json, responses
-from tests.fakes import RecordingGitHub, make_event
+from tests.commands.conftest import (
+    API,
+    BOT,
+    FakeAPIs,
+    Outcome,
+    comment_payload,
+    make_ctx,
+    pr_json,
+    record_promotion,
+    responses,
+)
+from tests.fakes import RecordingGitHub, StateStore, make_event
 
 REACTIONS = f"{API}/issues/comments/4242/reactions"
 
 
-async def deliver(gh: RecordingGitHub, payload: dict[str, Any]) -> None:
-    await router.dispatch(make_event("issue_comment", payload), gh, make_ctx())
+async def deliver(gh: RecordingGitHub, payload: dict[str, Any], store: StateStore | None = None) -> None:
+    await router.dispatch(make_event("issue_comment", payload), gh, make_ctx(store))
 
 
 def reactions(gh: RecordingGitHub) -> list[str]:
@@ -124,8 +134,11 @@ async def test_unhold_without_hold_says_so(apis: FakeAPIs) -> None:
 
 
 async def test_hold_on_a_promotion_pr_reevaluates_its_gates(apis: FakeAPIs) -> None:
-    gh = RecordingGitHub(responses(pr=pr_json(labels=[PROMOTION_LABEL])))
-    await deliver(gh, comment_payload("/hold"))
+    pr = pr_json(labels=[PROMOTION_LABEL], head_ref="gitops-bot/promote/staging/abc1234", user=BOT)
+    store = StateStore()
+    await record_promotion(store, pr, origin=3)
+    gh = RecordingGitHub(responses(pr=pr))
+    await deliver(gh, comment_payload("/hold"), store)
     assert apis.calls == [("evaluate_promotion", {"repo": "Codertocat/Hello-World", "promotion_pr": 7})]
     assert "Promotion gates: all gates hold" in replies(gh)[0]
 
@@ -201,7 +214,12 @@ async def test_missing_promotion_module_is_reported(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize("command", ["/diff", "/validate"])
 async def test_diff_and_validate_rerun_the_checks(command: str, apis: FakeAPIs) -> None:
-    sticky = {"id": 1, "body": f"{STICKY_MARKER}\n## Diff", "html_url": "https://x/pull/7#issuecomment-1"}
+    sticky = {
+        "id": 1,
+        "body": f"{STICKY_MARKER}\n## Diff",
+        "html_url": "https://x/pull/7#issuecomment-1",
+        "user": BOT,
+    }
     gh = RecordingGitHub(responses(comments=[sticky]))
     await deliver(gh, comment_payload(command))
     assert apis.names() == ["run_pr_checks"]
@@ -305,7 +323,12 @@ async def test_edit_changing_the_command_runs_it(before: str, after: str, apis: 
 
 async def test_reply_is_updated_in_place_when_run_again(apis: FakeAPIs) -> None:
     marker = REPLY_MARKER.format(comment_id=4242)
-    earlier = {"id": 99, "body": f"@alice `/promote staging`\n\nold\n\n{marker}", "html_url": "https://x#99"}
+    earlier = {
+        "id": 99,
+        "body": f"@alice `/promote staging`\n\nold\n\n{marker}",
+        "html_url": "https://x#99",
+        "user": BOT,
+    }
     gh = RecordingGitHub(responses(pr=pr_json(state="closed", merged=True), comments=[earlier]))
     await deliver(gh, comment_payload("/promote prod", action="edited", before="/promote staging"))
     assert replies(gh) == []
@@ -320,7 +343,7 @@ async def test_same_reply_is_not_written_twice(apis: FakeAPIs) -> None:
     gh = RecordingGitHub(responses())
     await deliver(gh, comment_payload("/hold"))
     [body] = replies(gh)
-    again = RecordingGitHub(responses(comments=[{"id": 5, "body": body}]))
+    again = RecordingGitHub(responses(comments=[{"id": 5, "body": body, "user": BOT}]))
     await deliver(again, comment_payload("/hold"))
     assert replies(again) == []
     assert not [c for c in again.writes() if c.method == "PATCH"]
@@ -336,25 +359,26 @@ async def test_overlong_answer_is_cut_to_fit_a_comment(apis: FakeAPIs) -> None:
     assert text.endswith(REPLY_MARKER.format(comment_id=4242))
 
 
-def promotion_list() -> list[dict[str, Any]]:
+async def promotion_list(store: StateStore) -> list[dict[str, Any]]:
+    """Open PRs: the bot's promotions of #7 and #70, and a person's PR titled like a promotion of #7."""
+    mine = pr_json(12, head_ref="gitops-bot/promote/staging/abc1234", user=BOT)
+    other = pr_json(13, head_ref="gitops-bot/promote/staging/def5678", user=BOT)
+    forged = pr_json(14, head_ref="gitops-bot/promote/staging/0000000")
+    await record_promotion(store, mine, origin=7)
+    await record_promotion(store, other, origin=70)
     return [
-        {
-            **pr_json(12, head_ref="gitops-bot/promote/staging/abc1234"),
-            "title": "Promote #7 to staging: Add cluster",
-        },
-        {
-            **pr_json(13, head_ref="gitops-bot/promote/staging/def5678"),
-            "title": "Promote #70 to staging: Other",
-        },
-        {**pr_json(14), "title": "Promote #7 to staging: not a bot branch"},
+        {**mine, "title": "Promote #7 to staging: Add cluster"},
+        {**other, "title": "Promote #70 to staging: Other"},
+        {**forged, "title": "Promote #7 to staging: not the bot's"},
     ]
 
 
 async def test_hold_on_a_merged_pr_holds_its_promotion(apis: FakeAPIs) -> None:
     canned = responses(pr=pr_json(state="closed", merged=True))
-    canned[("GET", f"{API}/pulls")] = promotion_list()
+    store = StateStore()
+    canned[("GET", f"{API}/pulls")] = await promotion_list(store)
     gh = RecordingGitHub(canned)
-    await deliver(gh, comment_payload("/hold"))
+    await deliver(gh, comment_payload("/hold"), store)
     assert label_writes(gh) == [("POST", f"{API}/issues/7/labels"), ("POST", f"{API}/issues/12/labels")]
     assert "this PR and its promotion #12" in replies(gh)[0]
 
@@ -370,13 +394,14 @@ async def test_hold_on_a_merged_pr_without_promotion_says_so(apis: FakeAPIs) -> 
 
 async def test_unhold_on_a_merged_pr_releases_its_promotion(apis: FakeAPIs) -> None:
     canned = responses(pr=pr_json(state="closed", merged=True))
-    canned[("GET", f"{API}/pulls")] = promotion_list()
+    store = StateStore()
+    canned[("GET", f"{API}/pulls")] = await promotion_list(store)
     canned[("DELETE", f"{API}/issues/7/labels/gitops-bot%2Fhold")] = (
         404,
         {"message": "Label does not exist"},
     )
     gh = RecordingGitHub(canned)
-    await deliver(gh, comment_payload("/unhold"))
+    await deliver(gh, comment_payload("/unhold"), store)
     assert label_writes(gh) == [
         ("DELETE", f"{API}/issues/7/labels/gitops-bot%2Fhold"),
         ("DELETE", f"{API}/issues/12/labels/gitops-bot%2Fhold"),

@@ -15,6 +15,7 @@ import gidgethub.abc
 import pytest
 
 from bot.context import HandlerContext
+from bot.domain.promotion.decide import Record
 from bot.queue.base import Delivery, DeliveryStore, Status
 from bot.reconciler import (
     STATE_KEY,
@@ -28,57 +29,11 @@ from bot.reconciler import (
 )
 from handlers.reconcile import router as remember_router
 from tests.commands.conftest import NoRepos
-from tests.fakes import RecordingGitHub, make_event
+from tests.fakes import RecordingGitHub, StateStore, make_event
 
 REPO = "acme/fleet"
+BOT_LOGIN = "gitops-bot[bot]"
 API = f"/repos/{REPO}"
-
-
-class StateStore(DeliveryStore):
-    """A delivery store that only keeps service state (all the reconciler uses)."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, str] = {}
-        self.writes = 0
-
-    async def get_state(self, key: str) -> str | None:
-        return self.state.get(key)
-
-    async def set_state(self, key: str, value: str) -> None:
-        self.writes += 1
-        self.state[key] = value
-
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def ping(self) -> bool:
-        return True
-
-    async def put(self, delivery_id: str, event: str, payload: bytes, **kw: Any) -> bool:
-        raise NotImplementedError
-
-    async def claim(self, worker_id: str, *, limit: int = 1, lease_seconds: float = 300.0) -> list[Delivery]:
-        raise NotImplementedError
-
-    async def complete(self, delivery_id: str, worker_id: str) -> None:
-        raise NotImplementedError
-
-    async def fail(self, delivery_id: str, worker_id: str, error: str, retry_at: datetime | None) -> None:
-        raise NotImplementedError
-
-    async def retry(self, delivery_id: str) -> bool:
-        raise NotImplementedError
-
-    async def retry_dead(self) -> int:
-        raise NotImplementedError
-
-    async def get(self, delivery_id: str) -> Delivery | None:
-        raise NotImplementedError
-
-    async def counts(self) -> dict[Status, int]:
-        raise NotImplementedError
-
-    async def recent(self, *, status: Status | None = None, limit: int = 20) -> list[Delivery]:
-        raise NotImplementedError
 
 
 def pr(
@@ -106,6 +61,17 @@ class World:
     empty_repos: list[str] = field(default_factory=list)
     reconcile_evaluates: bool = False
     conflict: bool = False
+    store: StateStore = field(default_factory=StateStore)
+
+    def promotion(self, number: int, sha: str, ref: str, base: str = "staging") -> dict[str, Any]:
+        """An open promotion PR the bot opened and pushed, with the bot's record of it."""
+        made = {
+            **pr(number, sha, ref=ref, base=base, labels=["gitops-bot/promotion"]),
+            "user": {"login": BOT_LOGIN},
+        }
+        record = Record("promotion", ref, base, None, (sha,), number)
+        self.store.state[f"promotion:{REPO}:{ref}"] = record.to_json()
+        return made
 
     def github(self) -> RecordingGitHub:
         answers: dict[tuple[str, str], Any] = {
@@ -155,9 +121,7 @@ class World:
                 continue
             await gh.post(f"/repos/{repo}/pulls", data={"head": branch, "base": "staging"})
             number = 100 + source["number"]
-            self.open_prs.append(
-                pr(number, "c" * 40, ref=branch, base="staging", labels=["gitops-bot/promotion"])
-            )
+            self.open_prs.append(self.promotion(number, "c" * 40, branch))
             outcomes.append(
                 types.SimpleNamespace(
                     ok=True, message=f"opened the promotion of #{source['number']}", url=f"#{number}"
@@ -218,13 +182,13 @@ TARGETS = [RepoTarget(REPO, 11)]
 async def test_lost_merge_webhook_is_recovered_in_one_pass(world: World) -> None:
     world.merged.append({**pr(5, "d" * 40), "state": "closed", "merged": True})
     clients = Clients(world)
-    report = await reconcile_once(clients, factory(), repos=TARGETS)
+    report = await reconcile_once(clients, factory(world.store), repos=TARGETS)
     assert report.promotions_recovered == [f"{REPO}: opened the promotion of #5 (#105)"]
     assert [c.path for c in clients.writes()] == [f"{API}/pulls"]
     assert world.open_prs[-1]["head"]["ref"] == "gitops-bot/promote/staging/ddddddd"
     assert report.errors == []
     # next pass: the promotion exists; its gates are evaluated, nothing is opened again
-    again = await reconcile_once(clients, factory(), repos=TARGETS)
+    again = await reconcile_once(clients, factory(world.store), repos=TARGETS)
     assert again.promotions_recovered == []
     assert again.promotions_evaluated == [f"{REPO}#105: gates pending"]
     assert [c.path for c in clients.writes()] == [f"{API}/pulls"]
@@ -268,14 +232,14 @@ async def test_prs_with_a_queued_delivery_are_left_to_it(world: World) -> None:
 
 
 async def test_passes_are_idempotent(world: World) -> None:
-    world.open_prs += [pr(1, "1" * 40), pr(7, "7" * 40, ref="gitops-bot/promote/prod/abcdef0")]
+    world.open_prs += [pr(1, "1" * 40), world.promotion(7, "7" * 40, "gitops-bot/promote/prod/abcdef0")]
     world.merged.append({**pr(5, "d" * 40), "state": "closed", "merged": True})
     clients = Clients(world)
-    first = await reconcile_once(clients, factory(), repos=TARGETS)
+    first = await reconcile_once(clients, factory(world.store), repos=TARGETS)
     writes_after_first = len(clients.writes())
     checks_after_first = world.names().count("run_pr_checks")
-    second = await reconcile_once(clients, factory(), repos=TARGETS)
-    third = await reconcile_once(clients, factory(), repos=TARGETS)
+    second = await reconcile_once(clients, factory(world.store), repos=TARGETS)
+    third = await reconcile_once(clients, factory(world.store), repos=TARGETS)
     assert first.checked == [f"{REPO}#1"]
     assert second.checked == third.checked == []
     assert second.up_to_date == third.up_to_date == 1
@@ -286,12 +250,14 @@ async def test_passes_are_idempotent(world: World) -> None:
 
 async def test_promotion_prs_get_their_gates_evaluated(world: World) -> None:
     world.open_prs += [
-        pr(8, "8" * 40, labels=["gitops-bot/promotion"]),
-        pr(9, "9" * 40, ref="gitops-bot/promote/staging/1234567"),
+        world.promotion(8, "8" * 40, "gitops-bot/promote/staging/7654321"),
+        world.promotion(9, "9" * 40, "gitops-bot/promote/staging/1234567"),
+        pr(10, "a" * 40, ref="gitops-bot/promote/staging/0000000", labels=["gitops-bot/promotion"]),
     ]
-    report = await reconcile_once(Clients(world), factory(), repos=TARGETS)
+    world.check_runs["a" * 40] = [{"name": "gitops-bot/validate", "status": "completed"}]
+    report = await reconcile_once(Clients(world), factory(world.store), repos=TARGETS)
     assert report.promotions_evaluated == [f"{REPO}#8: gates pending", f"{REPO}#9: gates pending"]
-    assert report.checked == []
+    assert report.checked == [] and report.up_to_date == 1  # #10 only looks like one: a PR like any
     assert world.names() == ["reconcile_promotions", "evaluate_promotion", "evaluate_promotion"]
 
 
@@ -299,12 +265,12 @@ async def test_promotion_prs_evaluated_by_reconcile_promotions_are_not_evaluated
     world.reconcile_evaluates = True
     world.open_prs += [
         {
-            **pr(8, "8" * 40, labels=["gitops-bot/promotion"]),
+            **world.promotion(8, "8" * 40, "gitops-bot/promote/staging/7654321"),
             "html_url": "https://github.com/acme/fleet/pull/8",
         },
-        pr(9, "9" * 40, ref="gitops-bot/promote/staging/1234567"),
+        world.promotion(9, "9" * 40, "gitops-bot/promote/staging/1234567"),
     ]
-    report = await reconcile_once(Clients(world), factory(), repos=TARGETS)
+    report = await reconcile_once(Clients(world), factory(world.store), repos=TARGETS)
     assert world.names() == ["reconcile_promotions"]
     assert report.promotions_evaluated == [
         f"{REPO}: #8: soak time pending (https://github.com/acme/fleet/pull/8)",
@@ -350,8 +316,9 @@ async def test_a_failing_repository_does_not_stop_the_others(world: World) -> No
 async def test_missing_apis_are_skipped_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "handlers.promotion", None)
     monkeypatch.setitem(sys.modules, "handlers.pull_request", None)
-    w = World(open_prs=[pr(1, "1" * 40), pr(2, "2" * 40, labels=["gitops-bot/promotion"])])
-    report = await reconcile_once(Clients(w), factory(), repos=TARGETS)
+    w = World()
+    w.open_prs = [pr(1, "1" * 40), w.promotion(2, "2" * 40, "gitops-bot/promote/staging/2222222")]
+    report = await reconcile_once(Clients(w), factory(w.store), repos=TARGETS)
     assert report.errors == []
     assert report.skipped == [
         f"{REPO}#1: the PR checks are not installed",

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from bot.context import HandlerContext
+from bot.git.files import git
 from handlers import promotion
-from tests.fakes import make_event
+from tests.fakes import StateStore, make_event
 from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess
 from tests.promotion.gitrepo import BareRepo
 
@@ -59,7 +60,11 @@ class World:
     access: FakeRepoAccess
 
     async def dispatch(self, event: str, payload: dict[str, Any]) -> None:
-        payload = {**payload, "repository": {"full_name": "org/fleet", "default_branch": "main"}}
+        payload = {
+            "sender": {"login": "maintainer"},  # GitHub names who acted; here someone who may
+            **payload,
+            "repository": {"full_name": "org/fleet", "default_branch": "main"},
+        }
         await promotion.router.dispatch(make_event(event, payload), self.gh, self.ctx)
 
     async def closed(self, number: int) -> None:
@@ -89,11 +94,16 @@ def make_world(tmp_path: Path, strategy: str = "cherry-pick") -> World:
     )
     repo.git("update-ref", "refs/heads/env/staging", base)
     repo.git("update-ref", "refs/heads/env/prod", base)
-    gh = FakeGitHub(repo=repo)
+    gh = FakeGitHub(repo=repo, permissions={"maintainer": "maintain"})
     access = FakeRepoAccess(remote=repo.path, mirror=tmp_path / "mirror.git")
-    ctx = HandlerContext(repos=access)
-    promotion.set_diff_renderer(None)
+    ctx = HandlerContext(repos=access, store=StateStore(), diff_renderer=changed_files)
     return World(repo, gh, ctx, access)
+
+
+async def changed_files(git_dir: Path, base: str, head: str, env: str) -> str:
+    """A stand-in for the render engine: the changed paths as a diff fence."""
+    names = git(git_dir, "diff", "--name-status", "--no-renames", base, head).decode()
+    return f"Changes for `{env}`:\n\n```diff\n{names}```"
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from bot.git.rewrite import merge
 from tests.fakes import Call, RecordingGitHub
 from tests.promotion.gitrepo import BareRepo
 
+BOT = "gitops-bot[bot]"
+
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -197,7 +199,7 @@ class FakeGitHub(RecordingGitHub):
                     "message": "Validation Failed",
                     "errors": [{"message": "A pull request already exists"}],
                 }
-            pr = self.open_pr(head, base, data["title"], data.get("body", ""), user="gitops-bot[bot]")
+            pr = self.open_pr(head, base, data["title"], data.get("body", ""), user=BOT)
             return 201, pr
         m = re.fullmatch(rf"{r}/pulls/(\d+)", path)
         if m:
@@ -246,6 +248,14 @@ class FakeGitHub(RecordingGitHub):
                 if name not in [lbl["name"] for lbl in pr["labels"]]:
                     pr["labels"].append({"name": name})
             return 200, pr["labels"]
+        m = re.fullmatch(rf"{r}/issues/(\d+)/labels/(.+)", path)
+        if m and method == "DELETE":
+            pr = self.pulls[int(m.group(1))]
+            kept = [lbl for lbl in pr["labels"] if lbl["name"] != m.group(2)]
+            if len(kept) == len(pr["labels"]):
+                return 404, {"message": "Label does not exist"}
+            pr["labels"] = kept
+            return 200, kept
         m = re.fullmatch(rf"{r}/issues/(\d+)/comments", path)
         if m:
             number = int(m.group(1))
@@ -256,6 +266,7 @@ class FakeGitHub(RecordingGitHub):
                     "issue": number,
                     "body": data["body"],
                     "html_url": f"#c{cid}",
+                    "user": {"login": BOT, "type": "Bot"},  # every write here is the bot's
                 }
                 return 201, self.comments[cid]
             return 200, [c for c in self.comments.values() if c["issue"] == number]

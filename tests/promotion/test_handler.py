@@ -15,7 +15,6 @@ from handlers.promotion import (
     promote_pr,
     reconcile_promotions,
     rollback_pr,
-    set_diff_renderer,
 )
 from tests.promotion.conftest import CLUSTER, World, ago, make_world
 from tests.promotion.kubeapi import FakeKubeAPI
@@ -170,11 +169,43 @@ async def test_hold_blocks_merge_until_unlabeled(world: World) -> None:
     assert not promo["merged"]
     run = _run(world, promo)
     assert "held with `gitops-bot/hold`" in run["output"]["summary"] and run["status"] == "in_progress"
+    world.gh.permissions["lead"] = "write"
     promo["labels"] = []
     await world.dispatch(
-        "pull_request", {"action": "unlabeled", "pull_request": promo, "label": {"name": HOLD_LABEL}}
+        "pull_request",
+        {
+            "action": "unlabeled",
+            "pull_request": promo,
+            "label": {"name": HOLD_LABEL},
+            "sender": {"login": "lead"},
+        },
     )
     assert promo["merged"]
+
+
+async def test_a_hold_label_removed_without_write_permission_is_put_back(world: World) -> None:
+    n = world.change("feature/g", "env/dev", {"clusters/g.yaml": "g\n"}, "Add g", merged_ago=60)
+    sha = world.gh.pulls[n]["merge_commit_sha"]
+    await world.closed(n)
+    promo = _promotion(world, "staging")
+    promo["labels"].append({"name": HOLD_LABEL})
+    labeled = {
+        "action": "labeled",
+        "pull_request": promo,
+        "label": {"name": HOLD_LABEL},
+        "sender": {"login": "tia"},
+    }
+    await world.dispatch("pull_request", labeled)
+    world.gh.set_status(sha, "flux/dev", "success", updated_at=ago(minutes=50))
+    world.gh.permissions["tia"] = "triage"
+    promo["labels"] = []
+    unlabeled = {**labeled, "action": "unlabeled"}
+    await world.dispatch("pull_request", unlabeled)
+    assert not promo["merged"]
+    assert promo["labels"] == [{"name": HOLD_LABEL}]
+    (reply,) = [c["body"] for c in world.gh.comments.values() if c["issue"] == promo["number"]]
+    assert "@tia" in reply and "put back" in reply and "triage" in reply
+    assert "held with `gitops-bot/hold`" in _run(world, promo)["output"]["summary"]
 
 
 async def test_red_health_fails_the_check_and_does_not_merge(world: World) -> None:
@@ -324,28 +355,22 @@ async def test_merge_strategy_carries_the_whole_branch(tmp_path: Path) -> None:
     assert "merges `dev`" in promo["body"]
 
 
-async def test_custom_renderer_and_secret_hiding(world: World) -> None:
-    secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: hunter2\n"
-    n = world.change("feature/x", "env/dev", {"clusters/x.yaml": "x\n", "apps/db.yaml": secret}, "Add x")
-    await world.closed(n)
-    body = _promotion(world, "staging")["body"]
-    assert "hunter2" not in body and "content hidden" in body
-
+async def test_the_renderer_comes_from_the_context(world: World) -> None:
     async def rendered(git_dir: Path, base: str, head: str, env: str) -> str:
         return f"rendered for {env}"
 
-    set_diff_renderer(rendered)
-    try:
-        n2 = world.change("feature/y", "env/dev", {"clusters/y.yaml": "y\n"}, "Add y")
-        await world.closed(n2)
-        bodies = [
-            p["body"]
-            for p in world.gh.pulls.values()
-            if "Add y" in p["title"] and p["head"]["ref"].startswith("gitops-bot/")
-        ]
-        assert "rendered for staging" in bodies[0]
-    finally:
-        set_diff_renderer(None)
+    world.ctx.diff_renderer = rendered
+    n = world.change("feature/y", "env/dev", {"clusters/y.yaml": "y\n"}, "Add y")
+    await world.closed(n)
+    assert "rendered for staging" in _promotion(world, "staging")["body"]
+
+    world.ctx.diff_renderer = None  # no renderer: the body points at the PR's checks, shows no file
+    n2 = world.change("feature/z", "env/dev", {"clusters/z.yaml": "secret-ish\n"}, "Add z")
+    await world.closed(n2)
+    bodies = [
+        p["body"] for p in world.gh.pulls.values() if "Add z" in p["title"] and p["user"]["login"] != "alice"
+    ]
+    assert "secret-ish" not in bodies[0] and "`/diff`" in bodies[0]
 
 
 async def test_broken_config_is_reported_not_crashed(world: World) -> None:

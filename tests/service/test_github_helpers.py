@@ -135,6 +135,15 @@ async def test_human_comments_quoting_the_marker_are_left_alone() -> None:
     assert len(gh.comments) == 2
 
 
+async def test_another_apps_comment_with_the_marker_is_left_alone() -> None:
+    gh = StatefulGitHub()
+    other = {"login": "other-app[bot]", "type": "Bot"}
+    gh.comments[1] = {"id": 1, "issue": 5, "body": "<!-- gitops-bot:sticky --> planted", "user": other}
+    await upsert_sticky_comment(gh, "o/r", 5, "sticky", "bot text")
+    assert gh.comments[1]["body"] == "<!-- gitops-bot:sticky --> planted"
+    assert len(gh.comments) == 2
+
+
 async def test_numbered_parts_are_updated_created_and_deleted() -> None:
     gh = StatefulGitHub()
     ids = await upsert_comment_parts(gh, "o/r", 5, "diff", ["one", "two", "three"])
@@ -166,7 +175,7 @@ async def test_duplicates_from_a_past_race_are_removed() -> None:
             "id": cid,
             "issue": 5,
             "body": "<!-- gitops-bot:sticky -->\nold",
-            "user": {"type": "Bot"},
+            "user": {"login": "gitops-bot[bot]", "type": "Bot"},
         }
     await upsert_sticky_comment(gh, "o/r", 5, "sticky", "new")
     assert list(gh.comments) == [1]

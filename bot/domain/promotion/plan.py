@@ -11,13 +11,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.domain.labels import PROMOTION_MARKER_PREFIX
+from bot.domain.labels import CONFLICT_MARKER, PROMOTION_MARKER_PREFIX, ROLLBACK_MARKER_PREFIX
 from bot.domain.promotion.environments import Chain, Environment, Strategy
 
 BRANCH_PREFIX = "gitops-bot/promote/"
 ROLLBACK_PREFIX = "gitops-bot/rollback/"
-CONFLICT_MARKER = "<!-- gitops-bot:promotion-conflict {env} -->"
-OUTCOME_MARKER = "<!-- gitops-bot:promotion-outcome {env} -->"
 MARKER_SUFFIX = " -->"
 MAX_BODY = 60_000  # GitHub allows 65,536 characters; keep room for the marker and tables
 _MARKER_RE = re.compile(re.escape(PROMOTION_MARKER_PREFIX) + r"(\{.*?\})" + re.escape(MARKER_SUFFIX), re.S)
@@ -121,7 +119,7 @@ def marker(history: History) -> str:
 
 
 def read_marker(body: str | None) -> History | None:
-    """Return the history in a PR body, or None when there is none or it is unreadable."""
+    """Return the history shown in a PR body, or None (what people see; the bot decides on its store)."""
     if not body:
         return None
     # the bot writes its marker last; anything earlier (a quoted diff, a title) is not trusted
@@ -307,7 +305,7 @@ def rollback_body(*, repo: str, env: str, pr_number: int, sha: str, reason: str)
             f"**Why:** {inline_text(reason, 1000) or 'requested'}",
             "",
             "Review and merge to undo the change; close this PR to keep it.",
-            f"<!-- gitops-bot:rollback {json.dumps({'pr': pr_number, 'sha': sha, 'env': env})} -->",
+            f"{ROLLBACK_MARKER_PREFIX}{json.dumps({'pr': pr_number, 'sha': sha, 'env': env})} -->",
         ]
     )
 
