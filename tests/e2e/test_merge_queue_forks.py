@@ -204,11 +204,6 @@ async def test_a_fork_pr_is_checked_against_the_base_config_and_its_author_needs
         assert await world.until(lambda: "gitops-bot/hold" in world.pr(number).labels, "eve's hold")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 item 1 (a-promotion): promotion standing still comes from the branch name and body "
-    "marker, which a fork author writes; passes once it comes from the bot's own state",
-)
 async def test_a_fork_pr_dressed_as_a_promotion_gets_no_promotion_standing(tmp_path: Path) -> None:
     async with DemoWorld(tmp_path, out=lambda _: None, reconcile_interval=60) as world:
         await world.setup_fleet()
