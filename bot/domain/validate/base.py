@@ -192,6 +192,7 @@ class Context:
     texts: dict[str, str] = field(default_factory=dict)
     head_crds: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     rgds: dict[tuple[str, str], Doc] = field(default_factory=dict)
+    patches: dict[str, str] = field(default_factory=dict)
 
     def section(self, name: str) -> dict[str, Any]:
         """Return a config section (``{}`` when absent)."""

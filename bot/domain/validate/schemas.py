@@ -159,7 +159,7 @@ def _report(
             if extras:
                 path = (*path, extras[0])
                 message = f"unknown field{'s' if len(extras) > 1 else ''} {', '.join(map(repr, extras))}"
-                close = difflib.get_close_matches(extras[0], sorted(map(str, known)), n=1)
+                close = difflib.get_close_matches(extras[0], sorted(map(str, known)), n=1, cutoff=0.75)
                 if close:
                     message += f" (did you mean {close[0]!r}?)"
         if err.validator == "additionalProperties":
@@ -236,39 +236,7 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
         )
     crd = ctx.head_crds.get((group, kind)) or _bundled_crd(group, kind)
     if crd is None:
-        known = _known_kinds(ctx)
-        if group == "kro.run":
-            return [
-                doc.finding(
-                    "schema.unknown-kind",
-                    Severity.WARNING,
-                    ("kind",),
-                    f"no ResourceGraphDefinition in the repository defines kind {kind!r}; not validated",
-                    "Commit the ResourceGraphDefinition that defines it (kro must have it active before this "
-                    "object can be created), or fix the kind.",
-                )
-            ]
-        if group in known:
-            close = difflib.get_close_matches(kind, sorted(known[group]), n=1, cutoff=0.3)
-            suggestion = f" Did you mean {close[0]!r}?" if close else ""
-            return [
-                doc.finding(
-                    "schema.unknown-kind",
-                    Severity.ERROR,
-                    ("kind",),
-                    f"{group} has no kind {kind!r}",
-                    f"Known kinds in {group}: {', '.join(sorted(known[group]))}.{suggestion}",
-                )
-            ]
-        return [
-            doc.finding(
-                "schema.unknown-kind",
-                Severity.WARNING,
-                ("apiVersion",),
-                f"unknown API {doc.api_version} {kind}: no CRD in the repository or bundled, not validated",
-                "Check the apiVersion for typos, or commit the CRD to the repository so it can be validated.",
-            )
-        ]
+        return [_unknown_kind(ctx, doc)]
     versions = _crd_versions(crd)
     entry = versions.get(version)
     if entry is None or not entry["served"]:
@@ -287,6 +255,56 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
     validator = _validator("crd", group, kind, version, entry["schema"])
     data = {k: v for k, v in doc.data.items() if k != "status"}
     return _report(doc, _errors(validator, data), f"{kind} CRD schema")
+
+
+def close_kind(kind: str, known: set[str], group: str = "") -> str | None:
+    """Return the known kind that ``kind`` is surely a slip for, else ``None``.
+
+    Sure means: the same letters in another case, the kind with the group's service name in
+    front (``EKSCluster`` in ``eks.services.k8s.aws`` for ``Cluster``), or a near-identical
+    spelling. Anything less certain gets no suggestion: a wrong "did you mean" misleads.
+    """
+    service = group.split(".", 1)[0].lower()
+    for candidate in sorted(known):
+        if candidate.lower() in (kind.lower(), kind.lower().removeprefix(service)):
+            return candidate
+    close = difflib.get_close_matches(kind, sorted(known), n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def _unknown_kind(ctx: Context, doc: Doc) -> Finding:
+    """A notice for a kind no CRD defines (never an error: the bundled CRD sets may be older)."""
+    group, kind = doc.group, doc.kind
+    if group == "kro.run":
+        return doc.finding(
+            "schema.unknown-kind",
+            Severity.NOTICE,
+            ("kind",),
+            f"no ResourceGraphDefinition in the repository defines kind {kind!r}; not validated",
+            "Commit the ResourceGraphDefinition that defines it (kro must have it active before this "
+            "object can be created), or fix the kind.",
+        )
+    crd_hint = (
+        f"To validate it, commit the CustomResourceDefinition of {kind} ({group}) to the repository, "
+        "for example from the operator's release or its Helm chart's crds/ folder."
+    )
+    known = _known_kinds(ctx).get(group)
+    if known:
+        close = close_kind(kind, known, group)
+        return doc.finding(
+            "schema.unknown-kind",
+            Severity.NOTICE,
+            ("kind",),
+            f"kind {kind!r} is not in the {group} CRDs the bot knows; not validated",
+            (f"Did you mean {close!r}? " if close else "") + crd_hint,
+        )
+    return doc.finding(
+        "schema.unknown-kind",
+        Severity.NOTICE,
+        ("apiVersion",),
+        f"unknown API {doc.api_version} {kind}: no CRD in the repository or bundled; not validated",
+        "Check the apiVersion for typos. " + crd_hint,
+    )
 
 
 def unknown_api_hint(group: str, version: str, kind: str) -> tuple[str, str] | None:
