@@ -93,11 +93,38 @@ CEL_WORDS = frozenset(
         "type",
     }
 )
-#: CEL extension libraries called as ``lists.range(...)``: namespaces, not resource ids.
+#: CEL libraries kro registers (kro pkg/cel/environment.go BaseDeclarations: cel-go ext Lists,
+#: Strings, Bindings, Encoders, optional types; Kubernetes' Lists, URLs, Regex, Quantity, IP,
+#: CIDR, Semver; kro's hash, json, lists, maps, random, omit and runtime libraries), called as
+#: ``hash.sha256(...)``, ``cel.bind(...)``: namespaces, not resource ids. ``runtime`` is the
+#: variable of kro's status-condition library.
 CEL_NAMESPACES = frozenset(
-    {"lists", "strings", "math", "sets", "base64", "optional", "encoders", "json", "random"}
+    {
+        "lists",
+        "strings",
+        "math",
+        "sets",
+        "base64",
+        "optional",
+        "encoders",
+        "json",
+        "random",
+        "hash",
+        "cel",
+        "runtime",
+    }
 )
-MACROS = ("map", "filter", "all", "exists", "exists_one", "transformList", "transformMap", "sortBy")
+MACROS = (
+    "map",
+    "filter",
+    "all",
+    "exists",
+    "exists_one",
+    "transformList",
+    "transformMap",
+    "transformMapEntry",
+    "sortBy",
+)
 HINT_DOCS = "See kro's graph rules (kro.run docs: ResourceGraphDefinition, CEL expressions)."
 
 
@@ -151,7 +178,8 @@ def expressions(value: str) -> tuple[list[str], str]:
 
 
 _STRING_LIT = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
-_IDENT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(\s*\()?")
+_IDENT = re.compile(r"(?<![\w.])(?<!\.\?)([A-Za-z_]\w*)(\s*\()?")
+_BIND_VAR = re.compile(r"\bcel\.bind\(\s*([A-Za-z_]\w*)\s*,")
 _MACRO_VAR = re.compile(r"\.(?:" + "|".join(MACROS) + r")\(\s*([A-Za-z_]\w*)\s*,(?:\s*([A-Za-z_]\w*)\s*,)?")
 
 
@@ -159,12 +187,13 @@ def root_identifiers(expr: str) -> list[tuple[str, str]]:
     """Return ``(identifier, dotted path after it)`` for each free root identifier in a CEL expression."""
     text = _STRING_LIT.sub('""', expr)
     bound = {name for m in _MACRO_VAR.finditer(text) for name in m.groups() if name}
+    bound |= {m.group(1) for m in _BIND_VAR.finditer(text)}
     out: list[tuple[str, str]] = []
     for m in _IDENT.finditer(text):
         name = m.group(1)
         if m.group(2) or name in CEL_WORDS or name in bound or name in CEL_NAMESPACES:
             continue
-        rest = re.match(r"((?:\??\.[A-Za-z_]\w*)*)", text[m.end(1) :])
+        rest = re.match(r"((?:\??\.\??[A-Za-z_]\w*)*)", text[m.end(1) :])
         out.append((name, (rest.group(1) if rest else "").replace("?", "")))
     return out
 
