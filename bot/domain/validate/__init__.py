@@ -33,7 +33,6 @@ from bot.domain.validate.base import (
     Doc,
     TreeReader,
     as_dict,
-    as_list,
     iter_yaml_files,
     parse_docs,
     read_text,
@@ -252,10 +251,8 @@ def validate(
         findings.extend(schemas.check_object(ctx, doc))
         if schemas.is_graph(doc):
             findings.extend(kro.check_graph(doc))
-            for i, res in enumerate(as_list(as_dict(doc.data.get("spec")).get("resources"))):
-                sub = doc.sub(("spec", "resources", i, "template")) if isinstance(res, dict) else None
-                if sub is not None:
-                    findings.extend(schemas.check_object(ctx, sub))
+            for sub in kro.resource_objects(doc):
+                findings.extend(schemas.check_object(ctx, sub))
         if secret_cfg.get("enabled", True):
             findings.extend(secrets.check_doc(ctx, doc))
     requests = fleet.requests_in(ctx.changed, ctx.config)

@@ -361,11 +361,17 @@ def check_graph(doc: Doc) -> list[Finding]:
         ids.append(rid)
         has_t, has_e = "template" in res, "externalRef" in res
         if has_t == has_e:
+            wrapped = resource_object_path(res)
             add(
                 "kro.resources",
                 ("spec", "resources", i),
                 f"resource {rid!r} needs exactly one of template and externalRef",
-                "Use template to create an object, externalRef to read an existing one.",
+                (
+                    "Put the object under template: (kro reads nothing else; copied examples often "
+                    f"leave it out{' or use ' + repr(wrapped[0]) if wrapped else ''})."
+                    if wrapped is not None and not has_e
+                    else "Use template to create an object, externalRef to read an existing one."
+                ),
             )
         template = res.get("template")
         if isinstance(template, dict):
@@ -501,6 +507,43 @@ def check_graph(doc: Doc) -> list[Finding]:
             "Break the cycle: one of these resources must not read the other's fields.",
         )
     return findings
+
+
+def resource_object_path(res: dict[str, Any]) -> tuple[str, ...] | None:
+    """Return where the object of one kro resource is, relative to the resource, or ``None``.
+
+    That is ``template``; for a resource written without it (as copied from write-ups), the
+    resource itself when it carries ``apiVersion`` and ``kind``, or the one mapping field that
+    does (``definition:`` and the like). ``externalRef`` objects are read, not created.
+    """
+    if "template" in res:
+        return ("template",) if isinstance(res["template"], dict) else None
+    if "externalRef" in res:
+        return None
+    if res.get("apiVersion") and res.get("kind"):
+        return ()
+    inner = [k for k, v in res.items() if isinstance(v, dict) and v.get("apiVersion") and v.get("kind")]
+    return (str(inner[0]),) if len(inner) == 1 else None
+
+
+def resource_objects(doc: Doc) -> list[Doc]:
+    """Return the objects a kro graph's resources create, each as a document at its own lines."""
+    out: list[Doc] = []
+    for i, res in enumerate(as_list(as_dict(doc.data.get("spec")).get("resources"))):
+        where = resource_object_path(res) if isinstance(res, dict) else None
+        sub = doc.sub(("spec", "resources", i, *where)) if where is not None else None
+        if sub is not None:
+            if where == ():
+                sub = Doc(sub.path, sub.index, sub.line, sub.node, _without_kro_fields(sub.data), sub.prefix)
+            out.append(sub)
+    return out
+
+
+_KRO_RESOURCE_FIELDS = ("id", "readyWhen", "includeWhen", "forEach", "externalRef", "template")
+
+
+def _without_kro_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in _KRO_RESOURCE_FIELDS}
 
 
 def is_graph_doc(doc: Doc) -> bool:
