@@ -246,3 +246,69 @@ def test_an_unknown_kind_is_a_notice_with_a_hint_and_no_wrong_suggestion(tmp_pat
     typo = text.replace("ClusterConfigThing", "Podidentityassociation")
     [finding] = run(tmp_path / "2", {"x.yaml": typo}, config={"version": 1})
     assert finding.severity is Severity.NOTICE and "Did you mean 'PodIdentityAssociation'?" in finding.hint
+
+
+OLD_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: clusters.eks.services.k8s.aws}
+spec:
+  group: eks.services.k8s.aws
+  names: {kind: Cluster, plural: clusters}
+  scope: Namespaced
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                name: {type: string}
+                roleARN: {type: string}
+"""
+
+
+def test_an_object_valid_for_any_known_definition_of_its_kind_passes(tmp_path: Path) -> None:
+    """A monorepo vendoring an older CRD (or two examples defining one kro kind) is not a false block."""
+    cluster = (
+        "apiVersion: eks.services.k8s.aws/v1alpha1\nkind: Cluster\nmetadata: {name: payments-dev}\n"
+        "spec:\n  name: payments-dev\n  roleARN: arn:aws:iam::1:role/r\n"
+        "  resourcesVPCConfig: {subnetIDs: [a, b]}\n"
+        "  computeConfig: {enabled: true}\n"
+    )
+    files = {"vendor/old-ack/crd.yaml": OLD_CRD, "clusters/c.yaml": cluster}
+    assert run(tmp_path / "ok", files, config={"version": 1}, changed=["clusters/c.yaml"]) == []
+    bad = {**files, "clusters/c.yaml": cluster.replace("computeConfig", "computeConfigz")}
+    [error] = run(tmp_path / "bad", bad, config={"version": 1}, changed=["clusters/c.yaml"])
+    assert error.rule == "schema" and "computeConfigz" in error.message
+
+    def rgd(field: str) -> str:
+        return (
+            "apiVersion: kro.run/v1alpha1\nkind: ResourceGraphDefinition\nmetadata: {name: web}\n"
+            "spec:\n  schema:\n    apiVersion: v1alpha1\n    kind: WebApp\n"
+            f"    spec:\n      {field}: string\n  resources: []\n"
+        )
+
+    app = "apiVersion: kro.run/v1alpha1\nkind: WebApp\nmetadata: {name: w}\nspec: {image: nginx}\n"
+    two = {"a/rgd.yaml": rgd("image"), "b/rgd.yaml": rgd("name"), "app.yaml": app}
+    assert run(tmp_path / "rgd", two, config={"version": 1}, changed=["app.yaml"]) == []
+    [error] = run(
+        tmp_path / "rgd-bad",
+        {**two, "app.yaml": app.replace("image", "imag")},
+        config={"version": 1},
+        changed=["app.yaml"],
+    )
+    assert error.rule == "schema" and "'imag'" in error.message
+
+
+def test_trailing_tabs_are_white_space_as_in_yaml_and_kubectl(tmp_path: Path) -> None:
+    """argocd-example-apps' kustomize-guestbook service has a tab after each value; kubectl reads it."""
+    text = "apiVersion: v1\t\nkind: Service\t\nmetadata:\t\n  name: guestbook-ui\t\n"
+    text += "spec:\n  ports:\n  - port: 80\t\n"
+    assert run(tmp_path / "ok", {"svc.yaml": text}, config={"version": 1}) == []
+    [error] = run(tmp_path / "bad", {"svc.yaml": text.replace("  ports:", "\tports:")}, config={"version": 1})
+    assert error.rule == "yaml.syntax"

@@ -70,12 +70,20 @@ def _load_tree_facts(ctx: Context) -> None:
             if doc.kind == "CustomResourceDefinition" and isinstance(spec, dict):
                 group, names = spec.get("group"), spec.get("names") or {}
                 if group and isinstance(names, dict) and names.get("kind"):
-                    ctx.head_crds[(str(group), str(names["kind"]))] = doc.data
+                    key = (str(group), str(names["kind"]))
+                    if key in ctx.head_crds:
+                        ctx.other_crds.setdefault(key, []).append(doc.data)
+                    else:
+                        ctx.head_crds[key] = doc.data
             elif doc.kind == "ResourceGraphDefinition" and doc.group == "kro.run" and isinstance(spec, dict):
                 schema = spec.get("schema") or {}
                 if isinstance(schema, dict) and schema.get("kind"):
                     group = str(schema.get("group") or "kro.run")
-                    ctx.rgds[(group, str(schema["kind"]))] = doc
+                    key = (group, str(schema["kind"]))
+                    if key in ctx.rgds:
+                        ctx.other_rgds.setdefault(key, []).append(doc)
+                    else:
+                        ctx.rgds[key] = doc
 
 
 def _request_kind_words(config: dict[str, Any]) -> set[str]:

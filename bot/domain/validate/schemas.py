@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from typing import Any
 
 import jsonschema
@@ -208,35 +209,62 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
         return []
     rgd = ctx.rgds.get((group, kind))
     if rgd is not None:
-        expected = str(as_dict(as_dict(rgd.data.get("spec")).get("schema")).get("apiVersion") or "v1alpha1")
-        if version != expected:
-            return [
-                doc.finding(
-                    "schema.version",
-                    Severity.ERROR,
-                    ("apiVersion",),
-                    f"{kind} is served as {group}/{expected}, not {doc.api_version}",
-                    f"Use apiVersion: {group}/{expected} (from ResourceGraphDefinition {rgd.name!r}).",
-                )
-            ]
-        schema, problem = instance_schema(rgd)
-        if schema is None:
-            return [
-                doc.finding(
-                    "schema",
-                    Severity.ERROR,
-                    ("kind",),
-                    f"cannot validate {kind}: its ResourceGraphDefinition has an invalid schema ({problem})",
-                    f"Fix ResourceGraphDefinition {rgd.name!r} in {rgd.path}.",
-                )
-            ]
-        validator = _validator("rgd", group, kind, version, schema)
-        return _report(
-            doc, _errors(validator, doc.data.get("spec") or {}), f"schema in {rgd.path}", ("spec",)
-        )
-    crd = ctx.head_crds.get((group, kind)) or _bundled_crd(group, kind)
-    if crd is None:
+        others = ctx.other_rgds.get((group, kind), [])
+        return _first_or_none([partial(_check_rgd, doc, r) for r in (rgd, *others)])
+    crd = ctx.head_crds.get((group, kind))
+    bundled = _bundled_crd(group, kind)
+    defs = [d for d in (crd, *ctx.other_crds.get((group, kind), []), bundled) if d is not None]
+    if not defs:
         return [_unknown_kind(ctx, doc)]
+    return _first_or_none([partial(_check_crd, doc, d) for d in defs])
+
+
+def _first_or_none(checks: list[Callable[[], list[Finding]]]) -> list[Finding]:
+    """Return no finding when any definition accepts the object, else the first one's findings.
+
+    The repository's own definition comes first, then other copies in the repository, then
+    the bundled CRD: an object is wrong only when no definition the bot knows accepts it.
+    """
+    first: list[Finding] | None = None
+    for check in checks:
+        found = check()
+        if not found:
+            return []
+        if first is None:
+            first = found
+    return first or []
+
+
+def _check_rgd(doc: Doc, rgd: Doc) -> list[Finding]:
+    group, version, kind = doc.group, doc.version, doc.kind
+    expected = str(as_dict(as_dict(rgd.data.get("spec")).get("schema")).get("apiVersion") or "v1alpha1")
+    if version != expected:
+        return [
+            doc.finding(
+                "schema.version",
+                Severity.ERROR,
+                ("apiVersion",),
+                f"{kind} is served as {group}/{expected}, not {doc.api_version}",
+                f"Use apiVersion: {group}/{expected} (from ResourceGraphDefinition {rgd.name!r}).",
+            )
+        ]
+    schema, problem = instance_schema(rgd)
+    if schema is None:
+        return [
+            doc.finding(
+                "schema",
+                Severity.ERROR,
+                ("kind",),
+                f"cannot validate {kind}: its ResourceGraphDefinition has an invalid schema ({problem})",
+                f"Fix ResourceGraphDefinition {rgd.name!r} in {rgd.path}.",
+            )
+        ]
+    validator = _validator("rgd", group, kind, version, schema)
+    return _report(doc, _errors(validator, doc.data.get("spec") or {}), f"schema in {rgd.path}", ("spec",))
+
+
+def _check_crd(doc: Doc, crd: dict[str, Any]) -> list[Finding]:
+    group, version, kind = doc.group, doc.version, doc.kind
     versions = _crd_versions(crd)
     entry = versions.get(version)
     if entry is None or not entry["served"]:
