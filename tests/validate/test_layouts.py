@@ -312,3 +312,20 @@ def test_trailing_tabs_are_white_space_as_in_yaml_and_kubectl(tmp_path: Path) ->
     assert run(tmp_path / "ok", {"svc.yaml": text}, config={"version": 1}) == []
     [error] = run(tmp_path / "bad", {"svc.yaml": text.replace("  ports:", "\tports:")}, config={"version": 1})
     assert error.rule == "yaml.syntax"
+
+
+def test_a_version_only_older_releases_serve_is_a_warning_not_a_block(tmp_path: Path) -> None:
+    """fluxcd/flux2-multi-tenancy still writes source.toolkit.fluxcd.io/v1beta2 OCIRepository."""
+    text = (
+        "apiVersion: source.toolkit.fluxcd.io/v1beta2\nkind: OCIRepository\nmetadata: {name: kyverno}\n"
+        "spec: {interval: 1h, url: oci://ghcr.io/kyverno/manifests/kyverno, ref: {semver: 1.x}}\n"
+    )
+    [finding] = run(tmp_path / "old", {"source.yaml": text}, config={"version": 1})
+    assert finding.rule == "schema.version" and finding.severity is Severity.WARNING
+    assert "source.toolkit.fluxcd.io/v1" in finding.hint
+    own = {
+        "crds/oci.yaml": crds.read_text("source.toolkit.fluxcd.io_ocirepositories.yaml"),
+        "source.yaml": text,
+    }
+    [finding] = run(tmp_path / "own", own, config={"version": 1}, changed=["source.yaml"])
+    assert finding.rule == "schema.version" and finding.severity is Severity.ERROR

@@ -216,7 +216,7 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
     defs = [d for d in (crd, *ctx.other_crds.get((group, kind), []), bundled) if d is not None]
     if not defs:
         return [_unknown_kind(ctx, doc)]
-    return _first_or_none([partial(_check_crd, doc, d) for d in defs])
+    return _first_or_none([partial(_check_crd, doc, d, d is bundled) for d in defs])
 
 
 def _first_or_none(checks: list[Callable[[], list[Finding]]]) -> list[Finding]:
@@ -263,19 +263,32 @@ def _check_rgd(doc: Doc, rgd: Doc) -> list[Finding]:
     return _report(doc, _errors(validator, doc.data.get("spec") or {}), f"schema in {rgd.path}", ("spec",))
 
 
-def _check_crd(doc: Doc, crd: dict[str, Any]) -> list[Finding]:
+def _check_crd(doc: Doc, crd: dict[str, Any], bundled: bool = False) -> list[Finding]:
     group, version, kind = doc.group, doc.version, doc.kind
     versions = _crd_versions(crd)
     entry = versions.get(version)
     if entry is None or not entry["served"]:
-        served = [v for v, e in versions.items() if e["served"]]
+        served = ", ".join(f"{group}/{v}" for v, e in versions.items() if e["served"])
+        if bundled:
+            # The bundled CRD is the newest release's: an older controller may still serve it.
+            return [
+                doc.finding(
+                    "schema.version",
+                    Severity.WARNING,
+                    ("apiVersion",),
+                    f"{group}/{version} {kind} is no longer served by the current release of its "
+                    "controller; not validated",
+                    f"Move to {served} before upgrading the controller, or commit the CRD your "
+                    "cluster runs to the repository so the bot validates against it.",
+                )
+            ]
         return [
             doc.finding(
                 "schema.version",
                 Severity.ERROR,
                 ("apiVersion",),
                 f"{group}/{version} {kind} is not served by its CRD",
-                f"Use one of: {', '.join(f'{group}/{v}' for v in served)}.",
+                f"Use one of: {served}.",
             )
         ]
     if not isinstance(entry["schema"], dict):
