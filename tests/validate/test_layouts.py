@@ -329,3 +329,19 @@ def test_a_version_only_older_releases_serve_is_a_warning_not_a_block(tmp_path: 
     }
     [finding] = run(tmp_path / "own", own, config={"version": 1}, changed=["source.yaml"])
     assert finding.rule == "schema.version" and finding.severity is Severity.ERROR
+
+
+def test_a_file_used_as_a_patch_and_as_a_resource_is_validated_whole(tmp_path: Path) -> None:
+    release = (
+        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {name: p}\nspec: {values: {}}\n"
+    )
+    files = {
+        "shared/release.yaml": release,
+        "a/kustomization.yaml": "resources: [../base]\npatches:\n  - path: ../shared/release.yaml\n",
+        "b/kustomization.yaml": "resources:\n  - ../shared/release.yaml\n",
+    }
+    findings = run(tmp_path / "both", files, config={"version": 1}, changed=["shared/release.yaml"])
+    assert any(f.rule == "schema" and "'interval' is a required property" in f.message for f in findings)
+    only_patch = {k: v for k, v in files.items() if not k.startswith("b/")}
+    findings = run(tmp_path / "patch", only_patch, config={"version": 1}, changed=["shared/release.yaml"])
+    assert [f.rule for f in findings] == ["schema.patch"]

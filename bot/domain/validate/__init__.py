@@ -252,8 +252,10 @@ def validate(
             findings.extend(problems)
             ctx.changed.extend(d for d in docs if isinstance(d.data, dict))
     _load_tree_facts(ctx)
-    patches = [d for d in ctx.changed if d.path in ctx.patches]
-    ctx.changed = [d for d in ctx.changed if d.path not in ctx.patches]
+    patch_paths = {d.path for d in ctx.changed} & set(ctx.patches)
+    patch_paths -= layout.listed_as_resources(check.head_dir, patch_paths)
+    patches = [d for d in ctx.changed if d.path in patch_paths]
+    ctx.changed = [d for d in ctx.changed if d.path not in patch_paths]
     findings.extend(_patch_findings(ctx, patches))
     for doc in ctx.changed:
         findings.extend(schemas.check_object(ctx, doc))

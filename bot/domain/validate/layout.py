@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain.model import RenderedObject
-from bot.domain.validate.base import Doc, as_dict, as_list
+from bot.domain.validate.base import Doc, TreeReader, as_dict, as_list, iter_yaml_files, parse_docs
 
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml"})
 _APPLICATION = re.compile(r"^kind:\s*['\"]?Application['\"]?\s*$", re.MULTILINE)
@@ -89,6 +89,33 @@ def add_patch_refs(patches: dict[str, str], rel: str, docs: list[Doc]) -> None:
         for path in paths:
             if path:
                 patches.setdefault(path, rel)
+
+
+def listed_as_resources(root: Path, candidates: set[str]) -> set[str]:
+    """Return the ``candidates`` that some kustomization also lists under ``resources``.
+
+    Such a file is a whole object where it is a resource, so it is validated whole even if
+    another kustomization uses it as a patch. Only kustomization files that mention a
+    candidate's file name are parsed.
+    """
+    if not candidates:
+        return set()
+    names = {posixpath.basename(c) for c in candidates}
+    reader = TreeReader(root)
+    found: set[str] = set()
+    for rel in iter_yaml_files(root):
+        if posixpath.basename(rel) not in KUSTOMIZATION_NAMES:
+            continue
+        text = reader.read(rel) or ""
+        if not any(name in text for name in names):
+            continue
+        folder = posixpath.dirname(rel) or "."
+        for doc in parse_docs(text, rel)[0]:
+            for ref in as_list(as_dict(doc.data).get("resources")):
+                path = _resolve(folder, ref) if isinstance(ref, str) else None
+                if path in candidates:
+                    found.add(path)
+    return found
 
 
 def patched_objects(
