@@ -7,6 +7,7 @@ and is excluded: validating against it would bless the old API.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from importlib import resources
@@ -46,9 +47,23 @@ _GROUP = re.compile(r"^  group: *['\"]?([\w.-]+)", re.MULTILINE)
 _NAMES_KIND = re.compile(r"^  names:\n(?:^    .*\n)*?^    kind: *['\"]?(\w+)", re.MULTILINE)
 
 
+INDEX_FILE = "index.json"
+
+
 @cache
 def bundled_index() -> dict[tuple[str, str], str]:
-    """Map (group, kind) to the bundled file defining it, without parsing the (large) YAML."""
+    """Map (group, kind) to the bundled file defining it.
+
+    Read from ``index.json`` (written by :func:`scan_index`; a test keeps it in step with the
+    files): the CRD files are ~8 MB, and scanning them on every start-up would cost more than
+    the rest of a small ``check``.
+    """
+    entries = json.loads(read_text(INDEX_FILE))
+    return {(str(e["group"]), str(e["kind"])): str(e["file"]) for e in entries}
+
+
+def scan_index() -> dict[tuple[str, str], str]:
+    """Map (group, kind) to the bundled file defining it by scanning the files' text (no YAML parse)."""
     index: dict[tuple[str, str], str] = {}
     for name in bundled_crd_files():
         for doc in re.split(r"^---\s*$", read_text(name), flags=re.MULTILINE):
@@ -57,3 +72,9 @@ def bundled_index() -> dict[tuple[str, str], str]:
             if group and kind:
                 index[(group.group(1), kind.group(1))] = name
     return index
+
+
+def write_index() -> str:
+    """Return the text of ``index.json`` for the files bundled now (run after adding a CRD file)."""
+    entries = [{"group": g, "kind": k, "file": f} for (g, k), f in sorted(scan_index().items())]
+    return json.dumps(entries, indent=1) + "\n"

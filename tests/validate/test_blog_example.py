@@ -76,3 +76,45 @@ def test_fixed_blog_example_is_clean(tmp_path: Path) -> None:
     config = parse_config((BLOG / ".github" / "gitops-bot.yml").read_text())
     check = CheckInput(base_dir=BLOG, head_dir=head, config=config, changed_paths=(FILE,))
     assert validate(check, today=TODAY) == []
+
+
+def _without_template(text: str) -> str:
+    """The write-up shape: each resource's object written straight under the resource, no ``template:``."""
+    out = []
+    inside = False
+    for line in text.splitlines():
+        if line.strip() == "template:":
+            inside = True
+            continue
+        if inside and line.startswith("        "):
+            line = line[2:]
+        elif inside and line.strip() and not line.startswith("        "):
+            inside = line.startswith("    - ")
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_kro_resources_without_template_still_get_the_cluster_request_rules(tmp_path: Path) -> None:
+    """Copied without ``template:`` (issue 14 item 5): the wrapped Cluster and NodeGroup are still judged."""
+    head = tmp_path / "head"
+    shutil.copytree(BLOG, head)
+    text = _without_template((BLOG / FILE).read_text())
+    assert "template:" not in text and "    - id: cluster\n      apiVersion: eks.aws.crossplane.io" in text
+    (head / FILE).write_text(text)
+    config = parse_config((BLOG / ".github" / "gitops-bot.yml").read_text())
+    check = CheckInput(base_dir=BLOG, head_dir=head, config=config, changed_paths=(FILE,))
+    findings = validate(check, today=TODAY)
+    lines = text.splitlines()
+
+    def line(needle: str) -> int:
+        return next(n for n, text_line in enumerate(lines, 1) if needle in text_line)
+
+    got = {(f.rule, f.line) for f in findings}
+    assert {
+        ("eks.version", line('version: "1.29"')),
+        ("fleet.instance-type", line("- c7i.8xlarge")),
+        ("fleet.scaling", line("maxSize: 50")),
+    } <= got
+    structural = [f for f in findings if f.rule == "kro.resources"]
+    assert len(structural) == 2 and all("Put the object under template:" in f.hint for f in structural)
+    assert {f.rule for f in findings} >= {"fleet.tags", "schema.unknown-kind"}

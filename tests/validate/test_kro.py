@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.domain.model import Severity
 from bot.domain.validate.kro import expressions, find_cycle, root_identifiers, topological_order
 from bot.domain.validate.simpleschema import SimpleSchemaError, leaf_schema
 from tests.conftest import FIXTURES
@@ -164,3 +165,74 @@ def test_any_leaf_text_is_accepted_or_rejected_cleanly(leaf: str) -> None:
         assert str(exc)
     else:
         assert isinstance(schema, dict) and isinstance(required, bool)
+
+
+KRO_LIBS_RGD = """
+apiVersion: kro.run/v1alpha1
+kind: ResourceGraphDefinition
+metadata:
+  name: webapp.kro.run
+spec:
+  schema:
+    apiVersion: v1alpha1
+    kind: WebApp
+    spec:
+      name: string | required=true description="The app name, used as a prefix"
+      hosts: '[]string | default=["a.example.com", "b.example.com"] minItems=1'
+      labels: 'map[string]string | default={"team":"web"}'
+      replicas: integer | default=2 minimum=1 maximum=10
+      tier: string | enum=frontend,backend default=frontend
+      debug: boolean | default=True
+      owner: string | validation="self.size() > 2" immutable=true
+  resources:
+    - id: config
+      template:
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: ${schema.spec.name + "-" + hash.fnv64a(schema.spec.name)}
+        data:
+          digest: ${base64.encode(hash.sha256(schema.spec.name))}
+          md5: ${hash.md5(schema.spec.name)}
+          hosts: ${json.marshal(schema.spec.hosts)}
+          token: ${random.seededString(8, schema.spec.name)}
+          first: ${cel.bind(h, schema.spec.hosts, h[0])}
+          team: ${schema.spec.labels.?team.orValue("none")}
+          merged: '${json.marshal(schema.spec.labels.merge({"app": schema.spec.name}))}'
+"""
+
+
+def test_kro_markers_and_cel_libraries_are_accepted(tmp_path: Path) -> None:
+    instance = (
+        "apiVersion: kro.run/v1alpha1\nkind: WebApp\nmetadata: {name: w}\nspec: {name: shop, owner: ops}\n"
+    )
+    findings = run(tmp_path, {"rgd.yaml": KRO_LIBS_RGD, "app.yaml": instance}, config=CFG)
+    assert findings == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        ("minItems=1", "minItemz=1", "unknown marker 'minItemz'"),
+        ('default=["a.example.com", "b.example.com"]', 'default=["a.example.com"', "unclosed bracket"),
+        ('default={"team":"web"}', "default={team:web}", "not a valid object"),
+        ("hash.md5(", "hash.md6(schema.spec.nmae) + md5(", "schema.spec.nmae is not a field"),
+        ("cel.bind(h,", "cel.bind(hh,", "unknown identifier 'h'"),
+    ],
+)
+def test_kro_markers_and_cel_mistakes_are_still_caught(
+    tmp_path: Path, old: str, new: str, error: str
+) -> None:
+    assert old in KRO_LIBS_RGD
+    findings = run(tmp_path, {"rgd.yaml": KRO_LIBS_RGD.replace(old, new)}, config=CFG)
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    assert errors and any(error in f.message for f in errors), [f.message for f in errors]
+
+
+def test_an_instance_breaking_a_list_default_schema_is_caught(tmp_path: Path) -> None:
+    instance = (
+        "apiVersion: kro.run/v1alpha1\nkind: WebApp\nmetadata: {name: w}\nspec: {name: shop, hosts: []}\n"
+    )
+    findings = run(tmp_path, {"rgd.yaml": KRO_LIBS_RGD, "app.yaml": instance}, config=CFG)
+    assert [(f.rule, f.path) for f in findings] == [("schema", "app.yaml")]
+    assert "should be non-empty" in findings[0].message

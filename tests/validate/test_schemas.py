@@ -68,10 +68,11 @@ def test_unknown_kind_in_known_group_suggests_the_right_kind(tmp_path: Path) -> 
     assert "Did you mean 'Cluster'" in finding.hint
 
 
-def test_unknown_group_is_a_warning_and_kro_run_resourcegroup_an_error(tmp_path: Path) -> None:
+def test_unknown_group_is_a_notice_and_kro_run_resourcegroup_an_error(tmp_path: Path) -> None:
     text = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: x}\n"
     [finding] = run(tmp_path, {"w.yaml": text}, config=CFG)
-    assert finding.severity is Severity.WARNING and "commit the CRD" in finding.hint
+    assert finding.severity is Severity.NOTICE
+    assert "commit the CustomResourceDefinition of Widget (example.com)" in finding.hint
     legacy = (
         "apiVersion: kro.run/v1alpha1\nkind: ResourceGroup\nmetadata: {name: x}\n"
         "spec: {schema: {apiVersion: v1alpha1, kind: X}, resources: []}\n"
@@ -144,10 +145,10 @@ def test_kro_instance_against_rgd_simple_schema(tmp_path: Path) -> None:
     assert not [f for f in findings if f.path == "good.yaml"]
 
 
-def test_unknown_kro_kind_is_a_warning_naming_the_missing_rgd(tmp_path: Path) -> None:
+def test_unknown_kro_kind_is_a_notice_naming_the_missing_rgd(tmp_path: Path) -> None:
     text = "apiVersion: kro.run/v1alpha1\nkind: Vpc\nmetadata: {name: v}\nspec: {}\n"
     [finding] = run(tmp_path, {"v.yaml": text}, config=CFG)
-    assert finding.severity is Severity.WARNING and "ResourceGraphDefinition" in finding.message
+    assert finding.severity is Severity.NOTICE and "ResourceGraphDefinition" in finding.message
 
 
 def test_changed_config_is_checked_against_its_schema(tmp_path: Path) -> None:

@@ -162,7 +162,10 @@ class PolicyResult:
             line=line,
             message=f"{self.constraint_kind}/{self.constraint_name} on {where}{target}: {self.message}",
             hint=(
-                f"Change the object so that it satisfies constraint {self.constraint_name!r}"
+                "The policy could not be evaluated, so it was not enforced here: fix it on the base "
+                "branch. Nothing to change in this pull request for it."
+                if self.enforcement_action == "error"
+                else f"Change the object so that it satisfies constraint {self.constraint_name!r}"
                 f" ({self.enforcement_action}); the policy itself lives on the base branch."
             ),
         )
@@ -263,7 +266,7 @@ def _load_file(result: PolicySet, file: Path, relpath: str) -> None:
 def _policy_error(path: str, line: int, message: str) -> Finding:
     return Finding(
         "policy.load",
-        Severity.ERROR,
+        Severity.WARNING,
         path,
         line,
         message,
@@ -640,7 +643,8 @@ def _error_result(constraint: Constraint, message: str, path: str) -> PolicyResu
         constraint_kind=constraint.kind,
         constraint_name=constraint.name,
         enforcement_action="error",
-        severity=Severity.ERROR,
+        # A policy that cannot be evaluated is the policy's problem, never the author's: warn.
+        severity=Severity.WARNING,
         message=message,
         api_version="",
         kind=constraint.kind,

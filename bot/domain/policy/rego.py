@@ -42,6 +42,176 @@ results := [violations |
 """
 
 
+#: Line ends after which the next line continues the same expression (OPA and regorus agree).
+_CONTINUES = ("{", "(", "[", ",", "|", "&", "+", "-", "*", "/", "%", "=", "<", ">", "!", ":", ";")
+_VERB = re.compile(r"%[-+# 0]*(?:\*|\d+)?(?:\.(?:\*|\d+)?)?([a-zA-Z%])")
+
+
+def _code_end(line: str) -> int:
+    """Return where the code of a Rego line ends (before a ``#`` comment outside strings)."""
+    quote = ""
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in ('"', "`"):
+            quote = ch
+        elif ch == "#":
+            return i
+        i += 1
+    return len(line)
+
+
+def _split_paren_lines(source: str) -> str:
+    """End an expression before a line that starts with ``(``, as OPA does.
+
+    OPA ends an expression at a newline; regorus reads ``x := input.a`` followed by a line
+    ``(x > 1)`` as the call ``input.a(x > 1)``. A ``;`` (Rego's expression separator) is put
+    at the end of the previous line's code, so line numbers stay the same.
+    """
+    lines = source.split("\n")
+    prev = -1
+    for i, line in enumerate(lines):
+        code = line[: _code_end(line)].rstrip()
+        if not code.strip():
+            continue
+        if code.lstrip().startswith("(") and prev >= 0:
+            before = lines[prev]
+            end = len(before[: _code_end(before)].rstrip())
+            ends_expression = not before[:end].endswith(_CONTINUES)
+            if end and ends_expression and not before[:end].lstrip().startswith("package"):
+                lines[prev] = before[:end] + ";" + before[end:]
+        prev = i
+    return "\n".join(lines)
+
+
+def _array_items(text: str, start: int) -> tuple[int, int] | None:
+    """Count the items of the array literal at ``text[start] == "["``; return (count, end) or ``None``."""
+    depth = 0
+    items = 0
+    seen = False
+    quote = ""
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in ('"', "`"):
+            quote = ch
+            seen = True
+        elif ch in "([{":
+            depth += 1
+            if depth > 1:
+                seen = True
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                return (items + 1 if seen else 0), i + 1
+        elif ch == "," and depth == 1:
+            items += 1
+        elif not ch.isspace():
+            seen = True
+        i += 1
+    return None
+
+
+_SPRINTF = re.compile(r'\bsprintf\(\s*"((?:[^"\\\n]|\\.)*)"\s*,\s*(?=\[)')
+
+
+def _pad_sprintf(source: str) -> str:
+    """Give ``sprintf`` OPA's answer when the format has more verbs than the array has items.
+
+    OPA (Go's fmt) prints ``%!v(MISSING)`` for a verb without an argument; regorus fails the
+    whole query. Where the format is a string literal and the arguments an array literal, the
+    verbs without an argument are rewritten to that literal text.
+    """
+    out: list[str] = []
+    pos = 0
+    for m in _SPRINTF.finditer(source):
+        found = _array_items(source, m.end())
+        if found is None:
+            continue
+        count, _ = found
+        fmt = m.group(1)
+        verbs = [v for v in _VERB.finditer(fmt) if v.group(1) != "%"]
+        if len(verbs) <= count:
+            continue
+        pieces: list[str] = []
+        last = 0
+        for v in verbs[count:]:
+            pieces.append(fmt[last : v.start()])
+            pieces.append(f"%%!{v.group(1)}(MISSING)")
+            last = v.end()
+        pieces.append(fmt[last:])
+        out.append(source[pos : m.start(1)])
+        out.append("".join(pieces))
+        pos = m.end(1)
+    out.append(source[pos:])
+    return "".join(out)
+
+
+def _split_chained_bodies(source: str) -> str:
+    """Give each chained rule body (``p[x] { a } { b }``) its own copy of the rule head.
+
+    In OPA a rule written with several bodies is one rule per body (a logical OR); regorus
+    reads ``} {`` as ``else``, which it refuses for set rules. The head is copied onto the
+    line of the chained ``{``, so line numbers stay the same.
+    """
+    out: list[str] = []
+    copied = 0  # source[:copied] is in out
+    depth = 0
+    start = 0  # where the current top-level statement began
+    head = ""
+    closed_at = -1  # index just after a top-level body's closing brace, while only blanks follow
+    i = 0
+    n = len(source)
+    while i < n:
+        ch = source[i]
+        if ch == "#":
+            end = source.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if ch in ('"', "`"):
+            j = i + 1
+            while j < n and source[j] != ch:
+                j += 2 if ch == '"' and source[j] == "\\" else 1
+            i = j + 1
+            continue
+        if ch in "([{":
+            if ch == "{" and depth == 0:
+                if closed_at >= 0 and head:
+                    out.append(source[copied:i] + head + " ")
+                    copied = i
+                else:
+                    head = " ".join(re.sub(r"#[^\n]*", "", source[start:i]).split())
+            depth += 1
+            closed_at = -1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0 and ch == "}":
+                closed_at = i + 1
+                start = i + 1
+        elif ch == "\n" and depth == 0:
+            if closed_at < 0:
+                start = i + 1
+        elif not ch.isspace():
+            closed_at = -1
+        i += 1
+    return "".join(out) + source[copied:]
+
+
+def opa_compatible(source: str) -> str:
+    """Rewrite Rego source where regorus would read it differently from OPA (line numbers kept)."""
+    return _pad_sprintf(_split_chained_bodies(_split_paren_lines(source)))
+
+
 class RegoError(ValueError):
     """The Rego source did not compile or a query failed at run time."""
 
@@ -82,9 +252,9 @@ class CompiledTemplate:
         self._engine = regorus.Engine()
         self._engine.set_rego_v0(True)
         try:
-            self._engine.add_policy("template.rego", source)
+            self._engine.add_policy("template.rego", opa_compatible(source))
             for index, lib in enumerate(libs):
-                self._engine.add_policy(f"lib{index}.rego", lib)
+                self._engine.add_policy(f"lib{index}.rego", opa_compatible(lib))
             self._engine.add_policy("gitopsbot_batch.rego", _WRAPPER.replace("RULE", self._rule))
             if self.referential:
                 self._engine.add_data_json(json.dumps({"inventory": dict(inventory or {})}))

@@ -18,7 +18,7 @@ import fnmatch
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -26,14 +26,13 @@ from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.governance.globs import any_match
 from bot.domain.model import CheckInput, Finding, RenderedObject, Severity
 from bot.domain.policy import evaluate, load_policy
-from bot.domain.validate import fleet, kro, schemas, secrets
+from bot.domain.validate import fleet, kro, layout, schemas, secrets
 from bot.domain.validate.base import (
     YAML_SUFFIXES,
     Context,
     Doc,
     TreeReader,
     as_dict,
-    as_list,
     iter_yaml_files,
     parse_docs,
     read_text,
@@ -59,6 +58,8 @@ def _load_tree_facts(ctx: Context) -> None:
     reader = TreeReader(root)
     for rel in iter_yaml_files(root):
         text = ctx.texts.get(rel) or reader.read(rel)
+        if text and layout.wants_patches(rel, text):
+            layout.add_patch_refs(ctx.patches, rel, parse_docs(text, rel)[0])
         if not text or not _KIND_LINE.search(text):
             continue
         docs, _ = parse_docs(text, rel)
@@ -69,12 +70,20 @@ def _load_tree_facts(ctx: Context) -> None:
             if doc.kind == "CustomResourceDefinition" and isinstance(spec, dict):
                 group, names = spec.get("group"), spec.get("names") or {}
                 if group and isinstance(names, dict) and names.get("kind"):
-                    ctx.head_crds[(str(group), str(names["kind"]))] = doc.data
+                    key = (str(group), str(names["kind"]))
+                    if key in ctx.head_crds:
+                        ctx.other_crds.setdefault(key, []).append(doc.data)
+                    else:
+                        ctx.head_crds[key] = doc.data
             elif doc.kind == "ResourceGraphDefinition" and doc.group == "kro.run" and isinstance(spec, dict):
                 schema = spec.get("schema") or {}
                 if isinstance(schema, dict) and schema.get("kind"):
                     group = str(schema.get("group") or "kro.run")
-                    ctx.rgds[(group, str(schema["kind"]))] = doc
+                    key = (group, str(schema["kind"]))
+                    if key in ctx.rgds:
+                        ctx.other_rgds.setdefault(key, []).append(doc)
+                    else:
+                        ctx.rgds[key] = doc
 
 
 def _request_kind_words(config: dict[str, Any]) -> set[str]:
@@ -121,6 +130,39 @@ def _fleet_facts(
             if v:
                 versions[(rel, name)] = v
     return names, versions
+
+
+def _patch_findings(ctx: Context, patches: list[Doc]) -> list[Finding]:
+    """Judge patch files through the rendered objects they patch, never as whole objects.
+
+    A patch naming a kind and a name is matched with the head's rendered objects of that
+    kind and name; each is checked against its schema, and a problem is pinned to the
+    patch's line for that field. Secrets rules still read the patch itself.
+    """
+    findings: list[Finding] = []
+    for doc in patches:
+        findings.extend(secrets.check_doc(ctx, doc) if ctx.section("secrets").get("enabled", True) else [])
+        if not doc.kind or not doc.name:
+            continue
+        found = False
+        for target, obj in layout.patched_objects(doc.data, ctx.check.rendered_head):
+            found = True
+            whole = Doc(doc.path, doc.index, doc.line, doc.node, obj)
+            for f in schemas.check_object(ctx, whole):
+                findings.append(replace(f, message=f"after patching ({target}): {f.message}"))
+        if not found:
+            findings.append(
+                doc.finding(
+                    "schema.patch",
+                    Severity.NOTICE,
+                    (),
+                    f"patch for {doc.kind} {doc.name!r} (used by {ctx.patches[doc.path]}) is judged "
+                    "only through the rendered object, and no rendered object here matches it",
+                    "Nothing to do if the patch applies; check that its kind and name match the object "
+                    "it patches.",
+                )
+            )
+    return findings
 
 
 def _config_findings(text: str) -> list[Finding]:
@@ -205,19 +247,22 @@ def validate(
         if rel == CONFIG_PATH:
             findings.extend(_config_findings(text))
             continue
-        if rel.endswith(YAML_SUFFIXES):
+        if rel.endswith(YAML_SUFFIXES) and layout.chart_root(check.head_dir, rel) is None:
             docs, problems = parse_docs(text, rel)
             findings.extend(problems)
             ctx.changed.extend(d for d in docs if isinstance(d.data, dict))
     _load_tree_facts(ctx)
+    patch_paths = {d.path for d in ctx.changed} & set(ctx.patches)
+    patch_paths -= layout.listed_as_resources(check.head_dir, patch_paths)
+    patches = [d for d in ctx.changed if d.path in patch_paths]
+    ctx.changed = [d for d in ctx.changed if d.path not in patch_paths]
+    findings.extend(_patch_findings(ctx, patches))
     for doc in ctx.changed:
         findings.extend(schemas.check_object(ctx, doc))
         if schemas.is_graph(doc):
             findings.extend(kro.check_graph(doc))
-            for i, res in enumerate(as_list(as_dict(doc.data.get("spec")).get("resources"))):
-                sub = doc.sub(("spec", "resources", i, "template")) if isinstance(res, dict) else None
-                if sub is not None:
-                    findings.extend(schemas.check_object(ctx, sub))
+            for sub in kro.resource_objects(doc):
+                findings.extend(schemas.check_object(ctx, sub))
         if secret_cfg.get("enabled", True):
             findings.extend(secrets.check_doc(ctx, doc))
     requests = fleet.requests_in(ctx.changed, ctx.config)

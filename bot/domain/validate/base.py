@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from bot.domain.validate.eks import EksCatalog
 from bot.domain.yamlio import YamlError, line_of_path, load_documents, to_plain
 
 YAML_SUFFIXES = (".yaml", ".yml")
+_TRAILING_TABS = re.compile(r"[ \t]*\t[ \t]*$", re.MULTILINE)
 MAX_TEXT_BYTES = 4 * 1024 * 1024
 
 
@@ -147,7 +149,15 @@ def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
     try:
         raw = load_documents(text, rel)
     except YamlError as exc:
-        return [], [exc.finding]
+        # YAML allows tabs as trailing white space ("kind: Service\t"), and kubectl reads such
+        # files; the parser used here rejects them. Retry without them (lines keep their numbers).
+        stripped = _TRAILING_TABS.sub("", text) if "\t" in text else text
+        if stripped == text:
+            return [], [exc.finding]
+        try:
+            raw = load_documents(stripped, rel)
+        except YamlError:
+            return [], [exc.finding]
     docs = [Doc(rel, d.index, d.line, d.data, to_plain(d.data, rel)) for d in raw]
     return docs, []
 
@@ -192,6 +202,11 @@ class Context:
     texts: dict[str, str] = field(default_factory=dict)
     head_crds: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     rgds: dict[tuple[str, str], Doc] = field(default_factory=dict)
+    patches: dict[str, str] = field(default_factory=dict)
+    #: Every definition of a kind in the head tree (a monorepo may vendor several versions of a
+    #: CRD, or several examples may define one kro kind); an object valid for any is valid.
+    other_crds: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    other_rgds: dict[tuple[str, str], list[Doc]] = field(default_factory=dict)
 
     def section(self, name: str) -> dict[str, Any]:
         """Return a config section (``{}`` when absent)."""

@@ -21,6 +21,7 @@ from bot.domain.governance.globs import any_match
 from bot.domain.model import Finding, Severity
 from bot.domain.validate.base import Context, Doc, as_dict
 from bot.domain.validate.eks import EksCatalog, format_minor, parse_minor
+from bot.domain.validate.kro import resource_objects
 
 DEFAULT_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
 DEFAULT_PRODUCTION = {"environments": ["prod", "production"], "min_subnets": 3, "min_zones": 3}
@@ -199,14 +200,11 @@ def requests_in(docs: Iterable[Doc], config: Mapping[str, Any]) -> list[ClusterR
         req = request_of(doc, config)
         if req is not None:
             out.append(req)
-        resources = as_dict(doc.data.get("spec")).get("resources") if isinstance(doc.data, dict) else None
-        if isinstance(resources, list) and isinstance(as_dict(doc.data.get("spec")).get("schema"), dict):
-            for i, res in enumerate(resources):
-                sub = doc.sub(("spec", "resources", i, "template")) if isinstance(res, dict) else None
-                if sub is not None:
-                    inner = request_of(sub, config)
-                    if inner is not None:
-                        out.append(inner)
+        if isinstance(doc.data, dict) and isinstance(as_dict(doc.data.get("spec")).get("schema"), dict):
+            for sub in resource_objects(doc):
+                inner = request_of(sub, config)
+                if inner is not None:
+                    out.append(inner)
     return out
 
 

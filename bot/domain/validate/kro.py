@@ -93,11 +93,38 @@ CEL_WORDS = frozenset(
         "type",
     }
 )
-#: CEL extension libraries called as ``lists.range(...)``: namespaces, not resource ids.
+#: CEL libraries kro registers (kro pkg/cel/environment.go BaseDeclarations: cel-go ext Lists,
+#: Strings, Bindings, Encoders, optional types; Kubernetes' Lists, URLs, Regex, Quantity, IP,
+#: CIDR, Semver; kro's hash, json, lists, maps, random, omit and runtime libraries), called as
+#: ``hash.sha256(...)``, ``cel.bind(...)``: namespaces, not resource ids. ``runtime`` is the
+#: variable of kro's status-condition library.
 CEL_NAMESPACES = frozenset(
-    {"lists", "strings", "math", "sets", "base64", "optional", "encoders", "json", "random"}
+    {
+        "lists",
+        "strings",
+        "math",
+        "sets",
+        "base64",
+        "optional",
+        "encoders",
+        "json",
+        "random",
+        "hash",
+        "cel",
+        "runtime",
+    }
 )
-MACROS = ("map", "filter", "all", "exists", "exists_one", "transformList", "transformMap", "sortBy")
+MACROS = (
+    "map",
+    "filter",
+    "all",
+    "exists",
+    "exists_one",
+    "transformList",
+    "transformMap",
+    "transformMapEntry",
+    "sortBy",
+)
 HINT_DOCS = "See kro's graph rules (kro.run docs: ResourceGraphDefinition, CEL expressions)."
 
 
@@ -151,7 +178,8 @@ def expressions(value: str) -> tuple[list[str], str]:
 
 
 _STRING_LIT = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
-_IDENT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(\s*\()?")
+_IDENT = re.compile(r"(?<![\w.])(?<!\.\?)([A-Za-z_]\w*)(\s*\()?")
+_BIND_VAR = re.compile(r"\bcel\.bind\(\s*([A-Za-z_]\w*)\s*,")
 _MACRO_VAR = re.compile(r"\.(?:" + "|".join(MACROS) + r")\(\s*([A-Za-z_]\w*)\s*,(?:\s*([A-Za-z_]\w*)\s*,)?")
 
 
@@ -159,12 +187,13 @@ def root_identifiers(expr: str) -> list[tuple[str, str]]:
     """Return ``(identifier, dotted path after it)`` for each free root identifier in a CEL expression."""
     text = _STRING_LIT.sub('""', expr)
     bound = {name for m in _MACRO_VAR.finditer(text) for name in m.groups() if name}
+    bound |= {m.group(1) for m in _BIND_VAR.finditer(text)}
     out: list[tuple[str, str]] = []
     for m in _IDENT.finditer(text):
         name = m.group(1)
         if m.group(2) or name in CEL_WORDS or name in bound or name in CEL_NAMESPACES:
             continue
-        rest = re.match(r"((?:\??\.[A-Za-z_]\w*)*)", text[m.end(1) :])
+        rest = re.match(r"((?:\??\.\??[A-Za-z_]\w*)*)", text[m.end(1) :])
         out.append((name, (rest.group(1) if rest else "").replace("?", "")))
     return out
 
@@ -332,11 +361,17 @@ def check_graph(doc: Doc) -> list[Finding]:
         ids.append(rid)
         has_t, has_e = "template" in res, "externalRef" in res
         if has_t == has_e:
+            wrapped = resource_object_path(res)
             add(
                 "kro.resources",
                 ("spec", "resources", i),
                 f"resource {rid!r} needs exactly one of template and externalRef",
-                "Use template to create an object, externalRef to read an existing one.",
+                (
+                    "Put the object under template: (kro reads nothing else; copied examples often "
+                    f"leave it out{' or use ' + repr(wrapped[0]) if wrapped else ''})."
+                    if wrapped is not None and not has_e
+                    else "Use template to create an object, externalRef to read an existing one."
+                ),
             )
         template = res.get("template")
         if isinstance(template, dict):
@@ -472,6 +507,43 @@ def check_graph(doc: Doc) -> list[Finding]:
             "Break the cycle: one of these resources must not read the other's fields.",
         )
     return findings
+
+
+def resource_object_path(res: dict[str, Any]) -> tuple[str, ...] | None:
+    """Return where the object of one kro resource is, relative to the resource, or ``None``.
+
+    That is ``template``; for a resource written without it (as copied from write-ups), the
+    resource itself when it carries ``apiVersion`` and ``kind``, or the one mapping field that
+    does (``definition:`` and the like). ``externalRef`` objects are read, not created.
+    """
+    if "template" in res:
+        return ("template",) if isinstance(res["template"], dict) else None
+    if "externalRef" in res:
+        return None
+    if res.get("apiVersion") and res.get("kind"):
+        return ()
+    inner = [k for k, v in res.items() if isinstance(v, dict) and v.get("apiVersion") and v.get("kind")]
+    return (str(inner[0]),) if len(inner) == 1 else None
+
+
+def resource_objects(doc: Doc) -> list[Doc]:
+    """Return the objects a kro graph's resources create, each as a document at its own lines."""
+    out: list[Doc] = []
+    for i, res in enumerate(as_list(as_dict(doc.data.get("spec")).get("resources"))):
+        where = resource_object_path(res) if isinstance(res, dict) else None
+        sub = doc.sub(("spec", "resources", i, *where)) if where is not None else None
+        if sub is not None:
+            if where == ():
+                sub = Doc(sub.path, sub.index, sub.line, sub.node, _without_kro_fields(sub.data), sub.prefix)
+            out.append(sub)
+    return out
+
+
+_KRO_RESOURCE_FIELDS = ("id", "readyWhen", "includeWhen", "forEach", "externalRef", "template")
+
+
+def _without_kro_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in _KRO_RESOURCE_FIELDS}
 
 
 def is_graph_doc(doc: Doc) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from typing import Any
 
 import jsonschema
@@ -159,7 +160,7 @@ def _report(
             if extras:
                 path = (*path, extras[0])
                 message = f"unknown field{'s' if len(extras) > 1 else ''} {', '.join(map(repr, extras))}"
-                close = difflib.get_close_matches(extras[0], sorted(map(str, known)), n=1)
+                close = difflib.get_close_matches(extras[0], sorted(map(str, known)), n=1, cutoff=0.75)
                 if close:
                     message += f" (did you mean {close[0]!r}?)"
         if err.validator == "additionalProperties":
@@ -208,78 +209,86 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
         return []
     rgd = ctx.rgds.get((group, kind))
     if rgd is not None:
-        expected = str(as_dict(as_dict(rgd.data.get("spec")).get("schema")).get("apiVersion") or "v1alpha1")
-        if version != expected:
-            return [
-                doc.finding(
-                    "schema.version",
-                    Severity.ERROR,
-                    ("apiVersion",),
-                    f"{kind} is served as {group}/{expected}, not {doc.api_version}",
-                    f"Use apiVersion: {group}/{expected} (from ResourceGraphDefinition {rgd.name!r}).",
-                )
-            ]
-        schema, problem = instance_schema(rgd)
-        if schema is None:
-            return [
-                doc.finding(
-                    "schema",
-                    Severity.ERROR,
-                    ("kind",),
-                    f"cannot validate {kind}: its ResourceGraphDefinition has an invalid schema ({problem})",
-                    f"Fix ResourceGraphDefinition {rgd.name!r} in {rgd.path}.",
-                )
-            ]
-        validator = _validator("rgd", group, kind, version, schema)
-        return _report(
-            doc, _errors(validator, doc.data.get("spec") or {}), f"schema in {rgd.path}", ("spec",)
-        )
-    crd = ctx.head_crds.get((group, kind)) or _bundled_crd(group, kind)
-    if crd is None:
-        known = _known_kinds(ctx)
-        if group == "kro.run":
-            return [
-                doc.finding(
-                    "schema.unknown-kind",
-                    Severity.WARNING,
-                    ("kind",),
-                    f"no ResourceGraphDefinition in the repository defines kind {kind!r}; not validated",
-                    "Commit the ResourceGraphDefinition that defines it (kro must have it active before this "
-                    "object can be created), or fix the kind.",
-                )
-            ]
-        if group in known:
-            close = difflib.get_close_matches(kind, sorted(known[group]), n=1, cutoff=0.3)
-            suggestion = f" Did you mean {close[0]!r}?" if close else ""
-            return [
-                doc.finding(
-                    "schema.unknown-kind",
-                    Severity.ERROR,
-                    ("kind",),
-                    f"{group} has no kind {kind!r}",
-                    f"Known kinds in {group}: {', '.join(sorted(known[group]))}.{suggestion}",
-                )
-            ]
+        others = ctx.other_rgds.get((group, kind), [])
+        return _first_or_none([partial(_check_rgd, doc, r) for r in (rgd, *others)])
+    crd = ctx.head_crds.get((group, kind))
+    bundled = _bundled_crd(group, kind)
+    defs = [d for d in (crd, *ctx.other_crds.get((group, kind), []), bundled) if d is not None]
+    if not defs:
+        return [_unknown_kind(ctx, doc)]
+    return _first_or_none([partial(_check_crd, doc, d, d is bundled) for d in defs])
+
+
+def _first_or_none(checks: list[Callable[[], list[Finding]]]) -> list[Finding]:
+    """Return no finding when any definition accepts the object, else the first one's findings.
+
+    The repository's own definition comes first, then other copies in the repository, then
+    the bundled CRD: an object is wrong only when no definition the bot knows accepts it.
+    """
+    first: list[Finding] | None = None
+    for check in checks:
+        found = check()
+        if not found:
+            return []
+        if first is None:
+            first = found
+    return first or []
+
+
+def _check_rgd(doc: Doc, rgd: Doc) -> list[Finding]:
+    group, version, kind = doc.group, doc.version, doc.kind
+    expected = str(as_dict(as_dict(rgd.data.get("spec")).get("schema")).get("apiVersion") or "v1alpha1")
+    if version != expected:
         return [
             doc.finding(
-                "schema.unknown-kind",
-                Severity.WARNING,
+                "schema.version",
+                Severity.ERROR,
                 ("apiVersion",),
-                f"unknown API {doc.api_version} {kind}: no CRD in the repository or bundled, not validated",
-                "Check the apiVersion for typos, or commit the CRD to the repository so it can be validated.",
+                f"{kind} is served as {group}/{expected}, not {doc.api_version}",
+                f"Use apiVersion: {group}/{expected} (from ResourceGraphDefinition {rgd.name!r}).",
             )
         ]
+    schema, problem = instance_schema(rgd)
+    if schema is None:
+        return [
+            doc.finding(
+                "schema",
+                Severity.ERROR,
+                ("kind",),
+                f"cannot validate {kind}: its ResourceGraphDefinition has an invalid schema ({problem})",
+                f"Fix ResourceGraphDefinition {rgd.name!r} in {rgd.path}.",
+            )
+        ]
+    validator = _validator("rgd", group, kind, version, schema)
+    return _report(doc, _errors(validator, doc.data.get("spec") or {}), f"schema in {rgd.path}", ("spec",))
+
+
+def _check_crd(doc: Doc, crd: dict[str, Any], bundled: bool = False) -> list[Finding]:
+    group, version, kind = doc.group, doc.version, doc.kind
     versions = _crd_versions(crd)
     entry = versions.get(version)
     if entry is None or not entry["served"]:
-        served = [v for v, e in versions.items() if e["served"]]
+        served = ", ".join(f"{group}/{v}" for v, e in versions.items() if e["served"])
+        if bundled:
+            # The bundled CRD is the newest release's: an older controller may still serve it.
+            return [
+                doc.finding(
+                    "schema.version",
+                    Severity.WARNING,
+                    ("apiVersion",),
+                    f"{group}/{version} {kind} is no longer served by the current release of its "
+                    "controller; not validated",
+                    f"Move to {served} before upgrading the controller, or commit the CRD your "
+                    "cluster runs to the repository so the bot validates against it.",
+                )
+            ]
         return [
             doc.finding(
                 "schema.version",
                 Severity.ERROR,
                 ("apiVersion",),
                 f"{group}/{version} {kind} is not served by its CRD",
-                f"Use one of: {', '.join(f'{group}/{v}' for v in served)}.",
+                f"Use one of: {served}.",
             )
         ]
     if not isinstance(entry["schema"], dict):
@@ -287,6 +296,56 @@ def check_object(ctx: Context, doc: Doc) -> list[Finding]:
     validator = _validator("crd", group, kind, version, entry["schema"])
     data = {k: v for k, v in doc.data.items() if k != "status"}
     return _report(doc, _errors(validator, data), f"{kind} CRD schema")
+
+
+def close_kind(kind: str, known: set[str], group: str = "") -> str | None:
+    """Return the known kind that ``kind`` is surely a slip for, else ``None``.
+
+    Sure means: the same letters in another case, the kind with the group's service name in
+    front (``EKSCluster`` in ``eks.services.k8s.aws`` for ``Cluster``), or a near-identical
+    spelling. Anything less certain gets no suggestion: a wrong "did you mean" misleads.
+    """
+    service = group.split(".", 1)[0].lower()
+    for candidate in sorted(known):
+        if candidate.lower() in (kind.lower(), kind.lower().removeprefix(service)):
+            return candidate
+    close = difflib.get_close_matches(kind, sorted(known), n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def _unknown_kind(ctx: Context, doc: Doc) -> Finding:
+    """A notice for a kind no CRD defines (never an error: the bundled CRD sets may be older)."""
+    group, kind = doc.group, doc.kind
+    if group == "kro.run":
+        return doc.finding(
+            "schema.unknown-kind",
+            Severity.NOTICE,
+            ("kind",),
+            f"no ResourceGraphDefinition in the repository defines kind {kind!r}; not validated",
+            "Commit the ResourceGraphDefinition that defines it (kro must have it active before this "
+            "object can be created), or fix the kind.",
+        )
+    crd_hint = (
+        f"To validate it, commit the CustomResourceDefinition of {kind} ({group}) to the repository, "
+        "for example from the operator's release or its Helm chart's crds/ folder."
+    )
+    known = _known_kinds(ctx).get(group)
+    if known:
+        close = close_kind(kind, known, group)
+        return doc.finding(
+            "schema.unknown-kind",
+            Severity.NOTICE,
+            ("kind",),
+            f"kind {kind!r} is not in the {group} CRDs the bot knows; not validated",
+            (f"Did you mean {close!r}? " if close else "") + crd_hint,
+        )
+    return doc.finding(
+        "schema.unknown-kind",
+        Severity.NOTICE,
+        ("apiVersion",),
+        f"unknown API {doc.api_version} {kind}: no CRD in the repository or bundled; not validated",
+        "Check the apiVersion for typos. " + crd_hint,
+    )
 
 
 def unknown_api_hint(group: str, version: str, kind: str) -> tuple[str, str] | None:

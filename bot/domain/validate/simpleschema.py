@@ -9,6 +9,7 @@ marker, a malformed one, a marker on the wrong type or a ``default`` of the wron
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -36,8 +37,6 @@ MARKERS = frozenset(
 )
 STRING_ONLY = {"pattern", "minLength", "maxLength"}
 ARRAY_ONLY = {"uniqueItems", "minItems", "maxItems", "listType", "listMapKey"}
-NUMERIC_ONLY = {"minimum", "maximum"}
-_MARKER = re.compile(r'\s*([A-Za-z]+)=("(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s"\']*)')
 MAX_NESTING = 16
 
 
@@ -58,32 +57,88 @@ class SimpleSchemaError(ValueError):
     """A SimpleSchema leaf or type is invalid; the message says which part and why."""
 
 
+def parse_markers(text: str) -> list[tuple[str, str]]:
+    """Parse the marker part of a leaf (after ``|``) the way kro's ``ParseMarkers`` does.
+
+    Markers are ``key=value`` separated by white space. A value may be double-quoted (with
+    ``\\"`` escapes) or hold ``[...]``/``{...}`` (JSON, spaces allowed): ``default=["a", "b"]``,
+    ``default={"a":"b"}``, ``validation="self > 0"``. Single quotes are ordinary characters.
+    """
+    markers: list[tuple[str, str]] = []
+    key: str | None = None
+    buffer: list[str] = []
+    in_quotes = escaped = False
+    brackets = 0
+    for char in text:
+        if char == "=" and key is None and not in_quotes and brackets == 0:
+            key = "".join(buffer).strip()
+            if not key:
+                raise SimpleSchemaError("malformed marker: empty marker key (write key=value)")
+            if key not in MARKERS:
+                raise SimpleSchemaError(f"unknown marker {key!r} (known: {', '.join(sorted(MARKERS))})")
+            buffer = []
+        elif char == '"' and not escaped:
+            in_quotes = not in_quotes
+            buffer.append(char)
+        elif char == "\\" and in_quotes and not escaped:
+            escaped = True
+            buffer.append(char)
+        elif char in "{[" and not in_quotes:
+            brackets += 1
+            buffer.append(char)
+        elif char in "}]" and not in_quotes:
+            brackets -= 1
+            buffer.append(char)
+            if brackets < 0:
+                raise SimpleSchemaError("malformed marker: unmatched closing bracket or brace")
+        elif char.isspace() and not in_quotes and brackets == 0:
+            if key is not None:
+                markers.append((key, _marker_value("".join(buffer))))
+                key, buffer = None, []
+        else:
+            if escaped and in_quotes:
+                escaped = False
+            buffer.append(char)
+    if key is None:
+        near = "".join(buffer)[:30]
+        raise SimpleSchemaError(f"malformed marker near {near!r}: write key=value (quote values with spaces)")
+    markers.append((key, _marker_value("".join(buffer))))
+    if in_quotes:
+        raise SimpleSchemaError("malformed marker: unclosed quote")
+    if brackets > 0:
+        raise SimpleSchemaError("malformed marker: unclosed bracket or brace")
+    return markers
+
+
+def _marker_value(value: str) -> str:
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        out: list[str] = []
+        escaped = False
+        for char in value[1:-1]:
+            if escaped:
+                if char not in ('"', "\\"):
+                    out.append("\\")
+                out.append(char)
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            else:
+                out.append(char)
+        return "".join(out)
+    return value.strip()
+
+
 def split_leaf(leaf: str) -> tuple[str, dict[str, str]]:
-    """Split ``"type | k=v k2="v 2""`` into the type and its markers."""
-    type_part, _, marker_part = leaf.partition("|")
+    """Split ``"type | k=v k2="v 2""`` into the type and its markers (kro's ``ParseField``)."""
+    type_part, sep, marker_part = leaf.partition("|")
     type_name = type_part.strip()
     if not type_name:
         raise SimpleSchemaError("empty type")
     markers: dict[str, str] = {}
-    rest = marker_part.strip()
-    pos = 0
-    while pos < len(rest):
-        match = _MARKER.match(rest, pos)
-        if not match or match.end() == pos:
-            raise SimpleSchemaError(f"malformed marker near {rest[pos : pos + 30]!r}: write key=value")
-        key, value = match.group(1), match.group(2)
-        if key not in MARKERS:
-            raise SimpleSchemaError(f"unknown marker {key!r} (known: {', '.join(sorted(MARKERS))})")
-        if value[:1] in ("'", '"'):
-            value = value[1:-1]
-        elif value == "" and rest[match.end() : match.end() + 1] in ("'", '"'):
-            raise SimpleSchemaError(f"malformed marker {key!r}: unclosed quote")
-        elif value == "":
-            raise SimpleSchemaError(f"marker {key!r} has no value")
+    for key, value in parse_markers(marker_part) if sep else []:
+        if key == "listMapKey" and key in markers:
+            value = markers[key] + "," + value
         markers[key] = value
-        pos = match.end()
-        while pos < len(rest) and rest[pos].isspace():
-            pos += 1
     return type_name, markers
 
 
@@ -114,16 +169,30 @@ def _type_schema(
     raise SimpleSchemaError(f"unknown type {type_name!r}")
 
 
+_GO_BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True}
+_GO_BOOLS |= {"0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+
+
+def parse_bool(raw: str, what: str) -> bool:
+    """Parse a boolean as Go's ``strconv.ParseBool`` does (kro uses it for markers)."""
+    if raw not in _GO_BOOLS:
+        raise SimpleSchemaError(f"{what} {raw!r} is not a valid boolean")
+    return _GO_BOOLS[raw]
+
+
 def _parse_default(schema_type: str, raw: str) -> Any:
     try:
         if schema_type == "integer":
+            if not _GO_INT.match(raw):
+                raise ValueError(raw)
             return int(raw)
         if schema_type == "number":
             return float(raw)
         if schema_type == "boolean":
-            if raw not in ("true", "false"):
-                raise ValueError(raw)
-            return raw == "true"
+            return parse_bool(raw, "default")
+        if schema_type in ("array", "object"):
+            return json.loads(raw)
     except ValueError as exc:
         raise SimpleSchemaError(f"default {raw!r} is not a valid {schema_type}") from exc
     return raw
@@ -141,8 +210,6 @@ def leaf_schema(
             raise SimpleSchemaError(f"marker {key!r} applies to strings only, not {type_name}")
         if key in ARRAY_ONLY and kind != "array":
             raise SimpleSchemaError(f"marker {key!r} applies to arrays only, not {type_name}")
-        if key in NUMERIC_ONLY and kind not in ("integer", "number"):
-            raise SimpleSchemaError(f"marker {key!r} applies to numbers only, not {type_name}")
     if "enum" in markers:
         if kind not in ("string", "integer"):
             raise SimpleSchemaError(f"enum is allowed on string or integer only, not {type_name}")
@@ -163,13 +230,18 @@ def leaf_schema(
             raise SimpleSchemaError(f"pattern does not compile: {exc}") from exc
         if not risky_pattern(markers["pattern"]):
             schema["pattern"] = markers["pattern"]
-    if markers.get("uniqueItems") == "true":
+    if "uniqueItems" in markers and parse_bool(markers["uniqueItems"], "uniqueItems"):
         schema["uniqueItems"] = True
     if "default" in markers:
         schema["default"] = _parse_default(str(kind), markers["default"])
     if "description" in markers:
         schema["description"] = markers["description"]
-    return schema, markers.get("required") == "true"
+    for key in ("immutable",):
+        if key in markers:
+            parse_bool(markers[key], key)
+    if "validation" in markers and not markers["validation"].strip():
+        raise SimpleSchemaError("validation marker is empty")
+    return schema, "required" in markers and parse_bool(markers["required"], "required")
 
 
 def compile_fields(
