@@ -236,29 +236,38 @@ def use_shared_lock(provider: LockProvider | None) -> None:
 
 
 @contextlib.asynccontextmanager
-async def head_lock(repo: str, head_sha: str) -> AsyncIterator[None]:
-    """Hold the lock of one head commit's check runs in this process while finding and writing them.
+async def write_lock(scope: str, key: str) -> AsyncIterator[None]:
+    """Hold the lock of one find-then-write of the bot's GitHub objects named ``scope``/``key``.
 
-    The worker's concurrent deliveries and the reconciler may check the same head together;
-    unserialised, each found no run and created one. :func:`write_check_runs` takes it for
-    every writer. Not reentrant.
+    In this process an asyncio lock; with a shared lock provider (:func:`use_shared_lock`)
+    also the store's lock, so replicas serialise too. Not reentrant.
     """
-    key = f"{repo}@{head_sha}"
-    lock, users = _HEAD_LOCKS.get(key, (asyncio.Lock(), 0))
-    _HEAD_LOCKS[key] = (lock, users + 1)
+    name = f"{scope}:{key}"
+    lock, users = _HEAD_LOCKS.get(name, (asyncio.Lock(), 0))
+    _HEAD_LOCKS[name] = (lock, users + 1)
     try:
         async with lock:
             if _SHARED_LOCK is None:
                 yield
             else:
-                async with _SHARED_LOCK(f"gitops-bot:check-runs:{key}"):
+                async with _SHARED_LOCK(f"gitops-bot:{name}"):
                     yield
     finally:
-        lock, users = _HEAD_LOCKS[key]
+        lock, users = _HEAD_LOCKS[name]
         if users <= 1:
-            del _HEAD_LOCKS[key]
+            del _HEAD_LOCKS[name]
         else:
-            _HEAD_LOCKS[key] = (lock, users - 1)
+            _HEAD_LOCKS[name] = (lock, users - 1)
+
+
+def head_lock(repo: str, head_sha: str) -> AbstractAsyncContextManager[None]:
+    """Hold the lock of one head commit's check runs while finding and writing them.
+
+    The worker's concurrent deliveries and the reconciler may check the same head together;
+    unserialised, each found no run and created one. :func:`write_check_runs` takes it for
+    every writer. Not reentrant.
+    """
+    return write_lock("check-runs", f"{repo}@{head_sha}")
 
 
 def _annotation_count(run: Mapping[str, Any]) -> int:

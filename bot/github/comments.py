@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import gidgethub.abc
 
+from bot.github.checks import write_lock
+
 MAX_COMMENT_CHARS = 65_536
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _MARKER = re.compile(r"<!-- gitops-bot:(?P<key>[A-Za-z0-9_.:-]+?)(?: part (?P<n>\d+)/(?P<total>\d+))? -->")
@@ -109,6 +111,16 @@ async def upsert_comment_parts(
     for body in bodies:
         if len(body) > MAX_COMMENT_CHARS:
             raise ValueError(f"part of sticky comment {key!r} is {len(body)} characters; split it further")
+    # Two deliveries of one PR (or two replicas) writing together would each find no comment
+    # and create one: find-then-write under one lock per comment, as check runs do.
+    async with write_lock("comments", f"{repo}#{number}:{key}"):
+        return await _write_parts(gh, repo, number, key, bodies, bot_login)
+
+
+async def _write_parts(
+    gh: gidgethub.abc.GitHubAPI, repo: str, number: int, key: str, bodies: list[str], bot_login: str | None
+) -> list[int]:
+    total = len(bodies)
     existing = await list_marked_comments(gh, repo, number, key, bot_login=bot_login)
     by_part: dict[int, MarkedComment] = {}
     extra: list[MarkedComment] = []
