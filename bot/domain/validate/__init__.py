@@ -37,6 +37,7 @@ from bot.domain.validate.base import (
     iter_yaml_files,
     parse_docs,
     read_text,
+    unreadable,
 )
 from bot.domain.validate.eks import EksCatalog, parse_minor
 
@@ -198,6 +199,7 @@ def validate(
     for rel in sorted(set(check.changed_paths)):
         text = read_text(check.head_dir, rel)
         if text is None:
+            findings.extend(unreadable(check.head_dir, rel))  # too large or binary: fail closed
             continue
         ctx.texts[rel] = text
         if secret_cfg.get("enabled", True) and not any_match(ignore, rel):
