@@ -13,6 +13,7 @@ by ``/diff``, ``/validate`` and the reconciler through ``run_pr_checks``). Glue 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -25,6 +26,7 @@ import gidgethub.abc
 
 from bot.context import HandlerContext
 from bot.domain.diff import diff_check_output, diff_comment_parts
+from bot.domain.masking import Masker
 from bot.domain.model import Finding, Severity
 from bot.domain.render import RenderCache
 from bot.domain.validate import validation_summary
@@ -97,6 +99,22 @@ async def post_results(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, number: int, result: CheckResult
 ) -> None:
     """Write the three check runs (one listing of the head's runs) and the sticky comment for ``result``."""
+    await write_check_runs(gh, repo, result.head_sha, check_runs(result, repo=repo, number=number))
+    await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
+
+
+def _masked_run(run: CheckRun, masker: Masker) -> CheckRun:
+    return dataclasses.replace(
+        run,
+        title=masker.text(run.title),
+        summary=masker.text(run.summary),
+        text=masker.text(run.text) if run.text else run.text,
+        annotations=[masker.value(dict(a)) for a in run.annotations],
+    )
+
+
+def check_runs(result: CheckResult, *, repo: str, number: int) -> list[CheckRun]:
+    """Return the ``gitops-bot/diff``, ``gitops-bot/validate`` and ``gitops-bot`` runs, masked."""
     head_sha = result.head_sha
     findings: list[Finding] = list(result.report.findings)
     title, summary, text = diff_check_output(result.diff)
@@ -125,8 +143,7 @@ async def post_results(
             external_id=f"{repo}#{number}",
         ),
     ]
-    await write_check_runs(gh, repo, head_sha, runs)
-    await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
+    return [_masked_run(run, result.masker) for run in runs]
 
 
 async def self_service(
@@ -185,5 +202,5 @@ async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> st
     changes = [c for c in result.diff.changes if c.env == env] or list(result.diff.changes)
     shown = replace(result.diff, changes=changes)
     parts = diff_comment_parts(shown, base_sha=result.base_sha, head_sha=result.head_sha, limit=40_000)
-    body = parts[0] if parts else "No rendered object changes."
+    body = result.masker.text(parts[0]) if parts else "No rendered object changes."
     return "\n".join(line for line in body.splitlines() if not line.startswith("<!-- gitops-bot:"))

@@ -3,8 +3,9 @@
 * :func:`normalize` drops what changes without meaning (``status``, server-set metadata,
   the hash suffix kustomize adds to generated ConfigMaps and Secrets, and references to
   those names) so a diff shows only real changes.
-* :func:`mask_secrets` replaces every value of a ``Secret`` by a keyed hash (HMAC-SHA256
-  with a per-installation or per-run key): keys stay visible, values never appear, and a
+* :func:`mask_secrets` replaces every value of a ``Secret`` (at any depth) by a keyed hash
+  (HMAC-SHA256 with a per-installation or per-run key), and private keys and AWS key ids in
+  any string (:mod:`bot.domain.masking`): keys stay visible, values never appear, and a
   changed value gives a different hash.
 * :func:`diff_objects` compares two object lists by (API group, kind, namespace, name).
 * :func:`diff_comment_parts` and :func:`diff_check_output` build the sticky comment and the
@@ -13,17 +14,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
-import hashlib
-import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.domain import yamldump
+from bot.domain.masking import mask_object
+from bot.domain.masking import secret_token as secret_token  # the one masking rule, re-exported
 from bot.domain.model import ObjectChange
 
 if TYPE_CHECKING:
@@ -40,41 +39,15 @@ _NOISE_METADATA = ("generation", "resourceVersion", "uid", "managedFields", "cre
 _NOISE_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision")
 
 
-def secret_token(key: bytes, value: str | bytes) -> str:
-    """Return the masked stand-in for a secret value: a short keyed hash (HMAC-SHA256)."""
-    raw = value.encode("utf-8") if isinstance(value, str) else value
-    return f"<secret hmac:{hmac.new(key, raw, hashlib.sha256).hexdigest()[:12]}>"
-
-
 def mask_secrets(obj: dict[str, Any], key: bytes) -> dict[str, Any]:
-    """Return ``obj`` with every ``data``/``stringData`` value of a Secret replaced by a keyed hash.
+    """Return ``obj`` with every Secret value (at any depth) and every flagged string masked.
 
-    ``data`` values are base64-decoded first, so the same value in ``data`` and in
-    ``stringData`` gets the same hash. Objects of other kinds are returned unchanged;
-    the last-applied annotation (which could hold a copy) is dropped from Secrets.
+    See :func:`bot.domain.masking.mask_object`: ``data`` values are base64-decoded first, so
+    the same value in ``data`` and in ``stringData`` gets the same hash; the last-applied
+    annotation (which could hold a copy) is dropped from Secrets.
     """
-    if obj.get("kind") != "Secret" or not str(obj.get("apiVersion", "")).startswith("v1"):
-        return obj
-    out = dict(obj)
-    for field_name in ("data", "stringData"):
-        values = out.get(field_name)
-        if not isinstance(values, dict):
-            continue
-        masked = {}
-        for k, v in values.items():
-            raw: str | bytes = "" if v is None else str(v)
-            if field_name == "data":
-                try:
-                    raw = base64.b64decode(str(v), validate=True)
-                except (binascii.Error, ValueError):
-                    raw = str(v)
-            masked[k] = secret_token(key, raw)
-        out[field_name] = masked
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
-        annotations = {k: v for k, v in meta["annotations"].items() if k not in _NOISE_ANNOTATIONS}
-        out["metadata"] = {**meta, "annotations": annotations}
-    return out
+    masked: dict[str, Any] = mask_object(obj, key)
+    return masked
 
 
 def _generated_names(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
