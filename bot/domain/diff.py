@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.domain import yamldump
+from bot.domain import escape, yamldump
 from bot.domain.masking import mask_object
 from bot.domain.masking import secret_token as secret_token  # the one masking rule, re-exported
 from bot.domain.model import ObjectChange
@@ -178,7 +178,7 @@ def _short(sha: str) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape.text(text, table=True)
 
 
 def _fence(body: str, lang: str = "diff") -> str:
@@ -266,15 +266,16 @@ def _summary_lines(result: DiffResult, base_sha: str, head_sha: str) -> list[str
         lines += _blast_table(rows)
     failed = [s for s in result.statuses if s.state == "failed"]
     if failed:
-        names = ", ".join(f"`{s.target}`" for s in failed[:_GROUP_LIST])
+        names = ", ".join(escape.code(s.target) for s in failed[:_GROUP_LIST])
         more = f" and {len(failed) - _GROUP_LIST} more" if len(failed) > _GROUP_LIST else ""
         lines += [f"❌ **{len(failed)} target(s) could not be rendered at head:** {names}{more}", ""]
     if result.findings:
         lines += ["| | Rule | Where | Problem | What to do |", "|---|---|---|---|---|"]
         for f in result.findings:
             lines.append(
-                f"| {_ICON[f.severity.value]} | `{f.rule}` | `{_md_cell(f.path)}:{f.line}` | "
-                f"{_md_cell(f.message)} | {_md_cell(f.hint)} |"
+                f"| {_ICON[f.severity.value]} | {escape.code(f.rule, table=True)} | "
+                f"{escape.code(f'{f.path}:{f.line}', table=True)} | "
+                f"{escape.message(f.message, table=True)} | {escape.message(f.hint, table=True)} |"
             )
         lines.append("")
     return lines
@@ -305,7 +306,8 @@ def _groups(changes: list[ObjectChange]) -> list[_Group]:
 def _group_title(group: _Group) -> str:
     env, cluster, target = group.targets[0]
     counts = _count_text(list(group.changes))
-    title = f"<b>{env} / {cluster}</b> · <code>{target}</code> · {counts}"
+    where = f"<b>{escape.html(env)} / {escape.html(cluster)}</b> · <code>{escape.html(target)}</code>"
+    title = f"{where} · {counts}"
     if len(group.targets) > 1:
         title += f" · same change on {len(group.targets) - 1} more target(s)"
     return title
@@ -314,7 +316,7 @@ def _group_title(group: _Group) -> str:
 def _group_block(group: _Group, budget: int) -> str:
     others = ""
     if len(group.targets) > 1:
-        listed = ", ".join(f"`{e}/{c}: {t}`" for e, c, t in group.targets[1 : 1 + _GROUP_LIST * 4])
+        listed = ", ".join(escape.code(f"{e}/{c}: {t}") for e, c, t in group.targets[1 : 1 + _GROUP_LIST * 4])
         more = len(group.targets) - 1 - _GROUP_LIST * 4
         others = f"Also on: {listed}{f' and {more} more' if more > 0 else ''}\n\n"
     body = "".join(c.diff for c in group.changes)
@@ -406,7 +408,8 @@ def diff_check_output(result: DiffResult, *, limit: int = CHECK_TEXT_LIMIT) -> t
     for group in _groups(result.changes):
         env, cluster, target = group.targets[0]
         also = f" (same change on {len(group.targets) - 1} more target(s))" if len(group.targets) > 1 else ""
-        chunk = f"### {env} / {cluster} · {target}{also}\n\n" + _fence("".join(c.diff for c in group.changes))
+        where = f"{escape.text(env)} / {escape.text(cluster)} · {escape.code(target)}"
+        chunk = f"### {where}{also}\n\n" + _fence("".join(c.diff for c in group.changes))
         if size + len(chunk) + 2 > limit - len(note):
             room = limit - len(note) - size - 60
             if room > 200:
