@@ -8,13 +8,12 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from bot.domain import escape
 from bot.domain.escape import ZERO_WIDTH
+from tests.output.markdown import MD, flat
 
-MD = MarkdownIt("commonmark", {"html": True}).enable("table")
 SAFE_INLINE = {"text", "text_special", "softbreak"}
 TABLE = {
     "table_open",
@@ -57,14 +56,6 @@ ATTACKS = [
     "fixes #1",
 ]
 STRINGS = st.one_of(st.sampled_from(ATTACKS), NASTY)
-
-
-def flat(tokens: list[Token]) -> list[Token]:
-    out: list[Token] = []
-    for t in tokens:
-        out.append(t)
-        out.extend(flat(t.children or []))
-    return out
 
 
 def shown(value: str) -> str:

@@ -6,29 +6,20 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from bot.domain.commands import escape_text
 from bot.domain.promotion.plan import History, pr_body
 from bot.prchecks import check_runs
 from bot.report import build_check
+from tests.output.markdown import MD, flat
 from tests.render.conftest import commit, git
 
 MakeRepo = Callable[..., Path]
-MD = MarkdownIt("commonmark", {"html": True}).enable("table")
 HOSTILE = "x`|<img src=x onerror=alert(1)>@octocat [a](https://evil.example) </summary>"
 # the HTML the bot itself writes: collapsible blocks, its markers, small print
 OWN_HTML = re.compile(r"^</?(details|summary|b|code|sub)>$|^<!-- gitops-bot:[^>]*-->$")
 LIVE = re.compile(r"(?<![A-Za-z0-9])@[A-Za-z0-9]|://evil")  # a live mention or autolink in shown text
-
-
-def flat(tokens: list[Token]) -> list[Token]:
-    out: list[Token] = []
-    for t in tokens:
-        out.append(t)
-        out.extend(flat(t.children or []))
-    return out
 
 
 def assert_inert(markdown: str) -> list[Token]:
