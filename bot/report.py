@@ -72,6 +72,7 @@ class CheckResult:
         data["base"] = self.base_sha
         data["head"] = self.head_sha
         data["targets"] = {"rendered": self.diff.targets_rendered, "total": self.diff.targets_total}
+        data["dangers"] = [d.to_json() for d in self.diff.dangers]
         masked: dict[str, Any] = self.masker.value(data)
         return masked
 

@@ -26,6 +26,7 @@ from bot.domain.masking import secret_token as secret_token  # the one masking r
 from bot.domain.model import ObjectChange
 
 if TYPE_CHECKING:
+    from bot.domain.dangers import Danger
     from bot.domain.render.result import BlastRow, DiffResult
 
 COMMENT_LIMIT = 65_536
@@ -252,11 +253,48 @@ def _blast_table(rows: list[BlastRow]) -> list[str]:
     ]
 
 
+MAX_DANGER_ROWS = 25
+
+
+def danger_lines(dangers: list[Danger]) -> list[str]:
+    """Return the danger section (a table, the rows past 25 folded), or nothing when there is none."""
+    if not dangers:
+        return []
+    n = len(dangers)
+    rows = [
+        f"| {escape.text(d.env)} / {escape.text(d.cluster)} | {escape.code(d.rule, table=True)} | "
+        f"{escape.code('/'.join(p for p in (d.kind, d.namespace, d.name) if p), table=True)} | "
+        f"{escape.code(d.path, table=True)} | {escape.message(d.message, table=True)} |"
+        for d in dangers
+    ]
+    head = ["| Cluster | Rule | Object | Path | What happens |", "|---|---|---|---|---|"]
+    lines = [
+        f"### ⚠️ {n} dangerous change{'s' if n != 1 else ''}: {'it destroys' if n == 1 else 'they destroy'} "
+        "or replace what runs",
+        "",
+        *head,
+        *rows[:MAX_DANGER_ROWS],
+        "",
+    ]
+    if n > MAX_DANGER_ROWS:
+        lines += [
+            f"<details><summary>{n - MAX_DANGER_ROWS} more</summary>",
+            "",
+            *head,
+            *rows[MAX_DANGER_ROWS:],
+            "",
+            "</details>",
+            "",
+        ]
+    return lines
+
+
 def _summary_lines(result: DiffResult, base_sha: str, head_sha: str) -> list[str]:
     revisions = f" · base `{_short(base_sha)}` → head `{_short(head_sha)}`" if base_sha or head_sha else ""
     lines = [
         "## Rendered diff",
         "",
+        *danger_lines(result.dangers),
         f"**{_headline(result)}**{revisions} · "
         f"{result.targets_rendered} of {result.targets_total} targets rendered (the others did not change)",
         "",
@@ -399,6 +437,8 @@ def diff_check_output(result: DiffResult, *, limit: int = CHECK_TEXT_LIMIT) -> t
     when it passes ``limit`` characters.
     """
     title = _headline(result)
+    if result.dangers:
+        title = f"⚠️ {len(result.dangers)} dangerous change(s) · {title}"
     summary = "\n".join(_summary_lines(result, "", "")[2:]).strip()
     if len(summary) > CHECK_SUMMARY_LIMIT:
         summary = summary[: CHECK_SUMMARY_LIMIT - 40].rsplit("\n", 1)[0] + "\n\n… summary truncated."
