@@ -13,6 +13,7 @@ by ``/diff``, ``/validate`` and the reconciler through ``run_pr_checks``). Glue 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -25,6 +26,7 @@ import gidgethub.abc
 
 from bot.context import HandlerContext
 from bot.domain.diff import diff_check_output, diff_comment_parts
+from bot.domain.masking import Masker
 from bot.domain.model import Finding, Severity
 from bot.domain.render import RenderCache
 from bot.domain.validate import validation_summary
@@ -103,8 +105,18 @@ async def post_results(
     await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
 
 
+def _masked_run(run: CheckRun, masker: Masker) -> CheckRun:
+    return dataclasses.replace(
+        run,
+        title=masker.text(run.title),
+        summary=masker.text(run.summary),
+        text=masker.text(run.text) if run.text else run.text,
+        annotations=[masker.value(dict(a)) for a in run.annotations],
+    )
+
+
 def result_check_runs(result: CheckResult, *, external_id: str) -> list[CheckRun]:
-    """Return the ``gitops-bot/diff``, ``gitops-bot/validate`` and ``gitops-bot`` runs for ``result``.
+    """Return the ``gitops-bot/diff``, ``gitops-bot/validate`` and ``gitops-bot`` runs for ``result``, masked.
 
     The same runs for a pull request's head and for a merge group's head (:mod:`handlers.merge_group`).
     """
@@ -113,7 +125,7 @@ def result_check_runs(result: CheckResult, *, external_id: str) -> list[CheckRun
     title, summary, text = diff_check_output(result.diff)
     v_title, v_summary = validation_summary(findings)
     conclusion, u_title, u_summary = umbrella_summary(result)
-    return [
+    runs = [
         CheckRun(
             name=DIFF_CHECK, head_sha=head_sha, title=title, summary=summary, text=text, conclusion="neutral"
         ),
@@ -136,6 +148,7 @@ def result_check_runs(result: CheckResult, *, external_id: str) -> list[CheckRun
             external_id=external_id,
         ),
     ]
+    return [_masked_run(run, result.masker) for run in runs]
 
 
 async def self_service(
@@ -209,5 +222,5 @@ async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> st
     changes = [c for c in result.diff.changes if c.env == env] or list(result.diff.changes)
     shown = replace(result.diff, changes=changes)
     parts = diff_comment_parts(shown, base_sha=result.base_sha, head_sha=result.head_sha, limit=40_000)
-    body = parts[0] if parts else "No rendered object changes."
+    body = result.masker.text(parts[0]) if parts else "No rendered object changes."
     return "\n".join(line for line in body.splitlines() if not line.startswith("<!-- gitops-bot:"))

@@ -19,9 +19,13 @@ from typing import Any
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.diff import MAX_PARTS, diff_comment_parts
 from bot.domain.governance.signatures import signature_checker
+from bot.domain.masking import Masker
 from bot.domain.model import CheckInput, Finding, Report, Severity
 from bot.domain.render import DiffResult, RenderCache, compute_diff
+from bot.domain.render.fastyaml import load_docs
 from bot.domain.validate import Decision, self_service_decision, validate
+from bot.domain.validate.base import YAML_SUFFIXES, TreeReader
+from bot.domain.yamlio import YamlError
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
 
@@ -48,6 +52,7 @@ class CheckResult:
     changed_paths: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     self_service: Decision | None = None
+    masker: Masker = field(default_factory=lambda: Masker(os.urandom(32)))
 
     def comment_parts(self) -> list[str]:
         """Return the diff comment for this report, with every finding (not only rendering ones).
@@ -58,7 +63,18 @@ class CheckResult:
         max_parts = int(
             ((self.config.get("render") or {}).get("comment") or {}).get("max_parts") or MAX_PARTS
         )
-        return diff_comment_parts(shown, base_sha=self.base_sha, head_sha=self.head_sha, max_parts=max_parts)
+        parts = diff_comment_parts(shown, base_sha=self.base_sha, head_sha=self.head_sha, max_parts=max_parts)
+        return [self.masker.text(part) for part in parts]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return what ``gitops-bot check --format json`` prints, masked."""
+        data = self.report.to_json()
+        data["base"] = self.base_sha
+        data["head"] = self.head_sha
+        data["targets"] = {"rendered": self.diff.targets_rendered, "total": self.diff.targets_total}
+        data["dangers"] = [d.to_json() for d in self.diff.dangers]
+        masked: dict[str, Any] = self.masker.value(data)
+        return masked
 
 
 def resolve_git_dir(repo: Path) -> Path:
@@ -99,6 +115,29 @@ def _run_checker(checker: Checker, data: CheckInput) -> list[Finding]:
         ]
 
 
+def learn_secrets(masker: Masker, trees: Sequence[Path], paths: Sequence[str]) -> None:
+    """Teach ``masker`` the Secret values in the changed YAML files of both trees (any nesting)."""
+    for tree in trees:
+        reader = TreeReader(tree)
+        for rel in paths:
+            text = reader.read(rel) if rel.endswith(YAML_SUFFIXES) else None
+            if not text or "Secret" not in text:
+                continue
+            try:
+                docs = load_docs(text, rel)
+            except YamlError:
+                continue  # unreadable YAML is a finding; there are no values to learn
+            masker.learn_documents(data for _line, data in docs)
+
+
+def mask_result(masker: Masker, diff: DiffResult, findings: Iterable[Finding]) -> tuple[DiffResult, Report]:
+    """Return the diff and the report with every text masked: the pass every output goes through."""
+    changes = [masker.change(c) for c in diff.changes]
+    diff = replace(diff, changes=changes, findings=[masker.finding(f) for f in diff.findings])
+    masked = {masker.finding(f) for f in findings}
+    return diff, Report(changes=list(changes), findings=sorted(masked, key=Finding.sort_key))
+
+
 def build_check(
     repo_dir_or_git_dir: Path,
     base: str,
@@ -137,7 +176,9 @@ def build_check(
     paths = changed_paths(git_dir, base_sha, head_sha)
     key = secret_key if secret_key is not None else _secret_key()
     dropped: list[str] = []
+    masker = Masker(key)
     with materialise_many(git_dir, [(merge_base, []), (head_sha, dropped)]) as (base_dir, head_dir):
+        learn_secrets(masker, (base_dir, head_dir), paths)
         diff = compute_diff(
             base_dir,
             head_dir,
@@ -172,8 +213,8 @@ def build_check(
         for checker in CHECKERS if checkers is None else checkers:
             findings.extend(_run_checker(checker, data))
         decision = self_service_decision(data, findings)
-    report = Report(changes=list(diff.changes), findings=sorted(set(findings), key=Finding.sort_key))
-    return CheckResult(report, diff, base_sha, head_sha, paths, config, decision)
+    diff, report = mask_result(masker, diff, findings)
+    return CheckResult(report, diff, base_sha, head_sha, paths, config, decision, masker)
 
 
 def build_report(

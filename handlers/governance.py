@@ -30,6 +30,7 @@ import gidgethub.sansio
 from gidgethub import routing
 
 from bot.context import HandlerContext
+from bot.domain import escape
 from bot.domain.config import CONFIG_PATH, ConfigError
 from bot.domain.governance import signatures as sig
 from bot.domain.governance.approvals import (
@@ -119,7 +120,10 @@ def _config_failure(exc: ConfigError, base_ref: str) -> list[CheckRunResult]:
         "|---|---|---|",
     ]
     for f in exc.findings:
-        lines.append(f"| `{f.path}:{f.line}` | {f.message.replace('|', '/')} | {f.hint.replace('|', '/')} |")
+        lines.append(
+            f"| {escape.code(f'{f.path}:{f.line}', table=True)} | {escape.message(f.message, table=True)} "
+            f"| {escape.message(f.hint, table=True)} |"
+        )
     text = "\n".join(lines)
     title = "Invalid configuration on the base branch"
     return [

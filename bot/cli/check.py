@@ -31,11 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gitops-bot check: {exc}", file=sys.stderr)
         return 2
     if args.format == "json":
-        data = result.report.to_json()
-        data["base"] = result.base_sha
-        data["head"] = result.head_sha
-        data["targets"] = {"rendered": result.diff.targets_rendered, "total": result.diff.targets_total}
-        print(json.dumps(data, indent=2, sort_keys=True))
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:
         print("\n\n".join(result.comment_parts()))
     return 1 if result.report.blocking else 0

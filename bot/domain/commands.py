@@ -18,11 +18,11 @@ followed by whitespace or the end of the line.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from bot.domain import escape
 from bot.domain.help import COMMANDS, help_text, usage
 
 MAX_BODY_CHARS = 65_536
@@ -185,6 +185,4 @@ def code(text: str) -> str:
 
 def escape_text(text: str) -> str:
     """Make user text safe to echo in markdown: no HTML, no @-mentions, no links or emphasis."""
-    text = html.escape(" ".join(text.split()), quote=False)
-    text = text.replace("@", "@\u200b")
-    return re.sub(r"([\\`*_\[\]()#|~!])", r"\\\1", text)
+    return escape.text(text)  # the one escaping helper

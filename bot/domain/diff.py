@@ -3,8 +3,9 @@
 * :func:`normalize` drops what changes without meaning (``status``, server-set metadata,
   the hash suffix kustomize adds to generated ConfigMaps and Secrets, and references to
   those names) so a diff shows only real changes.
-* :func:`mask_secrets` replaces every value of a ``Secret`` by a keyed hash (HMAC-SHA256
-  with a per-installation or per-run key): keys stay visible, values never appear, and a
+* :func:`mask_secrets` replaces every value of a ``Secret`` (at any depth) by a keyed hash
+  (HMAC-SHA256 with a per-installation or per-run key), and private keys and AWS key ids in
+  any string (:mod:`bot.domain.masking`): keys stay visible, values never appear, and a
   changed value gives a different hash.
 * :func:`diff_objects` compares two object lists by (API group, kind, namespace, name).
 * :func:`diff_comment_parts` and :func:`diff_check_output` build the sticky comment and the
@@ -13,20 +14,19 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
-import hashlib
-import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.domain import yamldump
+from bot.domain import escape, yamldump
+from bot.domain.masking import mask_object
+from bot.domain.masking import secret_token as secret_token  # the one masking rule, re-exported
 from bot.domain.model import ObjectChange
 
 if TYPE_CHECKING:
+    from bot.domain.dangers import Danger
     from bot.domain.render.result import BlastRow, DiffResult
 
 COMMENT_LIMIT = 65_536
@@ -40,41 +40,15 @@ _NOISE_METADATA = ("generation", "resourceVersion", "uid", "managedFields", "cre
 _NOISE_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision")
 
 
-def secret_token(key: bytes, value: str | bytes) -> str:
-    """Return the masked stand-in for a secret value: a short keyed hash (HMAC-SHA256)."""
-    raw = value.encode("utf-8") if isinstance(value, str) else value
-    return f"<secret hmac:{hmac.new(key, raw, hashlib.sha256).hexdigest()[:12]}>"
-
-
 def mask_secrets(obj: dict[str, Any], key: bytes) -> dict[str, Any]:
-    """Return ``obj`` with every ``data``/``stringData`` value of a Secret replaced by a keyed hash.
+    """Return ``obj`` with every Secret value (at any depth) and every flagged string masked.
 
-    ``data`` values are base64-decoded first, so the same value in ``data`` and in
-    ``stringData`` gets the same hash. Objects of other kinds are returned unchanged;
-    the last-applied annotation (which could hold a copy) is dropped from Secrets.
+    See :func:`bot.domain.masking.mask_object`: ``data`` values are base64-decoded first, so
+    the same value in ``data`` and in ``stringData`` gets the same hash; the last-applied
+    annotation (which could hold a copy) is dropped from Secrets.
     """
-    if obj.get("kind") != "Secret" or not str(obj.get("apiVersion", "")).startswith("v1"):
-        return obj
-    out = dict(obj)
-    for field_name in ("data", "stringData"):
-        values = out.get(field_name)
-        if not isinstance(values, dict):
-            continue
-        masked = {}
-        for k, v in values.items():
-            raw: str | bytes = "" if v is None else str(v)
-            if field_name == "data":
-                try:
-                    raw = base64.b64decode(str(v), validate=True)
-                except (binascii.Error, ValueError):
-                    raw = str(v)
-            masked[k] = secret_token(key, raw)
-        out[field_name] = masked
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
-        annotations = {k: v for k, v in meta["annotations"].items() if k not in _NOISE_ANNOTATIONS}
-        out["metadata"] = {**meta, "annotations": annotations}
-    return out
+    masked: dict[str, Any] = mask_object(obj, key)
+    return masked
 
 
 def _generated_names(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
@@ -205,7 +179,7 @@ def _short(sha: str) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape.text(text, table=True)
 
 
 def _fence(body: str, lang: str = "diff") -> str:
@@ -279,11 +253,48 @@ def _blast_table(rows: list[BlastRow]) -> list[str]:
     ]
 
 
+MAX_DANGER_ROWS = 25
+
+
+def danger_lines(dangers: list[Danger]) -> list[str]:
+    """Return the danger section (a table, the rows past 25 folded), or nothing when there is none."""
+    if not dangers:
+        return []
+    n = len(dangers)
+    rows = [
+        f"| {escape.text(d.env)} / {escape.text(d.cluster)} | {escape.code(d.rule, table=True)} | "
+        f"{escape.code('/'.join(p for p in (d.kind, d.namespace, d.name) if p), table=True)} | "
+        f"{escape.code(d.path, table=True)} | {escape.message(d.message, table=True)} |"
+        for d in dangers
+    ]
+    head = ["| Cluster | Rule | Object | Path | What happens |", "|---|---|---|---|---|"]
+    lines = [
+        f"### ⚠️ {n} dangerous change{'s' if n != 1 else ''}: {'it destroys' if n == 1 else 'they destroy'} "
+        "or replace what runs",
+        "",
+        *head,
+        *rows[:MAX_DANGER_ROWS],
+        "",
+    ]
+    if n > MAX_DANGER_ROWS:
+        lines += [
+            f"<details><summary>{n - MAX_DANGER_ROWS} more</summary>",
+            "",
+            *head,
+            *rows[MAX_DANGER_ROWS:],
+            "",
+            "</details>",
+            "",
+        ]
+    return lines
+
+
 def _summary_lines(result: DiffResult, base_sha: str, head_sha: str) -> list[str]:
     revisions = f" · base `{_short(base_sha)}` → head `{_short(head_sha)}`" if base_sha or head_sha else ""
     lines = [
         "## Rendered diff",
         "",
+        *danger_lines(result.dangers),
         f"**{_headline(result)}**{revisions} · "
         f"{result.targets_rendered} of {result.targets_total} targets rendered (the others did not change)",
         "",
@@ -293,15 +304,16 @@ def _summary_lines(result: DiffResult, base_sha: str, head_sha: str) -> list[str
         lines += _blast_table(rows)
     failed = [s for s in result.statuses if s.state == "failed"]
     if failed:
-        names = ", ".join(f"`{s.target}`" for s in failed[:_GROUP_LIST])
+        names = ", ".join(escape.code(s.target) for s in failed[:_GROUP_LIST])
         more = f" and {len(failed) - _GROUP_LIST} more" if len(failed) > _GROUP_LIST else ""
         lines += [f"❌ **{len(failed)} target(s) could not be rendered at head:** {names}{more}", ""]
     if result.findings:
         lines += ["| | Rule | Where | Problem | What to do |", "|---|---|---|---|---|"]
         for f in result.findings:
             lines.append(
-                f"| {_ICON[f.severity.value]} | `{f.rule}` | `{_md_cell(f.path)}:{f.line}` | "
-                f"{_md_cell(f.message)} | {_md_cell(f.hint)} |"
+                f"| {_ICON[f.severity.value]} | {escape.code(f.rule, table=True)} | "
+                f"{escape.code(f'{f.path}:{f.line}', table=True)} | "
+                f"{escape.message(f.message, table=True)} | {escape.message(f.hint, table=True)} |"
             )
         lines.append("")
     return lines
@@ -332,7 +344,8 @@ def _groups(changes: list[ObjectChange]) -> list[_Group]:
 def _group_title(group: _Group) -> str:
     env, cluster, target = group.targets[0]
     counts = _count_text(list(group.changes))
-    title = f"<b>{env} / {cluster}</b> · <code>{target}</code> · {counts}"
+    where = f"<b>{escape.html(env)} / {escape.html(cluster)}</b> · <code>{escape.html(target)}</code>"
+    title = f"{where} · {counts}"
     if len(group.targets) > 1:
         title += f" · same change on {len(group.targets) - 1} more target(s)"
     return title
@@ -341,7 +354,7 @@ def _group_title(group: _Group) -> str:
 def _group_block(group: _Group, budget: int) -> str:
     others = ""
     if len(group.targets) > 1:
-        listed = ", ".join(f"`{e}/{c}: {t}`" for e, c, t in group.targets[1 : 1 + _GROUP_LIST * 4])
+        listed = ", ".join(escape.code(f"{e}/{c}: {t}") for e, c, t in group.targets[1 : 1 + _GROUP_LIST * 4])
         more = len(group.targets) - 1 - _GROUP_LIST * 4
         others = f"Also on: {listed}{f' and {more} more' if more > 0 else ''}\n\n"
     body = "".join(c.diff for c in group.changes)
@@ -424,6 +437,8 @@ def diff_check_output(result: DiffResult, *, limit: int = CHECK_TEXT_LIMIT) -> t
     when it passes ``limit`` characters.
     """
     title = _headline(result)
+    if result.dangers:
+        title = f"⚠️ {len(result.dangers)} dangerous change(s) · {title}"
     summary = "\n".join(_summary_lines(result, "", "")[2:]).strip()
     if len(summary) > CHECK_SUMMARY_LIMIT:
         summary = summary[: CHECK_SUMMARY_LIMIT - 40].rsplit("\n", 1)[0] + "\n\n… summary truncated."
@@ -433,7 +448,8 @@ def diff_check_output(result: DiffResult, *, limit: int = CHECK_TEXT_LIMIT) -> t
     for group in _groups(result.changes):
         env, cluster, target = group.targets[0]
         also = f" (same change on {len(group.targets) - 1} more target(s))" if len(group.targets) > 1 else ""
-        chunk = f"### {env} / {cluster} · {target}{also}\n\n" + _fence("".join(c.diff for c in group.changes))
+        where = f"{escape.text(env)} / {escape.text(cluster)} · {escape.code(target)}"
+        chunk = f"### {where}{also}\n\n" + _fence("".join(c.diff for c in group.changes))
         if size + len(chunk) + 2 > limit - len(note):
             room = limit - len(note) - size - 60
             if room > 200:

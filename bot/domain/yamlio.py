@@ -154,6 +154,7 @@ def to_plain(value: Any, path: str = "<yaml>") -> Any:
     :data:`MAX_NODES`: a few aliases that multiply (an alias bomb) raise
     :class:`YamlError` instead of exhausting memory.
     """
+    _check_expansion(value, path)
     budget = [MAX_NODES]
 
     def conv(v: Any) -> Any:
@@ -177,6 +178,38 @@ def to_plain(value: Any, path: str = "<yaml>") -> Any:
         return str(v)
 
     return conv(value)
+
+
+def _check_expansion(value: Any, path: str) -> None:
+    """Raise :class:`YamlError` when ``value`` would expand past :data:`MAX_NODES` or into itself.
+
+    Counted over the node graph with one visit per shared node, so a billion-laughs file
+    is refused in microseconds instead of after expanding two million nodes.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(v: Any) -> int:
+        if not isinstance(v, dict | list):
+            return 1
+        known = sizes.get(id(v))
+        if known is not None:
+            return known
+        if id(v) in open_nodes:
+            raise _error(path, "a YAML alias refers to the node that contains it", hint=_ALIAS_HINT)
+        open_nodes.add(id(v))
+        children = v.values() if isinstance(v, dict) else v
+        total = 1 + sum(size(x) for x in children)
+        open_nodes.discard(id(v))
+        if total > MAX_NODES:
+            raise _error(path, "document expands to too many nodes (possible alias bomb)", hint=_ALIAS_HINT)
+        sizes[id(v)] = total
+        return total
+
+    size(value)
+
+
+_ALIAS_HINT = "Write the values out instead of using anchors and aliases."
 
 
 def line_of(node: Any, key: str | int | None = None, default: int = 1) -> int:

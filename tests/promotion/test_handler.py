@@ -292,7 +292,7 @@ async def test_rollback_opens_one_revert_pr(world: World) -> None:
         ROLLBACK_LABEL
     }
     assert world.repo.read(revert["head"]["sha"], "clusters/a.yaml") == CLUSTER.format(name="a", size=1)
-    assert "requested by @ops" in revert["body"]
+    assert "requested by @\u200bops" in revert["body"]  # shown, not a live mention
     # merging the rollback does not start a promotion of it
     world.gh.merge_pr(revert["number"])
     await world.closed(revert["number"])

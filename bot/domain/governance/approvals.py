@@ -60,6 +60,7 @@ class ApprovalFacts:
     team_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
     permissions: Mapping[str, str] = field(default_factory=dict)
     codeowners: CodeOwners | None = None
+    dangers: tuple[str, ...] = ()  # danger rules the rendered diff found (bot.domain.dangers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +303,8 @@ def evaluate(facts: ApprovalFacts, config: Mapping[str, Any]) -> ApprovalResult:
     notes: list[str] = []
     for index, rule in enumerate(settings["rules"]):
         matched = matched_paths(rule, config, facts.changed_paths, facts.base_ref)
-        if not matched:
-            continue
+        if not matched or (rule.get("when") == "dangerous" and not facts.dangers):
+            continue  # `when: dangerous` rules apply only when the diff destroys or replaces something
         require = rule.get("require") or {}
         invalidate = rule.get(
             "invalidate_on_push", rule.get("dismiss_on_push", settings["invalidate_on_push"])

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.domain import escape
 from bot.domain.governance.globs import any_match
 from bot.domain.model import CheckInput, Finding, Severity
 from bot.git.files import git
@@ -739,7 +740,7 @@ def signatures_summary(verdicts: Sequence[CommitVerdict], settings: Mapping[str,
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:200]
+    return escape.message(text[:200], table=True)  # commit subjects and emails come from the PR
 
 
 def verdict_findings(verdicts: Iterable[CommitVerdict]) -> list[Finding]:

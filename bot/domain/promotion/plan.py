@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bot.domain import escape
 from bot.domain.labels import CONFLICT_MARKER, PROMOTION_MARKER_PREFIX, ROLLBACK_MARKER_PREFIX
 from bot.domain.promotion.environments import Chain, Environment, Strategy
 
@@ -30,7 +31,7 @@ def inline_text(text: str, limit: int = 300) -> str:
     one = " ".join(text.split())
     if len(one) > limit:
         one = one[: limit - 1] + "…"
-    return one.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escape.message(one)  # the one escaping helper: no HTML, markup, link or mention
 
 
 def short(sha: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from bot.domain.dangers import Where, find_dangers
 from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
 from bot.domain.model import Finding, RenderedObject, Severity
 from bot.domain.render import fastyaml
@@ -639,6 +640,8 @@ def compute_diff(
             continue
         meta = TargetMeta(name, t.cluster, t.env)
         result.changes.extend(diff_objects(meta, [] if b_failed else b_objs, h_objs))
+        where = Where(t.cluster, t.env, t.path or t.source, t.kind)
+        result.dangers.extend(find_dangers(where, [] if b_failed else b_objs, h_objs))
         if ht is not None:
             result.rendered_head.extend(
                 RenderedObject(name, ht.cluster, ht.env, ht.path or ht.source, obj)
@@ -647,6 +650,7 @@ def compute_diff(
     result.statuses.sort(key=lambda s: (s.env, s.cluster, s.target))
     result.changes.sort(key=lambda c: c.sort_key())
     result.findings = sorted(set(result.findings), key=Finding.sort_key)
+    result.dangers.sort(key=lambda d: d.sort_key())
     return result
 
 

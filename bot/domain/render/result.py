@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.domain.dangers import Danger
 from bot.domain.model import Finding, ObjectChange, RenderedObject
 
 
@@ -80,6 +81,7 @@ class DiffResult:
     targets_rendered: int = 0
     targets_total: int = 0
     statuses: list[TargetStatus] = field(default_factory=list)
+    dangers: list[Danger] = field(default_factory=list)
 
     @property
     def blast_radius(self) -> list[BlastRow]:

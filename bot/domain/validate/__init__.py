@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from bot.domain import escape
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.governance.globs import any_match
 from bot.domain.model import CheckInput, Finding, RenderedObject, Severity
@@ -36,6 +37,7 @@ from bot.domain.validate.base import (
     iter_yaml_files,
     parse_docs,
     read_text,
+    unreadable,
 )
 from bot.domain.validate.eks import EksCatalog, parse_minor
 
@@ -240,6 +242,7 @@ def validate(
     for rel in sorted(set(check.changed_paths)):
         text = read_text(check.head_dir, rel)
         if text is None:
+            findings.extend(unreadable(check.head_dir, rel))  # too large or binary: fail closed
             continue
         ctx.texts[rel] = text
         if secret_cfg.get("enabled", True) and not any_match(ignore, rel):
@@ -282,7 +285,7 @@ def validate(
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape.message(text, table=True)
 
 
 def validation_summary(findings: Sequence[Finding]) -> tuple[str, str]:
@@ -314,13 +317,16 @@ def validation_summary(findings: Sequence[Finding]) -> tuple[str, str]:
     ]
     for f in ordered[:50]:
         lines.append(
-            f"| {icon[f.severity]} | `{f.rule}` | `{_escape(f.path)}:{f.line}` | {_escape(f.message)} | "
+            f"| {icon[f.severity]} | `{f.rule}` | {escape.code(f'{f.path}:{f.line}', table=True)} | "
+            f"{_escape(f.message)} | "
             f"{_escape(f.hint)} |"
         )
     if len(ordered) > 50:
         lines.append("")
         lines.append(f"<details><summary>{len(ordered) - 50} more findings</summary>\n")
-        lines.extend(f"- `{f.rule}` `{f.path}:{f.line}`: {_escape(f.message)}" for f in ordered[50:500])
+        lines.extend(
+            f"- `{f.rule}` {escape.code(f'{f.path}:{f.line}')}: {_escape(f.message)}" for f in ordered[50:500]
+        )
         lines.append("\n</details>")
     by_rule = Counter(f.rule for f in findings)
     lines.append("")

@@ -139,6 +139,51 @@ class TreeReader:
         return raw.decode("utf-8", errors="replace")
 
 
+def unreadable(root: Path, rel: str) -> list[Finding]:
+    """Return the finding for a file :meth:`TreeReader.read` refused but that is there: fail closed.
+
+    A file over :data:`MAX_TEXT_BYTES` (or a binary file named ``.yaml``) cannot be checked for
+    anything, secrets included, so it blocks at its own path. Missing files and links out of
+    the repository are not findings here (deleted, or refused where they are rendered).
+    """
+    path = Path(os.path.realpath(os.path.join(root, rel)))
+    if not path.is_relative_to(os.path.realpath(root)):
+        return []
+    try:
+        info = path.stat()
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError:
+        return []
+    if not stat.S_ISREG(info.st_mode):
+        return []
+    limit = f"{MAX_TEXT_BYTES // (1024 * 1024)} MiB"
+    if info.st_size > MAX_TEXT_BYTES:
+        return [
+            Finding(
+                "files.too-large",
+                Severity.ERROR,
+                rel,
+                1,
+                f"file is {info.st_size / (1024 * 1024):.1f} MiB, over the {limit} gitops-bot checks; "
+                "nothing in it was validated, rendered or scanned for secrets",
+                f"Split it into files under {limit}, or keep it out of the GitOps repository.",
+            )
+        ]
+    if b"\x00" in head and rel.endswith(YAML_SUFFIXES):
+        return [
+            Finding(
+                "yaml.syntax",
+                Severity.ERROR,
+                rel,
+                1,
+                "file is binary, not YAML; nothing in it was validated",
+                "Keep binary files out of manifest folders, or give them another extension.",
+            )
+        ]
+    return []
+
+
 def read_text(root: Path, rel: str) -> str | None:
     """Return the text of ``rel`` under ``root`` (see :meth:`TreeReader.read`); for single reads."""
     return TreeReader(root).read(rel)
@@ -158,7 +203,10 @@ def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
             raw = load_documents(stripped, rel)
         except YamlError:
             return [], [exc.finding]
-    docs = [Doc(rel, d.index, d.line, d.data, to_plain(d.data, rel)) for d in raw]
+    try:
+        docs = [Doc(rel, d.index, d.line, d.data, to_plain(d.data, rel)) for d in raw]
+    except YamlError as exc:  # an alias bomb is found while expanding: a finding on this file too
+        return [], [exc.finding]
     return docs, []
 
 

@@ -10,16 +10,19 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from bot.domain.masking import (
+    ACCESS_KEY,
+    EXAMPLE_KEYS,
+    PRIVATE_KEY,
+    SECRET_FIELDS,
+    is_core_secret,
+    iter_secrets,
+)
 from bot.domain.model import Finding, Severity
 from bot.domain.validate.base import Context, Doc
 
-PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?)-----"
-)
-ACCESS_KEY = re.compile(r"(?<![A-Z0-9])((?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16})(?![A-Z0-9])")
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 ROLE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/([\w+=,.@/-]{1,512})$")
-EXAMPLE_KEYS = frozenset({"AKIAIOSFODNN7EXAMPLE"})
 
 
 def scan_text(path: str, text: str) -> list[Finding]:
@@ -78,25 +81,63 @@ def _accounts(ctx: Context, doc: Doc) -> set[str]:
     return allowed
 
 
-def check_doc(ctx: Context, doc: Doc) -> list[Finding]:
-    """Return the Secret and IRSA findings of one YAML document."""
+def _templated(value: Any) -> bool:
+    """True when a value is filled in later (kro ``${...}``, Helm or Go ``{{ }}``): not a secret in Git."""
+    return isinstance(value, str) and ("${" in value or "{{" in value)
+
+
+def _shape(value: Any) -> str:
+    return "a list" if isinstance(value, list) else "a string" if isinstance(value, str) else "a scalar"
+
+
+def _secret_findings(doc: Doc) -> list[Finding]:
+    """Flag every Secret with values in Git: the document itself, a ``List``'s items, any nesting.
+
+    A ``data`` or ``stringData`` that is not a map (a scalar, a list) is flagged as malformed;
+    nested Secrets whose values are all templated (a kro template's ``${schema...}``) are not.
+    """
     findings: list[Finding] = []
-    if doc.kind == "Secret" and doc.api_version == "v1":
-        for key in ("data", "stringData"):
-            block = doc.data.get(key)
-            if isinstance(block, dict) and block:
+    for path, secret in iter_secrets(doc.data):
+        if not is_core_secret(secret):
+            continue
+        meta = secret.get("metadata")
+        name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
+        for key in SECRET_FIELDS:
+            block = secret.get(key)
+            where = [*path, key]
+            if isinstance(block, dict):
+                if not block or (path and all(_templated(v) for v in block.values())):
+                    continue
                 names = ", ".join(sorted(str(k) for k in block)[:5])
                 findings.append(
                     doc.finding(
                         "secrets.plaintext",
                         Severity.ERROR,
-                        [key],
-                        f"Secret {doc.name!r} carries {key} in Git (keys: {names}); base64 is not encryption",
+                        where,
+                        f"Secret {name!r} carries {key} in Git (keys: {names}); base64 is not encryption",
                         "Replace it with an ExternalSecret (external-secrets.io) or a SealedSecret "
                         "(bitnami.com), "
                         "and rotate the values that were committed.",
                     )
                 )
+            elif block is not None and not (path and _templated(block)):
+                findings.append(
+                    doc.finding(
+                        "secrets.malformed",
+                        Severity.ERROR,
+                        where,
+                        f"Secret {name!r} has {key} as {_shape(block)}, not a map of keys to "
+                        "values; its value is in Git (masked in the diff)",
+                        f"Write {key} as `key: value` pairs, and keep the values out of Git with an "
+                        "ExternalSecret or a SealedSecret.",
+                    )
+                )
+    return findings
+
+
+def check_doc(ctx: Context, doc: Doc) -> list[Finding]:
+    """Return the Secret and IRSA findings of one YAML document."""
+    findings = _secret_findings(doc)
     for base, notes in _walk_annotations(doc):
         value = notes.get(IRSA_ANNOTATION)
         if value is None or "${" in str(value):
