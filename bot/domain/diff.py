@@ -134,8 +134,8 @@ def object_key(obj: dict[str, Any]) -> ObjectKey:
 
 
 def to_yaml(obj: Any) -> str:
-    """Dump ``obj`` as block YAML with keys in a stable order."""
-    return yamldump.dump(obj, sort_keys=True)
+    """Dump ``obj`` as block YAML with keys in a stable order; multi-line strings as ``|`` blocks."""
+    return yamldump.dump(obj, sort_keys=True, block_strings=True)
 
 
 @dataclass(frozen=True, slots=True)
