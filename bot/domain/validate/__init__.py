@@ -36,6 +36,7 @@ from bot.domain.validate.base import (
     as_list,
     iter_yaml_files,
     parse_docs,
+    parse_tree_docs,
     read_text,
 )
 from bot.domain.validate.eks import EksCatalog, parse_minor
@@ -61,7 +62,7 @@ def _load_tree_facts(ctx: Context) -> None:
         text = ctx.texts.get(rel) or reader.read(rel)
         if not text or not _KIND_LINE.search(text):
             continue
-        docs, _ = parse_docs(text, rel)
+        docs, _ = parse_tree_docs(text, rel)
         for doc in docs:
             if not isinstance(doc.data, dict):
                 continue
