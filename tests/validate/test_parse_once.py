@@ -48,16 +48,23 @@ def test_blob_id_is_git_hash_object(tmp_path: Path) -> None:
     assert blob_id(CRD) == out.stdout.strip()
 
 
-def test_the_same_content_is_parsed_once_whatever_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the round-trip parser reads from now on (the parse cache starts empty)."""
     forget_parses()
     calls: list[str] = []
     real = base.load_documents
 
-    def counting(text: str, rel: str) -> list:
+    def recording(text: str, rel: str) -> list:
         calls.append(rel)
         return real(text, rel)
 
-    monkeypatch.setattr(base, "load_documents", counting)
+    monkeypatch.setattr(base, "load_documents", recording)
+    return calls
+
+
+def test_the_same_content_is_parsed_once_whatever_its_path(round_trips: list[str]) -> None:
+    calls = round_trips
     a, _ = parse_docs(CRD, "clusters/a/crd.yaml")
     b, _ = parse_docs(CRD, "clusters/b/crd.yaml")
     assert calls == ["clusters/a/crd.yaml"]
@@ -88,7 +95,7 @@ def _components(version: str) -> str:
 
 
 def test_a_one_line_pr_never_round_trip_parses_the_unchanged_clusters_components(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, round_trips: list[str]
 ) -> None:
     repo = tmp_path / "fleet"
     repo.mkdir()
@@ -105,14 +112,7 @@ def test_a_one_line_pr_never_round_trip_parses_the_unchanged_clusters_components
     commit(
         repo, {"clusters/c1/widget.yaml": files["clusters/c1/widget.yaml"].replace("size: 1", "size: big")}
     )
-    parsed: list[str] = []
-    real = base.load_documents
-
-    def recording(text: str, rel: str) -> list:
-        parsed.append(rel)
-        return real(text, rel)
-
-    monkeypatch.setattr(base, "load_documents", recording)
+    parsed = round_trips
     forget_memos()
     forget_parses()
     result = build_check(repo, "main", "pr", secret_key=b"k")
