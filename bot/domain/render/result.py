@@ -17,7 +17,8 @@ class Target:
     them). ``variables`` are Flux ``postBuild`` variables, already masked when they come
     from a Secret; ``var_sources`` are the files they were read from. ``include`` and
     ``exclude`` are Argo CD ``directory`` globs (``{a,b}`` alternatives allowed). Two targets compare
-    equal when they render the same way (the defining line is ignored).
+    equal when they render the same way (the defining line is ignored). ``blind`` and
+    ``blind_inputs``: see below.
     """
 
     name: str
@@ -37,6 +38,12 @@ class Target:
     exclude: str = ""
     options: str = ""
     """Kustomize options of the Flux Kustomization or Argo CD source (JSON, see render.overlay)."""
+    blind: str = ""
+    """Why the bot cannot render (all of) what this target deploys, e.g. its source is another
+    repository: a change that reaches it gets a notice naming the target (never a silent
+    "no changes")."""
+    blind_inputs: tuple[str, ...] = ()
+    """Files of this repository the target reads but the bot does not render (``$values`` files)."""
 
 
 @dataclass(frozen=True, slots=True)
