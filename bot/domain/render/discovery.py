@@ -43,7 +43,14 @@ CLUSTER_SECRET_LABEL = "argocd.argoproj.io/secret-type"
 DEFAULT_ENVS = ("dev", "development", "test", "qa", "staging", "stage", "preprod", "prod", "production")
 CLUSTER_VARS = ("cluster_name", "CLUSTER_NAME", "cluster", "CLUSTER")
 ENV_VARS = ("env", "ENV", "environment", "ENVIRONMENT", "cluster_env", "CLUSTER_ENV")
-_MARKERS = ("kustomize.toolkit.fluxcd.io", "argoproj.io", "kind: ConfigMap", "kind: Secret")
+_MARKERS = (
+    "kustomize.toolkit.fluxcd.io",
+    "source.toolkit.fluxcd.io",  # GitRepository, OCIRepository, Bucket: where a Kustomization reads
+    "source.extensions.fluxcd.io",  # ArtifactGenerator
+    "argoproj.io",
+    "kind: ConfigMap",
+    "kind: Secret",
+)
 _SKIP_DIRS = {".git", ".github", "node_modules"}
 
 
@@ -189,6 +196,7 @@ class _Finder:
         """File -> the (cluster, env) whose Flux sync reaches it (see :meth:`flux_reach`)."""
         self.self_sources: set[tuple[str, str]] = set()
         self._argo: tuple[set[str], set[str]] | None = None
+        self._files_cache: set[str] | None = None
         self.envs = tuple(
             {r.env for r in self.registry if r.env != "-"}
             | set(self.render_cfg.get("environments") or DEFAULT_ENVS)
@@ -377,7 +385,7 @@ class _Finder:
                 d.data.get("kind") == kind
                 and str(d.data.get("apiVersion", "")).startswith("source.toolkit.fluxcd.io/")
                 and str(meta.get("name")) == name
-                and str(meta.get("namespace") or "flux-system") == namespace
+                and str(meta.get("namespace") or namespace) == namespace  # unset: kustomize sets it
             ):
                 return d.data
         return None
@@ -410,6 +418,8 @@ class _Finder:
                 return ""
         else:
             ref = spec.get("sourceRef")
+            if self.artifact_path(doc):
+                return ""
         if not isinstance(ref, dict) or not ref:
             return ""
         kind = str(ref.get("kind") or "GitRepository")
@@ -436,6 +446,61 @@ class _Finder:
             return f"GitRepository {ns}/{name} ({url}{at})"
         return f"{kind} {ns}/{name}" + (f" ({url})" if url else "")
 
+    def artifact_path(self, doc: _Doc) -> str:
+        """The folder of this repository a Kustomization reads through an ``ExternalArtifact`` that
+        an ``ArtifactGenerator`` copies from this repository's GitRepository; "" when there is none.
+
+        ``copy: [{from: "@repo/apps/**", to: "@artifact/"}]`` maps artifact path ``./x`` to
+        ``apps/x`` (the longest matching ``to`` wins; relative references keep working because
+        the copy keeps the layout below it).
+        """
+        spec = doc.data.get("spec") or {}
+        ref = spec.get("sourceRef") if isinstance(spec, dict) else None
+        if not isinstance(ref, dict) or ref.get("kind") != "ExternalArtifact":
+            return ""
+        ns = str(ref.get("namespace") or (doc.data.get("metadata") or {}).get("namespace") or "flux-system")
+        path = self._flux_path(doc)
+        best: tuple[int, str] | None = None
+        for d in self.docs:
+            gen = d.data
+            gspec = gen.get("spec") or {}
+            if gen.get("kind") != "ArtifactGenerator" or not isinstance(gspec, dict):
+                continue
+            if str((gen.get("metadata") or {}).get("namespace") or "flux-system") != ns:
+                continue
+            aliases = {
+                str(src.get("alias")): src
+                for src in gspec.get("sources") or []
+                if isinstance(src, dict) and src.get("kind") == "GitRepository"
+            }
+            for art in gspec.get("artifacts") or []:
+                if not isinstance(art, dict) or str(art.get("name")) != str(ref.get("name")):
+                    continue
+                for copy in art.get("copy") or []:
+                    if not isinstance(copy, dict):
+                        continue
+                    src, dst = str(copy.get("from") or ""), str(copy.get("to") or "")
+                    alias, _, rest = src.partition("/")
+                    alias_src = aliases.get(alias.lstrip("@"))
+                    if alias_src is None or not rest.endswith("/**") or not dst.startswith("@artifact/"):
+                        continue
+                    repo_src = self._source_doc("GitRepository", ns, str(alias_src.get("name")))
+                    own = str(alias_src.get("name")) == "flux-system" or (
+                        repo_src is not None
+                        and isinstance(repo_src.get("spec"), dict)
+                        and self._git_key(repo_src["spec"]) in self.self_sources
+                    )
+                    if not own:
+                        continue
+                    to = dst.removeprefix("@artifact/").strip("/")
+                    if to and path != to and not path.startswith(to + "/"):
+                        continue
+                    sub = path if not to else path[len(to) :].lstrip("/")
+                    mapped = posixpath.normpath(posixpath.join(rest.removesuffix("/**"), sub or "."))
+                    if best is None or len(to) > best[0]:
+                        best = (len(to), mapped)
+        return best[1] if best else ""
+
     def _files_under(self, path: str, scanner: KustomizationScanner) -> set[str]:
         """The files Flux reads for ``path``: its kustomization's closure, or every file below it."""
         if scanner.kfile(path) is not None:
@@ -458,6 +523,19 @@ class _Finder:
         """
         flux = [d for d in self.docs if self._is_flux_kustomization(d)]
         roots = [d for d in flux if self._self_sync(d)]
+        synced = {self._flux_path(r) for r in roots}
+        # a bootstrapped folder (clusters/<name>/flux-system with gotk-*.yaml) whose sync is not
+        # committed: Flux syncs clusters/<name> all the same
+        implicit = sorted(
+            {
+                posixpath.dirname(posixpath.dirname(f))
+                for f in self.files
+                if posixpath.basename(posixpath.dirname(f)) == "flux-system"
+                and posixpath.basename(f) in ("gotk-sync.yaml", "gotk-components.yaml")
+                and posixpath.dirname(posixpath.dirname(f))
+            }
+            - synced
+        )
         for root in roots:
             spec = self._source_doc(
                 "GitRepository",
@@ -479,9 +557,10 @@ class _Finder:
         for d in flux:
             by_file.setdefault(d.path, []).append(d)
         reach: dict[str, dict[str, str]] = {}
-        for root in roots:
-            path = self._flux_path(root)
-            reg = self.registered_for_path(root.path)
+        for path, root_file in [(self._flux_path(r), r.path) for r in roots] + [
+            (p, p + "/flux-system") for p in implicit
+        ]:
+            reg = self.registered_for_path(root_file)
             cluster = reg.info.name if reg else posixpath.basename(path)
             env = reg.env if reg else self.env_from_path(path)
             if env == "-":  # a cluster named like its environment: production, prod-use1
@@ -496,7 +575,7 @@ class _Finder:
                     reach.setdefault(rel, {}).setdefault(cluster, env)
                     for d in by_file.get(rel, []):
                         if not self.flux_source(d):
-                            pending.append(self._flux_path(d))
+                            pending.append(self.artifact_path(d) or self._flux_path(d))
         self.reach = {rel: sorted(found.items()) for rel, found in reach.items()}
 
     def flux_targets(self) -> list[Target]:
@@ -561,10 +640,14 @@ class _Finder:
             variables, _sources = self.flux_variables(doc)
             name = f"flux/{{cluster}}/{meta.get('namespace') or 'flux-system'}/{meta.get('name')}"
             why = f"its source is {source}, not this repository: only its spec is diffed"
-            return self._spec_targets(doc, name, self.places(doc.path, variables), why)
+            spec_targets = self._spec_targets(doc, name, self.places(doc.path, variables), why)
+            if doc.path in self.reach:  # a cluster's sync renders this file: its spec shows there, patched
+                return [replace(t, objects_yaml="[]") for t in spec_targets]
+            return spec_targets
         spec = data.get("spec") or {}
         raw_path = str(spec.get("path") or ".")
         path = posixpath.normpath(raw_path.lstrip("/")) if raw_path not in ("", "./", ".") else "."
+        path = self.artifact_path(doc) or path
         if path.startswith(".."):
             self.findings.append(
                 Finding(
@@ -681,7 +764,7 @@ class _Finder:
             for src in sources
             if isinstance(src, dict)
             and src.get("ref")
-            and norm_url(str(src.get("repoURL") or "")) in self_urls
+            and (not self_urls or norm_url(str(src.get("repoURL") or "")) in self_urls)
         }
         unrendered: list[str] = []
         value_files: list[str] = []
@@ -703,8 +786,9 @@ class _Finder:
                 helm = src.get("helm")
                 for vf in (helm.get("valueFiles") if isinstance(helm, dict) else None) or []:
                     ref, _, rest = str(vf).partition("/")
-                    if ref.startswith("$") and ref[1:] in refs and rest:
-                        value_files.append(posixpath.normpath(rest))
+                    here = posixpath.normpath(rest) if rest else ""
+                    if ref.startswith("$") and ref[1:] in refs and here in self._file_set:
+                        value_files.append(here)
                 continue
             if not isinstance(src, dict) or src.get("path") is None:
                 continue
@@ -797,6 +881,12 @@ class _Finder:
                 "Review the Applications it generates by hand; the ApplicationSet itself is diffed.",
             )
         )
+
+    @property
+    def _file_set(self) -> set[str]:
+        if self._files_cache is None:
+            self._files_cache = set(self.files)
+        return self._files_cache
 
     def _argo_self(self) -> tuple[set[str], set[str]]:
         """The URLs and revisions of this repository as Argo CD Applications name it.
@@ -913,7 +1003,8 @@ class _Finder:
             referenced |= {x for x in scanner.closure(d).dirs if x != d}
         out = []
         for d in sorted(set(self.kustomization_dirs) - referenced):
-            cluster, env = self.place(d)
+            kfile = scanner.kfile(d)
+            cluster, env = self.place(kfile.relative_to(self.tree).as_posix() if kfile else d)
             out.append(
                 Target(
                     name=f"kustomize/{d}",

@@ -546,6 +546,13 @@ def compute_diff(
                 or bool(b_in and b_in.touched_by(changed))
                 or bool(h_in and h_in.touched_by(changed))
             )
+        if needed and changed is not None and (bt is None) != (ht is None):
+            # a plain kustomization root that only became (or stopped being) a root of its own
+            # because what referenced it was removed (or added): it deploys nothing new
+            one, one_in = (bt, b_in) if bt is not None else (ht, h_in)
+            needed = not (
+                one is not None and one.kind == "kustomize" and one_in and not one_in.touched_by(changed)
+            )
         if not needed:
             t = ht or bt
             assert t is not None
