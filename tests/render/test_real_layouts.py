@@ -11,10 +11,14 @@ with no error, names the right clusters and shows exactly the right objects; a b
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
+from bot.__main__ import main
 from bot.domain.model import Severity
 from bot.report import CheckResult, build_check
 from tests.render.conftest import KEY, commit, git
@@ -447,3 +451,17 @@ def test_crossplane_fleet_a_private_key_is_caught(tmp_path: Path) -> None:
     key = "-----BEGIN RSA PRIVATE KEY-----\\nMIIEowIBAAKCAQEA\\n-----END RSA PRIVATE KEY-----"
     bad = _pr(repo, "key", {net: files[net] + f'    note: "{key}"\n'})
     assert any(f.rule == "secrets.private-key" and f.blocking for f in bad.report.findings)
+
+
+def test_render_target_globs_match_cluster_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = _repo(tmp_path, crossplane_fleet())
+    code = main(["render", "--repo", str(repo), "--ref", "main", "--target", "prod-*", "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {t["cluster"] for t in out} == {"prod-use1", "prod-euw1"}
+    assert {t["target"] for t in out} >= {
+        "flux/prod-use1/flux-system/flux-system",
+        "flux/prod-euw1/flux-system/crossplane",
+    }
+    code = main(["render", "--repo", str(repo), "--ref", "main", "--target", "qa-*"])
+    assert code == 2 and "dev-use1" in capsys.readouterr().err  # the known clusters are listed
