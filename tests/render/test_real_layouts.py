@@ -391,6 +391,9 @@ def test_addon_catalog_a_cluster_generator_matching_no_cluster_gets_a_notice(tmp
     assert _errors(result) == []
     (notice,) = _notices(result, "render.unrendered")
     assert "applicationset/addons-karpenter" in notice and "matches no cluster" in notice
+    values = _pr(repo, "values-only", {"addons/karpenter/values.yaml": "replicas: 2\n"})
+    (notice,) = _notices(values, "render.unrendered")
+    assert "applicationset/addons-karpenter" in notice and "`addons/karpenter/values.yaml`" in notice
     label = _pr(
         repo,
         "label",

@@ -14,6 +14,7 @@ import binascii
 import json
 import os
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -981,6 +982,7 @@ class _Finder:
                         if apps or not _has_key((doc.data.get("spec") or {}).get("generators"), "clusters")
                         else "its cluster generator matches no cluster known here (Argo CD cluster secrets "
                         "in the repository, the `clusters:` registry), so it generates no Application",
+                        blind_inputs=() if apps else _value_file_globs(doc.data.get("spec") or {}),
                     )
                 )
                 targets.extend(generated)
@@ -1040,6 +1042,40 @@ def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discov
         scanner=scanner,
         reads_other_files=finder.reads_tree or finder.has_links,
     )
+
+
+_PLACEHOLDER = re.compile(r"\{\{-?\s*\.?([^{}]*?)\s*-?\}\}")
+
+
+def _value_file_globs(spec: dict[str, Any]) -> tuple[str, ...]:
+    """Globs of the ``$ref/...`` Helm value files an ApplicationSet's template reads.
+
+    Placeholders filled by the generators' literal ``values`` (``{{values.addonChart}}``) are
+    substituted; any other placeholder (a cluster's name, label or annotation) becomes ``*``.
+    """
+    literals: dict[str, str] = {}
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, v in value.items():
+                if key == "values" and isinstance(v, dict):
+                    for k, x in v.items():
+                        if isinstance(x, str | int | float) and "{{" not in str(x):
+                            literals.setdefault(f"values.{k}", str(x))
+                collect(v)
+        elif isinstance(value, list):
+            for v in value:
+                collect(v)
+
+    collect(spec.get("generators"))
+    out = set()
+    for src in _sources_in(spec.get("template")):
+        helm = src.get("helm")
+        for vf in (helm.get("valueFiles") if isinstance(helm, dict) else None) or []:
+            ref, _, rest = str(vf).partition("/")
+            if ref.startswith("$") and rest:
+                out.add(_PLACEHOLDER.sub(lambda m: literals.get(m.group(1), "*"), rest))
+    return tuple(sorted(out))
 
 
 def _sources_in(value: Any) -> list[dict[str, Any]]:

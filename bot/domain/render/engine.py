@@ -628,7 +628,15 @@ def _blind_notices(
         t = head_by.get(name) or base_by[name]
         if not t.blind:
             continue
-        touched = [p for p in (t.source, *t.blind_inputs) if changed is None or p in changed]
+        touched = sorted(
+            {
+                c
+                for p in (t.source, *t.blind_inputs)
+                for c in ([p] if changed is None or p in changed else [])
+                + [c for c in changed or () if "*" in p and fnmatch.fnmatchcase(c, p)]
+                if "*" not in c
+            }
+        )
         if not touched:
             continue
         out.append(
