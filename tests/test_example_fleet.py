@@ -133,14 +133,10 @@ def test_the_whole_fleet_passes_its_own_checks(tmp_path: Path) -> None:
     result = build_check(path, "main", "everything", checkers=CHECKERS[:1], secret_key=KEY)
     problems = [f for f in result.report.findings if f.severity is Severity.ERROR]
     assert problems == []
-    # Only the IAM Roles of the kro graph have no CRD to check them against, and the shared
-    # policy kustomization is deployed by no cluster the repository names (one notice).
+    # Only the IAM Roles of the kro graph have no CRD to check them against.
     assert {(f.rule, f.path) for f in result.report.findings} == {
-        ("schema.unknown-kind", "platform/kro/eks-cluster-rgd.yaml"),
-        ("render.cluster", "common/policies/kustomization.yaml"),
+        ("schema.unknown-kind", "platform/kro/eks-cluster-rgd.yaml")
     }
-    (unknown,) = [f for f in result.report.findings if f.rule == "render.cluster"]
-    assert unknown.severity is Severity.NOTICE and "kustomize/common/policies" in unknown.message
     assert {c.kind for c in result.report.changes} >= {"EKSCluster", "ExternalSecret", "HelmRelease"}
 
 
