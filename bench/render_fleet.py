@@ -20,6 +20,14 @@ and one at head, one after another (what running ``flux build`` per cluster and 
 
     python bench/render_fleet.py [--clusters 500] [--apps 20] [--naive-sample 40]
     python bench/render_fleet.py --fleet helm [--clusters 500] [--releases 20] [--charts 10]
+    python bench/render_fleet.py --components [--component-clusters 3,12]
+
+``--components`` times the large-components case instead: a Flux fleet bootstrapped the
+standard way (``clusters/<name>/flux-system`` with a ~400 KB ``gotk-components.yaml`` of CRDs
+and controllers, a different Flux version per cluster, so no two copies are the same file),
+and a one-line pull request in one cluster's folder, checked with every checker
+(validation included) cold and warm, for 3 and 12 clusters; it prints the figures and the
+12/3 ratio (the cost must not grow with the clusters whose files did not change).
 
 The naive run is timed on ``--naive-sample`` targets and extrapolated to all of them
 (all 2 x N x (M + 1) builds would take hours); ``--naive-sample 0`` runs it in full.
@@ -42,6 +50,7 @@ import render_fleet_helm
 
 from bot.domain.render import forget_memos
 from bot.domain.render.kustomize import run_kustomize
+from bot.domain.validate.base import forget_parses
 from bot.git.mirror import materialise
 from bot.report import build_check
 
@@ -164,6 +173,185 @@ def timed_check(repo: Path, head: str) -> tuple[float, int, int]:
     return time.perf_counter() - start, result.diff.targets_rendered, len(result.report.changes)
 
 
+def _crd(group: str, kind: str, fields: int) -> str:
+    """A CRD shaped like Flux's (v1 and v1beta2 versions, long descriptions): about 20 KB for 24 fields."""
+    plural = kind.lower() + "s"
+    props = "".join(
+        f"""                  field{f:02d}:
+                    description: |-
+                      Field{f:02d} of the {kind} specification. It controls how the controller
+                      reconciles the object; see the {group} documentation for details.
+                    properties:
+                      name:
+                        description: Name of the referent in the same namespace.
+                        type: string
+                      interval:
+                        description: Interval at which to reconcile, for example 5m or 1h.
+                        pattern: ^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$
+                        type: string
+                      items:
+                        items:
+                          properties:
+                            key: {{type: string}}
+                            value: {{type: string}}
+                          type: object
+                        type: array
+                    type: object
+"""
+        for f in range(fields)
+    ).replace("\n    ", "\n")[4:]
+    versions = "".join(
+        f"""  - name: {v}
+    served: true
+    storage: {str(v == "v1").lower()}
+    schema:
+      openAPIV3Schema:
+        properties:
+          apiVersion: {{type: string}}
+          kind: {{type: string}}
+          metadata: {{type: object}}
+          spec:
+            properties:
+{props}              type: object
+        type: object
+"""
+        for v in ("v1", "v1beta2")
+    )
+    return f"""---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {plural}.{group}
+  labels:
+    app.kubernetes.io/part-of: flux
+spec:
+  group: {group}
+  names:
+    kind: {kind}
+    listKind: {kind}List
+    plural: {plural}
+    singular: {kind.lower()}
+  scope: Namespaced
+  versions:
+{versions}"""
+
+
+FLUX_KINDS = (
+    ("source.toolkit.fluxcd.io", ("GitRepository", "HelmRepository", "HelmChart", "Bucket", "OCIRepository")),
+    ("kustomize.toolkit.fluxcd.io", ("Kustomization",)),
+    ("helm.toolkit.fluxcd.io", ("HelmRelease",)),
+    ("notification.toolkit.fluxcd.io", ("Alert", "Provider", "Receiver")),
+)
+
+
+def components(version: str) -> str:
+    """A ~400 KB ``gotk-components.yaml``: Flux's CRDs and controllers, stamped with ``version``."""
+    out = [
+        f"# Flux Version: {version}\n# Components: source-controller,kustomize-controller,helm-controller\n"
+    ]
+    out.append("---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n")
+    for group, kinds in FLUX_KINDS:
+        out.extend(_crd(group, kind, 22) for kind in kinds)
+    for ctrl in ("source", "kustomize", "helm", "notification"):
+        out.append(
+            f"---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {ctrl}-controller\n"
+            f"  namespace: flux-system\n  labels:\n    app.kubernetes.io/version: {version}\nspec:\n"
+            f"  replicas: 1\n  selector:\n    matchLabels:\n      app: {ctrl}-controller\n  template:\n"
+            f"    metadata:\n      labels:\n        app: {ctrl}-controller\n    spec:\n      containers:\n"
+            f"        - name: manager\n          image: ghcr.io/fluxcd/{ctrl}-controller:{version}\n"
+        )
+    return "".join(out)
+
+
+def generate_components(repo: Path, clusters: int) -> list[str]:
+    """Write a Flux fleet of ``clusters`` standard ``clusters/<name>`` folders; return the cluster names."""
+    names = []
+    for i in range(clusters):
+        env = ENVS[i % len(ENVS)]
+        name = f"{env}-{i:02d}"
+        names.append(name)
+        d = repo / "clusters" / name
+        (d / "flux-system").mkdir(parents=True)
+        (d / "flux-system/gotk-components.yaml").write_text(components(f"v2.{i % 7}.{i}"))
+        (d / "flux-system/gotk-sync.yaml").write_text(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n"
+            "  namespace: flux-system\nspec:\n  interval: 1m\n  ref:\n    branch: main\n"
+            "  url: ssh://git@github.com/example/fleet\n---\n"
+            f"{FLUX}metadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 10m\n"
+            f"  path: ./clusters/{name}\n  prune: true\n  sourceRef:\n    kind: GitRepository\n"
+            "    name: flux-system\n"
+        )
+        (d / "flux-system/kustomization.yaml").write_text(
+            f"{KUST}resources:\n  - gotk-components.yaml\n  - gotk-sync.yaml\n"
+        )
+        (d / "apps.yaml").write_text(
+            f"{FLUX}metadata:\n  name: apps\n  namespace: flux-system\nspec:\n  interval: 10m\n"
+            f"  path: ./apps/{env}\n  prune: true\n  sourceRef:\n    kind: GitRepository\n"
+            "    name: flux-system\n"
+        )
+        (d / "quota.yaml").write_text(
+            "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: team-quota\n  namespace: default\n"
+            'spec:\n  hard:\n    pods: "200"\n'
+        )
+    (repo / "apps/base").mkdir(parents=True)
+    (repo / "apps/base/kustomization.yaml").write_text(f"{KUST}resources:\n  - deployment.yaml\n")
+    (repo / "apps/base/deployment.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: podinfo\n  namespace: apps\nspec:\n"
+        "  replicas: 1\n  template:\n    spec:\n      containers:\n        - name: podinfo\n"
+        "          image: ghcr.io/stefanprodan/podinfo:6.5.0\n"
+    )
+    for env in ENVS:
+        (repo / f"apps/{env}").mkdir(parents=True)
+        (repo / f"apps/{env}/kustomization.yaml").write_text(f"{KUST}resources:\n  - ../base\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "fleet")
+    return names
+
+
+def components_case(sizes: list[int]) -> None:
+    """Time a one-line PR on fleets with large per-cluster flux-system components (all checkers)."""
+    figures: dict[int, tuple[float, float]] = {}
+    for n in sizes:
+        tmp = Path(tempfile.mkdtemp(prefix="gitops-bot-bench-"))
+        try:
+            repo = tmp / "fleet"
+            repo.mkdir()
+            names = generate_components(repo, n)
+            size = (repo / "clusters" / names[0] / "flux-system/gotk-components.yaml").stat().st_size
+            head = pr(repo, "pr-one-line", f"clusters/{names[1]}/quota.yaml", '"200"', '"250"')
+            forget_memos()
+            forget_parses()
+            start = time.perf_counter()
+            result = build_check(repo, "main", head, secret_key=b"bench")
+            cold = time.perf_counter() - start
+            start = time.perf_counter()
+            build_check(repo, "main", head, secret_key=b"bench")
+            warm = time.perf_counter() - start
+            forget_memos()
+            forget_parses()
+            start = time.perf_counter()
+            build_check(repo, "main", head, checkers=[], secret_key=b"bench")
+            render_only = time.perf_counter() - start
+            figures[n] = (cold, warm)
+            clusters = sorted({c.cluster for c in result.report.changes})
+            print(
+                f"{n} clusters, gotk-components.yaml {size / 1024:.0f} KB each (all different): one-line PR "
+                f"check {cold:.2f} s cold, {warm:.2f} s warm (rendering alone, cold: {render_only:.2f} s); "
+                f"{result.diff.targets_rendered} targets rendered, "
+                f"{len(result.report.changes)} object changes on {clusters}, "
+                f"{sum(f.blocking for f in result.report.findings)} blocking findings"
+            )
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if len(sizes) >= 2:
+        small, large = figures[sizes[0]], figures[sizes[-1]]
+        print(
+            f"ratio {sizes[-1]}/{sizes[0]} clusters: cold {large[0] / small[0]:.2f}x, "
+            f"warm {large[1] / small[1]:.2f}x"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=500)
@@ -173,7 +361,13 @@ def main() -> int:
     parser.add_argument("--releases", type=int, default=20, help="helm fleet: HelmReleases per cluster")
     parser.add_argument("--charts", type=int, default=10, help="helm fleet: charts in the repository")
     parser.add_argument("--helm-naive-sample", type=int, default=2, help="helm fleet: clusters timed naively")
+    parser.add_argument("--components", action="store_true", help="time the large-components case")
+    parser.add_argument("--component-clusters", default="3,12", help="fleet sizes for --components")
     args = parser.parse_args()
+    if args.components:
+        print(f"load average before the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        components_case([int(x) for x in args.component_clusters.split(",")])
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="gitops-bot-bench-"))
     if args.fleet == "helm":  # see bench/render_fleet_helm.py
         try:

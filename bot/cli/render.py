@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--target",
         action="append",
         default=[],
-        help="only this target; globs like 'flux/prod-*/*' work (repeatable)",
+        help="only this target, or every target of this cluster; globs like 'flux/prod-*/*' or "
+        "'prod-*' work (repeatable)",
     )
     parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
 
@@ -50,16 +51,20 @@ def run(args: argparse.Namespace) -> int:
     with materialise(git_dir, sha) as tree:
         only: list[str] = []
         if args.target:
-            known = sorted(t.name for t in discover(tree, config, secret_key=key).targets)
+            targets = discover(tree, config, secret_key=key).targets
+            known = sorted(t.name for t in targets)
+            clusters = sorted({t.cluster for t in targets if t.cluster != "-"})
             unknown = []
-            for pattern in args.target:
+            for pattern in args.target:  # a target name, or a cluster name: every target of it
                 matched = fnmatch.filter(known, pattern)
+                matched += [t.name for t in targets if fnmatch.fnmatchcase(t.cluster, pattern)]
                 only += matched
                 if not matched:
                     unknown.append(pattern)
             if unknown:
                 print(f"gitops-bot render: unknown target(s): {', '.join(unknown)}", file=sys.stderr)
                 print("known targets:\n  " + "\n  ".join(known), file=sys.stderr)
+                print("known clusters:\n  " + "\n  ".join(clusters), file=sys.stderr)
                 return 2
         rendered, findings = render_tree(tree, config, secret_key=key, only=only)
     for f in findings:

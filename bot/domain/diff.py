@@ -108,8 +108,8 @@ def object_key(obj: dict[str, Any]) -> ObjectKey:
 
 
 def to_yaml(obj: Any) -> str:
-    """Dump ``obj`` as block YAML with keys in a stable order."""
-    return yamldump.dump(obj, sort_keys=True)
+    """Dump ``obj`` as block YAML with keys in a stable order; multi-line strings as ``|`` blocks."""
+    return yamldump.dump(obj, sort_keys=True, block_strings=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +209,12 @@ def _count_text(changes: list[ObjectChange]) -> str:
 def _headline(result: DiffResult) -> str:
     if not result.changes:
         return "No rendered object changes"
-    clusters = {(c.env, c.cluster) for c in result.changes}
+    clusters = {c.cluster for c in result.changes if c.cluster != "-"}  # clusters, not (env, cluster) rows
+    where = f"{len(clusters)} cluster{'s' if len(clusters) != 1 else ''}" if clusters else ""
+    if any(c.cluster == "-" for c in result.changes):
+        where = f"{where} and targets of no known cluster" if where else "targets of no known cluster"
     n = len(result.changes)
-    return (
-        f"{n} object{'s' if n != 1 else ''} change on {len(clusters)} "
-        f"cluster{'s' if len(clusters) != 1 else ''} ({_count_text(result.changes)})"
-    )
+    return f"{n} object{'s' if n != 1 else ''} change on {where} ({_count_text(result.changes)})"
 
 
 def _blast_table(rows: list[BlastRow]) -> list[str]:

@@ -10,6 +10,12 @@ once) and hands them to the same C emitter, with scalar resolution memoised
 (:class:`MemoResolve`). Anything else (a date, bytes, a tuple, a non-string key, a
 container met twice, which PyYAML writes as an anchor) is dumped by PyYAML itself, so
 the text is always the text ``yaml.dump`` gives (a property test compares both).
+
+With ``block_strings=True`` (the rendered diff) a string holding a line break is written in
+literal block style (``|``) whenever the emitter allows it (no trailing spaces before a
+break, printable text), so a one-word change in an embedded dashboard JSON or Rego policy
+is one changed line of the diff, not one long escaped line; the fallback is PyYAML's
+dumper with the same rule (:class:`BlockDumper`).
 """
 
 from __future__ import annotations
@@ -55,6 +61,23 @@ class _Dumper(MemoResolve, yaml.CSafeDumper):
     pass
 
 
+class BlockDumper(yaml.CSafeDumper):
+    """PyYAML's C dumper, but multi-line strings ask for literal block style (``|``)."""
+
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        node: yaml.ScalarNode = super().represent_str(data)
+        if "\n" in data:
+            node.style = "|"
+        return node
+
+
+BlockDumper.add_representer(str, BlockDumper.represent_str)
+
+
+class _BlockFastDumper(MemoResolve, BlockDumper):
+    pass
+
+
 class _Unsupported(Exception):
     """A value :func:`_represent` leaves to PyYAML's representer."""
 
@@ -68,11 +91,14 @@ _SCALAR_TYPES: dict[type, Any] = {
 }
 
 
-def _represent(data: Any, sort_keys: bool, seen: set[int]) -> yaml.Node:
-    """Build the node PyYAML's SafeRepresenter builds for ``data`` (block style); else raise _Unsupported."""
+def _represent(data: Any, sort_keys: bool, seen: set[int], block: bool = False) -> yaml.Node:
+    """Build the node PyYAML's SafeRepresenter builds for ``data`` (block style); else raise _Unsupported.
+
+    ``block``: multi-line strings ask for literal style, as :class:`BlockDumper` does.
+    """
     kind = type(data)
     if kind is str:
-        return yaml.ScalarNode(_STR, data)
+        return yaml.ScalarNode(_STR, data, style="|" if block and "\n" in data else None)
     if kind is dict:
         if id(data) in seen:
             raise _Unsupported("a mapping met twice")
@@ -83,13 +109,15 @@ def _represent(data: Any, sort_keys: bool, seen: set[int]) -> yaml.Node:
                 raise _Unsupported("a key that is not a string")
         if sort_keys:
             items.sort()  # keys are distinct strings: values are never compared
-        pairs = [(yaml.ScalarNode(_STR, k), _represent(v, sort_keys, seen)) for k, v in items]
+        pairs = [(yaml.ScalarNode(_STR, k), _represent(v, sort_keys, seen, block)) for k, v in items]
         return yaml.MappingNode(_MAP, pairs, flow_style=False)
     if kind is list:
         if id(data) in seen:
             raise _Unsupported("a sequence met twice")
         seen.add(id(data))
-        return yaml.SequenceNode(_SEQ, [_represent(v, sort_keys, seen) for v in data], flow_style=False)
+        return yaml.SequenceNode(
+            _SEQ, [_represent(v, sort_keys, seen, block) for v in data], flow_style=False
+        )
     scalar = _SCALAR_TYPES.get(kind)
     if scalar is None:
         raise _Unsupported(kind.__name__)
@@ -97,17 +125,25 @@ def _represent(data: Any, sort_keys: bool, seen: set[int]) -> yaml.Node:
     return node
 
 
-def dump(data: Any, *, sort_keys: bool, width: int = 10_000) -> str:
-    """Return ``yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=sort_keys, width=width)`` (block style)."""
+def dump(data: Any, *, sort_keys: bool, width: int = 10_000, block_strings: bool = False) -> str:
+    """Return ``yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=sort_keys, width=width)`` (block style).
+
+    ``block_strings``: the same with :class:`BlockDumper` (multi-line strings as ``|`` blocks).
+    """
     try:
-        node = _represent(data, sort_keys, set())
+        node = _represent(data, sort_keys, set(), block_strings)
     except (_Unsupported, RecursionError):
         text: str = yaml.dump(
-            data, Dumper=yaml.CSafeDumper, sort_keys=sort_keys, default_flow_style=False, width=width
+            data,
+            Dumper=BlockDumper if block_strings else yaml.CSafeDumper,
+            sort_keys=sort_keys,
+            default_flow_style=False,
+            width=width,
         )
         return text
     stream = io.StringIO()
-    dumper = _Dumper(stream, default_flow_style=False, width=width, sort_keys=sort_keys)
+    cls = _BlockFastDumper if block_strings else _Dumper
+    dumper = cls(stream, default_flow_style=False, width=width, sort_keys=sort_keys)
     try:
         dumper.open()
         dumper.serialize(node)

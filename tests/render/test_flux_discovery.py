@@ -202,7 +202,7 @@ def test_kustomization_nested_in_a_flux_folder_is_rendered_by_that_target_only(t
         },
     )
     disc = discover(tmp_path, {}, secret_key=KEY)
-    assert [t.name for t in disc.targets] == ["flux/-/flux-system/sync"]
+    assert [t.name for t in disc.targets] == ["flux/a/flux-system/sync"]  # it syncs its own folder: cluster a
     assert disc.scanner is not None
     objects, findings = render_target(tmp_path, disc.targets[0], disc.scanner, secret_key=KEY)
     assert findings == []

@@ -11,7 +11,7 @@ import pytest
 
 from bot.domain.model import Severity
 from bot.domain.render import discover, forget_memos, render_target
-from bot.domain.render.kustomize import KustomizationScanner, is_remote, run_kustomize
+from bot.domain.render.kustomize import KustomizationScanner, KustomizeError, is_remote, run_kustomize
 from tests.render.conftest import KEY, write
 
 KUST = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
@@ -192,6 +192,42 @@ def test_kustomize_errors_carry_no_log_header() -> None:
     assert clean_error(line) == 'accumulating resources: accumulation err="missing.yaml": no such file'
     assert clean_error("Error: no matches for Id Deployment") == "Error: no matches for Id Deployment"
     assert clean_error('E1121 08:33:31.394852 1 run.go:72] other "text"') == 'other "text"'
+
+
+def test_a_multi_line_kustomize_error_is_reported_whole_without_log_headers() -> None:
+    from bot.domain.render.kustomize import clean_stderr
+
+    stderr = (
+        'E1203 17:43:53.309516   30590 run.go:72] "command failed" err=<\n'
+        "\ttrouble configuring builtin PatchTransformer with config: `\n"
+        "\tpath: p.yaml\n"
+        '\t`: unable to parse SM or JSON patch from [path: "p.yaml"]\n'
+        " >\n"
+    )
+    assert clean_stderr(stderr) == (
+        "trouble configuring builtin PatchTransformer with config: `\npath: p.yaml\n"
+        '`: unable to parse SM or JSON patch from [path: "p.yaml"]'
+    )
+    one = 'E1121 08:33:31.394852   15861 run.go:72] "command failed" err="a: b"\n'
+    assert clean_stderr(one) == "a: b"
+    assert clean_stderr("Error: no matches\nsecond line\n") == "Error: no matches\nsecond line"
+
+
+def test_a_broken_patch_file_error_from_real_kustomize_is_whole(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "app/kustomization.yaml": KUST + "resources: [cm.yaml]\npatches:\n  - path: p.yaml\n",
+            "app/cm.yaml": CM,
+            "app/p.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  b: [\n",
+        },
+    )
+    with pytest.raises(KustomizeError) as err:
+        run_kustomize(tmp_path, "app")
+    message = str(err.value)
+    assert "p.yaml" in message and len(message) > 20, message
+    assert message.strip() != ">" and not message.startswith(("E1", "I1", "W1"))
+    assert "run.go" not in message
 
 
 def test_the_same_kustomize_error_reads_the_same_twice(tmp_path: Path) -> None:

@@ -21,10 +21,8 @@ from bot.domain.render.flux import object_text, substitute_object, substitute_te
 from tests.render.test_fastyaml import TRICKY, data, outcome, same
 
 
-def reference_dump(value: Any, sort_keys: bool) -> str:
-    text: str = yaml.dump(
-        value, Dumper=yaml.CSafeDumper, sort_keys=sort_keys, default_flow_style=False, width=10_000
-    )
+def reference_dump(value: Any, sort_keys: bool, dumper: type = yaml.CSafeDumper) -> str:
+    text: str = yaml.dump(value, Dumper=dumper, sort_keys=sort_keys, default_flow_style=False, width=10_000)
     return text
 
 
@@ -34,6 +32,55 @@ def test_dump_writes_what_pyyaml_writes(value: Any, sort_keys: bool) -> None:
     assert outcome(lambda v: yamldump.dump(v, sort_keys=sort_keys), value) == outcome(
         lambda v: reference_dump(v, sort_keys), value
     )
+
+
+def reference_block_dump(value: Any, sort_keys: bool) -> str:
+    return reference_dump(value, sort_keys, yamldump.BlockDumper)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=data, sort_keys=st.booleans())
+def test_block_strings_dump_writes_what_pyyaml_block_dumper_writes_and_loads_back(
+    value: Any, sort_keys: bool
+) -> None:
+    fast = outcome(lambda v: yamldump.dump(v, sort_keys=sort_keys, block_strings=True), value)
+    assert fast == outcome(lambda v: reference_block_dump(v, sort_keys), value)
+
+
+def test_a_one_word_change_in_an_embedded_json_or_rego_is_one_changed_diff_line() -> None:
+    import difflib
+    import json
+
+    board = {
+        "title": "Fleet",
+        "panels": [{"id": i, "title": f"panel {i}", "type": "graph"} for i in range(200)],
+    }
+    rego = (
+        'package k8srequiredlabels\n\nviolation[{"msg": msg}] {\n'
+        "  provided := {l | l := input.review.object.metadata.labels[l]}\n"
+        '  msg := "missing labels"\n}\n'
+    )
+    before = {"kind": "ConfigMap", "data": {"board.json": json.dumps(board, indent=2), "policy.rego": rego}}
+    board["panels"][100]["type"] = "table"
+    after = {
+        "kind": "ConfigMap",
+        "data": {"board.json": json.dumps(board, indent=2), "policy.rego": rego.replace("missing", "absent")},
+    }
+    a, b = to_yaml(before), to_yaml(after)
+    assert "board.json: |-" in a and "policy.rego: |" in a
+    changed = [
+        line
+        for line in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert changed == [
+        '-          "type": "graph"',
+        '+          "type": "table"',
+        '-      msg := "missing labels"',
+        '+      msg := "absent labels"',
+    ]
+    assert yaml.safe_load(b) == after
+    assert max(len(line) for line in b.splitlines()) < 120
 
 
 @settings(max_examples=100, deadline=None)
@@ -66,8 +113,10 @@ def test_a_container_met_twice_is_written_with_an_anchor_as_pyyaml_does(
 def test_edge_values_dump_as_pyyaml_dumps_them(value: Any) -> None:
     for sort_keys in (True, False):
         assert yamldump.dump(value, sort_keys=sort_keys) == reference_dump(value, sort_keys)
+        block = yamldump.dump(value, sort_keys=sort_keys, block_strings=True)
+        assert block == reference_block_dump(value, sort_keys)
     if isinstance(value, dict):
-        assert to_yaml(value) == reference_dump(value, True)
+        assert to_yaml(value) == reference_block_dump(value, True)
 
 
 def reference_substitute(obj: dict[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:

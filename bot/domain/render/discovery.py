@@ -14,8 +14,10 @@ import binascii
 import json
 import os
 import posixpath
+import re
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,14 @@ CLUSTER_SECRET_LABEL = "argocd.argoproj.io/secret-type"
 DEFAULT_ENVS = ("dev", "development", "test", "qa", "staging", "stage", "preprod", "prod", "production")
 CLUSTER_VARS = ("cluster_name", "CLUSTER_NAME", "cluster", "CLUSTER")
 ENV_VARS = ("env", "ENV", "environment", "ENVIRONMENT", "cluster_env", "CLUSTER_ENV")
-_MARKERS = ("kustomize.toolkit.fluxcd.io", "argoproj.io", "kind: ConfigMap", "kind: Secret")
+_MARKERS = (
+    "kustomize.toolkit.fluxcd.io",
+    "source.toolkit.fluxcd.io",  # GitRepository, OCIRepository, Bucket: where a Kustomization reads
+    "source.extensions.fluxcd.io",  # ArtifactGenerator
+    "argoproj.io",
+    "kind: ConfigMap",
+    "kind: Secret",
+)
 _SKIP_DIRS = {".git", ".github", "node_modules"}
 
 
@@ -94,6 +103,24 @@ def _registry(config: dict[str, Any]) -> list[_Registered]:
         )
         out.append(_Registered(info, env, str(entry.get("path") or "").strip("/")))
     return out
+
+
+def norm_url(url: str) -> str:
+    """Normalise a Git URL so the HTTPS, SSH and scp-like spellings of one repository compare equal."""
+    u = url.strip().lower()
+    for scheme in ("https://", "http://", "ssh://", "git://", "git+ssh://"):
+        if u.startswith(scheme):
+            u = u[len(scheme) :]
+            break
+    host, _, rest = u.partition("/")
+    if "@" in host:
+        host = host.rsplit("@", 1)[1]
+    if ":" in host and not host.rsplit(":", 1)[1].isdigit():  # git@github.com:org/repo
+        host = host.replace(":", "/", 1)
+    elif ":" in host:
+        host = host.rsplit(":", 1)[0]
+    u = f"{host}/{rest}" if rest else host
+    return u.rstrip("/").removesuffix(".git")
 
 
 def _mapping(value: Any) -> bool:
@@ -170,6 +197,11 @@ class _Finder:
         self.reads_tree = False
         self._index: dict[tuple[str, str, str, str], list[_Doc]] | None = None
         self._dirs: dict[str, bool] = {}
+        self.reach: dict[str, list[tuple[str, str]]] = {}
+        """File -> the (cluster, env) whose Flux sync reaches it (see :meth:`flux_reach`)."""
+        self.self_sources: set[tuple[str, str]] = set()
+        self._argo: tuple[set[str], set[str]] | None = None
+        self._files_cache: set[str] | None = None
         self.envs = tuple(
             {r.env for r in self.registry if r.env != "-"}
             | set(self.render_cfg.get("environments") or DEFAULT_ENVS)
@@ -338,6 +370,219 @@ class _Finder:
             variables[str(k)] = "" if v is None else str(v)
         return variables, sources
 
+    # ------------------------------------------------------------- flux sources and clusters
+    def _is_flux_kustomization(self, doc: _Doc) -> bool:
+        return (
+            str(doc.data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP)
+            and doc.data.get("kind") == "Kustomization"
+        )
+
+    @staticmethod
+    def _flux_path(doc: _Doc) -> str:
+        spec = doc.data.get("spec") or {}
+        raw = str(spec.get("path") or ".") if isinstance(spec, dict) else "."
+        return posixpath.normpath(raw.lstrip("/")) if raw not in ("", "./", ".") else "."
+
+    def _source_doc(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        for d in self.docs:
+            meta = d.data.get("metadata") or {}
+            if (
+                d.data.get("kind") == kind
+                and str(d.data.get("apiVersion", "")).startswith("source.toolkit.fluxcd.io/")
+                and str(meta.get("name")) == name
+                and str(meta.get("namespace") or namespace) == namespace  # unset: kustomize sets it
+            ):
+                return d.data
+        return None
+
+    def _git_key(self, spec: dict[str, Any]) -> tuple[str, str]:
+        ref = spec.get("ref") or {}
+        return norm_url(str(spec.get("url") or "")), json.dumps(
+            ref if isinstance(ref, dict) else {}, sort_keys=True
+        )
+
+    def _self_sync(self, doc: _Doc) -> bool:
+        """A Flux Kustomization whose own file lies in the folder it syncs: a cluster's flux-system."""
+        path = self._flux_path(doc)
+        return path != "." and doc.path.startswith(path + "/")
+
+    def flux_source(self, doc: _Doc) -> str:
+        """Return "" when ``doc`` (a Flux Kustomization or HelmRelease) reads this repository,
+        else the source it needs (another GitRepository URL or branch, an OCIRepository, a Bucket)."""
+        data = doc.data
+        spec = data.get("spec") or {}
+        meta = data.get("metadata") or {}
+        if data.get("kind") == "HelmRelease":
+            chart = (spec.get("chart") or {}).get("spec") or {} if isinstance(spec.get("chart"), dict) else {}
+            ref = (
+                chart.get("sourceRef")
+                if isinstance(chart, dict) and chart.get("sourceRef")
+                else spec.get("chartRef")
+            )
+            if not isinstance(ref, dict) or str(ref.get("kind")) == "HelmRepository":
+                return ""
+        else:
+            ref = spec.get("sourceRef")
+            if self.artifact_path(doc):
+                return ""
+        if not isinstance(ref, dict) or not ref:
+            return ""
+        kind = str(ref.get("kind") or "GitRepository")
+        name = str(ref.get("name") or "")
+        ns = str(ref.get("namespace") or meta.get("namespace") or "flux-system")
+        src = self._source_doc(kind, ns, name)
+        src_spec = (src or {}).get("spec") or {}
+        url = (
+            str(src_spec.get("url") or src_spec.get("bucketName") or "") if isinstance(src_spec, dict) else ""
+        )
+        if kind == "GitRepository":
+            if src is None:
+                if name == "flux-system":
+                    return ""  # Flux bootstrap's own source
+                return f"GitRepository {ns}/{name} (not defined in this repository)"
+            if isinstance(src_spec, dict) and self._git_key(src_spec) in self.self_sources:
+                return ""
+            if name == "flux-system" and not self.self_sources:
+                return ""
+            ref_spec = src_spec.get("ref") if isinstance(src_spec, dict) else None
+            at = ""
+            if isinstance(ref_spec, dict) and ref_spec:
+                at = "@" + ",".join(f"{k}={v}" for k, v in sorted(ref_spec.items()))
+            return f"GitRepository {ns}/{name} ({url}{at})"
+        return f"{kind} {ns}/{name}" + (f" ({url})" if url else "")
+
+    def artifact_path(self, doc: _Doc) -> str:
+        """The folder of this repository a Kustomization reads through an ``ExternalArtifact`` that
+        an ``ArtifactGenerator`` copies from this repository's GitRepository; "" when there is none.
+
+        ``copy: [{from: "@repo/apps/**", to: "@artifact/"}]`` maps artifact path ``./x`` to
+        ``apps/x`` (the longest matching ``to`` wins; relative references keep working because
+        the copy keeps the layout below it).
+        """
+        spec = doc.data.get("spec") or {}
+        ref = spec.get("sourceRef") if isinstance(spec, dict) else None
+        if not isinstance(ref, dict) or ref.get("kind") != "ExternalArtifact":
+            return ""
+        ns = str(ref.get("namespace") or (doc.data.get("metadata") or {}).get("namespace") or "flux-system")
+        path = self._flux_path(doc)
+        best: tuple[int, str] | None = None
+        for d in self.docs:
+            gen = d.data
+            gspec = gen.get("spec") or {}
+            if gen.get("kind") != "ArtifactGenerator" or not isinstance(gspec, dict):
+                continue
+            if str((gen.get("metadata") or {}).get("namespace") or "flux-system") != ns:
+                continue
+            aliases = {
+                str(src.get("alias")): src
+                for src in gspec.get("sources") or []
+                if isinstance(src, dict) and src.get("kind") == "GitRepository"
+            }
+            for art in gspec.get("artifacts") or []:
+                if not isinstance(art, dict) or str(art.get("name")) != str(ref.get("name")):
+                    continue
+                for copy in art.get("copy") or []:
+                    if not isinstance(copy, dict):
+                        continue
+                    src, dst = str(copy.get("from") or ""), str(copy.get("to") or "")
+                    alias, _, rest = src.partition("/")
+                    alias_src = aliases.get(alias.lstrip("@"))
+                    if alias_src is None or not rest.endswith("/**") or not dst.startswith("@artifact/"):
+                        continue
+                    repo_src = self._source_doc("GitRepository", ns, str(alias_src.get("name")))
+                    own = str(alias_src.get("name")) == "flux-system" or (
+                        repo_src is not None
+                        and isinstance(repo_src.get("spec"), dict)
+                        and self._git_key(repo_src["spec"]) in self.self_sources
+                    )
+                    if not own:
+                        continue
+                    to = dst.removeprefix("@artifact/").strip("/")
+                    if to and path != to and not path.startswith(to + "/"):
+                        continue
+                    sub = path if not to else path[len(to) :].lstrip("/")
+                    mapped = posixpath.normpath(posixpath.join(rest.removesuffix("/**"), sub or "."))
+                    if best is None or len(to) > best[0]:
+                        best = (len(to), mapped)
+        return best[1] if best else ""
+
+    def _files_under(self, path: str, scanner: KustomizationScanner) -> set[str]:
+        """The files Flux reads for ``path``: its kustomization's closure, or every file below it."""
+        if scanner.kfile(path) is not None:
+            return set(scanner.closure(path).files)
+        prefix = "" if path == "." else path + "/"
+        out = {f for f in self.files if f.startswith(prefix)}
+        for d in self.kustomization_dirs:
+            if d.startswith(prefix):
+                out |= scanner.closure(d).files
+        return out
+
+    def flux_reach(self, scanner: KustomizationScanner) -> None:
+        """Bind files to the Flux clusters whose sync reaches them.
+
+        Flux's standard layout: ``clusters/<name>/flux-system`` holds a Kustomization that syncs
+        ``clusters/<name>`` itself (its own file lies in the folder it syncs); every file that
+        folder renders belongs to cluster ``<name>`` (a ``clusters:`` registry entry's name when
+        one holds it), and so, recursively, does every file reached by a Kustomization
+        defined there. A file reached from several clusters belongs to each.
+        """
+        flux = [d for d in self.docs if self._is_flux_kustomization(d)]
+        roots = [d for d in flux if self._self_sync(d)]
+        synced = {self._flux_path(r) for r in roots}
+        # a bootstrapped folder (clusters/<name>/flux-system with gotk-*.yaml) whose sync is not
+        # committed: Flux syncs clusters/<name> all the same
+        implicit = sorted(
+            {
+                posixpath.dirname(posixpath.dirname(f))
+                for f in self.files
+                if posixpath.basename(posixpath.dirname(f)) == "flux-system"
+                and posixpath.basename(f) in ("gotk-sync.yaml", "gotk-components.yaml")
+                and posixpath.dirname(posixpath.dirname(f))
+            }
+            - synced
+        )
+        for root in roots:
+            spec = self._source_doc(
+                "GitRepository",
+                str(((root.data.get("spec") or {}).get("sourceRef") or {}).get("namespace") or "flux-system"),
+                str(((root.data.get("spec") or {}).get("sourceRef") or {}).get("name") or ""),
+            )
+            if spec and isinstance(spec.get("spec"), dict):
+                self.self_sources.add(self._git_key(spec["spec"]))
+        for d in self.docs:  # bootstrap's own GitRepository
+            meta = d.data.get("metadata") or {}
+            spec = d.data.get("spec")
+            if (
+                d.data.get("kind") == "GitRepository"
+                and meta.get("name") == "flux-system"
+                and isinstance(spec, dict)
+            ):
+                self.self_sources.add(self._git_key(spec))
+        by_file: dict[str, list[_Doc]] = {}
+        for d in flux:
+            by_file.setdefault(d.path, []).append(d)
+        reach: dict[str, dict[str, str]] = {}
+        for path, root_file in [(self._flux_path(r), r.path) for r in roots] + [
+            (p, p + "/flux-system") for p in implicit
+        ]:
+            reg = self.registered_for_path(root_file)
+            cluster = reg.info.name if reg else posixpath.basename(path)
+            env = reg.env if reg else self.env_from_path(path)
+            if env == "-":  # a cluster named like its environment: production, prod-use1
+                env = next((e for e in self.envs if cluster == e or cluster.startswith(e + "-")), "-")
+            pending, seen = [path], set()
+            while pending:
+                current = pending.pop()
+                if current in seen:
+                    continue
+                seen.add(current)
+                for rel in self._files_under(current, scanner):
+                    reach.setdefault(rel, {}).setdefault(cluster, env)
+                    for d in by_file.get(rel, []):
+                        if not self.flux_source(d):
+                            pending.append(self.artifact_path(d) or self._flux_path(d))
+        self.reach = {rel: sorted(found.items()) for rel, found in reach.items()}
+
     def flux_targets(self) -> list[Target]:
         targets = []
         names = {
@@ -347,13 +592,28 @@ class _Finder:
         }
         for doc in self.docs:
             try:
-                target = self._flux_target(doc, names)
+                targets.extend(self._flux_target(doc, names))
             except (TypeError, AttributeError, ValueError, KeyError) as exc:
                 self._shape(doc, exc)
                 continue
-            if target is not None:
-                targets.append(target)
         return targets
+
+    def _spec_targets(self, doc: _Doc, name: str, places: list[tuple[str, str]], why: str) -> list[Target]:
+        """Targets that diff ``doc`` itself (its spec), one per place, for what is not rendered here."""
+        return [
+            Target(
+                name=name.replace("{cluster}", cluster),
+                kind="objects",
+                path="",
+                cluster=cluster,
+                env=env,
+                source=doc.path,
+                line=doc.line,
+                objects_yaml=json.dumps([doc.data], sort_keys=True),
+                blind=why,
+            )
+            for cluster, env in places
+        ]
 
     def _not_a_dir(self, doc: _Doc, what: str, hint: str) -> None:
         message = f"{what} is not a directory of this repository; it is not rendered"
@@ -373,16 +633,26 @@ class _Finder:
             )
         )
 
-    def _flux_target(self, doc: _Doc, names: set[str]) -> Target | None:
+    def _flux_target(self, doc: _Doc, names: set[str]) -> list[Target]:
         data = doc.data
         if not str(data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP):
-            return None
+            return []
         if data.get("kind") != "Kustomization":
-            return None
+            return []
         meta = data.get("metadata") or {}
+        source = self.flux_source(doc)
+        if source:
+            variables, _sources = self.flux_variables(doc)
+            name = f"flux/{{cluster}}/{meta.get('namespace') or 'flux-system'}/{meta.get('name')}"
+            why = f"its source is {source}, not this repository: only its spec is diffed"
+            spec_targets = self._spec_targets(doc, name, self.places(doc.path, variables), why)
+            if doc.path in self.reach:  # a cluster's sync renders this file: its spec shows there, patched
+                return [replace(t, objects_yaml="[]") for t in spec_targets]
+            return spec_targets
         spec = data.get("spec") or {}
         raw_path = str(spec.get("path") or ".")
         path = posixpath.normpath(raw_path.lstrip("/")) if raw_path not in ("", "./", ".") else "."
+        path = self.artifact_path(doc) or path
         if path.startswith(".."):
             self.findings.append(
                 Finding(
@@ -394,17 +664,16 @@ class _Finder:
                     "Use a path relative to the repository root.",
                 )
             )
-            return None
+            return []
         if not self.is_dir(path):
             self._not_a_dir(
                 doc,
                 f"Flux Kustomization {meta.get('name')}: `spec.path` `{raw_path}`",
                 "Fix `spec.path`, or ignore this if the source is another repository.",
             )
-            return None
+            return []
         options = self._options(doc, f"Flux Kustomization {meta.get('name')}", path, "flux", spec)
         variables, sources = self.flux_variables(doc)
-        cluster, env = self.place(doc.path, variables)
         deps_raw = spec.get("dependsOn") or []
         if not isinstance(deps_raw, list) or not all(isinstance(d, dict) for d in deps_raw):
             raise TypeError("`spec.dependsOn` must be a list of {name: ...} entries")
@@ -424,25 +693,40 @@ class _Finder:
                         "Fix the name in `spec.dependsOn` or add the Kustomization it waits for.",
                     )
                 )
-        return Target(
-            name=f"flux/{cluster}/{meta.get('namespace') or 'flux-system'}/{meta.get('name')}",
-            kind="flux",
-            path=path,
-            cluster=cluster,
-            env=env,
-            source=doc.path,
-            line=doc.line,
-            namespace=str(spec.get("targetNamespace") or ""),
-            variables=tuple(sorted(variables.items())),
-            var_sources=tuple(sorted(set(sources))),
-            depends_on=depends,
-            options=options,
-        )
+        return [
+            Target(
+                name=f"flux/{cluster}/{meta.get('namespace') or 'flux-system'}/{meta.get('name')}",
+                kind="flux",
+                path=path,
+                cluster=cluster,
+                env=env,
+                source=doc.path,
+                line=doc.line,
+                namespace=str(spec.get("targetNamespace") or ""),
+                variables=tuple(sorted(variables.items())),
+                var_sources=tuple(sorted(set(sources))),
+                depends_on=depends,
+                options=options,
+            )
+            for cluster, env in self.places(doc.path, variables)
+        ]
+
+    def places(self, rel: str, variables: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        """Every (cluster, env) a target defined in ``rel`` deploys to: one, or one per Flux cluster
+        whose sync reaches the file."""
+        reached = self.reach.get(rel)
+        if reached and self.registered_for_path(rel) is None:
+            env = next((variables[k] for k in ENV_VARS if variables and variables.get(k)), "")
+            return [(cluster, env or cluster_env) for cluster, cluster_env in reached]
+        return [self.place(rel, variables)]
 
     def place(self, rel: str, variables: dict[str, str] | None = None) -> tuple[str, str]:
         reg = self.registered_for_path(rel)
         if reg is not None:
             return reg.info.name, reg.env
+        reached = self.reach.get(rel)
+        if reached and len(reached) == 1:
+            return reached[0]
         variables = variables or {}
         cluster = next((variables[k] for k in CLUSTER_VARS if variables.get(k)), "-")
         env = next((variables[k] for k in ENV_VARS if variables.get(k)), "") or self.env_from_path(rel)
@@ -462,7 +746,8 @@ class _Finder:
             ),
             None,
         )
-        cluster = info.name if info else (dest_name or dest_server or "-")
+        local = not info and (dest_server == LOCAL_SERVER or dest_name == "in-cluster")
+        cluster = info.name if info else "in-cluster" if local else (dest_name or dest_server or "-")
         reg = next((r for r in self.registry if r.info.name == cluster), None)
         env = (
             reg.env
@@ -478,7 +763,17 @@ class _Finder:
         sources = list(spec.get("sources") or []) or (
             [spec["source"]] if isinstance(spec.get("source"), dict) else []
         )
+        self_urls, self_revs = self._argo_self()
         repo_urls = [str(u) for u in (self.render_cfg.get("argocd") or {}).get("repo_urls") or []]
+        refs = {  # `ref` sources of this repository: their files are read as `$ref/...` values
+            str(src["ref"])
+            for src in sources
+            if isinstance(src, dict)
+            and src.get("ref")
+            and (not self_urls or norm_url(str(src.get("repoURL") or "")) in self_urls)
+        }
+        unrendered: list[str] = []
+        value_files: list[str] = []
         out = []
         for idx, src in enumerate(sources):
             if isinstance(src, dict) and src.get("chart"):
@@ -493,10 +788,22 @@ class _Finder:
                         "Review the chart version and values in the Application diff.",
                     )
                 )
+                unrendered.append(f"Helm chart `{src.get('chart')}` from {src.get('repoURL')}")
+                helm = src.get("helm")
+                for vf in (helm.get("valueFiles") if isinstance(helm, dict) else None) or []:
+                    ref, _, rest = str(vf).partition("/")
+                    here = posixpath.normpath(rest) if rest else ""
+                    if ref.startswith("$") and ref[1:] in refs and here in self._file_set:
+                        value_files.append(here)
                 continue
             if not isinstance(src, dict) or src.get("path") is None:
                 continue
-            if repo_urls and str(src.get("repoURL") or "") not in repo_urls:
+            url, rev = str(src.get("repoURL") or ""), str(src.get("targetRevision") or "")
+            if self_urls and norm_url(url) not in self_urls:
+                unrendered.append(f"source {url} (another repository)")
+                continue
+            if rev.lower() not in self_revs:
+                unrendered.append(f"source {url} at revision `{rev}` (another revision)")
                 continue
             raw = str(src["path"])
             path = posixpath.normpath(raw.lstrip("/")) if raw not in ("", ".", "./") else "."
@@ -546,6 +853,13 @@ class _Finder:
                     helm=helm,
                 )
             )
+        if unrendered:
+            why = f"{'; '.join(unrendered)} not rendered from this repository: only the Application is diffed"
+            name = f"argocd/{meta.get('name')}" + ("#spec" if out else "")
+            (spec_target,) = self._spec_targets(
+                _Doc(doc.path, doc.line, app), name, [(cluster, env or "-")], why
+            )
+            out.append(replace(spec_target, blind_inputs=tuple(sorted(set(value_files)))))
         return out
 
     def _options(self, doc: _Doc, what: str, path: str, kind: str, spec: dict[str, Any]) -> str:
@@ -592,6 +906,42 @@ class _Finder:
             self.findings.append(finding)
             return None
         return resolved.to_json()
+
+    @property
+    def _file_set(self) -> set[str]:
+        if self._files_cache is None:
+            self._files_cache = set(self.files)
+        return self._files_cache
+
+    def _argo_self(self) -> tuple[set[str], set[str]]:
+        """The URLs and revisions of this repository as Argo CD Applications name it.
+
+        URLs: ``render.argocd.repo_urls`` when set; else the repoURL most Application sources
+        with a path that exists here use (and those of ApplicationSet git generators). Revisions:
+        ``HEAD``, empty, ``main``, ``master`` and the one those sources use most. An empty URL
+        set means "not known": every URL is taken as this repository.
+        """
+        if self._argo is not None:
+            return self._argo
+        configured = {norm_url(str(u)) for u in (self.render_cfg.get("argocd") or {}).get("repo_urls") or []}
+        urls: Counter[str] = Counter()
+        revs: Counter[str] = Counter()
+        for d in self.docs:
+            if not str(d.data.get("apiVersion", "")).startswith(ARGO_GROUP):
+                continue
+            for src in _sources_in(d.data):
+                url = str(src.get("repoURL") or "")
+                if "{{" in url or not url:
+                    continue
+                here = src.get("path") is not None and self.is_dir(str(src["path"]).strip("/") or ".")
+                if here or src.get("_generator"):
+                    urls[norm_url(url)] += 1
+                    revs[str(src.get("targetRevision") or src.get("revision") or "").lower()] += 1
+        top = max(urls.values(), default=0)
+        found = configured or {u for u, n in urls.items() if n == top}
+        common = revs.most_common(1)[0][0] if revs else ""
+        self._argo = (found, {"", "head", "main", "master", common})
+        return self._argo
 
     def argocd_targets(self) -> list[Target]:
         from bot.render_runtime.gotemplate_runner import default_runner  # the sandboxed Go engine
@@ -652,6 +1002,11 @@ class _Finder:
                         source=doc.path,
                         line=doc.line,
                         objects_yaml=json.dumps(apps, sort_keys=True),
+                        blind=""
+                        if apps or not _has_key((doc.data.get("spec") or {}).get("generators"), "clusters")
+                        else "its cluster generator matches no cluster known here (Argo CD cluster secrets "
+                        "in the repository, the `clusters:` registry), so it generates no Application",
+                        blind_inputs=() if apps else _value_file_globs(doc.data.get("spec") or {}),
                     )
                 )
                 targets.extend(generated)
@@ -674,7 +1029,8 @@ class _Finder:
             referenced |= {x for x in scanner.closure(d).dirs if x != d}
         out = []
         for d in sorted(set(self.kustomization_dirs) - referenced):
-            cluster, env = self.place(d)
+            kfile = scanner.kfile(d)
+            cluster, env = self.place(kfile.relative_to(self.tree).as_posix() if kfile else d)
             out.append(
                 Target(
                     name=f"kustomize/{d}",
@@ -693,6 +1049,7 @@ def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discov
     finder = _Finder(tree, config, secret_key)
     finder.read()
     scanner = KustomizationScanner(tree, has_links=finder.has_links)
+    finder.flux_reach(scanner)
     targets = finder.flux_targets() + finder.argocd_targets()
     targets += finder.plain_targets(scanner, targets)
     unique: dict[str, Target] = {}
@@ -709,6 +1066,59 @@ def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discov
         scanner=scanner,
         reads_other_files=finder.reads_tree or finder.has_links,
     )
+
+
+_PLACEHOLDER = re.compile(r"\{\{-?\s*\.?([^{}]*?)\s*-?\}\}")
+
+
+def _value_file_globs(spec: dict[str, Any]) -> tuple[str, ...]:
+    """Globs of the ``$ref/...`` Helm value files an ApplicationSet's template reads.
+
+    Placeholders filled by the generators' literal ``values`` (``{{values.addonChart}}``) are
+    substituted; any other placeholder (a cluster's name, label or annotation) becomes ``*``.
+    """
+    literals: dict[str, str] = {}
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, v in value.items():
+                if key == "values" and isinstance(v, dict):
+                    for k, x in v.items():
+                        if isinstance(x, str | int | float) and "{{" not in str(x):
+                            literals.setdefault(f"values.{k}", str(x))
+                collect(v)
+        elif isinstance(value, list):
+            for v in value:
+                collect(v)
+
+    collect(spec.get("generators"))
+    out = set()
+    for src in _sources_in(spec.get("template")):
+        helm = src.get("helm")
+        for vf in (helm.get("valueFiles") if isinstance(helm, dict) else None) or []:
+            ref, _, rest = str(vf).partition("/")
+            if ref.startswith("$") and rest:
+                out.add(_PLACEHOLDER.sub(lambda m: literals.get(m.group(1), "*"), rest))
+    return tuple(sorted(out))
+
+
+def _sources_in(value: Any) -> list[dict[str, Any]]:
+    """Every Argo CD source mapping (``source``, ``sources[]``) and git generator nested in ``value``;
+    git generators are marked ``_generator``."""
+    out: list[dict[str, Any]] = []
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if key == "source" and isinstance(v, dict):
+                out.append(v)
+            elif key == "sources" and isinstance(v, list):
+                out.extend(x for x in v if isinstance(x, dict))
+            elif key == "git" and isinstance(v, dict):
+                out.append({**v, "_generator": True})
+            out.extend(_sources_in(v))
+    elif isinstance(value, list):
+        for v in value:
+            out.extend(_sources_in(v))
+    return out
 
 
 def _has_key(value: Any, key: str) -> bool:

@@ -580,6 +580,13 @@ def compute_diff(
                 or bool(b_in and b_in.touched_by(changed))
                 or bool(h_in and h_in.touched_by(changed))
             )
+        if needed and changed is not None and (bt is None) != (ht is None):
+            # a plain kustomization root that only became (or stopped being) a root of its own
+            # because what referenced it was removed (or added): it deploys nothing new
+            one, one_in = (bt, b_in) if bt is not None else (ht, h_in)
+            needed = not (
+                one is not None and one.kind == "kustomize" and one_in and not one_in.touched_by(changed)
+            )
         if not needed:
             t = ht or bt
             assert t is not None
@@ -647,11 +654,67 @@ def compute_diff(
                 RenderedObject(name, ht.cluster, ht.env, ht.path or ht.source, obj)
                 for obj in _sort_objects(h_objs)
             )
+    result.findings.extend(_blind_notices(base_by, head_by, changed, {c.target for c in result.changes}))
     result.statuses.sort(key=lambda s: (s.env, s.cluster, s.target))
     result.changes.sort(key=lambda c: c.sort_key())
     result.findings = sorted(set(result.findings), key=Finding.sort_key)
     result.dangers.sort(key=lambda d: d.sort_key())
     return result
+
+
+def _blind_notices(
+    base_by: dict[str, Target],
+    head_by: dict[str, Target],
+    changed: set[str] | None,
+    changed_targets: set[str],
+) -> list[Finding]:
+    """Notices for targets a change reaches that the bot cannot fully render, and one notice
+    for changed targets whose cluster is unknown: never a silent "no changes"."""
+    out = []
+    for name in sorted(set(base_by) | set(head_by)):
+        t = head_by.get(name) or base_by[name]
+        if not t.blind:
+            continue
+        touched = sorted(
+            {
+                c
+                for p in (t.source, *t.blind_inputs)
+                for c in ([p] if changed is None or p in changed else [])
+                + [c for c in changed or () if "*" in p and fnmatch.fnmatchcase(c, p)]
+                if "*" not in c
+            }
+        )
+        if not touched:
+            continue
+        out.append(
+            Finding(
+                "render.unrendered",
+                Severity.NOTICE,
+                t.source,
+                t.line,
+                f"target {name}: {t.blind}; this pull request changes "
+                f"{', '.join(f'`{p}`' for p in touched)}, which it reads",
+                "Review what it deploys by hand (its source is not rendered here).",
+            )
+        )
+    unknown = sorted(n for n in changed_targets if (head_by.get(n) or base_by[n]).cluster == "-")
+    if unknown:
+        t = head_by.get(unknown[0]) or base_by[unknown[0]]
+        shown = ", ".join(f"`{n}`" for n in unknown[:10]) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
+        out.append(
+            Finding(
+                "render.cluster",
+                Severity.NOTICE,
+                t.source,
+                t.line,
+                f"the cluster of {len(unknown)} changed target(s) cannot be known: {shown}",
+                "Add the cluster to the `clusters:` registry (with its `path`), or use Flux's "
+                "`clusters/<name>/flux-system` layout or an Argo CD cluster secret.",
+            )
+        )
+    return out
 
 
 def render_tree(

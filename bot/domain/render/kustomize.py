@@ -418,6 +418,7 @@ class KustomizeError(RuntimeError):
 # kubectl logs through klog: `E1121 08:33:31.394852   15861 run.go:72] "command failed" err="..."`.
 _KLOG_HEADER = re.compile(r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w.-]+:\d+\] ")
 _KLOG_FAILED = re.compile(r'^"command failed" err=(".*")$')
+_KLOG_BLOCK = re.compile(r'^"command failed" err=<$')
 
 
 def clean_error(line: str) -> str:
@@ -436,6 +437,35 @@ def clean_error(line: str) -> str:
             return line
         return text if isinstance(text, str) else line
     return line
+
+
+def clean_stderr(text: str) -> str:
+    """Return kustomize's whole error message from its stderr, without kubectl's log headers.
+
+    klog writes a one-line error as ``err="..."`` (JSON-quoted) and a multi-line one as
+    ``err=<`` followed by tab-indented lines and a closing `` >`` line; both are unwrapped,
+    so a message is never cut to its last line. Other lines are kept (headers removed).
+    """
+    out: list[str] = []
+    block: list[str] | None = None
+    for raw in text.strip().splitlines():
+        if block is not None:
+            if raw.strip() == ">":
+                out.append("\n".join(block).strip())
+                block = None
+            else:
+                block.append(raw[1:] if raw.startswith("\t") else raw)
+            continue
+        line = _KLOG_HEADER.sub("", raw, count=1)
+        if _KLOG_BLOCK.match(line):
+            block = []
+            continue
+        cleaned = clean_error(line)
+        if cleaned.strip():
+            out.append(cleaned)
+    if block:  # no closing line: keep what came
+        out.append("\n".join(block).strip())
+    return "\n".join(out).strip()
 
 
 def run_kustomize(tree: Path, rel_dir: str) -> str:
@@ -462,5 +492,5 @@ def run_kustomize(tree: Path, rel_dir: str) -> str:
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", errors="replace").strip()
         message = message.replace(str(tree), "<repo>")
-        raise KustomizeError(clean_error(message.splitlines()[-1]) if message else "kustomize failed")
+        raise KustomizeError(clean_stderr(message) or "kustomize failed")
     return proc.stdout.decode("utf-8", errors="replace")

@@ -19,8 +19,8 @@ class Target:
     from a Secret; ``var_sources`` are the files they were read from. ``include`` and
     ``exclude`` are Argo CD ``directory`` globs (``{a,b}`` alternatives allowed). ``helm`` is an Argo CD
     Helm source resolved against this repository (:class:`bot.domain.render.helm.ArgoHelm` as JSON;
-    ``path`` is then the chart folder). Two targets compare
-    equal when they render the same way (the defining line is ignored).
+    ``path`` is then the chart folder). Two targets compare equal when they render the same way
+    (the defining line is ignored). ``blind`` and ``blind_inputs``: see below.
     """
 
     name: str
@@ -41,6 +41,12 @@ class Target:
     options: str = ""
     """Kustomize options of the Flux Kustomization or Argo CD source (JSON, see render.overlay)."""
     helm: str = ""
+    blind: str = ""
+    """Why the bot cannot render (all of) what this target deploys, e.g. its source is another
+    repository: a change that reaches it gets a notice naming the target (never a silent
+    "no changes")."""
+    blind_inputs: tuple[str, ...] = ()
+    """Files of this repository the target reads but the bot does not render (``$values`` files)."""
 
 
 @dataclass(frozen=True, slots=True)

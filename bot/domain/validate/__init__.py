@@ -36,6 +36,7 @@ from bot.domain.validate.base import (
     as_dict,
     iter_yaml_files,
     parse_docs,
+    parse_tree_docs,
     read_text,
     unreadable,
 )
@@ -64,7 +65,7 @@ def _load_tree_facts(ctx: Context) -> None:
             layout.add_patch_refs(ctx.patches, rel, parse_docs(text, rel)[0])
         if not text or not _KIND_LINE.search(text):
             continue
-        docs, _ = parse_docs(text, rel)
+        docs, _ = parse_tree_docs(text, rel)
         for doc in docs:
             if not isinstance(doc.data, dict):
                 continue

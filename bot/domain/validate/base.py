@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from bot.domain.model import CheckInput, Finding, Severity
+from bot.domain.render import fastyaml
 from bot.domain.validate.eks import EksCatalog
 from bot.domain.yamlio import YamlError, line_of_path, load_documents, to_plain
 
@@ -189,8 +193,53 @@ def read_text(root: Path, rel: str) -> str | None:
     return TreeReader(root).read(rel)
 
 
-def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
-    """Parse ``text`` into documents; a YAML problem becomes a finding (and no documents)."""
+def blob_id(text: str) -> str:
+    """Return the git blob id of ``text`` (UTF-8): the key of the parse cache."""
+    raw = text.encode("utf-8", errors="replace")
+    return hashlib.sha1(b"blob %d\0" % len(raw) + raw, usedforsecurity=False).hexdigest()
+
+
+_Parsed = tuple[list[tuple[int, int, Any, Any]], list[Finding]]
+MEMO_PARSE_BYTES = 64 * 1024 * 1024
+"""Bound of the parse cache, in bytes of parsed text (the oldest entries go first)."""
+_PARSED: OrderedDict[tuple[str, str], tuple[int, _Parsed]] = OrderedDict()
+_PARSED_SIZE = [0]
+_PARSED_LOCK = threading.Lock()
+
+
+def _memo_parse(mode: str, text: str, rel: str, parse: Any) -> _Parsed:
+    """Parse ``text`` once per distinct content (git blob id) and ``mode``, for every path and revision.
+
+    The base and the head of a check, the validation passes over the head tree, and later
+    events all read the same blobs: each is parsed once while it stays in the bounded cache.
+    Cached documents are shared and never modified by the rules (they only read).
+    """
+    key = (mode, blob_id(text))
+    with _PARSED_LOCK:
+        hit = _PARSED.get(key)
+        if hit is not None:
+            _PARSED.move_to_end(key)
+            return hit[1]
+    parsed: _Parsed = parse(text, rel)
+    size = len(text)
+    with _PARSED_LOCK:
+        if key not in _PARSED and size <= MEMO_PARSE_BYTES:
+            _PARSED[key] = (size, parsed)
+            _PARSED_SIZE[0] += size
+            while _PARSED_SIZE[0] > MEMO_PARSE_BYTES:
+                _old, (old_size, _p) = _PARSED.popitem(last=False)
+                _PARSED_SIZE[0] -= old_size
+    return parsed
+
+
+def forget_parses() -> None:
+    """Empty the parse cache (so a benchmark's cold run starts as a fresh process)."""
+    with _PARSED_LOCK:
+        _PARSED.clear()
+        _PARSED_SIZE[0] = 0
+
+
+def _parse_rt(text: str, rel: str) -> _Parsed:
     try:
         raw = load_documents(text, rel)
     except YamlError as exc:
@@ -204,10 +253,52 @@ def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
         except YamlError:
             return [], [exc.finding]
     try:
-        docs = [Doc(rel, d.index, d.line, d.data, to_plain(d.data, rel)) for d in raw]
+        return [(d.index, d.line, d.data, to_plain(d.data, rel)) for d in raw], []
     except YamlError as exc:  # an alias bomb is found while expanding: a finding on this file too
         return [], [exc.finding]
-    return docs, []
+
+
+def _docs(parsed: _Parsed, rel: str) -> tuple[list[Doc], list[Finding]]:
+    docs, problems = parsed
+    return (
+        [Doc(rel, index, line, node, data) for index, line, node, data in docs],
+        [p if p.path == rel else replace(p, path=rel) for p in problems],
+    )
+
+
+def parse_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
+    """Parse ``text`` into documents; a YAML problem becomes a finding (and no documents).
+
+    Each distinct content is parsed once (see :func:`_memo_parse`), whatever its path.
+    """
+    return _docs(_memo_parse("rt", text, rel, _parse_rt), rel)
+
+
+def _parse_fast(text: str, rel: str) -> _Parsed:
+    try:
+        docs = fastyaml.load_docs_shared(text, rel)  # identical documents (a CRD in every copy) once
+        return [(i, line, data, data) for i, (line, data) in enumerate(docs)], []
+    except YamlError as exc:
+        return [], [exc.finding]
+
+
+def parse_tree_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
+    """Parse a file read only for whole-tree facts (CRDs, kro graphs, cluster names), fast.
+
+    Like :func:`parse_docs`, but an unchanged file of the tree (a 400 KB ``gotk-components.yaml``
+    per cluster) is read by libyaml in C (:func:`bot.domain.render.fastyaml.load_docs_shared`, the
+    parser rendering uses) instead of the round-trip parser: its documents carry no line
+    positions (``node`` is the plain data; findings point at the document's first line).
+    When the round-trip parse of the same content is already known, it is used; kro graphs
+    (whose findings need lines) always get it.
+    """
+    if "ResourceGraphDefinition" in text:
+        return parse_docs(text, rel)
+    with _PARSED_LOCK:
+        known = _PARSED.get(("rt", blob_id(text)))
+    if known is not None:
+        return _docs(known[1], rel)
+    return _docs(_memo_parse("fast", text, rel, _parse_fast), rel)
 
 
 def iter_yaml_files(root: Path) -> Iterator[str]:
