@@ -33,6 +33,7 @@ from bot.context import HandlerContext
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.governance import signatures as sig
 from bot.domain.governance.approvals import (
+    PERMISSION_RANK,
     ApprovalFacts,
     Lookups,
     Review,
@@ -116,7 +117,9 @@ async def _permission(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: st
     if (repo, login) not in cache:
         try:
             data = await gh.getitem(f"/repos/{repo}/collaborators/{login}/permission")
-            perm = str(data.get("role_name") or data.get("permission") or "none")
+            # role_name is the role (custom roles too), permission its base: the higher counts
+            roles = (str(data.get("role_name") or "none"), str(data.get("permission") or "none"))
+            perm = max(roles, key=lambda role: PERMISSION_RANK.get(role, 0))
         except gidgethub.BadRequest as exc:
             if exc.status_code.value != 404:
                 raise
@@ -200,11 +203,17 @@ async def _signatures(
         )
     settings = sig.signature_settings(config)
     if settings["trust"] == "keys":
+        web_flow: frozenset[str] = frozenset()
+        if settings["web_flow"] != "verify":  # only GitHub's verification says GitHub made a commit
+            listed = gh.getiter(f"/repos/{repo}/pulls/{number}/commits?per_page={PER_PAGE}")
+            web_flow = sig.github_web_flow_shas([c async for c in listed])
 
         def run() -> list[sig.CommitVerdict]:
             with tempfile.TemporaryDirectory(prefix="gitops-bot-trust-") as tmp:
                 root = sig.materialise_trust_root(git_dir, base_sha, config, Path(tmp))
-                return sig.verify_range(git_dir, base_sha, head_sha, config, trust_root=root)
+                return sig.verify_range(
+                    git_dir, base_sha, head_sha, config, trust_root=root, web_flow_shas=web_flow
+                )
 
         try:
             verdicts = await asyncio.to_thread(run)

@@ -7,12 +7,22 @@ bot must do about it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from gidgethub.aiohttp import GitHubAPI
 
+from bot.context import HandlerContext
 from bot.domain.labels import HOLD_LABEL
 from bot.sim.demo import REPO, DemoWorld, cluster_request
+from bot.sim.driver import Driver
+from bot.sim.server import Simulator
+from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, evaluate_pull_request
+from tests.governance.test_e2e_sim import SimMirrors
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +62,72 @@ async def test_a_command_hidden_in_markup_github_does_not_show_is_not_run(tmp_pa
         assert HOLD_LABEL in world.pr(number).labels
         [answer] = _bot_replies(world, number)
         assert "/hold freeze" in answer
+
+
+GOV_REPO = "acme/fleet"
+GOVERNANCE_CONFIG = """\
+version: 1
+signatures: {required: true, trust: github, web_flow: allow}
+approvals:
+  rules:
+    - name: two reviewers
+      paths: ["clusters/**"]
+      require: {count: 2}
+"""
+Evaluate = Callable[[], Awaitable[dict[str, str]]]
+
+
+@contextlib.asynccontextmanager
+async def governed_pr(
+    tmp_path: Path, *, committer_email: str | None = None
+) -> AsyncIterator[tuple[Any, Evaluate]]:
+    """A repository with GOVERNANCE_CONFIG and alice's PR on it; yields the driver and an evaluator.
+
+    The governance handler runs against the simulator's REST API with an installation token and
+    reads git from a mirror fetched over the simulator's smart HTTP, as in production.
+    """
+    async with (
+        Simulator(tmp_path / "sim") as sim,
+        Driver(sim, tmp_path / "driver") as d,
+        aiohttp.ClientSession() as session,
+    ):
+        people = {"alice": "write", "pat": "write", "dave": "maintain", "rita": "read", "tom": "triage"}
+        for login in people:
+            d.user(login, email=f"{login}@example.com")
+        d.org("acme", members=list(people))
+        d.repo(GOV_REPO, collaborators=people)
+        installation = d.install("acme")
+        files = {".github/gitops-bot.yml": GOVERNANCE_CONFIG, "clusters/a.yaml": "a: 1\n"}
+        await d.push("alice", GOV_REPO, "main", files)
+        change = {"clusters/a.yaml": "a: 2\n"}
+        await d.push("alice", GOV_REPO, "feature", change, base="main", committer_email=committer_email)
+        number = await d.open_pr("alice", GOV_REPO, "feature")
+        token = sim.installation_token(installation.id).value
+        gh = GitHubAPI(session, "gitops-bot-tests", oauth_token=token, base_url=sim.base_url)
+        mirrors = SimMirrors(sim.base_url, token, tmp_path / "mirrors")
+
+        async def evaluate() -> dict[str, str]:
+            pr = await gh.getitem(f"/repos/{GOV_REPO}/pulls/{number}")
+            await evaluate_pull_request(gh, HandlerContext(repos=mirrors), GOV_REPO, pr)
+            return {r["name"]: r["conclusion"] for r in d.check_runs(GOV_REPO, number)}
+
+        d.number = number
+        yield d, evaluate
+
+
+async def test_approvals_from_people_without_write_do_not_count(tmp_path: Path) -> None:
+    """Item 7: a read and a triage user cannot satisfy a two-reviewer rule (GitHub would not count them)."""
+    async with governed_pr(tmp_path) as (d, evaluate):
+        await d.approve("rita", GOV_REPO, d.number)  # read
+        await d.approve("tom", GOV_REPO, d.number)  # triage
+        assert (await evaluate())[APPROVALS_CHECK] == "failure"
+        await d.approve("pat", GOV_REPO, d.number)  # write
+        assert (await evaluate())[APPROVALS_CHECK] == "failure"
+        await d.approve("dave", GOV_REPO, d.number)  # maintain
+        assert (await evaluate())[APPROVALS_CHECK] == "success"
+
+
+async def test_a_forged_web_flow_committer_is_not_trusted(tmp_path: Path) -> None:
+    """Item 7: an unsigned commit claiming committer noreply@github.com is not a web-flow commit."""
+    async with governed_pr(tmp_path, committer_email="noreply@github.com") as (_, evaluate):
+        assert (await evaluate())[SIGNATURES_CHECK] == "failure"

@@ -139,6 +139,8 @@ class World:
         }
         for review in self.reviews:
             login = review["user"]["login"]
+            permission = ("GET", f"/repos/{REPO}/collaborators/{login}/permission")
+            r.setdefault(permission, {"permission": "write", "role_name": "write"})
             path = f"/orgs/org/teams/platform-team/memberships/{login}"
             r[("GET", path)] = (
                 {"state": "active"} if login in self.members else (404, {"message": "Not Found"})
