@@ -17,6 +17,7 @@ import pytest
 from gidgethub.aiohttp import GitHubAPI
 
 from bot.context import HandlerContext
+from bot.domain.budgets import BURST_LIMIT
 from bot.domain.labels import HOLD_LABEL
 from bot.sim.demo import REPO, DemoWorld, cluster_request
 from bot.sim.driver import Driver
@@ -131,3 +132,28 @@ async def test_a_forged_web_flow_committer_is_not_trusted(tmp_path: Path) -> Non
     """Item 7: an unsigned commit claiming committer noreply@github.com is not a web-flow commit."""
     async with governed_pr(tmp_path, committer_email="noreply@github.com") as (_, evaluate):
         assert (await evaluate())[SIGNATURES_CHECK] == "failure"
+
+
+async def test_refused_commands_get_one_reply_per_pull_request_per_hour(tmp_path: Path) -> None:
+    """Item 8: a read-only user spamming commands cannot make the bot spam the PR back."""
+    async with DemoWorld(tmp_path, out=lambda _: None) as world:
+        number = await _open_request(world)
+        for _ in range(4):
+            await world.driver.comment("mallory", REPO, number, "/hold")  # mallory has read access
+        await world.settle()
+        replies = _bot_replies(world, number)
+        assert len(replies) == 1 and "Only people with write" in replies[0]
+        assert HOLD_LABEL not in world.pr(number).labels
+
+
+async def test_a_command_burst_is_cut_off_per_user(tmp_path: Path) -> None:
+    """Item 8: one person's flood of commands runs at most BURST_LIMIT of them, then one notice."""
+    async with DemoWorld(tmp_path, out=lambda _: None) as world:
+        number = await _open_request(world)
+        for _ in range(BURST_LIMIT + 3):
+            await world.driver.comment("alice", REPO, number, "/help")
+        await world.settle()
+        replies = _bot_replies(world, number)
+        assert sum("| Command |" in r or "/promote" in r for r in replies) >= BURST_LIMIT
+        assert len(replies) == BURST_LIMIT + 1
+        assert "not running more for now" in replies[-1]
