@@ -129,6 +129,17 @@ class Metrics:
             "The last x-ratelimit-remaining seen from GitHub",
             registry=self.registry,
         )
+        self.rate_limit_low = Gauge(
+            "gitops_bot_github_rate_limit_low",
+            "1 while the GitHub quota is nearly spent and writes that can wait are postponed",
+            registry=self.registry,
+        )
+        self.deferred_writes = Counter(
+            "gitops_bot_github_deferred_writes",
+            "Writes postponed because the GitHub quota was nearly spent, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             "gitops_bot_connections_refused",
             "Connections refused because GITOPS_BOT_MAX_CONNECTIONS were open",
