@@ -7,7 +7,9 @@ bot must do about it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import aiohttp
 import pytest
 from gidgethub.aiohttp import GitHubAPI
 
+from bot.app import METRICS
 from bot.context import HandlerContext
 from bot.domain.budgets import BURST_LIMIT
 from bot.domain.labels import HOLD_LABEL
@@ -157,3 +160,33 @@ async def test_a_command_burst_is_cut_off_per_user(tmp_path: Path) -> None:
         assert sum("| Command |" in r or "/promote" in r for r in replies) >= BURST_LIMIT
         assert len(replies) == BURST_LIMIT + 1
         assert "not running more for now" in replies[-1]
+
+
+async def test_a_nearly_spent_quota_postpones_comments_not_check_runs(tmp_path: Path) -> None:
+    """Item 8: with the installation's quota nearly spent, check runs still go out; comments wait."""
+    async with DemoWorld(tmp_path, out=lambda _: None) as world:
+        number = await _open_request(world)
+        sim = world.sim
+        # Someone has burnt the installation's hourly quota: 45 requests are left.
+        for value, token in list(sim.world.tokens.items()):
+            if token.kind == "installation":
+                sim._rate[value] = (sim.rate_limit - 45, int(time.time()) + 3600)
+        path, text = cluster_request("payments-dev-euw1")
+        head = await world.driver.push("alice", REPO, "req", {path: text + "# more\n"})
+        await world.driver.comment("alice", REPO, number, "/help")
+        metrics = world.app[METRICS]
+
+        def done() -> bool:
+            runs = world.driver.check_runs(REPO, number) if world.pr(number).head_sha == head else []
+            deferred = metrics.registry.get_sample_value(
+                "gitops_bot_github_deferred_writes_total", {"kind": "comment"}
+            )
+            return bool(runs) and all(r["status"] == "completed" for r in runs) and bool(deferred)
+
+        for _ in range(600):
+            if done():
+                break
+            await asyncio.sleep(0.1)
+        assert done(), "check runs at the new head, and a postponed comment"
+        assert metrics.registry.get_sample_value("gitops_bot_github_rate_limit_low") == 1.0
+        assert _bot_replies(world, number) == []  # the /help reply waits for the quota
