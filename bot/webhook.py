@@ -242,8 +242,11 @@ class WebhookHandler:
                 max_size=self.max_body_bytes, actual_size=request.content_length
             )
         try:
-            async with asyncio.timeout(self.body_timeout):
-                body = await request.read()  # a chunked body past client_max_size stops here
+            if request.content.is_eof():  # the usual case: the whole body came with the headers
+                body = await request.read()
+            else:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await request.read()  # a chunked body past client_max_size stops here
         except web.HTTPRequestEntityTooLarge:
             self._count(UNVERIFIED, "too_large", started)
             raise
