@@ -136,12 +136,15 @@ async def refusal_reply_due_now(ctx: HandlerContext, repo: str, number: int) -> 
     """True (and recorded in the store) when the PR had no refusal reply within the hour."""
     if ctx.store is None:
         return True
-    key = budgets.refusal_key(repo, number)
     now = time.time()
-    if not budgets.refusal_reply_due(await ctx.store.get_state(key), now):
+
+    def decide(stored: str | None) -> tuple[str | None, bool]:
+        due = budgets.refusal_reply_due(stored, now, budgets.REFUSAL_WINDOW)
+        return (f"{now:.3f}" if due else None), due
+
+    if not await ctx.store.update_state(budgets.refusal_key(repo, number), decide):
         log.info("refusal on %s#%s answered by a reaction only (one reply per hour)", repo, number)
         return False
-    await ctx.store.set_state(key, f"{now:.3f}")
     return True
 
 
@@ -156,9 +159,13 @@ async def within_burst(
     """Count the command against ``user``'s budget in ``repo``; past it, say so once and refuse."""
     if ctx.store is None:
         return True
-    key = budgets.burst_key(repo, user)
-    decision = budgets.burst(await ctx.store.get_state(key), time.time())
-    await ctx.store.set_state(key, decision.state)
+    now = time.time()
+
+    def decide(stored: str | None) -> tuple[str, budgets.Burst]:
+        decision = budgets.burst(stored, now, limit=budgets.BURST_LIMIT, window=budgets.BURST_WINDOW)
+        return decision.state, decision
+
+    decision = await ctx.store.update_state(budgets.burst_key(repo, user), decide)
     if decision.allowed:
         return True
     log.info("command burst by %s on %s: not run", user, repo)
