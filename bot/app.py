@@ -9,6 +9,7 @@ only when a delivery needs one.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import cast
@@ -165,12 +166,27 @@ def create_app(
         metrics=app[METRICS],
         on_stored=wake,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
     )
     app.router.add_post("/webhook", handler.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_view)
+    if settings.metrics_port is None:
+        app.router.add_get("/metrics", metrics_view)
     return app
+
+
+def metrics_app(app: web.Application) -> web.Application:
+    """``/metrics`` of ``app`` on its own listener (``GITOPS_BOT_METRICS_PORT``)."""
+    own = web.Application()
+    own[SETTINGS] = app[SETTINGS]
+    own[METRICS] = app[METRICS]
+
+    async def view(request: web.Request) -> web.Response:
+        return await metrics_response(request, app[METRICS], app.get(STORE))
+
+    own.router.add_get("/metrics", view)
+    return own
 
 
 def wire_handlers(store: DeliveryStore, app_id: str | None = None) -> None:
@@ -277,6 +293,7 @@ def worker_health_app(store: DeliveryStore, metrics: Metrics, worker: Worker) ->
     app = web.Application()
     app[STORE] = store
     app[METRICS] = metrics
+    app[SETTINGS] = worker.settings
     limit = max(STALL_POLLS * worker.poll_interval, STALL_MIN_SECONDS)
 
     async def live(request: web.Request) -> web.Response:
@@ -293,10 +310,37 @@ def worker_health_app(store: DeliveryStore, metrics: Metrics, worker: Worker) ->
     return app
 
 
+def metrics_allowed(request: web.Request) -> bool:
+    """True unless ``GITOPS_BOT_METRICS_TOKEN`` is set and the request lacks that bearer token."""
+    settings = request.app.get(SETTINGS)
+    token = getattr(settings, "metrics_token", None)
+    if not token:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    )
+
+
 async def metrics_view(request: web.Request) -> web.Response:
     """Return Prometheus metrics; the queue-depth gauge is refreshed from the store first."""
-    metrics = request.app[METRICS]
-    store = request.app.get(STORE)
+    return await metrics_response(request, request.app[METRICS], request.app.get(STORE))
+
+
+async def metrics_response(
+    request: web.Request, metrics: Metrics, store: DeliveryStore | None
+) -> web.Response:
+    """The body of :func:`metrics_view` for ``metrics`` and ``store``.
+
+    With ``GITOPS_BOT_METRICS_TOKEN`` set, only a request with ``Authorization: Bearer <token>``
+    gets them; others get 401.
+    """
+    if not metrics_allowed(request):
+        return web.json_response(
+            {"message": "/metrics needs Authorization: Bearer <GITOPS_BOT_METRICS_TOKEN>"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     if store is not None:
         try:
             counts = await store.counts()

@@ -57,6 +57,11 @@ class Settings:
     reconcile_repositories: tuple[str, ...] = ()
     log_level: str = "INFO"
     max_body_bytes: int = MAX_BODY_BYTES
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 512
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None
 
     @property
     def has_app_credentials(self) -> bool:
@@ -78,7 +83,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"webhook_secret", "private_key"}:
+            if f.name in {"webhook_secret", "private_key", "metrics_token"}:
                 out[f.name] = "set" if value else "unset"
             else:
                 out[f.name] = str(value) if isinstance(value, Path) else value
@@ -265,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"LOG_LEVEL={log_level!r} is not valid: use DEBUG, INFO, WARNING or ERROR")
 
+    metrics_port = env.get("GITOPS_BOT_METRICS_PORT", "").strip()
     return Settings(
         webhook_secret=secret.encode("utf-8"),
         app_id=app_id,
@@ -292,4 +298,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         reconcile_repositories=_repo_list(env, "GITOPS_BOT_RECONCILE_REPOS"),
         handlers=tuple(n.strip() for n in env.get("GITOPS_BOT_HANDLERS", "").split(",") if n.strip()),
         log_level=log_level,
+        header_timeout=_number(env, "GITOPS_BOT_HEADER_TIMEOUT", 10.0, low=0.1, high=3600.0),
+        body_timeout=_number(env, "GITOPS_BOT_BODY_TIMEOUT", 30.0, low=0.1, high=3600.0),
+        max_connections=_number(env, "GITOPS_BOT_MAX_CONNECTIONS", 512, low=1, high=100_000),
+        metrics_token=env.get("GITOPS_BOT_METRICS_TOKEN", "").strip() or None,
+        metrics_port=_number(env, "GITOPS_BOT_METRICS_PORT", 0, low=0, high=65535) if metrics_port else None,
     )

@@ -2,24 +2,31 @@
 
 Order of checks (each answers at once and stores nothing):
 
-1. body over the size limit -> 413;
+1. a ``Content-Encoding`` other than identity -> 415, before the body is read (GitHub never
+   compresses deliveries, and the listener never inflates one: no decompression bomb);
+   body over the size limit -> 413; body not received within the body timeout -> 408;
 2. missing or wrong ``X-Hub-Signature-256`` -> 401 (checked before anything is parsed, so an
    unauthenticated caller learns nothing else);
-3. missing ``X-GitHub-Event`` or ``X-GitHub-Delivery``, or a body that is not a JSON object
-   -> 400;
+3. missing ``X-GitHub-Event`` or ``X-GitHub-Delivery``, a delivery id that is not a plain
+   ASCII token (GitHub sends a GUID), or a body that is not a JSON object -> 400;
 4. ``ping`` -> 200, not stored;
 5. otherwise the delivery is committed to the store and only then answered: 202 when new,
    200 with ``"status": "duplicate"`` when the delivery id was stored before (it is not
    processed again). If the store fails, 503, so GitHub shows the delivery as failed and it
    can be redelivered.
+
+Metrics label events by :func:`bot.metrics.event_label`: an event GitHub does not document
+counts as ``other``, so the label set stays bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +36,7 @@ from urllib.parse import parse_qs
 import msgspec
 from aiohttp import web
 
-from bot.metrics import Metrics
+from bot.metrics import Metrics, event_label
 from bot.payload_facts import fast_facts
 from bot.queue.base import DeliveryStore
 
@@ -40,6 +47,9 @@ EVENT_HEADER = "X-GitHub-Event"
 DELIVERY_HEADER = "X-GitHub-Delivery"
 MAX_DELIVERY_ID = 200
 MAX_EVENT_NAME = 100
+# A delivery id is a plain ASCII token (RFC 9110 ``tchar``); GitHub sends a GUID.
+DELIVERY_ID_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1," + str(MAX_DELIVERY_ID) + "}")
+IDENTITY = frozenset({"", "identity"})
 # Metric label for requests whose event header cannot be trusted yet (keeps label cardinality
 # bounded against unauthenticated callers).
 UNVERIFIED = "unverified"
@@ -169,6 +179,12 @@ def _answer(code: int, message: str, /, **extra: Any) -> web.Response:
     )
 
 
+def _closing(response: web.Response) -> web.Response:
+    """Close the connection after ``response`` (the request body was not read to its end)."""
+    response.force_close()
+    return response
+
+
 class WebhookHandler:
     """The aiohttp handler for ``POST /webhook`` (:meth:`handle`)."""
 
@@ -180,6 +196,7 @@ class WebhookHandler:
         metrics: Metrics | None = None,
         on_stored: Callable[[], None] | None = None,
         max_body_bytes: int = 25 * 1024 * 1024,
+        body_timeout: float = 30.0,
     ) -> None:
         if not secret:
             raise ValueError("a webhook secret is required; unsigned webhooks are refused")
@@ -192,6 +209,7 @@ class WebhookHandler:
         self._counters: dict[tuple[str, str], Any] = {}
         self.on_stored = on_stored
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     @property
     def metrics(self) -> Metrics | None:
@@ -202,7 +220,8 @@ class WebhookHandler:
         if self.metrics is not None:
             counter = self._counters.get((event, outcome))
             if counter is None:
-                counter = self.metrics.deliveries.labels(event=event or "unknown", outcome=outcome)
+                label = event if event == UNVERIFIED else event_label(event)
+                counter = self.metrics.deliveries.labels(event=label, outcome=outcome)
                 self._counters[(event, outcome)] = counter
             counter.inc()
             self.metrics.ack_seconds.observe(time.perf_counter() - started)
@@ -211,16 +230,30 @@ class WebhookHandler:
         """Handle one webhook request (see the module docs for the answers)."""
         started = time.perf_counter()
         event = request.headers.get(EVENT_HEADER, "").strip()[:MAX_EVENT_NAME]
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in IDENTITY:
+            self._count(UNVERIFIED, "compressed", started)
+            return _closing(
+                _answer(415, "compressed bodies are not accepted: send the JSON as is (no Content-Encoding)")
+            )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             self._count(UNVERIFIED, "too_large", started)
             raise web.HTTPRequestEntityTooLarge(
                 max_size=self.max_body_bytes, actual_size=request.content_length
             )
         try:
-            body = await request.read()  # a chunked body past client_max_size stops here
+            if request.content.is_eof():  # the usual case: the whole body came with the headers
+                body = await request.read()
+            else:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await request.read()  # a chunked body past client_max_size stops here
         except web.HTTPRequestEntityTooLarge:
             self._count(UNVERIFIED, "too_large", started)
             raise
+        except TimeoutError:
+            self._count(UNVERIFIED, "timeout", started)
+            log.warning("webhook refused: body slower than %ss (from %s)", self.body_timeout, request.remote)
+            return _closing(_answer(408, f"the body was not received within {self.body_timeout:g} seconds"))
         if len(body) > self.max_body_bytes:
             self._count(UNVERIFIED, "too_large", started)
             raise web.HTTPRequestEntityTooLarge(max_size=self.max_body_bytes, actual_size=len(body))
@@ -235,9 +268,13 @@ class WebhookHandler:
             missing = EVENT_HEADER if not event else DELIVERY_HEADER
             self._count(event, "bad_request", started)
             return _answer(400, f"missing {missing} header")
-        if len(delivery_id) > MAX_DELIVERY_ID:
+        if DELIVERY_ID_RE.fullmatch(delivery_id) is None:
             self._count(event, "bad_request", started)
-            return _answer(400, f"{DELIVERY_HEADER} is longer than {MAX_DELIVERY_ID} characters")
+            return _answer(
+                400,
+                f"{DELIVERY_HEADER} must be a plain ASCII token of at most {MAX_DELIVERY_ID} characters "
+                "(GitHub sends a GUID)",
+            )
         try:
             envelope = read_envelope(event, body, request.content_type)
             payload = decode_object(envelope.payload) if event == "ping" else None

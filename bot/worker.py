@@ -31,7 +31,7 @@ import gidgethub.sansio
 from bot.context import DiffRenderer, HandlerContext, RepoAccess
 from bot.dispatch import HandlerFailure, dispatch_isolated, handlers_for, summarize_failures
 from bot.github.types import GitHubClients
-from bot.metrics import Metrics
+from bot.metrics import Metrics, event_label
 from bot.notify import clear_dead_letter, error_state_key, report_dead_letter
 from bot.prchecks import rendered_env_diff
 from bot.queue.base import Delivery, DeliveryStore
@@ -282,8 +282,8 @@ class Worker:
             )
             outcome = Outcome("retry", failures, error)
         if self.metrics is not None:
-            self.metrics.deliveries.labels(event=delivery.event, outcome=outcome.status).inc()
-            self.metrics.processing_seconds.labels(event=delivery.event).observe(
+            self.metrics.deliveries.labels(event=event_label(delivery.event), outcome=outcome.status).inc()
+            self.metrics.processing_seconds.labels(event=event_label(delivery.event)).observe(
                 time.perf_counter() - started
             )
         return outcome

@@ -5,6 +5,9 @@ branch → permission check → run the command's runner → reply (one reply pe
 updated in place when the same delivery runs twice) and a reaction with the outcome:
 ``+1`` done, ``-1`` refused or failed, ``confused`` for usage errors and runner crashes.
 
+Budgets (:mod:`bot.domain.budgets`, state in the store): one refusal reply per PR per hour,
+and a per-person command burst limit per repository.
+
 An edited comment runs again only when its parsed command differs from the one before the edit.
 Comments on issues (not pull requests) and the bot's own comments are ignored.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +26,7 @@ import gidgethub.routing
 import gidgethub.sansio
 
 from bot.context import HandlerContext
+from bot.domain import budgets
 from bot.domain.commands import Command, Ignore, Outcome, Reply, code, parse_comment
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.help import COMMANDS
@@ -90,6 +95,8 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
     comment = data["comment"]
     comment_id = int(comment["id"])
     user = str(data["sender"]["login"])
+    if not await within_burst(gh, ctx, repo, int(data["issue"]["number"]), comment, user):
+        return
     await react(gh, repo, comment_id, "eyes")
 
     pr = await gh.getitem(f"{repo_path(repo)}/pulls/{int(data['issue']['number'])}")
@@ -105,16 +112,17 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
     if COMMANDS[outcome.name].needs_write:
         allowed, role = await may_command(gh, repo, user, config.get("allowed_teams") or [], ctx.cache)
         if not allowed:
-            await reply(
-                gh,
-                repo,
-                pr["number"],
-                comment,
-                user,
-                outcome.raw,
-                denied_text(outcome, role),
-                bot_login=ctx.bot_login,
-            )
+            if await refusal_reply_due_now(ctx, repo, int(pr["number"])):
+                await reply(
+                    gh,
+                    repo,
+                    pr["number"],
+                    comment,
+                    user,
+                    outcome.raw,
+                    denied_text(outcome, role),
+                    bot_login=ctx.bot_login,
+                )
             await react(gh, repo, comment_id, "-1")
             return
 
@@ -135,6 +143,55 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
             gh, repo, pr["number"], comment, user, outcome.raw, result.message, bot_login=ctx.bot_login
         )
     await react(gh, repo, comment_id, reaction)
+
+
+async def refusal_reply_due_now(ctx: HandlerContext, repo: str, number: int) -> bool:
+    """True (and recorded in the store) when the PR had no refusal reply within the hour."""
+    if ctx.store is None:
+        return True
+    now = time.time()
+
+    def decide(stored: str | None) -> tuple[str | None, bool]:
+        due = budgets.refusal_reply_due(stored, now, budgets.REFUSAL_WINDOW)
+        return (f"{now:.3f}" if due else None), due
+
+    if not await ctx.store.update_state(budgets.refusal_key(repo, number), decide):
+        log.info("refusal on %s#%s answered by a reaction only (one reply per hour)", repo, number)
+        return False
+    return True
+
+
+async def within_burst(
+    gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
+    repo: str,
+    number: int,
+    comment: dict[str, Any],
+    user: str,
+) -> bool:
+    """Count the command against ``user``'s budget in ``repo``; past it, say so once and refuse."""
+    if ctx.store is None:
+        return True
+    now = time.time()
+
+    def decide(stored: str | None) -> tuple[str, budgets.Burst]:
+        decision = budgets.burst(stored, now, limit=budgets.BURST_LIMIT, window=budgets.BURST_WINDOW)
+        return decision.state, decision
+
+    decision = await ctx.store.update_state(budgets.burst_key(repo, user), decide)
+    if decision.allowed:
+        return True
+    log.info("command burst by %s on %s: not run", user, repo)
+    if decision.reply:
+        minutes = max(1, round(decision.retry_in / 60))
+        text = (
+            f"You have given more than {budgets.BURST_LIMIT} commands in this repository in "
+            f"{budgets.BURST_WINDOW / 60:.0f} minutes, so I am not running more for now. "
+            f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
+        )
+        await reply(gh, repo, number, comment, user, "", text)
+    await react(gh, repo, int(comment["id"]), "-1")
+    return False
 
 
 async def react(gh: gidgethub.abc.GitHubAPI, repo: str, comment_id: int, content: str) -> None:

@@ -150,11 +150,17 @@ async def _signatures(
         )
     settings = sig.signature_settings(config)
     if settings["trust"] == "keys":
+        web_flow: frozenset[str] = frozenset()
+        if settings["web_flow"] != "verify":  # only GitHub's verification says GitHub made a commit
+            listed = gh.getiter(f"/repos/{repo}/pulls/{number}/commits?per_page={PER_PAGE}")
+            web_flow = sig.github_web_flow_shas([c async for c in listed])
 
         def run() -> list[sig.CommitVerdict]:
             with tempfile.TemporaryDirectory(prefix="gitops-bot-trust-") as tmp:
                 root = sig.materialise_trust_root(git_dir, base_sha, config, Path(tmp))
-                return sig.verify_range(git_dir, base_sha, head_sha, config, trust_root=root)
+                return sig.verify_range(
+                    git_dir, base_sha, head_sha, config, trust_root=root, web_flow_shas=web_flow
+                )
 
         try:
             verdicts = await asyncio.to_thread(run)
@@ -207,7 +213,7 @@ async def _approvals(
         members[team] = frozenset(found)
     permissions = {}
     if plan.needs_permissions:
-        permissions = {login: await people.role(repo, login) for login in plan.reviewers}
+        permissions = {login: (await people.permission(repo, login)).level for login in plan.reviewers}
     facts = ApprovalFacts(
         author=str(pr["user"]["login"]),
         head_sha=head_sha,

@@ -30,13 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def serve(settings: Any, *, stop: asyncio.Event | None = None, clients: Any = None) -> None:
     """Run the app until ``stop`` is set or SIGTERM/SIGINT arrives (``clients`` as in create_app)."""
-    from bot.app import ClientsUnavailable, create_app
+    from bot.app import METRICS, ClientsUnavailable, create_app, metrics_app
+    from bot.intake import runner_options, start_listener
 
     try:
         app = create_app(settings, clients=clients)
     except SettingsError as exc:
         raise StartupError(str(exc)) from None
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, **runner_options(settings.header_timeout, settings.body_timeout)
+    )
+    side: web.AppRunner | None = None
     try:
         await runner.setup()
     except (SettingsError, ClientsUnavailable) as exc:
@@ -55,13 +59,31 @@ async def serve(settings: Any, *, stop: asyncio.Event | None = None, clients: An
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        refused = app[METRICS].connections_refused
         try:
-            await site.start()
+            port = await start_listener(
+                runner,
+                settings.host,
+                settings.port,
+                max_connections=settings.max_connections,
+                on_refused=refused.inc,
+            )
         except OSError as exc:
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-        addresses = runner.addresses
-        port = addresses[0][1] if addresses else settings.port
+        if settings.metrics_port is not None:
+            options = runner_options(settings.header_timeout, settings.body_timeout)
+            side = web.AppRunner(metrics_app(app), handle_signals=False, **options)
+            await side.setup()
+            try:
+                metrics_port = await start_listener(
+                    side, settings.host, settings.metrics_port, max_connections=64, on_refused=refused.inc
+                )
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {settings.host}:{settings.metrics_port} "
+                    f"(GITOPS_BOT_METRICS_PORT): {exc.strerror}"
+                ) from None
+            log.info("metrics on http://%s:%s/metrics", settings.host, metrics_port)
         log.info(
             "listening on http://%s:%s (worker %s, store %s)",
             settings.host,
@@ -72,6 +94,8 @@ async def serve(settings: Any, *, stop: asyncio.Event | None = None, clients: An
         await stop.wait()
         log.info("shutting down")
     finally:
+        if side is not None:
+            await side.cleanup()
         await runner.cleanup()
 
 

@@ -2,11 +2,13 @@
 
 Modelled on Atlantis' comment parser. Rules a comment must follow to carry a command:
 
-* the command starts a line (up to three spaces of indentation, optionally after a mention of
-  the bot such as ``@gitops-bot /hold``) with ``/`` and a name; the name is case-insensitive;
-* lines inside fenced code blocks (`````/``~~~``), indented code (four spaces or a tab),
-  block quotes (``> /promote``), HTML comments and ``<pre>`` blocks never carry a command,
-  and neither does inline code since the line would not start with ``/``;
+* the comment is parsed as CommonMark (what GitHub renders), and only the lines GitHub shows
+  as plain paragraph text are read: a command starts such a line (optionally after a mention
+  of the bot such as ``@gitops-bot /hold``) with ``/`` and a name; the name is case-insensitive;
+* text GitHub does not show never carries a command: link reference definitions (their
+  destinations and titles), HTML comments, HTML blocks and attributes; neither do code
+  blocks, block quotes, lists, tables, headings, or a line starting with inline markup
+  (inline code, HTML, emphasis, a link);
 * only the first command of a comment counts;
 * the bot's own comments (sender type ``Bot`` or the bot's login) are ignored;
 * only the first :data:`MAX_BODY_CHARS` characters are read, and an over-long command line gets
@@ -21,6 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from itertools import pairwise
+
+from markdown_it import MarkdownIt
 
 from bot.domain import escape
 from bot.domain.help import COMMANDS, help_text, usage
@@ -34,10 +39,6 @@ MAX_REASON_CHARS = 500
 
 _ENV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _COMMAND_RE = re.compile(r"^/(?P<name>[A-Za-z][A-Za-z0-9_-]{0,31})(?=\s|$)(?P<rest>.*)$")
-_FENCE_RE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})")
-_QUOTE_RE = re.compile(r"^ {0,3}>")
-_HTML_COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
-_PRE_OPEN_RE = re.compile(r"^ {0,3}<(pre|code|textarea|script|style)\b", re.IGNORECASE)
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
@@ -94,41 +95,63 @@ def parse_comment(
     return parse_command_line(line, enabled=enabled)
 
 
+def _markdown() -> MarkdownIt:
+    # GitHub renders comments as GitHub Flavored Markdown: CommonMark plus tables and strikethrough.
+    return MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+_MD = _markdown()
+_HIDDEN = "\x00"
+"""Stands in for inline markup (code spans, HTML, links, emphasis) so a line that starts with it
+is not read as a command line."""
+
+
+def visible_lines(body: str) -> list[tuple[str, str]]:
+    """Return the lines of ``body``'s top-level paragraphs: (as GitHub shows it, as typed).
+
+    The body is parsed as CommonMark (GitHub's comment format), so text GitHub does not show is
+    never seen here: link reference definitions (and their titles), HTML comments, HTML blocks
+    and attributes. Code blocks, block quotes, lists, tables and headings carry no command
+    either. In the shown form inline markup is a placeholder character, so ``` `/promote` ```
+    or ``<b>/promote</b>`` does not start a command line; the typed form keeps the markup (a
+    ``/hold`` reason is quoted as written, and escaped when echoed).
+    """
+    lines: list[tuple[str, str]] = []
+    tokens = _MD.parse(body)
+    for previous, token in pairwise(tokens):
+        if token.type != "inline" or previous.type != "paragraph_open" or previous.level != 0:
+            continue
+        shown: list[str] = []
+        typed: list[str] = []
+        for child in token.children or ():
+            if child.type in {"softbreak", "hardbreak"}:
+                lines.append(("".join(shown), "".join(typed)))
+                shown, typed = [], []
+                continue
+            if child.type == "text":
+                shown.append(child.content)
+                typed.append(child.content)
+                continue
+            shown.append(_HIDDEN)
+            if child.type == "code_inline":
+                typed.append(child.markup + child.content + child.markup)
+            elif child.type == "html_inline":
+                typed.append(" ".join(child.content.split()))
+            else:
+                typed.append(child.markup)
+        lines.append(("".join(shown), "".join(typed)))
+    return lines
+
+
 def find_command_line(body: str, *, bot_login: str = "gitops-bot[bot]") -> str | None:
-    """Return the first line of ``body`` that carries a command (stripped), or None."""
+    """Return the first visible line of ``body`` that carries a command (stripped), or None."""
     text = body[:MAX_BODY_CHARS].translate(_INVISIBLE).replace("\u00a0", " ")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _HTML_COMMENT_RE.sub("", text)
     mention = re.compile(
         r"^@" + re.escape(bot_login.lower().removesuffix("[bot]")) + r"(?:\[bot\])?[:,]?\s+", re.IGNORECASE
     )
-    fence: str | None = None
-    html_block: str | None = None
-    for line in text.split("\n"):
-        if fence is not None:
-            stripped = line.strip()
-            if stripped.startswith(fence[0] * len(fence)) and not stripped.strip(fence[0]):
-                fence = None
-            continue
-        if html_block is not None:
-            if f"</{html_block}" in line.lower():
-                html_block = None
-            continue
-        opening = _FENCE_RE.match(line)
-        if opening:
-            fence = opening.group("fence")
-            continue
-        pre = _PRE_OPEN_RE.match(line)
-        if pre:
-            tag = pre.group(1).lower()
-            if f"</{tag}" not in line.lower():
-                html_block = tag
-            continue
-        if line.startswith("\t") or line.startswith("    ") or _QUOTE_RE.match(line):
-            continue
-        candidate = mention.sub("", line.lstrip(" "), count=1)
-        if _COMMAND_RE.match(candidate):
-            return candidate.strip()
+    for shown, typed in visible_lines(text):
+        if _COMMAND_RE.match(mention.sub("", shown.lstrip(" "), count=1)):
+            return mention.sub("", typed.lstrip(" "), count=1).strip()
     return None
 
 

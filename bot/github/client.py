@@ -28,6 +28,15 @@ gidgethub it adds:
   requests, not just the one that was refused). A pause longer than the budget raises
   :class:`GitHubPaused` before sending, so the worker retries the delivery later.
 
+* **Spending the last of the quota on what cannot wait**: every answer's
+  ``x-ratelimit-remaining``/``-limit``/``-reset`` is kept per installation. When fewer than
+  :data:`RESERVE_FRACTION` of the hourly quota (at least :data:`RESERVE_MIN` requests) remain
+  before the reset, writes that can wait (comments, their edits and reactions) are not sent:
+  they raise :class:`GitHubDeferred` (a :class:`GitHubPaused`), so the delivery is retried
+  later, while check runs and reads go on. ``/metrics`` shows it:
+  ``gitops_bot_github_rate_limit_low`` is 1 while deferring, and
+  ``gitops_bot_github_deferred_writes_total{kind}`` counts what was postponed.
+
 * **Conditional requests**: gidgethub sends ``If-None-Match`` for GETs it has a cached ETag for and
   answers a 304 from the cache; a 304 does not count against GitHub's rate limit. The cache is a
   bounded :class:`LRUCache` shared by the clients of one installation.
@@ -49,6 +58,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
@@ -214,6 +224,22 @@ class GitHubPaused(gidgethub.GitHubException):
     """GitHub asked this installation to pause for longer than the retry budget; try again later."""
 
 
+class GitHubDeferred(GitHubPaused):
+    """A write that can wait was not sent: the installation's quota is nearly spent."""
+
+
+RESERVE_FRACTION = 0.05
+RESERVE_MIN = 50
+_DEFERRABLE = re.compile(r"/repos/[^/]+/[^/]+/issues/(?:\d+/comments|comments/\d+(?:/reactions)?)$")
+
+
+def deferrable_kind(method: str, url: str) -> str | None:
+    """``"comment"`` for a write that can wait (comments, their edits and reactions), else None."""
+    if method not in {"POST", "PATCH", "PUT", "DELETE"}:
+        return None
+    return "comment" if _DEFERRABLE.search(_path(url).split("?", 1)[0]) else None
+
+
 @dataclass
 class InstallationLimits:
     """What every client of one installation shares: a concurrency bound and a pause.
@@ -225,6 +251,9 @@ class InstallationLimits:
 
     max_concurrency: int = 8
     paused_until: float = 0.0
+    remaining: int | None = None  # the last x-ratelimit-remaining seen
+    quota: int | None = None  # x-ratelimit-limit
+    reset_at: float = 0.0  # x-ratelimit-reset, epoch seconds
 
     def __post_init__(self) -> None:
         self.semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -232,6 +261,28 @@ class InstallationLimits:
     def pause(self, seconds: float, now: float) -> None:
         """Hold every request of the installation for ``seconds`` from ``now`` (never shortens a pause)."""
         self.paused_until = max(self.paused_until, now + seconds)
+
+    def note(self, headers: Mapping[str, str]) -> None:
+        """Keep the quota figures of an answer (missing or unreadable ones change nothing)."""
+        try:
+            remaining = _header(headers, "x-ratelimit-remaining")
+            if remaining is not None:
+                self.remaining = int(remaining)
+            quota = _header(headers, "x-ratelimit-limit")
+            if quota is not None:
+                self.quota = int(quota)
+            reset = _header(headers, "x-ratelimit-reset")
+            if reset is not None:
+                self.reset_at = float(reset)
+        except ValueError:
+            return
+
+    def low(self, wall_clock: float) -> bool:
+        """True while the quota is nearly spent and not yet reset: defer what can wait."""
+        if self.remaining is None or wall_clock >= self.reset_at:
+            return False
+        reserve = max(RESERVE_MIN, int((self.quota or 0) * RESERVE_FRACTION))
+        return self.remaining < reserve
 
 
 class GitHubClient(gidgethub.aiohttp.GitHubAPI):
@@ -300,6 +351,27 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             if remaining is not None and remaining.isdigit():
                 self._metrics.rate_limit_remaining.set(int(remaining))
 
+    def _defer_if_low(self, method: str, url: str) -> None:
+        """Raise :class:`GitHubDeferred` for a write that can wait while the quota is nearly spent."""
+        low = self.limits.low(self._wall_clock())
+        if self._metrics is not None:
+            self._metrics.rate_limit_low.set(1 if low else 0)
+        kind = deferrable_kind(method, url) if low else None
+        if kind is None:
+            return
+        if self._metrics is not None:
+            self._metrics.deferred_writes.labels(kind=kind).inc()
+        log.warning(
+            "GitHub quota low (%s left until the reset): %s %s postponed",
+            self.limits.remaining,
+            method,
+            _path(url),
+        )
+        raise GitHubDeferred(
+            f"{kind} postponed: {self.limits.remaining} GitHub requests left until the reset, "
+            "kept for check runs"
+        )
+
     def _note_quota(self, headers: Mapping[str, str]) -> None:
         """Pause the installation until the reset when GitHub says the hourly quota is spent."""
         if _header(headers, "x-ratelimit-remaining") != "0":
@@ -337,6 +409,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         while True:
             attempt += 1
             self.attempts += 1
+            self._defer_if_low(method, url)
             paused = self.limits.paused_until - self._monotonic()
             if paused > 0:
                 if slept + paused > policy.total_seconds:
@@ -370,6 +443,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 slept += delay
                 continue
             self._observe(method, str(status), resp_headers)
+            self.limits.note(resp_headers)
             if status == 401 and self._refresh_token is not None and self.oauth_token is not None:
                 # The installation token was revoked or expired early: GitHub did nothing with
                 # the request, so any method may be sent again, once, with a fresh token.

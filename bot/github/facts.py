@@ -22,7 +22,7 @@ from urllib.parse import quote
 import gidgethub
 import gidgethub.abc
 
-from bot.domain.governance.approvals import Review
+from bot.domain.governance.approvals import PERMISSION_RANK, Review
 
 CACHE_KEY = "github.facts"
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
@@ -34,6 +34,11 @@ class Permission:
 
     role: str
     permission: str
+
+    @property
+    def level(self) -> str:
+        """The higher of the role and the classic permission (a custom role based on write is write)."""
+        return max((self.role, self.permission), key=lambda r: PERMISSION_RANK.get(r, 0))
 
     @property
     def can_write(self) -> bool:

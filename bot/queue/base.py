@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Status(enum.StrEnum):
@@ -116,3 +120,15 @@ class DeliveryStore(abc.ABC):
     @abc.abstractmethod
     async def set_state(self, key: str, value: str) -> None:
         """Write a small piece of service state."""
+
+    async def update_state(self, key: str, decide: Callable[[str | None], tuple[str | None, T]]) -> T:
+        """Read ``key``; ``decide`` (pure) returns (value to store, or None to keep it; result).
+
+        The stores shared by tasks or replicas (SQLite, PostgreSQL) do this as one atomic
+        operation, so two deliveries never both read the same old value; this fallback is for
+        single-task stand-ins.
+        """
+        value, result = decide(await self.get_state(key))
+        if value is not None:
+            await self.set_state(key, value)
+        return result

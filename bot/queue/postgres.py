@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_UPSERT_STATE = (
+    "INSERT INTO gitops_bot_state (key, value) VALUES ($1, $2) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()"
+)
+
 # Errors after which the same statement may be sent again on another connection.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -439,8 +444,29 @@ class PostgresStore(DeliveryStore):
     async def set_state(self, key: str, value: str) -> None:
         """Write one service-state value."""
         await self._execute(
-            "INSERT INTO gitops_bot_state (key, value) VALUES ($1, $2) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
+            _UPSERT_STATE,
             key,
             value,
         )
+
+    async def update_state(self, key: str, decide: Callable[[str | None], tuple[str | None, T]]) -> T:
+        """Read, decide and write one service-state value in one transaction, under a lock on ``key``.
+
+        The transaction-level advisory lock also covers a key with no row yet (``FOR UPDATE``
+        would lock nothing there), so two replicas never decide on the same old value.
+        """
+
+        async def op(pool: asyncpg.Pool) -> T:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+                old = await conn.fetchval("SELECT value FROM gitops_bot_state WHERE key = $1", key)
+                value, result = decide(None if old is None else str(old))
+                if value is not None:
+                    await conn.execute(
+                        _UPSERT_STATE,
+                        key,
+                        value,
+                    )
+                return result
+
+        return await self._retrying("update", op)

@@ -40,6 +40,12 @@ import zstandard
 from bot.queue.base import Delivery, DeliveryStore, Status
 
 T = TypeVar("T")
+
+_UPSERT_STATE = (
+    "INSERT INTO service_state (key, value, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+)
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -681,9 +687,29 @@ class SQLiteStore(DeliveryStore):
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO service_state (key, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                _UPSERT_STATE,
                 (key, value, time.time()),
             )
 
         await self._run(work)
+
+    async def update_state(self, key: str, decide: Callable[[str | None], tuple[str | None, T]]) -> T:
+        """Read, decide and write one service-state value in one immediate transaction."""
+
+        def work(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first: no other process reads in between
+            try:
+                row = conn.execute("SELECT value FROM service_state WHERE key = ?", (key,)).fetchone()
+                value, result = decide(None if row is None else str(row[0]))
+                if value is not None:
+                    conn.execute(
+                        _UPSERT_STATE,
+                        (key, value, time.time()),
+                    )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._run(work)

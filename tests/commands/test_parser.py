@@ -79,6 +79,16 @@ COMMAND_CASES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
     ("slash-only", "/ promote", None, ()),
     ("url", "https://example.com/diff", None, ()),
     ("digit-name", "/123", None, ()),
+    # hidden in markup GitHub does not show (CommonMark: what is rendered is what counts)
+    ("link-reference-destination", "LGTM\n\n[ref]:\n/promote", None, ()),
+    ("link-reference-title", '[ref]: https://x.test\n"\n/promote prod\n"', None, ()),
+    ("link-reference-title-parens", "[ref]: /x\n(\n/hold\n)", None, ()),
+    ("html-attribute", 'ok <img src="a.png" alt="\n/promote prod\n"> done', None, ()),
+    ("html-block", "<div>\n/promote prod\n</div>", None, ()),
+    ("heading", "# /promote prod", None, ()),
+    ("table-cell", "| a |\n| - |\n| /promote prod |", None, ()),
+    ("escaped-slash-shows-command", "\\/diff", "diff", ()),
+    ("after-link-reference", "[ref]: https://x.test\n/diff", "diff", ()),
 ]
 
 

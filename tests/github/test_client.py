@@ -13,10 +13,12 @@ import pytest
 
 from bot.github.client import (
     GitHubClient,
+    GitHubDeferred,
     GitHubPaused,
     InstallationLimits,
     LRUCache,
     RetryPolicy,
+    deferrable_kind,
     rate_limit_wait,
     redact_headers,
 )
@@ -317,3 +319,40 @@ async def test_spent_quota_pauses_until_reset(
     assert sleeper.calls == []
     assert await gh.getitem("/next") == {"next": True}
     assert sleeper.calls == [21.0], "no request while the hourly quota is spent"
+
+
+async def test_low_quota_postpones_comments_but_not_check_runs(
+    session: aiohttp.ClientSession, base_url: str, fake: FakeGitHub, sleeper: Sleeper
+) -> None:
+    reset = time.time() + 1800
+    low = {"x-ratelimit-remaining": "40", "x-ratelimit-limit": "5000", "x-ratelimit-reset": str(int(reset))}
+    fake.script[("GET", "/repos/o/r")] = [(200, low, {"ok": 1})]
+    fake.script[("POST", "/repos/o/r/check-runs")] = [(201, low, {"id": 1})]
+    metrics = Metrics()
+    gh = client(session, base_url, sleeper, metrics=metrics)
+    await gh.getitem("/repos/o/r")
+    with pytest.raises(GitHubDeferred):
+        await gh.post("/repos/o/r/issues/7/comments", data={"body": "hi"})
+    with pytest.raises(GitHubDeferred):
+        await gh.post("/repos/o/r/issues/comments/9/reactions", data={"content": "eyes"})
+    assert await gh.post("/repos/o/r/check-runs", data={"name": "x", "head_sha": "a" * 40}) == {"id": 1}
+    assert fake.paths("POST") == ["/repos/o/r/check-runs"]  # the comment and reaction were not sent
+    assert metrics.registry.get_sample_value("gitops_bot_github_rate_limit_low") == 1.0
+    assert (
+        metrics.registry.get_sample_value("gitops_bot_github_deferred_writes_total", {"kind": "comment"})
+        == 2.0
+    )
+    # After the reset the quota is whole again and comments go out.
+    gh.limits.reset_at = time.time() - 1
+    fake.script[("POST", "/repos/o/r/issues/7/comments")] = [(201, {}, {"id": 2})]
+    assert await gh.post("/repos/o/r/issues/7/comments", data={"body": "hi"}) == {"id": 2}
+    assert metrics.registry.get_sample_value("gitops_bot_github_rate_limit_low") == 0.0
+
+
+def test_only_comment_writes_can_wait() -> None:
+    assert deferrable_kind("POST", "https://api.github.com/repos/o/r/issues/3/comments") == "comment"
+    assert deferrable_kind("PATCH", "https://api.github.com/repos/o/r/issues/comments/3") == "comment"
+    assert deferrable_kind("GET", "https://api.github.com/repos/o/r/issues/3/comments") is None
+    assert deferrable_kind("POST", "https://api.github.com/repos/o/r/check-runs") is None
+    assert deferrable_kind("PATCH", "https://api.github.com/repos/o/r/check-runs/5") is None
+    assert deferrable_kind("PUT", "https://api.github.com/repos/o/r/pulls/3/merge") is None

@@ -63,6 +63,20 @@ def request_changes(user: str, commit: str = HEAD) -> Review:
     return Review(user, "CHANGES_REQUESTED", commit)
 
 
+def writers(reviews: tuple[Review, ...]) -> dict[str, str]:
+    """Every reviewer has write permission (GitHub counts only their approvals by default)."""
+    return {r.user.lower(): "write" for r in reviews}
+
+
+def facts_of(
+    author: str, head: str, tree: str, base: str, paths: tuple[str, ...], *rest: Any, **kw: Any
+) -> ApprovalFacts:
+    """ApprovalFacts whose reviewers all have write permission unless ``permissions`` says otherwise."""
+    reviews = rest[0] if rest else kw.get("reviews", ())
+    kw["permissions"] = writers(reviews) | kw.get("permissions", {})
+    return ApprovalFacts(author, head, tree, base, paths, *rest, **kw)
+
+
 @dataclass
 class Case:
     id: str
@@ -85,7 +99,7 @@ CASES = [
         {"prod": "pending", "two eyes": "pending", CO: "pending"},
         {
             "prod": "1 more from @org/platform-team for `clusters/prod/**`",
-            "two eyes": "2 more from reviewers other than the author for `clusters/**`",
+            "two eyes": "2 more from reviewers with write permission other than the author for `clusters/**`",
             CO: "1 more from @org/prod-owners for `/clusters/prod/`",
         },
     ),
@@ -106,7 +120,7 @@ CASES = [
         PROD,
         (approve("author"), approve("olga")),
         {"prod": "pending", "two eyes": "pending", CO: "satisfied"},
-        {"two eyes": "1 more from reviewers other than the author for `clusters/**`"},
+        {"two eyes": "1 more from reviewers with write permission other than the author for `clusters/**`"},
     ),
     Case(
         "stale-by-tree-other",
@@ -198,6 +212,39 @@ CASES = [
         {"prod": "satisfied", "two eyes": "satisfied"},
     ),
     Case("nothing-applies", ("README.md",), (), {}),
+    # GitHub counts approvals only from people with write permission or more
+    Case(
+        "read-and-triage-approvals-do-not-count",
+        ("clusters/dev/a.yaml",),
+        (approve("reader"), approve("triager")),
+        {"two eyes": "pending"},
+        {"two eyes": "2 more from reviewers with write permission other than the author for `clusters/**`"},
+        permissions={"reader": "read", "triager": "triage"},
+    ),
+    Case(
+        "team-member-without-write-does-not-count",
+        PROD,
+        (approve("pat"), approve("olga"), approve("x")),
+        {"prod": "pending", CO: "satisfied", "two eyes": "satisfied"},
+        permissions={"pat": "read"},
+    ),
+    Case(
+        "codeowner-without-write-does-not-count",
+        PROD,
+        (approve("pat"), approve("olga"), approve("x")),
+        {"prod": "satisfied", CO: "pending", "two eyes": "satisfied"},
+        permissions={"olga": "triage"},
+    ),
+    Case(
+        "rule-opts-out-of-the-permission-check",
+        ("clusters/dev/a.yaml",),
+        (approve("reader"), approve("triager")),
+        {"anyone": "satisfied"},
+        permissions={"reader": "read", "triager": "none"},
+        config={
+            "approvals": {"rules": [{"name": "anyone", "require": {"count": 2, "min_permission": "none"}}]}
+        },
+    ),
 ]
 
 
@@ -212,7 +259,7 @@ def test_rules(case: Case) -> None:
         reviews=case.reviews,
         trees={OLD_SAME_TREE: HEAD_TREE, OLD_OTHER_TREE: "x" * 40, HEAD: HEAD_TREE},
         team_members={**MEMBERS, "org/platform-team": MEMBERS["org/platform-team"] | {"pat2", "author2"}},
-        permissions=case.permissions,
+        permissions=writers(case.reviews) | case.permissions,
         codeowners=CODEOWNERS,
     )
     result = evaluate(facts, case.config)
@@ -226,7 +273,7 @@ def test_rules(case: Case) -> None:
 
 
 def test_stale_approval_is_named_in_summary() -> None:
-    facts = ApprovalFacts(
+    facts = facts_of(
         "author", HEAD, HEAD_TREE, "main", PROD, (approve("pat", OLD_OTHER_TREE),), team_members=MEMBERS
     )
     result = evaluate(facts, {"approvals": {"rules": CONFIG["approvals"]["rules"][:1]}})
@@ -241,13 +288,11 @@ def test_stale_approval_is_named_in_summary() -> None:
 
 
 def test_summary_titles() -> None:
-    ok = evaluate(ApprovalFacts("a", HEAD, HEAD_TREE, "main", ("docs/x",), (approve("b"),)), CONFIG)
+    ok = evaluate(facts_of("a", HEAD, HEAD_TREE, "main", ("docs/x",), (approve("b"),)), CONFIG)
     assert approvals_summary(ok)[0] == "Approved: 1 of 1 rule satisfied"
-    none = evaluate(ApprovalFacts("a", HEAD, HEAD_TREE, "main", ("README.md",)), CONFIG)
+    none = evaluate(facts_of("a", HEAD, HEAD_TREE, "main", ("README.md",)), CONFIG)
     assert approvals_summary(none)[0] == "No approval rule applies to this change"
-    blocked = evaluate(
-        ApprovalFacts("a", HEAD, HEAD_TREE, "main", ("docs/x",), (request_changes("b"),)), CONFIG
-    )
+    blocked = evaluate(facts_of("a", HEAD, HEAD_TREE, "main", ("docs/x",), (request_changes("b"),)), CONFIG)
     assert approvals_summary(blocked)[0] == "Blocked: changes requested by @b"
 
 
@@ -265,7 +310,9 @@ def test_plan_lookups_only_for_applicable_rules_and_reviewers() -> None:
     plan = plan_lookups(CONFIG, PROD, "main", reviews, CODEOWNERS)
     assert plan.reviewers == ("olga", "pat")
     assert plan.teams == ("org/platform-team", "org/prod-owners")
-    assert plan.needs_permissions is False
+    assert plan.needs_permissions is True  # approvals count only from writers, unless a rule opts out
+    opted_out = {"approvals": {"rules": [{"name": "any", "require": {"count": 1, "min_permission": "none"}}]}}
+    assert plan_lookups(opted_out, PROD, "main", reviews, None).needs_permissions is False
     assert plan_lookups(CONFIG, ("policies/a",), "main", reviews, None).needs_permissions is True
 
 

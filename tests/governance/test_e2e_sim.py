@@ -121,5 +121,6 @@ async def test_prod_pr_needs_the_platform_team_and_goes_stale_on_push(tmp_path: 
         # result changed: mallory's approval changes nothing, pat's changes approvals only, and each
         # push makes a new head with two new runs.
         assert check_run_calls == [(1, 2), (1, 0), (1, 1), (1, 2), (1, 1), (1, 2)]
-        # reviews + check-runs list + those writes, plus one membership lookup per reviewer
-        assert rest_calls == [4, 3, 5, 6, 5, 6]
+        # reviews + check-runs list + those writes, plus one membership and one permission lookup
+        # per reviewer (approvals count only from people with write permission)
+        assert rest_calls == [4, 4, 7, 8, 7, 8]

@@ -52,6 +52,7 @@ def test_approvals_summary_golden() -> None:
         ),
         trees={HEAD: TREE, OLD: "d4" * 20},
         team_members={"acme/platform-team": frozenset({"pat"})},
+        permissions={"pat": "write", "rita": "maintain", "sec-lead": "admin"},
         codeowners=parse_codeowners("/clusters/prod/ @acme/prod-owners\n"),
     )
     title, text = approvals_summary(evaluate(facts, config))

@@ -139,6 +139,8 @@ class World:
         }
         for review in self.reviews:
             login = review["user"]["login"]
+            permission = ("GET", f"/repos/{REPO}/collaborators/{login}/permission")
+            r.setdefault(permission, {"permission": "write", "role_name": "write"})
             path = f"/orgs/org/teams/platform-team/memberships/{login}"
             r[("GET", path)] = (
                 {"state": "active"} if login in self.members else (404, {"message": "Not Found"})
@@ -285,7 +287,8 @@ async def test_rest_calls_do_not_grow_with_commits(tmp_path: Path, alice: SshKey
         assert out[APPROVALS_CHECK]["conclusion"] == "success"
         counts[n] = [f"{c.method} {c.path}" for c in w.last_calls]
     assert len(counts[1]) == len(counts[100])
-    expected = 6 if trust == "keys" else 7  # reviews, 2 memberships, check-runs list, 2 writes (+ commits)
+    # reviews, 2 memberships, 2 permissions, check-runs list, 2 writes (+ commits)
+    expected = 8 if trust == "keys" else 9
     assert len(counts[1]) == expected, counts[1]
     print(
         f"REST calls per event (trust: {trust}): "

@@ -171,12 +171,41 @@ def test_web_flow_commits_follow_config(
     tmp_path: Path, keys: Keys, web_flow: str, status: str, ok: bool
 ) -> None:
     repo, base = base_repo(tmp_path, keys)
-    repo.commit(
+    sha = repo.commit(
         {"x": "1"}, "Merge branch main", committer_email="noreply@github.com", committer_name="GitHub"
     )
     config = {"signatures": {"required": True, "trust": "keys", "web_flow": web_flow}}
-    [verdict] = verify(repo, base, tmp_path, config)
+    root = sig.materialise_trust_root(repo.git_dir, base, config, tmp_path / "trust")
+    # GitHub verified its web-flow signature (the handler learns this from the API)
+    confirmed = sig.github_web_flow_shas([web_flow_item(sha, verified=True)])
+    [verdict] = sig.verify_range(repo.git_dir, base, sha, config, trust_root=root, web_flow_shas=confirmed)
     assert (verdict.status, verdict.ok) == (status, ok)
+    # The same committer email without GitHub's verification is a forgery: an unsigned commit.
+    forged = sig.github_web_flow_shas([web_flow_item(sha, verified=False)])
+    [verdict] = sig.verify_range(repo.git_dir, base, sha, config, trust_root=root, web_flow_shas=forged)
+    assert (verdict.status, verdict.ok) == (sig.UNSIGNED, False)
+    assert "claims GitHub made it" in verdict.message
+
+
+def web_flow_item(sha: str, *, verified: bool) -> dict[str, object]:
+    item = github_commit(
+        sha,
+        "noreply@github.com",
+        verified=verified,
+        reason="valid" if verified else "unsigned",
+        signature="-----BEGIN PGP SIGNATURE-----\n...\n-----END PGP SIGNATURE-----" if verified else None,
+    )
+    return item
+
+
+@pytest.mark.parametrize("web_flow", ["allow", "reject"])
+def test_trust_github_web_flow_needs_githubs_verification(web_flow: str) -> None:
+    config = {"signatures": {"required": True, "trust": "github", "web_flow": web_flow}}
+    real, forged = web_flow_item("a" * 40, verified=True), web_flow_item("b" * 40, verified=False)
+    by_sha = {v.sha: v for v in sig.github_verdicts([real, forged], config)}
+    expected = sig.WEB_FLOW_ALLOWED if web_flow == "allow" else sig.WEB_FLOW_REJECTED
+    assert by_sha["a" * 40].status == expected
+    assert (by_sha["b" * 40].status, by_sha["b" * 40].ok) == (sig.UNSIGNED, False)
 
 
 def test_per_path_override_requires_signature_for_prod_only(tmp_path: Path, keys: Keys) -> None:

@@ -54,7 +54,9 @@ def test_rules_by_name() -> None:
     names = ["prod-owners", "any-writer", "maintainers", "missing"]
     results = {r.rule: r for r in approval_results(names, CONFIG, facts(approve("ann"), approve("carl")))}
     assert not results["prod-owners"].ok
-    assert results["prod-owners"].detail == "1 more from @org/sre (with write permission)"
+    assert (
+        results["prod-owners"].detail == "1 more from @org/sre"
+    )  # write permission is the default bar, not repeated
     assert (
         results["any-writer"].ok and results["any-writer"].detail == "approved by @ann"
     )  # carl is read-only

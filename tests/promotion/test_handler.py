@@ -581,7 +581,7 @@ async def test_team_rule_counts_team_members_only(world: World) -> None:
     world.gh.reviews[prod["number"]] = [{"user": {"login": "bob"}, "state": "APPROVED"}]
     await evaluate_promotion(world.gh, world.ctx, repo="org/fleet", promotion_pr=prod["number"])
     assert (
-        "`prod-owners`: 1 more from @org/sre (with write permission)"
+        "`prod-owners`: 1 more from @org/sre"  # write permission is the default bar, not repeated
         in _run(world, prod)["output"]["summary"]
     )
     world.gh.reviews[prod["number"]].append({"user": {"login": "ann"}, "state": "APPROVED"})

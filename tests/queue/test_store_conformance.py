@@ -198,6 +198,36 @@ async def test_state_roundtrip(store: DeliveryStore) -> None:
     assert await store.get_state("redeliver.since") == "2026-01-02T00:00:00Z"
 
 
+def count_one(stored: str | None) -> tuple[str, int]:
+    n = int(stored or "0") + 1
+    return str(n), n
+
+
+async def test_update_state_is_atomic_across_store_instances(factory: StoreFactory) -> None:
+    """Two instances (replicas) counting on one key at once: no update is lost, no count given twice."""
+    first, second = await factory(), await factory()
+    results = await asyncio.gather(
+        *(s.update_state("budget:burst:o/r:ann", count_one) for _ in range(10) for s in (first, second))
+    )
+    assert sorted(results) == list(range(1, 21))
+    assert await first.get_state("budget:burst:o/r:ann") == "20"
+
+
+async def test_update_state_keeps_the_value_or_rolls_back(store: DeliveryStore) -> None:
+    await store.set_state("k", "old")
+    assert await store.update_state("k", lambda v: (None, v)) == "old"  # None: nothing written
+    assert await store.update_state("missing", lambda v: (None, v)) is None
+    assert await store.get_state("missing") is None
+
+    def broken(_: str | None) -> tuple[str, int]:
+        raise ValueError("no decision")
+
+    with pytest.raises(ValueError):
+        await store.update_state("k", broken)
+    assert await store.update_state("k", lambda v: (f"{v}+new", v)) == "old"  # usable after a failure
+    assert await store.get_state("k") == "old+new"
+
+
 async def test_durable_across_close_and_reopen(factory: StoreFactory) -> None:
     first = await factory()
     assert await first.ping()

@@ -14,6 +14,11 @@ branch) and :func:`evaluate` decides. Semantics:
 - An approval counts for the head when given on the head commit or on a commit whose
   TREE equals the head's tree (a no-op rebase keeps it); with ``invalidate_on_push:
   false`` any approval counts.
+- Only approvals from people with **write** permission or more count (as GitHub counts them
+  for branch protection and code owners), whatever the rule's teams or users say; a rule
+  raises the bar with ``min_permission: maintain|admin`` or opts out explicitly with
+  ``min_permission: none`` (then anyone matching it counts). CODEOWNERS approvals always need
+  write.
 - The PR author never counts unless ``author_can_approve``.
 - A CHANGES_REQUESTED review from someone who could approve under a rule blocks that
   rule until dismissed or replaced by a later approval from the same person.
@@ -32,6 +37,9 @@ from bot.domain.governance.globs import any_match, env_from_path
 
 DEFAULT_ENV_PATTERNS = ("clusters/{env}/**",)
 PERMISSION_RANK = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
+DEFAULT_MIN_PERMISSION = "write"
+"""What an approver needs unless the rule says otherwise: GitHub's own bar for approvals."""
+NO_PERMISSION_CHECK = "none"
 Status = Literal["satisfied", "pending", "blocked"]
 
 
@@ -195,11 +203,18 @@ def plan_lookups(
             continue
         require = rule.get("require") or {}
         teams.update(_norm_team(t) for t in require.get("teams", []))
-        needs_perm = needs_perm or bool(require.get("min_permission"))
+        needs_perm = needs_perm or rule_min_permission(require) is not None
     if settings["codeowners"] and codeowners is not None:
+        needs_perm = needs_perm or any(codeowners.owners_for(path) for path in changed)
         for path in changed:
             teams.update(_norm_team(o) for o in codeowners.owners_for(path) if owner_is_team(o))
     return Lookups(reviewers, tuple(sorted(teams)), needs_perm)
+
+
+def rule_min_permission(require: Mapping[str, Any]) -> str | None:
+    """The permission an approver needs under a rule's ``require`` (None: the rule opted out)."""
+    wanted = str(require.get("min_permission") or DEFAULT_MIN_PERMISSION)
+    return None if wanted == NO_PERMISSION_CHECK else wanted
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -250,7 +265,7 @@ def _still_needed(req: _Requirement, missing: int) -> str:
         who = f"reviewers with {req.min_permission} permission" if req.min_permission else "reviewers"
         if not req.author_can_approve:
             who += " other than the author"
-    elif req.min_permission:
+    elif req.min_permission and req.min_permission != DEFAULT_MIN_PERMISSION:
         who += f" (with {req.min_permission} permission)"
     where = ", ".join(f"`{p}`" for p in req.patterns)
     return f"{missing} more from {who} for {where}"
@@ -316,7 +331,7 @@ def evaluate(facts: ApprovalFacts, config: Mapping[str, Any]) -> ApprovalResult:
             count=int(require.get("count", 1)),
             teams=tuple(_norm_team(t) for t in require.get("teams", [])),
             users=tuple(_norm_user(u) for u in require.get("users", [])),
-            min_permission=require.get("min_permission"),
+            min_permission=rule_min_permission(require),
             author_can_approve=bool(rule.get("author_can_approve", False)),
             invalidate_on_push=bool(invalidate),
         )
@@ -356,7 +371,7 @@ def _codeowner_results(
             count=1,
             teams=teams,
             users=users,
-            min_permission=None,
+            min_permission=DEFAULT_MIN_PERMISSION,
             author_can_approve=False,
             invalidate_on_push=invalidate,
         )

@@ -12,9 +12,11 @@ and checked with local tools only, never the network:
 A good signature is not enough: the signer must be bound to the commit's author or
 committer email (an allowed-signers principal, or an email in one of the key's uids).
 With ``trust: github`` the verdicts come from GitHub's ``commit.verification`` instead
-(:func:`github_verdicts`). Commits GitHub makes itself (committer
-``GitHub <noreply@github.com>``) follow ``web_flow``: ``allow`` (accepted unsigned),
-``verify`` (verified like any other commit) or ``reject``.
+(:func:`github_verdicts`). Commits GitHub makes itself follow ``web_flow``: ``allow``
+(accepted), ``verify`` (verified like any other commit) or ``reject``. A commit is GitHub's
+only when GitHub verified its web-flow signature (:func:`is_github_web_flow`: committer
+``noreply@github.com`` AND ``verification.verified`` from the API, which nobody but GitHub
+can obtain for that email); a committer email alone is forgeable and counts for nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,8 +99,31 @@ class ParsedCommit:
 
     @property
     def web_flow(self) -> bool:
-        """True for commits GitHub created itself (web edits, web-flow merges)."""
+        """True when the commit CLAIMS GitHub made it (anyone can write this committer email)."""
         return self.committer_email.lower() == WEB_FLOW_EMAIL
+
+
+def is_github_web_flow(item: Mapping[str, Any]) -> bool:
+    """True when GitHub itself made and signed the commit (an item of ``GET .../commits``).
+
+    GitHub signs the commits it makes (web edits, merges in the web interface) with its
+    web-flow key and reports them ``verification.verified`` with committer
+    ``noreply@github.com``; GitHub verifies a signature only for an email verified on the
+    signer's account, which nobody else can have for that address.
+    """
+    commit = item.get("commit") or {}
+    committer = commit.get("committer") or {}
+    verification = commit.get("verification") or {}
+    return (
+        str(committer.get("email", "")).lower() == WEB_FLOW_EMAIL
+        and verification.get("verified") is True
+        and verification.get("signature") is not None
+    )
+
+
+def github_web_flow_shas(items: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The shas of ``items`` that :func:`is_github_web_flow` confirms."""
+    return frozenset(str(i.get("sha", "")) for i in items if is_github_web_flow(i))
 
 
 _IDENT = re.compile(rb"^(?P<name>.*?) <(?P<email>[^>]*)> (?P<time>\d+) [+-]\d{4}$")
@@ -540,9 +565,18 @@ def list_range(git_dir: Path, base: str, head: str) -> list[str]:
 
 
 def verify_range(
-    git_dir: Path, base: str, head: str, config: Mapping[str, Any], *, trust_root: Path
+    git_dir: Path,
+    base: str,
+    head: str,
+    config: Mapping[str, Any],
+    *,
+    trust_root: Path,
+    web_flow_shas: Collection[str] = frozenset(),
 ) -> list[CommitVerdict]:
     """Verify every commit of ``base..head`` locally, oldest first.
+
+    ``web_flow_shas`` are the commits GitHub confirmed as its own (:func:`github_web_flow_shas`);
+    only they follow ``web_flow``. Offline (``gitops-bot check``) there are none.
 
     ``trust_root`` is the BASE tree materialised on disk (see :func:`materialise_trust_root`);
     the allowed-signers file and GPG keys are read from there, never from the PR head.
@@ -564,7 +598,7 @@ def verify_range(
             commit = parse_commit(sha, git(git_dir, "cat-file", "commit", sha))
             paths = commit_paths(git_dir, sha) if settings.get("overrides") else None
             required = signature_required(settings, paths)
-            if commit.web_flow and settings["web_flow"] != "verify":
+            if sha in web_flow_shas and commit.web_flow and settings["web_flow"] != "verify":
                 if settings["web_flow"] == "allow":
                     result = (WEB_FLOW_ALLOWED, "GitHub", "made by GitHub (web flow); allowed by config", "")
                 else:
@@ -578,7 +612,12 @@ def verify_range(
                 result = (
                     UNSIGNED,
                     "",
-                    "the commit is not signed",
+                    "the commit is not signed"
+                    + (
+                        " (its committer email claims GitHub made it; GitHub did not sign it)"
+                        if commit.web_flow
+                        else ""
+                    ),
                     "Sign it: `git commit --amend -S --no-edit` (or `git rebase --exec 'git commit --amend "
                     "-S --no-edit' <base>` for several commits), then force-push.",
                 )
@@ -655,7 +694,7 @@ def github_verdicts(
         verification = commit.get("verification") or {}
         paths = (paths_by_sha or {}).get(sha) if paths_by_sha is not None else None
         required = signature_required(settings, paths)
-        web_flow = str(committer.get("email", "")).lower() == WEB_FLOW_EMAIL
+        web_flow = is_github_web_flow(item)
         signed = verification.get("signature") is not None
         kind = None
         if signed:
@@ -671,6 +710,8 @@ def github_verdicts(
         else:
             reason = str(verification.get("reason", "unsigned"))
             status, message = _GITHUB_REASONS.get(reason, (BAD_SIGNATURE, f"GitHub says: {reason}"))
+            if str(committer.get("email", "")).lower() == WEB_FLOW_EMAIL:
+                message += " (its committer email claims GitHub made it; GitHub did not sign it)"
             hint = (
                 "Sign your commits with a key registered on your GitHub account (Settings → SSH and GPG "
                 "keys) and commit with a verified email, then force-push."
