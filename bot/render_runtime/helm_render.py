@@ -474,7 +474,9 @@ def helm_inputs(tree: Path, files: set[str], scanner: KustomizationScanner) -> s
 
 def argo_inputs(tree: Path, target: Target) -> set[str]:
     """The files an Argo CD Helm target reads: its chart folder and its value files."""
-    return set(chart_files(tree, target.path)) | set(ArgoHelm.from_json(target.helm).value_files)
+    spec = ArgoHelm.from_json(target.helm)
+    charted = set(chart_files(tree, target.path)) if spec.remote is None else set()  # a fetched chart
+    return charted | set(spec.value_files)
 
 
 # ----------------------------------------------------------------------- kustomize helmCharts

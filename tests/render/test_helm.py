@@ -549,3 +549,74 @@ def test_a_helm_repository_applied_by_another_kustomization_is_found(
     assert findings == []
     objects = dict((t.name, o) for t, o in rendered)["flux/prod-use1/flux-system/apps"]
     assert by_kind(objects)["Deployment/web"]["metadata"]["labels"]["helm.sh/chart"] == "web-1.4.0"
+
+
+def argo_remote_app(url: str, value_file: str = "$values/envs/prod/web.yaml") -> str:
+    return f"""\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: web-prod, namespace: argocd}}
+spec:
+  project: default
+  destination: {{server: https://kubernetes.default.svc, namespace: shop}}
+  sources:
+    - repoURL: {url}
+      chart: web
+      targetRevision: 1.4.0
+      helm:
+        releaseName: shop-web
+        valueFiles: ["{value_file}"]
+        values: |
+          cache: {{enabled: true}}
+        valuesObject: {{service: {{type: LoadBalancer}}}}
+        parameters:
+          - {{name: replicaCount, value: "5"}}
+    - repoURL: https://github.com/example-org/fleet.git
+      targetRevision: main
+      ref: values
+"""
+
+
+def test_an_argo_cd_chart_from_an_allowed_helm_repository_is_fetched_and_rendered(
+    tmp_path: Path, chart_repository: tuple[str, list[str]]
+) -> None:
+    url, requested = chart_repository
+    tree = tmp_path / "repo"
+    write(
+        tree,
+        {
+            "argocd/web-prod.yaml": argo_remote_app(url),
+            "envs/prod/web.yaml": "database: {host: db.shop}\n",
+            "apps/keep/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\n",
+        },
+    )
+    argocd = {"repo_urls": ["https://github.com/example-org/fleet.git"]}
+    # not allowed: the Application is diffed, and a notice says how to allow the repository
+    rendered, findings = render_tree(tree, {"render": {"argocd": argocd}}, secret_key=KEY)
+    assert requested == [] and [f.rule for f in findings] == ["render.helm-source"]
+    assert f"list {url} in `render.helm.repositories`" in findings[0].hint
+    assert all(o["kind"] == "Application" for _t, objs in rendered for o in objs)
+    # allowed: fetched (index, then the archive checked against its digest), rendered with Argo CD's order
+    config = {"render": {"argocd": argocd, "helm": {"repositories": [url]}}}
+    [(target, objects)], findings = render_tree(tree, config, secret_key=KEY)
+    assert findings == [] and requested == ["/index.yaml", "/charts/web-1.4.0.tgz"]
+    assert (target.name, target.namespace) == ("argocd/web-prod#0", "shop")
+    objs = by_kind(objects)
+    deploy = objs["Deployment/shop-web"]
+    assert deploy["spec"]["replicas"] == 5 and deploy["metadata"]["namespace"] == "shop"
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["env"][0] == {
+        "name": "DB_HOST",
+        "value": "db.shop",
+    }
+    assert objs["Service/shop-web"]["spec"]["type"] == "LoadBalancer"
+    # a values change in the `$values` file is a rendered diff of the workload
+    head = tmp_path / "head"
+    shutil.copytree(tree, head)
+    write(head, {"envs/prod/web.yaml": "database: {host: db2.shop}\n"})
+    result = compute_diff(tree, head, config, changed_paths=["envs/prod/web.yaml"], secret_key=KEY)
+    assert ("Deployment", "changed") in [(c.kind, c.action) for c in result.changes]
+    # a value file inside the fetched chart is not read here: a notice, the Application is diffed
+    write(tree, {"argocd/web-prod.yaml": argo_remote_app(url, "values-prod.yaml")})
+    rendered, findings = render_tree(tree, config, secret_key=KEY)
+    assert [(f.rule, f.severity.value) for f in findings] == [("render.helm", "notice")]
+    assert "inside chart `web`" in findings[0].message
