@@ -64,7 +64,9 @@ def allowed_repositories(config: dict[str, Any]) -> tuple[str, ...]:
     helm = ((config.get("render") or {}).get("helm") or {}) if isinstance(config, dict) else {}
     repos = helm.get("repositories") if isinstance(helm, dict) else None
     return tuple(
-        sorted({str(r).rstrip("/") for r in repos or [] if str(r).startswith(("http://", "https://"))})
+        sorted(
+            {str(r).rstrip("/") for r in repos or [] if str(r).startswith(("http://", "https://", "oci://"))}
+        )
     )
 
 

@@ -783,6 +783,8 @@ class _Finder:
         app_name = str(meta.get("name"))
         for idx, src in enumerate(sources):
             chart_url = str(src.get("repoURL") or "").rstrip("/") if isinstance(src, dict) else ""
+            if chart_url and "://" not in chart_url:  # Argo CD's `registry-1.docker.io/charts`: OCI
+                chart_url = f"oci://{chart_url}"
             if isinstance(src, dict) and src.get("chart") and chart_url in allowed:
                 remote = RemoteChart(chart_url, str(src["chart"]), str(src.get("targetRevision") or ""))
                 resolved = argo_helm(
@@ -818,7 +820,7 @@ class _Finder:
                         doc.line,
                         f"Helm chart `{src.get('chart')}` from {src.get('repoURL')} is not rendered: that "
                         "Helm repository is not allowed; the Application and its Helm values are diffed",
-                        f"To have it rendered, list {src.get('repoURL')} in `render.helm.repositories` of "
+                        f"To have it rendered, list {chart_url} in `render.helm.repositories` of "
                         "the bot's configuration; else review the chart version and values in the diff.",
                     )
                 )

@@ -238,17 +238,51 @@ def _helm_repository(
     repo_spec = (repo or {}).get("spec") or {}
     url = str(repo_spec.get("url") or "").rstrip("/")
     kind = str(repo_spec.get("type") or "default")
-    if repo is not None and url and kind != "oci" and url in {a.rstrip("/") for a in allowed}:
+    listed = url in {a.rstrip("/") for a in allowed}
+    if repo is not None and url and listed and (kind != "oci" or url.startswith("oci://")):
         return RemoteChart(url, chart, version)
     where = f"HelmRepository `{source.get('name')}`" + (f" ({url})" if url else "")
     hint = (
         f"To have it rendered, list {url} in `render.helm.repositories` of the bot's configuration."
-        if url and kind != "oci"
+        if url
         else "Review the chart version and values by hand, or keep the chart in this repository."
     )
     return Skip(
         f"HelmRelease {name}: chart `{chart}` {version and f'{version} '}comes from {where}, not from this "
         "repository; it is not rendered, its values are diffed",
+        hint,
+    )
+
+
+def _oci_repository(
+    hr: dict[str, Any],
+    chart_ref: dict[str, Any],
+    objects: list[dict[str, Any]],
+    namespace: str,
+    allowed: tuple[str, ...],
+) -> RemoteChart | Skip:
+    """A chart from a Flux OCIRepository (``spec.url`` names the chart, ``spec.ref.tag`` its version):
+    pulled only when the registry path (the URL, or its parent) is in ``render.helm.repositories``."""
+    name = _meta(hr).get("name")
+    ref_ns = str(chart_ref.get("namespace") or namespace)
+    repo = _find(objects, "OCIRepository", ref_ns, str(chart_ref.get("name")))
+    spec = (repo or {}).get("spec") or {}
+    url = str(spec.get("url") or "").rstrip("/")
+    tag = str((spec.get("ref") or {}).get("tag") or "") if isinstance(spec.get("ref"), dict) else ""
+    parent, _, chart = url.rpartition("/")
+    listed = {a.rstrip("/") for a in allowed} & {url, parent}
+    if repo is not None and url.startswith("oci://") and listed and tag:
+        return RemoteChart(parent, chart, tag)
+    where = f"OCIRepository `{chart_ref.get('name')}`" + (f" ({url})" if url else "")
+    hint = (
+        f"To have it rendered, list {parent} in `render.helm.repositories` of the bot's configuration "
+        "and pin `spec.ref.tag`."
+        if url
+        else "Put the OCIRepository next to the HelmRelease, or review the chart by hand."
+    )
+    return Skip(
+        f"HelmRelease {name}: the chart comes from {where}, not from this repository; "
+        "it is not rendered, its values are diffed",
         hint,
     )
 
@@ -262,6 +296,8 @@ def _chart_source(
     chart_ref = spec.get("chartRef")
     template: dict[str, Any] = {}
     if isinstance(chart_ref, dict):
+        if chart_ref.get("kind") == "OCIRepository":
+            return _oci_repository(hr, chart_ref, objects, namespace, allowed)
         if chart_ref.get("kind") != "HelmChart":
             return Skip(
                 f"HelmRelease {name}: the chart comes from {chart_ref.get('kind')} "
