@@ -47,7 +47,11 @@ def cache_dir() -> Path:
     return folder
 
 
-def _get(url: str, limit: int, accept: str = "") -> bytes:
+def _get(url: str, limit: int) -> bytes:
+    return _fetch(url, limit)[0]
+
+
+def _fetch(url: str, limit: int, accept: str = "") -> tuple[bytes, dict[str, str]]:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise HelmFetchFailed(f"{url}: only http and https are fetched")
     headers = {"User-Agent": "gitops-bot", **({"Accept": accept} if accept else {})}
@@ -55,11 +59,12 @@ def _get(url: str, limit: int, accept: str = "") -> bytes:
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (checked)
             data = response.read(limit + 1)
+            got = {k.lower(): v for k, v in response.headers.items()}
     except OSError as exc:
         raise HelmFetchFailed(f"{url}: {exc}") from exc
     if len(data) > limit:
         raise HelmFetchFailed(f"{url}: larger than {limit // 1024**2} MiB")
-    return bytes(data)
+    return bytes(data), got
 
 
 def _index(repo_url: str) -> dict[str, Any]:
@@ -151,7 +156,10 @@ def fetch_oci_chart(registry_url: str, chart: str, version: str) -> tuple[Path, 
         raise HelmFetchFailed(f"{registry_url}: chart `{chart}` needs an exact version (an OCI tag)")
     scheme = "http" if host.split(":")[0] in _LOOPBACK or host.startswith("[::1]") else "https"
     base = f"{scheme}://{host}/v2/{name}"
-    raw = _get(f"{base}/manifests/{version}", MAX_MANIFEST, accept=OCI_MANIFEST)
+    raw, headers = _fetch(f"{base}/manifests/{version}", MAX_MANIFEST, accept=OCI_MANIFEST)
+    said = headers.get("docker-content-digest", "")
+    if said and said != f"sha256:{_sha256(raw)}":
+        raise HelmFetchFailed(f"{registry_url}: the manifest of `{chart}:{version}` is not {said}")
     try:
         manifest = json.loads(raw)
     except ValueError as exc:

@@ -745,7 +745,8 @@ def test_an_oci_chart_layer_that_does_not_match_its_digest_is_refused(tmp_path: 
     }
 
     async def manifests(request: web.Request) -> web.Response:
-        return web.json_response(manifest)
+        lie = {"Docker-Content-Digest": f"sha256:{wrong}"} if request.match_info["name"] == "lies" else {}
+        return web.json_response(manifest, headers=lie)
 
     async def blob(request: web.Request) -> web.Response:
         return web.Response(body=chart)
@@ -757,6 +758,8 @@ def test_an_oci_chart_layer_that_does_not_match_its_digest_is_refused(tmp_path: 
         registry = url.replace("http://", "oci://")
         with pytest.raises(helm_fetch.HelmFetchFailed, match="is not the manifest's"):
             helm_fetch.fetch_chart(registry, "web", "1.4.0")
+        with pytest.raises(helm_fetch.HelmFetchFailed, match=r"the manifest of `lies:1\.4\.0` is not"):
+            helm_fetch.fetch_chart(registry, "lies", "1.4.0")
         with pytest.raises(helm_fetch.HelmFetchFailed, match="exact version"):
             helm_fetch.fetch_chart(registry, "web", ">=1.0")
         assert list((tmp_path / "chart-cache").iterdir()) == []
