@@ -94,7 +94,7 @@ async def check_pull_request(
     await post_results(gh, ctx, repo=repo, number=number, result=result)
     from handlers.governance import approvals_after_diff  # the handlers build on this module
 
-    await approvals_after_diff(gh, ctx, repo, pr, [d.rule for d in result.diff.dangers])
+    await approvals_after_diff(gh, ctx, repo, pr, [d.rule for d in result.diff.dangers], git_dir)
     await self_service(gh, ctx, repo=repo, pr=pr, result=result)
 
 

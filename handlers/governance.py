@@ -287,18 +287,23 @@ def has_danger_rules(config: Mapping[str, Any]) -> bool:
 
 
 async def approvals_after_diff(
-    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, pr: Mapping[str, Any], dangers: list[str]
+    gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
+    repo: str,
+    pr: Mapping[str, Any],
+    dangers: list[str],
+    git_dir: Path,
 ) -> None:
     """Record the dangers of the head's rendered diff, then evaluate the approvals of ``pr`` again.
 
-    Called by :func:`bot.prchecks.check_pull_request` with the dangers it computed itself. Only
+    Called by :func:`bot.prchecks.check_pull_request` with the dangers it computed itself (and
+    the mirror it just fetched, holding the PR's head). Only
     when the base config has a `when: dangerous` rule is the approvals run re-evaluated (it waits
     until then); anything else leaves it as the review events wrote it.
     """
     number = int(pr["number"])
     head_sha = str(pr["head"]["sha"])
     await write_dangers(ctx, repo, number, head_sha, dangers)
-    git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/pull/{number}/head"])
     try:
         config = await config_at(git_dir, str(pr["base"]["sha"]))
     except ConfigError:
