@@ -92,6 +92,9 @@ async def check_pull_request(
     key = mask_key(secret if isinstance(secret, bytes) else None, _installation_id(ctx))
     result = await asyncio.to_thread(build_check, git_dir, base_sha, head_sha, cache=_CACHE, secret_key=key)
     await post_results(gh, ctx, repo=repo, number=number, result=result)
+    from handlers.governance import approvals_after_diff  # the handlers build on this module
+
+    await approvals_after_diff(gh, ctx, repo, pr, [d.rule for d in result.diff.dangers], git_dir)
     await self_service(gh, ctx, repo=repo, pr=pr, result=result)
 
 

@@ -11,6 +11,7 @@ promotion: the bot then never merges anything by itself.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,3 +67,33 @@ async def set_held(ctx: HandlerContext, repo: str, number: int, held: bool) -> N
     """Record that PR ``number`` is held (or released)."""
     if ctx.store is not None:
         await ctx.store.set_state(_HOLD.format(repo=repo, number=number), "held" if held else "")
+
+
+_DANGERS = "dangers:{repo}#{number}"
+
+
+async def write_dangers(ctx: HandlerContext, repo: str, number: int, head_sha: str, rules: list[str]) -> None:
+    """Record the danger rules the bot's rendered diff of ``head_sha`` found (a no-op without a store).
+
+    Written only by :mod:`bot.prchecks` after it rendered the diff itself: `when: dangerous`
+    approval rules read it back (:func:`read_dangers`), never anything a person can write.
+    """
+    if ctx.store is not None:
+        value = json.dumps({"head_sha": head_sha, "rules": sorted(set(rules))})
+        await ctx.store.set_state(_DANGERS.format(repo=repo, number=number), value)
+
+
+async def read_dangers(ctx: HandlerContext, repo: str, number: int, head_sha: str) -> tuple[str, ...] | None:
+    """The danger rules of ``head_sha``'s rendered diff, or None when the bot has not rendered it yet."""
+    if ctx.store is None:
+        return None
+    raw = await ctx.store.get_state(_DANGERS.format(repo=repo, number=number))
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("head_sha") != head_sha:
+        return None  # an older head's diff says nothing about this one
+    if not isinstance(data.get("rules"), list):
+        return None
+    return tuple(str(r) for r in data["rules"])

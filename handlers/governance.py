@@ -44,9 +44,9 @@ from bot.domain.governance.approvals import (
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
 from bot.domain.promotion.decide import Standing
 from bot.git.files import changed_paths, git, read_file_at
-from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs
+from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs, write_lock
 from bot.github.facts import GitHubFacts
-from bot.records import pr_standing
+from bot.records import pr_standing, read_dangers, write_dangers
 from bot.repos import config_at
 
 log = logging.getLogger(__name__)
@@ -225,12 +225,16 @@ async def _approvals(
         team_members=members,
         permissions=permissions,
         codeowners=codeowners,
+        dangers=await read_dangers(ctx, repo, number, head_sha),  # the bot's own render, or unknown
     )
     result = evaluate(facts, config)
     title, text = approvals_summary(result)
     extra = people.notes
     if codeowners is not None:
         extra += [f"`{p.path}` line {p.line}: {p.message}. {p.hint}" for p in codeowners.problems]
+    if facts.dangers:
+        listed = ", ".join(escape.code(d) for d in facts.dangers)
+        text += f"\n\n**Dangerous changes** in the rendered diff ({listed}): `when: dangerous` rules apply."
     if extra:
         text += "\n\n**Warnings**\n\n" + "\n".join(f"- {n}" for n in extra)
     return CheckRunResult(APPROVALS_CHECK, "success" if result.ok else "failure", title, text)
@@ -261,15 +265,19 @@ async def evaluate_pull_request(
         config = await config_at(git_dir, base_sha)
     except ConfigError as exc:
         results = _config_failure(exc, str(pr["base"]["ref"]))
+        await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, r) for r in results])
     else:
         signatures = await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config)
-        standing, _ = await pr_standing(ctx, repo, pr)
-        if standing is Standing.PROMOTION:  # the bot's own, as it pushed it; anything else is reviewed
-            approvals = _promotion_approvals(str(pr["base"].get("ref", "")))
-        else:
-            approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)
-        results = [signatures, approvals]
-    await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, r) for r in results])
+        # the dangers are read and the run written under one lock: the PR checks re-run this once
+        # they recorded the head's dangers, and an evaluation that read none never lands last
+        async with write_lock("approvals", f"{repo}#{number}"):
+            standing, _ = await pr_standing(ctx, repo, pr)
+            if standing is Standing.PROMOTION:  # the bot's own, as it pushed it; anything else is reviewed
+                approvals = _promotion_approvals(str(pr["base"].get("ref", "")))
+            else:
+                approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)
+            results = [signatures, approvals]
+            await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, r) for r in results])
     log.info(
         "governance: %s#%s %s",
         repo,
@@ -277,6 +285,44 @@ async def evaluate_pull_request(
         ", ".join(f"{r.name}={r.conclusion}" for r in results),
     )
     return results
+
+
+def has_danger_rules(config: Mapping[str, Any]) -> bool:
+    """Whether an approval rule of ``config`` has ``when: dangerous``."""
+    return any(rule.get("when") == "dangerous" for rule in approvals_settings(config)["rules"])
+
+
+async def approvals_after_diff(
+    gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
+    repo: str,
+    pr: Mapping[str, Any],
+    dangers: list[str],
+    git_dir: Path,
+) -> None:
+    """Record the dangers of the head's rendered diff, then evaluate the approvals of ``pr`` again.
+
+    Called by :func:`bot.prchecks.check_pull_request` with the dangers it computed itself (and
+    the mirror it just fetched, holding the PR's head). Only
+    when the base config has a `when: dangerous` rule is the approvals run re-evaluated (it waits
+    until then); anything else leaves it as the review events wrote it.
+    """
+    number = int(pr["number"])
+    head_sha = str(pr["head"]["sha"])
+    await write_dangers(ctx, repo, number, head_sha, dangers)
+    try:
+        config = await config_at(git_dir, str(pr["base"]["sha"]))
+    except ConfigError:
+        return  # the governance event reports the broken config
+    if not has_danger_rules(config):
+        return
+    async with write_lock("approvals", f"{repo}#{number}"):
+        standing, _ = await pr_standing(ctx, repo, pr)
+        if standing is Standing.PROMOTION:
+            return
+        approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)
+        await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, approvals)])
+    log.info("governance after the diff: %s#%s %s=%s", repo, number, approvals.name, approvals.conclusion)
 
 
 async def _on_event(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:

@@ -64,7 +64,9 @@ def allowed_repositories(config: dict[str, Any]) -> tuple[str, ...]:
     helm = ((config.get("render") or {}).get("helm") or {}) if isinstance(config, dict) else {}
     repos = helm.get("repositories") if isinstance(helm, dict) else None
     return tuple(
-        sorted({str(r).rstrip("/") for r in repos or [] if str(r).startswith(("http://", "https://"))})
+        sorted(
+            {str(r).rstrip("/") for r in repos or [] if str(r).startswith(("http://", "https://", "oci://"))}
+        )
     )
 
 
@@ -474,7 +476,9 @@ def helm_inputs(tree: Path, files: set[str], scanner: KustomizationScanner) -> s
 
 def argo_inputs(tree: Path, target: Target) -> set[str]:
     """The files an Argo CD Helm target reads: its chart folder and its value files."""
-    return set(chart_files(tree, target.path)) | set(ArgoHelm.from_json(target.helm).value_files)
+    spec = ArgoHelm.from_json(target.helm)
+    charted = set(chart_files(tree, target.path)) if spec.remote is None else set()  # a fetched chart
+    return charted | set(spec.value_files)
 
 
 # ----------------------------------------------------------------------- kustomize helmCharts

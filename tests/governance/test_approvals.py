@@ -326,3 +326,24 @@ def test_path_environment() -> None:
         path_environment({"environments": [{"name": "dev"}, {"name": "prod"}]}, "common/x", "prod") == "prod"
     )
     assert path_environment({}, "common/x", "main") is None
+
+
+def test_a_when_dangerous_rule_waits_while_the_diff_is_unknown() -> None:
+    """Dangers unknown (the bot has not rendered the head yet): the rule applies and is never satisfied."""
+    from dataclasses import replace
+
+    from bot.domain.config import parse_config
+    from bot.domain.governance.approvals import ApprovalFacts, Review, evaluate
+
+    config = parse_config(
+        "version: 1\napprovals:\n  codeowners: false\n  rules:\n"
+        "    - name: destroys\n      when: dangerous\n      require: {users: [sre-lead]}\n"
+    )
+    approved = (Review("sre-lead", "APPROVED", "h" * 40),)
+    facts = ApprovalFacts("dev", "h" * 40, "t" * 40, "main", ("apps/a.yaml",), reviews=approved, dangers=None)
+    (rule,) = evaluate(facts, config).rules
+    assert rule.status == "pending" and rule.approved_by == ("sre-lead",)
+    assert "waiting for the rendered diff" in rule.still_needed
+    assert not evaluate(replace(facts, reviews=()), config).ok
+    assert evaluate(replace(facts, dangers=("delete.cluster",)), config).ok
+    assert evaluate(replace(facts, dangers=()), config).rules == ()

@@ -351,3 +351,27 @@ def test_the_documented_example_config_is_valid() -> None:
     assert c.names == ["dev", "staging", "prod"]
     prod = c.by_name("prod")
     assert prod is not None and prod.gates.approvals == ("prod-owners",) and len(prod.gates.freeze) == 2
+
+
+def test_a_hostile_status_description_reaches_the_gates_inert() -> None:
+    """A CI status description is written by whoever can post a status: it goes through the
+    escaper (no HTML, link, mention, reference, table break, forged checkbox) in the check run
+    table and in the PR body's task list, while the bot's own quoting stays code."""
+    c = chain()
+    dev, staging, _ = c.environments
+    hostile = (
+        "ok <img src=x onerror=alert(1)> [click](https://evil.example) @org/admins #12 | - [x] **health** `"
+    )
+    red = HealthCheck("status", "ci/build", GateState.FAIL, hostile)
+    report = evaluate_gates(dev, staging, GateFacts(now=NOW, health=(red,)))
+    for rendered in (report.checklist(), report.task_list()):
+        assert "<img" not in rendered and "&lt;img" in rendered
+        assert "](https://" not in rendered and "https:\u200b//" in rendered
+        assert "@org" not in rendered and "@\u200borg" in rendered
+        assert "#12" not in rendered and "#\u200b12" in rendered
+        assert "`ci/build`" in rendered and "`dev`" in rendered
+    import re
+
+    row = report.checklist().splitlines()[2]
+    assert len(re.split(r"(?<!\\)\|", row)) == 5  # one row of three cells: the pipe is escaped
+    assert len(report.task_list().splitlines()) == len(report.results)  # no forged checkbox line

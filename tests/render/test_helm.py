@@ -8,6 +8,8 @@ a checksum annotation, an optional Ingress, NOTES.txt and a vendored subchart be
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -457,6 +459,13 @@ def chart_repository(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     app = web.Application()
     app.router.add_get("/index.yaml", index_yaml)
     app.router.add_get("/charts/web-1.4.0.tgz", chart)
+    with _serve(app, tmp_path) as url:
+        yield url, requested
+
+
+@contextlib.contextmanager
+def _serve(app: web.Application, tmp_path: Path) -> Iterator[str]:
+    """Serve ``app`` on loopback from a thread, with a fresh chart cache; yield its URL."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
@@ -468,7 +477,7 @@ def chart_repository(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
     helm_fetch.use_cache_dir(tmp_path / "chart-cache")
     helm_fetch.forget()
     try:
-        yield f"http://127.0.0.1:{port}", requested
+        yield f"http://127.0.0.1:{port}"
     finally:
         helm_fetch.use_cache_dir(None)
         helm_fetch.forget()
@@ -549,3 +558,237 @@ def test_a_helm_repository_applied_by_another_kustomization_is_found(
     assert findings == []
     objects = dict((t.name, o) for t, o in rendered)["flux/prod-use1/flux-system/apps"]
     assert by_kind(objects)["Deployment/web"]["metadata"]["labels"]["helm.sh/chart"] == "web-1.4.0"
+
+
+def argo_remote_app(url: str, value_file: str = "$values/envs/prod/web.yaml") -> str:
+    return f"""\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: web-prod, namespace: argocd}}
+spec:
+  project: default
+  destination: {{server: https://kubernetes.default.svc, namespace: shop}}
+  sources:
+    - repoURL: {url}
+      chart: web
+      targetRevision: 1.4.0
+      helm:
+        releaseName: shop-web
+        valueFiles: ["{value_file}"]
+        values: |
+          cache: {{enabled: true}}
+        valuesObject: {{service: {{type: LoadBalancer}}}}
+        parameters:
+          - {{name: replicaCount, value: "5"}}
+    - repoURL: https://github.com/example-org/fleet.git
+      targetRevision: main
+      ref: values
+"""
+
+
+def test_an_argo_cd_chart_from_an_allowed_helm_repository_is_fetched_and_rendered(
+    tmp_path: Path, chart_repository: tuple[str, list[str]]
+) -> None:
+    url, requested = chart_repository
+    tree = tmp_path / "repo"
+    write(
+        tree,
+        {
+            "argocd/web-prod.yaml": argo_remote_app(url),
+            "envs/prod/web.yaml": "database: {host: db.shop}\n",
+            "apps/keep/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\n",
+        },
+    )
+    argocd = {"repo_urls": ["https://github.com/example-org/fleet.git"]}
+    # not allowed: the Application is diffed, and a notice says how to allow the repository
+    rendered, findings = render_tree(tree, {"render": {"argocd": argocd}}, secret_key=KEY)
+    assert requested == [] and [f.rule for f in findings] == ["render.helm-source"]
+    assert f"list {url} in `render.helm.repositories`" in findings[0].hint
+    assert all(o["kind"] == "Application" for _t, objs in rendered for o in objs)
+    # allowed: fetched (index, then the archive checked against its digest), rendered with Argo CD's order
+    config = {"render": {"argocd": argocd, "helm": {"repositories": [url]}}}
+    [(target, objects)], findings = render_tree(tree, config, secret_key=KEY)
+    assert findings == [] and requested == ["/index.yaml", "/charts/web-1.4.0.tgz"]
+    assert (target.name, target.namespace) == ("argocd/web-prod#0", "shop")
+    objs = by_kind(objects)
+    deploy = objs["Deployment/shop-web"]
+    assert deploy["spec"]["replicas"] == 5 and deploy["metadata"]["namespace"] == "shop"
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["env"][0] == {
+        "name": "DB_HOST",
+        "value": "db.shop",
+    }
+    assert objs["Service/shop-web"]["spec"]["type"] == "LoadBalancer"
+    # a values change in the `$values` file is a rendered diff of the workload
+    head = tmp_path / "head"
+    shutil.copytree(tree, head)
+    write(head, {"envs/prod/web.yaml": "database: {host: db2.shop}\n"})
+    result = compute_diff(tree, head, config, changed_paths=["envs/prod/web.yaml"], secret_key=KEY)
+    assert ("Deployment", "changed") in [(c.kind, c.action) for c in result.changes]
+    # a value file inside the fetched chart is not read here: a notice, the Application is diffed
+    write(tree, {"argocd/web-prod.yaml": argo_remote_app(url, "values-prod.yaml")})
+    rendered, findings = render_tree(tree, config, secret_key=KEY)
+    assert [(f.rule, f.severity.value) for f in findings] == [("render.helm", "notice")]
+    assert "inside chart `web`" in findings[0].message
+
+
+def _chart_archive() -> bytes:
+    """The web chart as a .tgz, the same bytes on every call (no gzip time stamp)."""
+    archive = io.BytesIO()
+    with gzip.GzipFile(fileobj=archive, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        tar.add(CHARTS / "web", arcname="web")
+    return archive.getvalue()
+
+
+@pytest.fixture
+def oci_registry(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A small OCI registry on loopback (the distribution API's pull endpoints: ``/v2/``, manifests
+    by tag, blobs by digest) holding chart ``charts/web:1.4.0`` as Helm pushes it."""
+    chart = _chart_archive()
+    config = json.dumps({"name": "web", "version": "1.4.0", "apiVersion": "v2"}).encode()
+    blobs = {f"sha256:{hashlib.sha256(b).hexdigest()}": b for b in (chart, config)}
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": helm_fetch.OCI_MANIFEST,
+            "config": {
+                "mediaType": helm_fetch.HELM_CONFIG,
+                "digest": f"sha256:{hashlib.sha256(config).hexdigest()}",
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": helm_fetch.HELM_CHART_LAYER,
+                    "digest": f"sha256:{hashlib.sha256(chart).hexdigest()}",
+                    "size": len(chart),
+                }
+            ],
+        }
+    ).encode()
+    requested: list[str] = []
+
+    def unknown(code: str) -> web.Response:
+        return web.json_response({"errors": [{"code": code, "message": code.lower()}]}, status=404)
+
+    async def manifests(request: web.Request) -> web.Response:
+        requested.append(request.path)
+        if request.match_info["name"] != "charts/web" or request.match_info["ref"] != "1.4.0":
+            return unknown("MANIFEST_UNKNOWN")
+        assert helm_fetch.OCI_MANIFEST in request.headers.get("Accept", "")
+        digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+        headers = {"Docker-Content-Digest": digest}
+        return web.Response(body=manifest, content_type=helm_fetch.OCI_MANIFEST, headers=headers)
+
+    async def blob(request: web.Request) -> web.Response:
+        requested.append(request.path)
+        data = blobs.get(request.match_info["digest"])
+        if request.match_info["name"] != "charts/web" or data is None:
+            return unknown("BLOB_UNKNOWN")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_get("/v2/{name:.+}/manifests/{ref}", manifests)
+    app.router.add_get("/v2/{name:.+}/blobs/{digest}", blob)
+    with _serve(app, tmp_path) as url:
+        yield url.replace("http://", "oci://") + "/charts", requested
+
+
+def test_charts_from_an_allowed_oci_registry_are_pulled_by_digest_and_rendered(
+    tmp_path: Path, oci_registry: tuple[str, list[str]]
+) -> None:
+    url, requested = oci_registry
+    release = RELEASE.replace(
+        LOCAL_SOURCE,
+        "      chart: web\n      version: 1.4.0\n      sourceRef: {kind: HelmRepository, name: charts}",
+    )
+    tree = flux_tree(tmp_path / "repo", release)
+    write(
+        tree,
+        {
+            "apps/prod/repository.yaml": (
+                "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\n"
+                f"metadata: {{name: charts}}\nspec: {{type: oci, url: {url}}}\n"
+            ),
+            "apps/prod/kustomization.yaml": KUSTOMIZATION.replace("db.yaml]", "db.yaml, repository.yaml]"),
+            "argocd/web-prod.yaml": argo_remote_app(url),
+            "envs/prod/web.yaml": "database: {host: db.shop}\n",
+        },
+    )
+    argocd = {"repo_urls": ["https://github.com/example-org/fleet.git"]}
+    # not allowed: nothing pulled, notices say how to allow the registry
+    rendered, findings = render_tree(tree, {"render": {"argocd": argocd}}, secret_key=KEY)
+    assert requested == [] and sorted(f.rule for f in findings) == ["render.helm", "render.helm-source"]
+    assert all(f"list {url} in `render.helm.repositories`" in f.hint for f in findings)
+    config = {"render": {"argocd": argocd, "helm": {"repositories": [url]}}}
+    rendered, findings = render_tree(tree, config, secret_key=KEY)
+    assert findings == []
+    objects = {t.name: by_kind(o) for t, o in rendered}
+    assert objects["flux/prod-use1/flux-system/apps"]["Deployment/web"]["spec"]["replicas"] == 3
+    assert objects["argocd/web-prod#0"]["Deployment/shop-web"]["spec"]["replicas"] == 5
+    layer = f"sha256:{hashlib.sha256(_chart_archive()).hexdigest()}"
+    # one manifest per source, one blob download: the second source finds the chart in the cache
+    assert sorted(requested) == sorted(
+        ["/v2/charts/web/manifests/1.4.0"] * 2 + [f"/v2/charts/web/blobs/{layer}"]
+    )
+    # a tag the registry does not have: a warning, the release is still diffed
+    write(tree, {"apps/prod/release.yaml": release.replace("version: 1.4.0", "version: 9.9.9")})
+    rendered, findings = render_tree(tree, config, secret_key=KEY)
+    assert [(f.rule, f.severity.value) for f in findings] == [("render.helm", "warning")]
+    assert "HelmRelease/web" in {t.name: by_kind(o) for t, o in rendered}["flux/prod-use1/flux-system/apps"]
+
+
+def test_an_oci_chart_layer_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
+    chart = _chart_archive()
+    wrong = "0" * 64
+    manifest = {
+        "config": {"mediaType": helm_fetch.HELM_CONFIG},
+        "layers": [{"mediaType": helm_fetch.HELM_CHART_LAYER, "digest": f"sha256:{wrong}"}],
+    }
+
+    async def manifests(request: web.Request) -> web.Response:
+        lie = {"Docker-Content-Digest": f"sha256:{wrong}"} if request.match_info["name"] == "lies" else {}
+        return web.json_response(manifest, headers=lie)
+
+    async def blob(request: web.Request) -> web.Response:
+        return web.Response(body=chart)
+
+    app = web.Application()
+    app.router.add_get("/v2/{name:.+}/manifests/{ref}", manifests)
+    app.router.add_get("/v2/{name:.+}/blobs/{digest}", blob)
+    with _serve(app, tmp_path) as url:
+        registry = url.replace("http://", "oci://")
+        with pytest.raises(helm_fetch.HelmFetchFailed, match="is not the manifest's"):
+            helm_fetch.fetch_chart(registry, "web", "1.4.0")
+        with pytest.raises(helm_fetch.HelmFetchFailed, match=r"the manifest of `lies:1\.4\.0` is not"):
+            helm_fetch.fetch_chart(registry, "lies", "1.4.0")
+        with pytest.raises(helm_fetch.HelmFetchFailed, match="exact version"):
+            helm_fetch.fetch_chart(registry, "web", ">=1.0")
+        assert list((tmp_path / "chart-cache").iterdir()) == []
+
+
+def test_a_flux_oci_repository_chart_ref_is_pulled_when_allowed(
+    tmp_path: Path, oci_registry: tuple[str, list[str]]
+) -> None:
+    url, requested = oci_registry
+    release = RELEASE.replace(
+        "  chart:\n    spec:\n" + LOCAL_SOURCE + "\n", "  chartRef: {kind: OCIRepository, name: web}\n"
+    )
+    assert "chartRef" in release
+    tree = flux_tree(tmp_path / "repo", release)
+    oci = (
+        "apiVersion: source.toolkit.fluxcd.io/v1beta2\nkind: OCIRepository\nmetadata: {name: web}\n"
+        f"spec: {{url: {url}/web, ref: {{tag: 1.4.0}}, layerSelector: {{operation: copy}}}}\n"
+    )
+    write(
+        tree,
+        {
+            "apps/prod/oci.yaml": oci,
+            "apps/prod/kustomization.yaml": KUSTOMIZATION.replace("db.yaml]", "db.yaml, oci.yaml]"),
+        },
+    )
+    [(_t, objects)], findings = render_tree(tree, {}, secret_key=KEY)
+    assert [f.rule for f in findings] == ["render.helm"] and requested == []
+    assert f"list {url} in `render.helm.repositories`" in findings[0].hint
+    [(_t, objects)], findings = render_tree(
+        tree, {"render": {"helm": {"repositories": [url]}}}, secret_key=KEY
+    )
+    assert findings == [] and by_kind(objects)["Deployment/web"]["spec"]["replicas"] == 3

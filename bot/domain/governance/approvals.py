@@ -29,7 +29,7 @@ branch) and :func:`evaluate` decides. Semantics:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from bot.domain.governance.codeowners import CodeOwners, owner_is_team
@@ -68,7 +68,9 @@ class ApprovalFacts:
     team_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
     permissions: Mapping[str, str] = field(default_factory=dict)
     codeowners: CodeOwners | None = None
-    dangers: tuple[str, ...] = ()  # danger rules the rendered diff found (bot.domain.dangers)
+    # danger rules the rendered diff of the head found (bot.domain.dangers); None while that diff
+    # is not known: a `when: dangerous` rule then waits (fail closed), never satisfied
+    dangers: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +320,8 @@ def evaluate(facts: ApprovalFacts, config: Mapping[str, Any]) -> ApprovalResult:
     notes: list[str] = []
     for index, rule in enumerate(settings["rules"]):
         matched = matched_paths(rule, config, facts.changed_paths, facts.base_ref)
-        if not matched or (rule.get("when") == "dangerous" and not facts.dangers):
+        dangerous = rule.get("when") == "dangerous"
+        if not matched or (dangerous and facts.dangers is not None and not facts.dangers):
             continue  # `when: dangerous` rules apply only when the diff destroys or replaces something
         require = rule.get("require") or {}
         invalidate = rule.get(
@@ -335,10 +338,19 @@ def evaluate(facts: ApprovalFacts, config: Mapping[str, Any]) -> ApprovalResult:
             author_can_approve=bool(rule.get("author_can_approve", False)),
             invalidate_on_push=bool(invalidate),
         )
-        results.append(_evaluate(req, facts, latest))
+        result = _evaluate(req, facts, latest)
+        results.append(_until_the_diff_is_known(result) if dangerous and facts.dangers is None else result)
     if settings["codeowners"] and facts.codeowners is not None:
         results.extend(_codeowner_results(facts, latest, bool(settings["invalidate_on_push"]), notes))
     return ApprovalResult(tuple(results), tuple(notes))
+
+
+def _until_the_diff_is_known(result: RuleResult) -> RuleResult:
+    """A `when: dangerous` rule before the bot rendered the head's diff: pending, never satisfied."""
+    waiting = "waiting for the rendered diff of the head (a `when: dangerous` rule)"
+    if result.status == "satisfied":
+        return replace(result, status="pending", still_needed=waiting)
+    return replace(result, still_needed=f"{waiting}; {result.still_needed}")
 
 
 def _codeowner_results(

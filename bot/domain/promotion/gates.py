@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.domain import escape
 from bot.domain.promotion.environments import Environment, EnvironmentConfigError
 from bot.domain.promotion.freeze import active_freeze
 
@@ -125,8 +126,7 @@ class GateReport:
         """A markdown table: gate, state, detail."""
         lines = ["| | Gate | Detail |", "|---|---|---|"]
         for r in self.results:
-            detail = _cell(r.detail).replace("|", "\\|")
-            lines.append(f"| {r.state.icon} | **{r.gate}** | {detail} |")
+            lines.append(f"| {r.state.icon} | **{r.gate}** | {_cell(r.detail)} |")
         return "\n".join(lines)
 
     def task_list(self) -> str:
@@ -138,8 +138,15 @@ class GateReport:
 
 
 def _cell(text: str) -> str:
-    """One line, no HTML: details quote status descriptions and cluster messages verbatim."""
-    return " ".join(text.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """One line: details are markdown the bot wrote, foreign strings already escaped in them."""
+    return " ".join(text.split())
+
+
+def _check(c: HealthCheck) -> str:
+    """A health check quoted in a detail: its name, and its description (a CI status's, a
+    cluster object's message: anyone who can post a status writes it) through the escaper."""
+    name = escape.code(c.name, table=True)
+    return f"{name} ({escape.message(c.detail, table=True)})" if c.detail else name
 
 
 def _fmt_delta(d: timedelta) -> str:
@@ -166,14 +173,14 @@ def health_result(source: Environment, checks: Sequence[HealthCheck]) -> tuple[G
     red = [c for c in checks if c.state is GateState.FAIL]
     waiting = [c for c in checks if c.state is GateState.PENDING]
     if red:
-        names = ", ".join(f"`{c.name}` ({c.detail})" if c.detail else f"`{c.name}`" for c in red)
+        names = ", ".join(_check(c) for c in red)
         return GateResult("health", GateState.FAIL, f"`{source.name}` is unhealthy: {names}"), None
     if waiting:
-        names = ", ".join(f"`{c.name}` ({c.detail})" if c.detail else f"`{c.name}`" for c in waiting)
+        names = ", ".join(_check(c) for c in waiting)
         return GateResult("health", GateState.PENDING, f"waiting for {names} in `{source.name}`"), None
     sinces = [c.since for c in checks if c.since is not None]
     since = max(sinces) if sinces else None
-    names = ", ".join(f"`{c.name}`" + (f" ({c.detail})" if c.detail else "") for c in checks)
+    names = ", ".join(_check(c) for c in checks)
     return GateResult("health", GateState.PASS, f"`{source.name}` healthy: {names}"), since
 
 
@@ -251,7 +258,8 @@ def evaluate_gates(
                     GateResult(
                         "freeze",
                         GateState.PENDING,
-                        f"`{target.name}` is frozen until {_fmt_time(freeze.until)}: {freeze.reason}",
+                        f"`{target.name}` is frozen until {_fmt_time(freeze.until)}: "
+                        f"{escape.text(freeze.reason)}",
                     )
                 )
 

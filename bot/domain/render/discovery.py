@@ -33,7 +33,7 @@ from bot.domain.render.argocd import (
 )
 from bot.domain.render.fastyaml import load_docs_shared
 from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
-from bot.domain.render.helm import CHART_FILE, Skip, argo_helm
+from bot.domain.render.helm import CHART_FILE, RemoteChart, Skip, argo_helm
 from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
 from bot.domain.render.overlay import needs_build_spec, options_json
 from bot.domain.render.result import Target
@@ -775,7 +775,42 @@ class _Finder:
         unrendered: list[str] = []
         value_files: list[str] = []
         out = []
+        allowed = {
+            str(r).rstrip("/") for r in ((self.render_cfg.get("helm") or {}).get("repositories") or [])
+        }
+        own = [str(s.get("repoURL")) for s in sources if isinstance(s, dict) and s.get("ref")]
+        own = [u for u in own if not self_urls or norm_url(u) in self_urls] + repo_urls
+        app_name = str(meta.get("name"))
         for idx, src in enumerate(sources):
+            chart_url = str(src.get("repoURL") or "").rstrip("/") if isinstance(src, dict) else ""
+            if chart_url and "://" not in chart_url:  # Argo CD's `registry-1.docker.io/charts`: OCI
+                chart_url = f"oci://{chart_url}"
+            if isinstance(src, dict) and src.get("chart") and chart_url in allowed:
+                remote = RemoteChart(chart_url, str(src["chart"]), str(src.get("targetRevision") or ""))
+                resolved = argo_helm(
+                    src, ".", [s for s in sources if isinstance(s, dict)], own, app_name, remote
+                )
+                if not isinstance(resolved, Skip):
+                    out.append(
+                        Target(
+                            name=f"argocd/{app_name}" + (f"#{idx}" if len(sources) > 1 else ""),
+                            kind="argocd",
+                            path=".",
+                            cluster=cluster,
+                            env=env or "-",
+                            source=doc.path,
+                            line=doc.line,
+                            namespace=str(dest.get("namespace") or ""),
+                            helm=resolved.to_json(),
+                        )
+                    )
+                    continue
+                severity = Severity.ERROR if resolved.blocking else Severity.NOTICE
+                self.findings.append(
+                    Finding("render.helm", severity, doc.path, doc.line, resolved.message, resolved.hint)
+                )
+                unrendered.append(f"Helm chart `{src.get('chart')}` from {src.get('repoURL')}")
+                continue
             if isinstance(src, dict) and src.get("chart"):
                 self.findings.append(
                     Finding(
@@ -783,9 +818,10 @@ class _Finder:
                         Severity.NOTICE,
                         doc.path,
                         doc.line,
-                        f"Helm chart `{src.get('chart')}` is not rendered (no chart is ever downloaded); "
-                        "the Application and its Helm values are diffed instead",
-                        "Review the chart version and values in the Application diff.",
+                        f"Helm chart `{src.get('chart')}` from {src.get('repoURL')} is not rendered: that "
+                        "Helm repository is not allowed; the Application and its Helm values are diffed",
+                        f"To have it rendered, list {chart_url} in `render.helm.repositories` of "
+                        "the bot's configuration; else review the chart version and values in the diff.",
                     )
                 )
                 unrendered.append(f"Helm chart `{src.get('chart')}` from {src.get('repoURL')}")

@@ -83,8 +83,10 @@ class ArgoHelm:
     parameters: list[tuple[str, str, bool]] = field(default_factory=list)
     release: str = ""
     crds: bool = True
+    remote: RemoteChart | None = None  # a chart of an allowed Helm repository, not a folder here
 
     def to_json(self) -> str:
+        remote = self.remote
         return json.dumps(
             {
                 "valueFiles": self.value_files,
@@ -93,6 +95,7 @@ class ArgoHelm:
                 "parameters": self.parameters,
                 "release": self.release,
                 "crds": self.crds,
+                "remote": [remote.repo_url, remote.chart, remote.version] if remote else None,
             },
             sort_keys=True,
         )
@@ -107,6 +110,7 @@ class ArgoHelm:
             parameters=[(str(a), str(b), bool(c)) for a, b, c in data["parameters"]],
             release=str(data["release"]),
             crds=bool(data["crds"]),
+            remote=RemoteChart(*(str(x) for x in data["remote"])) if data.get("remote") else None,
         )
 
 
@@ -234,17 +238,51 @@ def _helm_repository(
     repo_spec = (repo or {}).get("spec") or {}
     url = str(repo_spec.get("url") or "").rstrip("/")
     kind = str(repo_spec.get("type") or "default")
-    if repo is not None and url and kind != "oci" and url in {a.rstrip("/") for a in allowed}:
+    listed = url in {a.rstrip("/") for a in allowed}
+    if repo is not None and url and listed and (kind != "oci" or url.startswith("oci://")):
         return RemoteChart(url, chart, version)
     where = f"HelmRepository `{source.get('name')}`" + (f" ({url})" if url else "")
     hint = (
         f"To have it rendered, list {url} in `render.helm.repositories` of the bot's configuration."
-        if url and kind != "oci"
+        if url
         else "Review the chart version and values by hand, or keep the chart in this repository."
     )
     return Skip(
         f"HelmRelease {name}: chart `{chart}` {version and f'{version} '}comes from {where}, not from this "
         "repository; it is not rendered, its values are diffed",
+        hint,
+    )
+
+
+def _oci_repository(
+    hr: dict[str, Any],
+    chart_ref: dict[str, Any],
+    objects: list[dict[str, Any]],
+    namespace: str,
+    allowed: tuple[str, ...],
+) -> RemoteChart | Skip:
+    """A chart from a Flux OCIRepository (``spec.url`` names the chart, ``spec.ref.tag`` its version):
+    pulled only when the registry path (the URL, or its parent) is in ``render.helm.repositories``."""
+    name = _meta(hr).get("name")
+    ref_ns = str(chart_ref.get("namespace") or namespace)
+    repo = _find(objects, "OCIRepository", ref_ns, str(chart_ref.get("name")))
+    spec = (repo or {}).get("spec") or {}
+    url = str(spec.get("url") or "").rstrip("/")
+    tag = str((spec.get("ref") or {}).get("tag") or "") if isinstance(spec.get("ref"), dict) else ""
+    parent, _, chart = url.rpartition("/")
+    listed = {a.rstrip("/") for a in allowed} & {url, parent}
+    if repo is not None and url.startswith("oci://") and listed and tag:
+        return RemoteChart(parent, chart, tag)
+    where = f"OCIRepository `{chart_ref.get('name')}`" + (f" ({url})" if url else "")
+    hint = (
+        f"To have it rendered, list {parent} in `render.helm.repositories` of the bot's configuration "
+        "and pin `spec.ref.tag`."
+        if url
+        else "Put the OCIRepository next to the HelmRelease, or review the chart by hand."
+    )
+    return Skip(
+        f"HelmRelease {name}: the chart comes from {where}, not from this repository; "
+        "it is not rendered, its values are diffed",
         hint,
     )
 
@@ -258,6 +296,8 @@ def _chart_source(
     chart_ref = spec.get("chartRef")
     template: dict[str, Any] = {}
     if isinstance(chart_ref, dict):
+        if chart_ref.get("kind") == "OCIRepository":
+            return _oci_repository(hr, chart_ref, objects, namespace, allowed)
         if chart_ref.get("kind") != "HelmChart":
             return Skip(
                 f"HelmRelease {name}: the chart comes from {chart_ref.get('kind')} "
@@ -404,26 +444,40 @@ def flux_request(
 
 
 def argo_helm(
-    src: dict[str, Any], path: str, sources: list[dict[str, Any]], repo_urls: list[str], app_name: str
+    src: dict[str, Any],
+    path: str,
+    sources: list[dict[str, Any]],
+    repo_urls: list[str],
+    app_name: str,
+    remote: RemoteChart | None = None,
 ) -> ArgoHelm | Skip:
     """Resolve an Argo CD Helm source whose chart is the folder ``path`` of this repository.
 
     ``valueFiles`` are relative to the chart folder; ``$ref/...`` names a ``ref`` source, which
     must be this repository (one of ``repo_urls``, or the chart source's own ``repoURL``).
+    With ``remote`` (a chart of an allowed Helm repository) only ``$ref/...`` value files are read:
+    a plain one lies inside the chart archive, which is not read for values here.
     """
     helm = src.get("helm") or {}
     if not isinstance(helm, dict):
         return Skip(f"Argo CD Application {app_name}: `helm` is not a mapping", "Fix the source.", True)
-    own = [*repo_urls, str(src.get("repoURL") or "")]
+    own = [*repo_urls] if remote else [*repo_urls, str(src.get("repoURL") or "")]
     refs = {str(s.get("ref")): s for s in sources if isinstance(s, dict) and s.get("ref")}
     out = ArgoHelm(
         missing_ok=bool(helm.get("ignoreMissingValueFiles")),
         release=str(helm.get("releaseName") or app_name),
         crds=not bool(helm.get("skipCrds")),
+        remote=remote,
     )
     for raw in helm.get("valueFiles") or []:
         raw = str(raw)
         base = path
+        if remote and not raw.startswith("$"):
+            return Skip(
+                f"Argo CD Application {app_name}: value file `{raw}` is inside chart `{remote.chart}`; "
+                "the chart is not rendered, the Application is diffed",
+                "Keep the values in this repository and name them `$ref/path` with a `ref` source.",
+            )
         if raw.startswith("$"):
             ref_name, _, rest = raw[1:].partition("/")
             ref = refs.get(ref_name)
@@ -481,13 +535,17 @@ def argo_request(
     values = merge_values(values, spec.values)
     for name, value, force_string in spec.parameters:
         values = set_path(values, name, value if force_string else _parse_scalar(value))
+    remote = spec.remote
     return ChartRequest(
         chart_dir=chart_dir,
         values=values,
         release=spec.release[:53],
         namespace=namespace or "default",
         crds=spec.crds,
-        where=f"chart `{chart_dir}`",
+        where=f"chart `{remote.chart}` {remote.version} from {remote.repo_url}"
+        if remote
+        else f"chart `{chart_dir}`",
+        remote=remote,
     )
 
 
