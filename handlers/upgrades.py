@@ -238,12 +238,14 @@ def commit_files(git_dir: Path, parent: str, changes: Mapping[str, str | None], 
             return proc.stdout.decode().strip()
 
         run("read-tree", parent)
+        entries = []
         for path, text in sorted(changes.items()):
-            if text is None:
-                run("update-index", "--force-remove", "--", path)
+            if text is None:  # mode 0 removes the entry (--force-remove needs a work tree)
+                entries.append(f"0 {'0' * 40}\t{path}")
             else:
                 blob = run("hash-object", "-w", "--stdin", data=text.encode("utf-8"))
-                run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+                entries.append(f"100644 {blob}\t{path}")
+        run("update-index", "--index-info", data=("\n".join(entries) + "\n").encode("utf-8"))
         tree = run("write-tree")
         when = git(git_dir, "show", "-s", "--format=%cd", "--date=raw", parent).decode().strip()
         ident = {

@@ -1,0 +1,331 @@
+"""Campaigns driven through the handler against a stateful fake GitHub backed by a real bare repository.
+
+The step PRs are real commits on real branches, merged with real merges; the tracking issue's
+body carries the state from one pass to the next. Covers a whole blue/green campaign, one with
+a red traffic step and its rollback, a three-hop in-place upgrade, redelivery (a pass run twice
+does nothing twice) and a person's marker being ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.context import HandlerContext
+from bot.domain.upgrades.campaign import Campaign, load_state
+from bot.domain.upgrades.command import UpgradeRequest
+from bot.domain.upgrades.edits import load_all
+from handlers import upgrades
+from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess, now_iso
+from tests.promotion.gitrepo import BareRepo
+from tests.upgrades.test_edits import DNS
+from tests.upgrades.test_edits import REQUEST as CLUSTER
+
+BOT = "gitops-bot[bot]"
+TODAY = date(2026, 12, 3)
+
+CONFIG = """\
+version: 1
+clusters:
+  - name: shop-a
+    env: prod
+    region: us-east-1
+    path: clusters/prod/shop-a
+environments:
+  - name: prod
+    branch: env/prod
+    gates:
+      health: {contexts: ["health/{cluster}"]}
+      soak: 0s
+promotion:
+  rollback_on_red: true
+upgrades:
+  strategy: blue-green
+  max_open: 2
+  min_role: {prod: maintain}
+  blue_green:
+    steps: [10, 50, 100]
+    soak: 0s
+    traffic:
+      - path: platform/dns/shop.yaml
+        preset: external-dns
+"""
+
+REQUEST = (
+    CLUSTER.replace('version: "1.33"', 'version: "{version}"')
+    + """\
+---
+apiVersion: eks.services.k8s.aws/v1alpha1
+kind: Addon
+metadata:
+  name: shop-a-kube-proxy
+spec:
+  name: kube-proxy
+  clusterName: shop-a
+  addonVersion: v1.32.13-eksbuild.5
+"""
+)
+
+
+@dataclass
+class GitHubWithIssues(FakeGitHub):
+    """The fake plus issues (the tracking issue), their labels, and branches; the App's user is a Bot."""
+
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def new_issue(self, body: str, user: str = BOT, kind: str = "Bot", labels: Any = ()) -> dict[str, Any]:
+        number = 1000 + len(self.issues)
+        issue = {
+            "number": number,
+            "title": "",
+            "body": body,
+            "state": "open",
+            "html_url": f"https://github.com/{self.full_name}/issues/{number}",
+            "user": {"login": user, "type": kind},
+            "labels": [{"name": name} for name in labels],
+            "created_at": now_iso(),
+        }
+        self.issues[number] = issue
+        return issue
+
+    def _route(self, method: str, path: str, q: dict[str, str], data: Any) -> tuple[int, Any]:
+        r = f"/repos/{self.full_name}"
+        if path == f"{r}/issues" and method == "POST":
+            issue = self.new_issue(data["body"], labels=data.get("labels") or [])
+            issue["title"] = data["title"]
+            return 201, issue
+        if path == f"{r}/issues" and method == "GET":
+            wanted = set(filter(None, q.get("labels", "").split(",")))
+            return 200, [
+                i
+                for i in self.issues.values()
+                if (q.get("state") == "all" or i["state"] == q.get("state", "open"))
+                and wanted <= {label["name"] for label in i["labels"]}
+            ]
+        m = re.fullmatch(rf"{r}/issues/(\d+)(/labels(?:/(.+))?)?", path)
+        if m and int(m.group(1)) in self.issues:
+            issue = self.issues[int(m.group(1))]
+            if m.group(2) and method == "POST":
+                for name in data["labels"]:
+                    if name not in [label["name"] for label in issue["labels"]]:
+                        issue["labels"].append({"name": name})
+                return 200, issue["labels"]
+            if m.group(3) and method == "DELETE":
+                before = len(issue["labels"])
+                issue["labels"] = [label for label in issue["labels"] if label["name"] != m.group(3)]
+                return (
+                    (200, issue["labels"])
+                    if len(issue["labels"]) < before
+                    else (404, {"message": "Not Found"})
+                )
+            if method == "PATCH":
+                issue.update({k: v for k, v in data.items() if k in ("title", "body", "state")})
+            return 200, issue
+        m = re.fullmatch(rf"{r}/branches/(.+)", path)
+        if m and method == "GET":
+            return 200, {"name": m.group(1), "commit": {"sha": self.head_sha(m.group(1))}}
+        m = re.fullmatch(rf"{r}/collaborators/([^/]+)/permission", path)
+        if m:
+            role = self.permissions.get(m.group(1), "read")
+            return 200, {"permission": "write" if role == "maintain" else role, "role_name": role}
+        status, answer = super()._route(method, path, q, data)
+        if path == f"{r}/pulls" and method == "POST" and status == 201:
+            answer["user"]["type"] = "Bot"  # the App's pull requests are a Bot's
+        return status, answer
+
+
+@dataclass
+class World:
+    gh: GitHubWithIssues
+    repo: BareRepo
+    ctx: HandlerContext
+
+    @property
+    def issue(self) -> dict[str, Any]:
+        [issue] = [i for i in self.gh.issues.values() if i["user"]["type"] == "Bot"]
+        return issue
+
+    @property
+    def campaign(self) -> Campaign:
+        c = load_state(self.issue["body"])
+        assert c is not None
+        return c
+
+    def file(self, path: str, branch: str = "env/prod") -> str | None:
+        return self.repo.read(f"refs/heads/{branch}", path)
+
+    def weights(self) -> dict[str, int]:
+        text = self.file("platform/dns/shop.yaml") or ""
+        return {
+            d["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/set-identifier"]: int(
+                d["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/aws-weight"]
+            )
+            for d in load_all(text)
+        }
+
+    def report(self, *, red: tuple[str, ...] = (), smoke: str = "success") -> None:
+        """Flux and the smoke tests report on the env branch's tip."""
+        tip = self.gh.head_sha("env/prod")
+        for cluster in ("shop-a", "shop-b"):
+            self.gh.set_status(tip, f"health/{cluster}", "failure" if cluster in red else "success")
+        self.gh.set_status(tip, "smoke/shop-b", smoke)
+
+    def open_step(self) -> dict[str, Any] | None:
+        c = self.campaign
+        return self.gh.pulls.get(c.pr) if c.pr and c.phase == "merging" else None
+
+    async def advance(self) -> Campaign | None:
+        return await upgrades.advance(self.gh, self.ctx, self.gh.full_name, self.issue["number"])
+
+    async def drive(self, *, until: str = "done", limit: int = 40) -> list[str]:
+        """People merge each step PR; Flux and smoke report green; the reconciler passes."""
+        seen = []
+        for _ in range(limit):
+            c = self.campaign
+            if c.phase == until or c.phase in ("paused", "done"):
+                break
+            pr = self.open_step()
+            if pr is not None and pr["state"] == "open":
+                seen.append(pr["title"])
+                self.gh.merge_pr(pr["number"])
+            self.report()
+            await self.advance()
+        return seen
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return make_world(tmp_path, "1.33")
+
+
+def make_world(tmp_path: Path, version: str, config: str = CONFIG) -> World:
+    repo = BareRepo(tmp_path / "remote.git")
+    files: dict[str, str | None] = {
+        ".github/gitops-bot.yml": config,
+        "clusters/prod/shop-a/cluster.yaml": REQUEST.replace("{version}", version),
+        "platform/dns/shop.yaml": DNS,
+    }
+    repo.commit("main", files, "The fleet")
+    repo.git("update-ref", "refs/heads/env/prod", repo.sha("refs/heads/main"))
+    gh = GitHubWithIssues(repo=repo, permissions={"bob": "maintain", "alice": "write"})
+    ctx = HandlerContext(repos=FakeRepoAccess(repo.path, tmp_path / "mirror.git"), bot_login=BOT)
+    return World(gh, repo, ctx)
+
+
+async def start(w: World, text: str, user: str = "bob") -> upgrades.UpgradeOutcome:
+    request = UpgradeRequest(*text.split())  # cluster, target, strategy
+    return await upgrades.start_upgrade(
+        w.gh, w.ctx, repo=w.gh.full_name, request=request, user=user, today=TODAY
+    )
+
+
+@pytest.mark.slow
+async def test_whole_blue_green_campaign(world: World) -> None:
+    w = world
+    outcome = await start(w, "shop-a 1.35 blue-green")
+    assert outcome.ok, outcome.message
+    assert w.campaign.phase == "merging" and w.campaign.head_sha == w.gh.pulls[w.campaign.pr]["head"]["sha"]
+    titles = await w.drive()
+    assert [t.split(": ", 1)[1] for t in titles] == [s.title for s in w.campaign.steps if s.kind != "smoke"]
+    assert w.campaign.phase == "done" and w.issue["state"] == "closed"
+    assert w.file("clusters/prod/shop-a/cluster.yaml") is None  # blue's request removed last
+    green = w.file("clusters/prod/shop-b/cluster.yaml") or ""
+    assert 'version: "1.35"  # bumped by upgrades' in green and "name: shop-b" in green
+    assert w.weights() == {"shop-b": 100}
+    config = w.file(".github/gitops-bot.yml") or ""
+    assert "name: shop-b" in config and "name: shop-a" not in config
+    assert all(p["user"]["login"] == BOT for p in w.gh.pulls.values())
+    assert "- [x] Shift traffic: shop-b 100%, shop-a 0%" in w.issue["body"]
+
+
+@pytest.mark.slow
+async def test_red_traffic_step_rolls_back_then_retry_finishes(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    await w.drive(until="soaking", limit=12)
+    while not (w.campaign.step and w.campaign.step.weight == 50 and w.campaign.phase == "soaking"):
+        await w.drive(until="soaking", limit=1)
+        if w.campaign.phase == "soaking" and w.campaign.step and w.campaign.step.weight != 50:
+            w.report()
+            await w.advance()
+    assert w.weights() == {"shop-a": 50, "shop-b": 50}
+    w.report(red=("shop-b",))
+    await w.advance()  # red during a traffic step: the bot opens the rollback and merges it
+    assert w.campaign.phase == "rolling-back"
+    rollback = w.gh.pulls[w.campaign.rollback_pr or 0]
+    assert rollback["merged"] and w.weights() == {"shop-a": 90, "shop-b": 10}
+    await w.advance()
+    assert w.campaign.phase == "paused" and "shop-b turned red" in w.campaign.reason
+    await w.advance()  # paused: nothing more happens
+    assert w.campaign.phase == "paused"
+    again = await start(w, "shop-a 1.35 blue-green")  # /upgrade resumes the paused campaign
+    assert again.ok and "Resumed" in again.message
+    await w.drive()
+    assert w.campaign.phase == "done" and w.weights() == {"shop-b": 100}
+
+
+async def test_second_upgrade_links_the_first_and_roles_are_checked(world: World) -> None:
+    w = world
+    denied = await start(w, "shop-a 1.35 blue-green", user="alice")
+    assert not denied.ok and "*maintain*" in denied.message and not w.gh.issues
+    first = await start(w, "shop-a 1.35 blue-green")
+    second = await start(w, "shop-a 1.34 in-place")
+    assert not second.ok and w.issue["html_url"] in second.message and first.url == w.issue["html_url"]
+    assert len(w.gh.issues) == 1 and len(w.gh.pulls) == 1
+
+
+async def test_redelivery_does_nothing_twice_and_a_persons_marker_is_ignored(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    before = (dict(w.gh.pulls), w.issue["body"], len(w.gh.comments))
+    await w.advance()
+    await w.advance()  # the same facts twice: no new PR, no new comment, the same body
+    assert (dict(w.gh.pulls), w.issue["body"], len(w.gh.comments)) == before
+    forged = w.gh.new_issue(
+        w.issue["body"].replace('"phase":"merging"', '"phase":"done"'), user="mallory", kind="User"
+    )
+    assert await upgrades.advance(w.gh, w.ctx, w.gh.full_name, forged["number"]) is None
+    found = await upgrades.tracked_issues(w.gh, w.ctx, w.gh.full_name)
+    assert [t.number for t in found] == [w.issue["number"]]
+
+
+async def test_a_push_by_someone_else_loses_the_step_pr(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    pr = w.gh.pulls[w.campaign.pr or 0]
+    w.repo.commit(pr["head"]["ref"], {"extra.yaml": "a: 1\n"}, "mallory was here", author="Mallory")
+    w.report()
+    await w.advance()  # provenance: the head is not the bot's any more, the step is opened again
+    c = w.campaign
+    assert c.pr == pr["number"] and c.head_sha == w.gh.pulls[pr["number"]]["head"]["sha"]
+
+
+@pytest.mark.slow
+async def test_three_hop_in_place_upgrade(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.32", CONFIG.replace("strategy: blue-green", "strategy: in-place"))
+    outcome = await start(w, "shop-a 1.35")
+    assert outcome.ok, outcome.message
+    titles = await w.drive()
+    assert w.campaign.phase == "done", w.campaign
+    assert len([t for t in titles if "control plane" in t.lower()]) == 3
+    request = w.file("clusters/prod/shop-a/cluster.yaml") or ""
+    assert 'version: "1.35"  # bumped by upgrades' in request
+    assert "addonVersion: v1.35.3-eksbuild.2" in request
+
+
+async def test_calendar_opens_one_issue_per_due_cluster_and_never_reopens(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.30")
+    opened = await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY)
+    assert len(opened) == 1
+    issue = w.gh.issues[opened[0]]
+    assert "EKS standard support for 1.30" in issue["body"] and "`/upgrade shop-a`" in issue["body"]
+    assert not w.gh.pulls  # auto_open is off: the plan only
+    assert await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY) == []
+    issue["state"] = "closed"  # a person said no
+    assert await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY) == []
+    assert len(w.gh.issues) == 1
