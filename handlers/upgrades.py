@@ -47,6 +47,7 @@ from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, p
 from bot.domain.validate.eks import EksCatalog, format_minor
 from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.rewrite import BOT_EMAIL, BOT_NAME
+from bot.github.facts import GitHubFacts
 from bot.health.statuses import health_from_github
 from bot.report import UsageError
 from bot.upgrades.facts import fleet_at, load_cluster, step_targets
@@ -449,16 +450,6 @@ async def advance(
 # --- start ---------------------------------------------------------------------------------
 
 
-async def _role(gh: gidgethub.abc.GitHubAPI, repo: str, user: str) -> str:
-    try:
-        answer = await gh.getitem(f"{_path(repo)}/collaborators/{quote(user, safe='')}/permission")
-    except gidgethub.BadRequest as exc:
-        if exc.status_code == 404:
-            return "none"
-        raise
-    return str(answer.get("role_name") or answer.get("permission") or "none")
-
-
 async def start_upgrade(
     gh: gidgethub.abc.GitHubAPI,
     ctx: HandlerContext,
@@ -497,7 +488,7 @@ async def _start(
     except UsageError as exc:
         raise _Stop(f"{exc}. Usage: `/upgrade <cluster> [to <version>] [in-place|blue-green]`") from exc
     needed = min_role(facts.env, _section(config))
-    role = await _role(gh, repo, user)
+    role = await GitHubFacts(gh, ctx.cache).role(repo, user)
     if not role_allows(role, needed):
         raise _Stop(
             f"Upgrading a cluster of `{facts.env}` needs the *{needed}* role on this repository "
