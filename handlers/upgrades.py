@@ -31,12 +31,14 @@ from urllib.parse import quote
 
 import gidgethub
 import gidgethub.abc
+import gidgethub.routing
+import gidgethub.sansio
 
 from bot.context import HandlerContext
 from bot.domain.commands import code
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.labels import HOLD_LABEL
-from bot.domain.promotion.environments import EnvironmentConfigError, load_chain, parse_duration
+from bot.domain.promotion.environments import Environment, EnvironmentConfigError, load_chain, parse_duration
 from bot.domain.promotion.gates import GateState
 from bot.domain.upgrades import campaign as cmp
 from bot.domain.upgrades import tracking
@@ -51,6 +53,8 @@ from bot.github.facts import GitHubFacts
 from bot.health.statuses import health_from_github
 from bot.report import UsageError
 from bot.upgrades.facts import fleet_at, load_cluster, step_targets
+from handlers.promotion import facts as promotion_facts
+from handlers.promotion.outcome import Stop
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +100,6 @@ async def tracked_issues(
     return tracking.tracked(items, ctx.bot_login)
 
 
-async def _default_branch(gh: gidgethub.abc.GitHubAPI, repo: str) -> str:
-    return str((await gh.getitem(_path(repo))).get("default_branch") or "main")
-
-
 def _config(git_dir: Path, rev: str) -> dict[str, Any]:
     try:
         return parse_config(read_file_at(git_dir, rev, CONFIG_PATH) or "")
@@ -112,20 +112,31 @@ def _section(config: Mapping[str, Any]) -> dict[str, Any]:
     return dict(section) if isinstance(section, dict) else {}
 
 
-def _env_branch(config: dict[str, Any], env: str) -> str:
+def _env(config: dict[str, Any], env: str) -> Environment | None:
     try:
-        found = load_chain(config).by_name(env)
+        return load_chain(config).by_name(env)
     except EnvironmentConfigError:
-        found = None
+        return None
+
+
+def _env_branch(config: dict[str, Any], env: str) -> str:
+    found = _env(config, env)
     return found.branch if found is not None else f"env/{env}"
 
 
-def _health_contexts(config: dict[str, Any], env: str) -> tuple[str, ...]:
+def _rollback_on_red(config: dict[str, Any]) -> bool:
     try:
-        found = load_chain(config).by_name(env)
+        return load_chain(config).settings.rollback_on_red
     except EnvironmentConfigError:
-        found = None
-    return found.gates.contexts if found is not None else ()
+        return False
+
+
+async def _config_now(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str) -> dict[str, Any]:
+    """The config on the default branch, through the promotion facts (cached per pass); {} when unusable."""
+    try:
+        return (await promotion_facts.chain(gh, ctx, repo))[1]
+    except Stop:
+        return {}
 
 
 async def _statuses(gh: gidgethub.abc.GitHubAPI, repo: str, sha: str) -> tuple[list[Any], list[Any]]:
@@ -176,7 +187,8 @@ async def gather(
     branch = _env_branch(config, c.env)
     tip = str((await gh.getitem(f"{_path(repo)}/branches/{quote(branch, safe='')}"))["commit"]["sha"])
     statuses, runs = await _statuses(gh, repo, tip)
-    contexts = _health_contexts(config, c.env)
+    env = _env(config, c.env)
+    contexts = env.gates.contexts if env is not None else ()
     health: dict[str, cmp.Health] = {}
     for name in {c.cluster, c.green} - {""}:
         wanted = [x.replace("{cluster}", name) for x in contexts]
@@ -195,7 +207,7 @@ async def gather(
     soak = (
         parse_duration(str(bg.get("soak") or "30m"))
         if c.strategy == "blue-green"
-        else _env_soak(config, c.env)
+        else (env.gates.soak if env is not None else timedelta(0))
     )
     return cmp.Facts(
         now=now,
@@ -208,14 +220,6 @@ async def gather(
         held=HOLD_LABEL in labels,
         rollback_state=rollback_state,  # type: ignore[arg-type]
     )
-
-
-def _env_soak(config: dict[str, Any], env: str) -> timedelta:
-    try:
-        found = load_chain(config).by_name(env)
-    except EnvironmentConfigError:
-        found = None
-    return found.gates.soak if found is not None else timedelta(0)
 
 
 # --- writes --------------------------------------------------------------------------------
@@ -387,13 +391,6 @@ async def _apply(
     return c, said
 
 
-def _rollback_on_red(config: dict[str, Any]) -> bool:
-    try:
-        return load_chain(config).settings.rollback_on_red
-    except EnvironmentConfigError:
-        return False
-
-
 async def _merge(gh: gidgethub.abc.GitHubAPI, repo: str, number: int) -> None:
     try:
         await gh.put(f"{_path(repo)}/pulls/{number}/merge", data={"merge_method": "merge"})
@@ -433,8 +430,7 @@ async def advance(
     if not found or not found[0].open or found[0].campaign is None:
         return None
     c = found[0].campaign
-    git_dir = await ctx.repos.git_dir(repo)
-    config = _config(git_dir, f"refs/heads/{await _default_branch(gh, repo)}")
+    config = await _config_now(gh, ctx, repo)
     if resume:
         new, actions = cmp.resume(c)
     else:
@@ -477,10 +473,15 @@ async def _start(
 ) -> UpgradeOutcome:
     issues = await tracked_issues(gh, ctx, repo)
     current = tracking.running(issues, request.cluster)
-    default = await _default_branch(gh, repo)
+    default = await promotion_facts.default_branch(gh, ctx, repo)
     git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{default}"])
     sha = rev_parse(git_dir, f"refs/heads/{default}")
     config = _config(git_dir, sha)
+    if not isinstance(config.get("upgrades"), dict):
+        raise _Stop(
+            f"Cluster upgrades are off in this repository: add an `upgrades:` section (`upgrades: {{}}` for "
+            f"the defaults) to `{CONFIG_PATH}` on `{default}`. See docs/upgrades.md."
+        )
     try:
         facts, fleet = await asyncio.to_thread(
             load_cluster, git_dir, sha, request.cluster, secret_key=_key(ctx)
@@ -561,12 +562,12 @@ async def calendar_pass(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, *, today: date | None = None
 ) -> list[int]:
     """Open an issue with the plan (or the campaign, with ``auto_open``) for each cluster due; return them."""
-    default = await _default_branch(gh, repo)
+    default = await promotion_facts.default_branch(gh, ctx, repo)
     git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{default}"])
     sha = rev_parse(git_dir, f"refs/heads/{default}")
     config = _config(git_dir, sha)
     section = _section(config)
-    if not section:
+    if not isinstance(config.get("upgrades"), dict):
         return []
     today = today or date.today()
     catalog = EksCatalog.bundled()
@@ -600,6 +601,8 @@ async def calendar_pass(
 async def reconcile_upgrades(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str) -> list[str]:
     """One reconciler pass: the calendar, then every open campaign once. Returns one line per error."""
     errors: list[str] = []
+    if not isinstance((await _config_now(gh, ctx, repo)).get("upgrades"), dict):
+        return errors  # upgrades are off here (no section, or no usable config)
     try:
         if time.monotonic() - _LAST_CALENDAR.get(repo, -CALENDAR_INTERVAL) >= CALENDAR_INTERVAL:
             await calendar_pass(gh, ctx, repo)
@@ -649,11 +652,40 @@ async def campaign_command(
         )
     why = f"/rollback: {reason}"
     rolling = replace(c, phase="rolling-back", reason=why)
-    git_dir = await ctx.repos.git_dir(repo)
-    config = _config(git_dir, f"refs/heads/{await _default_branch(gh, repo)}")
+    config = await _config_now(gh, ctx, repo)
     new, said = await _apply(
         gh, ctx, repo, issue_number, rolling, [cmp.OpenRollbackPR(c.good_weight, why)], config
     )
     await _save(gh, repo, issue, new, said)
     url = f" #{new.rollback_pr}" if new.rollback_pr else ""
     return UpgradeOutcome(True, f"Rolling the traffic back to {c.good_weight}% on {code(c.green)}:{url}.")
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+router = gidgethub.routing.Router()
+
+
+async def advance_for_pr(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, number: int) -> bool:
+    """Advance the campaign whose step or rollback PR is ``number``; False when none is."""
+    if not isinstance((await _config_now(gh, ctx, repo)).get("upgrades"), dict):
+        return False
+    for issue in await tracked_issues(gh, ctx, repo):
+        c = issue.campaign
+        if issue.open and c is not None and number in (c.pr, c.rollback_pr):
+            await advance(gh, ctx, repo, issue.number)
+            return True
+    return False
+
+
+@router.register("pull_request", action="closed")
+async def on_step_pr_closed(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """A bot step PR merged or closed: move its campaign on now instead of at the next reconcile pass."""
+    pr = event.data.get("pull_request") or {}
+    if not str((pr.get("head") or {}).get("ref") or "").startswith(tracking.STEP_BRANCH_PREFIX):
+        return
+    if not tracking.by_bot(pr, ctx.bot_login):
+        return  # the branch name is anyone's to choose; only the bot's PRs are steps
+    await advance_for_pr(gh, ctx, str(event.data["repository"]["full_name"]), int(pr["number"]))

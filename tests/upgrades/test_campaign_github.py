@@ -21,6 +21,7 @@ from bot.domain.upgrades.campaign import Campaign, load_state
 from bot.domain.upgrades.command import UpgradeRequest
 from bot.domain.upgrades.edits import load_all
 from handlers import upgrades
+from tests.fakes import make_event
 from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess, now_iso
 from tests.promotion.gitrepo import BareRepo
 from tests.upgrades.test_edits import DNS
@@ -329,3 +330,35 @@ async def test_calendar_opens_one_issue_per_due_cluster_and_never_reopens(tmp_pa
     issue["state"] = "closed"  # a person said no
     assert await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY) == []
     assert len(w.gh.issues) == 1
+
+
+async def test_a_merged_step_pr_moves_its_campaign_on_at_once(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    pr = w.gh.merge_pr(w.campaign.pr or 0)
+    event = make_event(
+        "pull_request", {"action": "closed", "pull_request": pr, "repository": {"full_name": w.gh.full_name}}
+    )
+    await upgrades.router.dispatch(event, w.gh, w.ctx)
+    assert w.campaign.phase == "soaking"
+    forged = {**pr, "user": {"login": "mallory", "type": "User"}}
+    before = len(w.gh.calls)
+    event = make_event(
+        "pull_request",
+        {"action": "closed", "pull_request": forged, "repository": {"full_name": w.gh.full_name}},
+    )
+    await upgrades.router.dispatch(event, w.gh, w.ctx)
+    assert len(w.gh.calls) == before  # a person's PR on a look-alike branch is not a step
+
+
+async def test_the_reconciler_pass_drives_campaigns_and_is_off_without_the_section(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.33")
+    await start(w, "shop-a 1.35 blue-green")
+    w.gh.merge_pr(w.campaign.pr or 0)
+    assert await upgrades.reconcile_upgrades(w.gh, w.ctx, w.gh.full_name) == []
+    assert w.campaign.phase == "soaking"
+    off = make_world(tmp_path / "off", "1.30", CONFIG.split("upgrades:")[0])
+    assert await upgrades.reconcile_upgrades(off.gh, off.ctx, off.gh.full_name) == []
+    assert not [c for c in off.gh.calls if "/issues" in c.path]
+    refused = await start(off, "shop-a 1.35")
+    assert not refused.ok and "add an `upgrades:` section" in refused.message
