@@ -362,3 +362,55 @@ async def test_the_reconciler_pass_drives_campaigns_and_is_off_without_the_secti
     assert not [c for c in off.gh.calls if "/issues" in c.path]
     refused = await start(off, "shop-a 1.35")
     assert not refused.ok and "add an `upgrades:` section" in refused.message
+
+
+class Crash(Exception):
+    """The process dies here (a SIGKILL between two writes)."""
+
+
+@pytest.mark.parametrize("dies_at", ["push", "open", "label", "save", "say"])
+async def test_a_crash_between_any_two_writes_loses_no_step_and_does_none_twice(
+    world: World, dies_at: str
+) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    w.gh.merge_pr(w.campaign.pr or 0)
+    w.report()
+    await w.advance()  # soaking
+    w.report()
+    await w.advance()  # smoke
+    assert w.campaign.phase == "smoke"
+    w.report()
+    route, push = w.gh._route, w.ctx.repos.push
+    where = {
+        "open": ("POST", f"/repos/{w.gh.full_name}/pulls"),
+        "label": ("POST", f"/repos/{w.gh.full_name}/issues/2/labels"),
+        "save": ("PATCH", f"/repos/{w.gh.full_name}/issues/{w.issue['number']}"),
+        "say": ("POST", f"/repos/{w.gh.full_name}/issues/{w.issue['number']}/comments"),
+    }
+
+    def dying(method: str, path: str, q: dict[str, str], data: Any) -> tuple[int, Any]:
+        if (method, path) == where.get(dies_at):
+            w.gh._route = route  # type: ignore[method-assign]
+            if dies_at != "open":
+                route(method, path, q, data)  # the write landed, the process died before the answer
+            raise Crash(dies_at)
+        return route(method, path, q, data)
+
+    async def dying_push(full_name: str, refspecs: Any, *, force: bool = False) -> None:
+        w.ctx.repos.push = push  # type: ignore[method-assign]
+        raise Crash("push")
+
+    w.gh._route = dying  # type: ignore[method-assign]
+    if dies_at == "push":
+        w.ctx.repos.push = dying_push  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await w.advance()  # smoke passed: open step 3 (traffic 10%)
+    await w.advance()  # another replica (or the redelivery) carries on
+    await w.advance()
+    c = w.campaign
+    traffic = [p for p in w.gh.pulls.values() if "10%" in p["title"]]
+    assert len(traffic) == 1 and c.pr == traffic[0]["number"] and c.phase == "merging"
+    assert c.head_sha == traffic[0]["head"]["sha"]
+    opened = [m for m in w.gh.comments.values() if "Opened step 3" in m["body"]]
+    assert len(opened) <= 1
