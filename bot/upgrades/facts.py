@@ -290,14 +290,14 @@ def step_targets(fleet: Fleet, cluster: str) -> Targets:
 
 
 def fleet_at(git_dir: Path, sha: str) -> Fleet:
-    """Every cluster request at ``sha`` of a (bare) repository, read with field positions."""
+    """Every cluster request at ``sha`` of a (bare) repository, read fast (what the calendar scan reads).
+
+    The documents' indices count non-empty documents, as :func:`~bot.domain.upgrades.edits.load_all`
+    does, so a step's :class:`~bot.domain.upgrades.edits.FieldRef` finds the same document.
+    """
     try:
         config = parse_config(read_file_at(git_dir, sha, CONFIG_PATH) or "")
     except ConfigError:
         config = {"version": 1}
     with materialise(git_dir, sha) as tree:
-        docs = read_docs(tree, config)
-        reader = TreeReader(tree)
-        paths = sorted({d.path for d in docs})
-        precise = [d for rel in paths for d in parse_docs(reader.read(rel) or "", rel)[0]]
-    return fleet_facts(precise, config, sha)
+        return fleet_facts(read_docs(tree, config), config, sha)
