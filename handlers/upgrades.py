@@ -35,10 +35,11 @@ import gidgethub.routing
 import gidgethub.sansio
 
 from bot.context import HandlerContext
-from bot.domain.commands import code
+from bot.domain.commands import code, escape_text
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.labels import HOLD_LABEL
 from bot.domain.promotion.environments import Environment, EnvironmentConfigError, load_chain, parse_duration
+from bot.domain.promotion.freeze import active_freeze
 from bot.domain.promotion.gates import GateState
 from bot.domain.upgrades import campaign as cmp
 from bot.domain.upgrades import tracking
@@ -139,6 +140,16 @@ async def _config_now(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: st
         return {}
 
 
+def _frozen(env: Environment | None, now: datetime) -> bool:
+    """A freeze window of the environment covers ``now`` (an unreadable window counts: fail closed)."""
+    if env is None or not env.gates.freeze:
+        return False
+    try:
+        return active_freeze(env.gates.freeze, now) is not None
+    except EnvironmentConfigError:
+        return True
+
+
 async def _statuses(gh: gidgethub.abc.GitHubAPI, repo: str, sha: str) -> tuple[list[Any], list[Any]]:
     combined = await gh.getitem(f"{_path(repo)}/commits/{sha}/status")
     runs = await gh.getitem(f"{_path(repo)}/commits/{sha}/check-runs?per_page=100")
@@ -217,7 +228,7 @@ async def gather(
         pr_by_bot=by_bot,
         health=health,
         smoke=smoke,
-        held=HOLD_LABEL in labels,
+        held=HOLD_LABEL in labels or _frozen(env, now),
         rollback_state=rollback_state,  # type: ignore[arg-type]
     )
 
@@ -650,7 +661,7 @@ async def campaign_command(
             f"This upgrade {what}, so there are no weights to restore. "
             "To undo an in-place step, comment `/rollback` on its merged PR.",
         )
-    why = f"/rollback: {reason}"
+    why = f"/rollback: {escape_text(reason)}"  # a person's words: escaped once, here
     rolling = replace(c, phase="rolling-back", reason=why)
     config = await _config_now(gh, ctx, repo)
     new, said = await _apply(

@@ -414,3 +414,52 @@ async def test_a_crash_between_any_two_writes_loses_no_step_and_does_none_twice(
     assert c.head_sha == traffic[0]["head"]["sha"]
     opened = [m for m in w.gh.comments.values() if "Opened step 3" in m["body"]]
     assert len(opened) <= 1
+
+
+async def test_a_hold_or_a_freeze_keeps_the_next_step_closed(tmp_path: Path) -> None:
+    frozen = CONFIG.replace(
+        "      soak: 0s\n",
+        "      soak: 0s\n      freeze:\n        - {start: '2020-01-01', reason: change freeze}\n",
+        1,
+    )
+    for config, label in ((CONFIG, True), (frozen, False)):
+        w = make_world(tmp_path / str(label), "1.33", config)
+        await start(w, "shop-a 1.35 blue-green")
+        if label:
+            w.gh.issues[w.issue["number"]]["labels"].append({"name": "gitops-bot/hold"})
+        w.gh.merge_pr(w.campaign.pr or 0)
+        for _ in range(3):
+            w.report()
+            await w.advance()
+        assert w.campaign.phase == "soaking" and len(w.gh.pulls) == 1
+
+
+async def test_hold_unhold_and_rollback_on_the_tracking_issue(world: World) -> None:
+    w = world
+
+    async def command(name: str) -> upgrades.UpgradeOutcome:
+        number = w.issue["number"]
+        return await upgrades.campaign_command(
+            w.gh, w.ctx, repo=w.gh.full_name, issue_number=number, name=name, reason="<b>why</b>"
+        )
+
+    await start(w, "shop-a 1.35 blue-green")
+    assert (await command("hold")).ok and {"name": "gitops-bot/hold"} in w.issue["labels"]
+    assert (await command("unhold")).ok and {"name": "gitops-bot/hold"} not in w.issue["labels"]
+    assert "not on hold" in (await command("unhold")).message
+    await w.drive(until="soaking", limit=8)
+    while w.campaign.step is None or w.campaign.step.weight != 10 or w.campaign.phase != "soaking":
+        await w.drive(until="soaking", limit=1)
+        if w.campaign.phase == "soaking" and w.campaign.step and w.campaign.step.weight is None:
+            w.report()
+            await w.advance()
+    assert w.weights() == {"shop-a": 90, "shop-b": 10}
+    answer = await command("rollback")
+    assert answer.ok and w.campaign.phase == "rolling-back", answer.message
+    assert w.gh.pulls[w.campaign.rollback_pr or 0]["merged"] and w.weights() == {"shop-a": 100, "shop-b": 0}
+    assert "why" in w.campaign.reason and "<b>" not in w.campaign.reason and "<b>" not in w.issue["body"]
+    assert "already rolling back" in (await command("rollback")).message
+    await w.advance()
+    assert w.campaign.phase == "paused"
+    w.gh.issues[w.issue["number"]]["state"] = "closed"
+    assert not (await command("hold")).ok  # a closed issue has no campaign under way
