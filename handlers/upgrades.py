@@ -541,8 +541,6 @@ async def _start(
         )
     campaign = cmp.start(plan)
     md = plan_markdown(plan)
-    if current is not None and current.target != campaign.target:
-        current = None  # the calendar proposed another target: a new issue for this one
     if current is None:
         created = await gh.post(
             f"{_path(repo)}/issues",
@@ -554,10 +552,14 @@ async def _start(
         )
         number, url = int(created["number"]), str(created.get("html_url") or "")
     else:
+        # the calendar's issue: the campaign starts in it, with this plan (its target may differ)
         number, url = current.number, current.url
         await gh.patch(
             f"{_path(repo)}/issues/{number}",
-            data={"body": tracking.with_state(current.body, campaign, started_by=user)},
+            data={
+                "title": tracking.title(campaign.cluster, campaign.target, campaign.strategy),
+                "body": tracking.with_state(current.body, campaign, started_by=user, plan_md=md),
+            },
         )
     state = await advance(gh, ctx, repo, number)
     pr = f" Step 1 is #{state.pr}." if state is not None and state.pr else ""

@@ -463,3 +463,13 @@ async def test_hold_unhold_and_rollback_on_the_tracking_issue(world: World) -> N
     assert w.campaign.phase == "paused"
     w.gh.issues[w.issue["number"]]["state"] = "closed"
     assert not (await command("hold")).ok  # a closed issue has no campaign under way
+
+
+async def test_upgrade_on_the_calendars_issue_starts_the_campaign_there(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.30")
+    [number] = await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY)
+    outcome = await start(w, "shop-a 1.35 blue-green")
+    assert outcome.ok and outcome.url == w.gh.issues[number]["html_url"] and len(w.gh.issues) == 1
+    body = w.gh.issues[number]["body"]
+    assert "EKS standard support for 1.30" in body and "started by @bob" in body
+    assert w.campaign.target == "1.35" and w.campaign.pr and "blue/green" in w.gh.issues[number]["title"]

@@ -109,15 +109,15 @@ def body(
     return "\n\n".join(parts) + "\n"
 
 
-def with_state(old_body: str, campaign: Campaign, *, started_by: str = "") -> str:
-    """``old_body`` (the bot's own) with the campaign's checklist and state replaced."""
+def with_state(old_body: str, campaign: Campaign, *, started_by: str = "", plan_md: str = "") -> str:
+    """``old_body`` (the bot's own) with the campaign's checklist and state (and plan) replaced."""
     plan = re.search(r"<details><summary>The plan</summary>\n\n(.*?)\n</details>", old_body, re.S)
     why = old_body.split("\n\n", 1)[0] if old_body.startswith("EKS standard support") else ""
     by = re.search(r"\*\*Campaign\*\* started by @([A-Za-z0-9-]+)", old_body)
     return body(
         campaign.cluster,
         campaign.target,
-        plan.group(1) if plan else "",
+        plan_md or (plan.group(1) if plan else ""),
         campaign,
         why=why,
         started_by=started_by or (by.group(1) if by else ""),
