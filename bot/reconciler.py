@@ -271,6 +271,13 @@ async def reconcile_repo(
             log.exception("reconciling %s failed", where)
             report.errors.append(_error(where, exc))
     await _reconcile_promotions(gh, ctx, repo, promotions, report)
+    reconcile_upgrades = optional_api("handlers.upgrades", "reconcile_upgrades")
+    if reconcile_upgrades is not None:
+        try:
+            report.errors.extend(await reconcile_upgrades(gh, ctx, repo))
+        except Exception as exc:
+            log.exception("reconciling the upgrades of %s failed", repo)
+            report.errors.append(_error(f"{repo} upgrades", exc))
 
 
 async def _reconcile_promotions(

@@ -9,7 +9,9 @@ Budgets (:mod:`bot.domain.budgets`, state in the store): one refusal reply per P
 and a per-person command burst limit per repository.
 
 An edited comment runs again only when its parsed command differs from the one before the edit.
-Comments on issues (not pull requests) and the bot's own comments are ignored.
+Comments on issues (not pull requests) are ignored, except the commands that act on an upgrade
+campaign (``/upgrade``, and ``/hold``, ``/unhold``, ``/rollback`` on its tracking issue); the
+bot's own comments are ignored.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ from bot.domain.commands import Command, Ignore, Outcome, Reply, code, parse_com
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.help import COMMANDS
 from bot.domain.labels import REPLY_MARKER
+from bot.domain.upgrades.tracking import LABEL as UPGRADE_LABEL
+from bot.domain.upgrades.tracking import by_bot
 from bot.github.comments import find_bot_comment
 from bot.github.facts import GitHubFacts
 from handlers.commands import RUNNERS, CommandResult, Invocation
 from handlers.commands.base import redact, repo_path
+from handlers.commands.upgrade import CAMPAIGN_COMMANDS, on_issue
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +62,6 @@ async def on_issue_comment(
 def outcome_of(data: dict[str, Any], ctx: HandlerContext, *, enabled: list[str] | None = None) -> Outcome:
     """Parse the comment of an ``issue_comment`` payload; edits that keep the command are ignored."""
     issue = data.get("issue") or {}
-    if "pull_request" not in issue:
-        return Ignore("comment on an issue, not a pull request")
     comment = data.get("comment") or {}
     sender = data.get("sender") or comment.get("user") or {}
 
@@ -72,6 +75,8 @@ def outcome_of(data: dict[str, Any], ctx: HandlerContext, *, enabled: list[str] 
         )
 
     outcome = parse(comment.get("body"))
+    if "pull_request" not in issue and not _campaign_command(issue, outcome, ctx.bot_login):
+        return Ignore("comment on an issue, not a pull request")
     if data.get("action") == "edited" and not isinstance(outcome, Ignore):
         before = (data.get("changes") or {}).get("body")
         if not isinstance(before, dict):
@@ -79,6 +84,14 @@ def outcome_of(data: dict[str, Any], ctx: HandlerContext, *, enabled: list[str] 
         if _same(parse(before.get("from")), outcome):
             return Ignore("edit kept the same command")
     return outcome
+
+
+def _campaign_command(issue: dict[str, Any], outcome: Outcome, bot_login: str) -> bool:
+    """On an issue: ``/upgrade``; ``/hold``, ``/unhold``, ``/rollback`` only on the bot's upgrade issues."""
+    if not isinstance(outcome, Command) or outcome.name not in CAMPAIGN_COMMANDS:
+        return False
+    labels = {str(label.get("name")) for label in issue.get("labels") or [] if isinstance(label, dict)}
+    return outcome.name == "upgrade" or (UPGRADE_LABEL in labels and by_bot(issue, bot_login))
 
 
 def _same(before: Outcome, after: Outcome) -> bool:
@@ -99,7 +112,7 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
         return
     await react(gh, repo, comment_id, "eyes")
 
-    pr = await gh.getitem(f"{repo_path(repo)}/pulls/{int(data['issue']['number'])}")
+    pr = await _pull_or_issue(gh, repo, data["issue"])
     config = await load_commands_config(gh, repo, pr)
     outcome = outcome_of(data, ctx, enabled=config.get("enabled"))
     if isinstance(outcome, Ignore):
@@ -129,7 +142,7 @@ async def handle_comment(data: dict[str, Any], gh: gidgethub.abc.GitHubAPI, ctx:
     inv = Invocation(repo=repo, pr=pr, command=outcome, user=user, comment_id=comment_id, config=config)
     reaction = "+1"
     try:
-        result = await RUNNERS[outcome.name](gh, ctx, inv)
+        result = await on_issue(gh, ctx, inv) or await RUNNERS[outcome.name](gh, ctx, inv)
         if not result.ok:
             reaction = "-1"
     except Exception as exc:
@@ -189,9 +202,19 @@ async def within_burst(
             f"{budgets.BURST_WINDOW / 60:.0f} minutes, so I am not running more for now. "
             f"Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
         )
-        await reply(gh, repo, number, comment, user, "", text)
+        await reply(gh, repo, number, comment, user, "", text, bot_login=ctx.bot_login)
     await react(gh, repo, int(comment["id"]), "-1")
     return False
+
+
+async def _pull_or_issue(gh: gidgethub.abc.GitHubAPI, repo: str, issue: dict[str, Any]) -> dict[str, Any]:
+    """The pull request; for an issue (upgrade commands), the issue with the default branch as base."""
+    number = int(issue["number"])
+    if "pull_request" in issue:
+        return dict(await gh.getitem(f"{repo_path(repo)}/pulls/{number}"))
+    found = dict(await gh.getitem(f"{repo_path(repo)}/issues/{number}"))
+    default = (await gh.getitem(repo_path(repo))).get("default_branch") or "main"
+    return {**found, "base": {"ref": default}}
 
 
 async def react(gh: gidgethub.abc.GitHubAPI, repo: str, comment_id: int, content: str) -> None:

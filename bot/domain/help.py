@@ -33,6 +33,13 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         CommandSpec("unhold", "/unhold", "Release a `/hold`.", "none"),
         CommandSpec("rollback", "/rollback [reason]", "Open a PR that reverts this merged PR.", "text"),
+        CommandSpec(
+            "upgrade",
+            "/upgrade <cluster> [to <version>] [in-place|blue-green]",
+            "Start (or resume) the upgrade of a cluster as a series of PRs, tracked in an issue. "
+            "`/hold`, `/unhold` and `/rollback` on that issue pause, resume and roll back its traffic.",
+            "text",
+        ),
         CommandSpec("help", "/help", "Show this table.", "none", needs_write=False),
     )
 }
@@ -46,9 +53,14 @@ def usage(name: str) -> str:
     return f"`{COMMANDS[name].syntax}`"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def help_text() -> str:
     """Return the help table in GitHub markdown."""
-    rows = "\n".join(f"| `{spec.syntax}` | {spec.summary} |" for spec in COMMANDS.values())
+    # a "|" splits a table cell even inside a code span, unless escaped
+    rows = "\n".join(f"| `{_cell(spec.syntax)}` | {spec.summary} |" for spec in COMMANDS.values())
     return (
         "<details open><summary>gitops-bot commands</summary>\n\n"
         "| Command | What it does |\n| --- | --- |\n"

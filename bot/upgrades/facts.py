@@ -18,8 +18,9 @@ from typing import Any
 
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.render import fastyaml
+from bot.domain.upgrades.edits import FieldRef, Targets, Traffic
 from bot.domain.upgrades.plan import AddonFact, ClusterFacts, NodeGroupFact, ObjectFact
-from bot.domain.upgrades.tables import REMOVALS_BY_KEY
+from bot.domain.upgrades.tables import ADDON_VERSIONS, REMOVALS_BY_KEY
 from bot.domain.validate.base import Doc, TreeReader, as_dict, iter_yaml_files, parse_docs
 from bot.domain.validate.eks import parse_minor
 from bot.domain.validate.fleet import ClusterRequest, in_scope, kind_mappings, requests_in
@@ -228,3 +229,75 @@ def load_cluster(repo: Path, ref: str, cluster: str, *, secret_key: bytes) -> tu
         facts = fleet.clusters[cluster]
         facts = replace(facts, objects=rendered_objects(tree, fleet, cluster, secret_key))
     return facts, fleet
+
+
+def _addon_ref(doc: Doc) -> tuple[str, str, FieldRef] | None:
+    """``(cluster, add-on name, where its version is)`` of an EKS add-on document."""
+    found = _addon(doc)
+    if found is None:
+        return None
+    at = (
+        ("spec", "forProvider", "addonVersion")
+        if doc.group == "eks.aws.crossplane.io"
+        else ("spec", "addonVersion")
+    )
+    return found[0], found[1].name, FieldRef(doc.path, doc.index, at)
+
+
+def step_targets(fleet: Fleet, cluster: str) -> Targets:
+    """Where a campaign's steps write for ``cluster``: request version, node groups, add-ons, traffic."""
+    names = set(fleet.clusters)
+    requests = requests_in(fleet.docs, fleet.config)
+    control: list[FieldRef] = []
+    nodegroups: list[FieldRef] = []
+    request_path = fleet.clusters[cluster].path if cluster in fleet.clusters else ""
+    for req in requests:
+        at = tuple(req.at("version"))
+        if not at or req.value("version") is None:
+            continue
+        ref = FieldRef(req.doc.path, req.doc.index, at)
+        if req.role == "cluster" and req.name == cluster:
+            control.append(ref)
+        elif req.role == "nodegroup" and _cluster_of(req, names) == cluster:
+            nodegroups.append(ref)
+    addons: dict[str, FieldRef] = {}
+    for doc in fleet.docs:
+        found = _addon_ref(doc)
+        if found is not None and (found[0] == cluster or (not found[0] and len(names) == 1)):
+            addons[found[1]] = found[2]
+    section = fleet.config.get("upgrades") if isinstance(fleet.config.get("upgrades"), dict) else {}
+    bg = (section or {}).get("blue_green") or {}
+    traffic = tuple(
+        Traffic(
+            path=str(t["path"]),
+            preset=str(t.get("preset") or "external-dns"),
+            kind=str(t.get("kind") or ""),
+            weight_field=str(t.get("weight_field") or ""),
+            cluster_field=str(t.get("cluster_field") or ""),
+        )
+        for t in (bg.get("traffic") or [])
+        if isinstance(t, dict) and t.get("path")
+    )
+    return Targets(
+        request_path=request_path,
+        control_plane=tuple(control),
+        nodegroups=tuple(nodegroups),
+        addons=addons,
+        addon_versions=ADDON_VERSIONS,
+        registry_path=fleet.clusters[cluster].registry_path if cluster in fleet.clusters else "",
+        traffic=traffic,
+    )
+
+
+def fleet_at(git_dir: Path, sha: str) -> Fleet:
+    """Every cluster request at ``sha`` of a (bare) repository, read fast (what the calendar scan reads).
+
+    The documents' indices count non-empty documents, as :func:`~bot.domain.upgrades.edits.load_all`
+    does, so a step's :class:`~bot.domain.upgrades.edits.FieldRef` finds the same document.
+    """
+    try:
+        config = parse_config(read_file_at(git_dir, sha, CONFIG_PATH) or "")
+    except ConfigError:
+        config = {"version": 1}
+    with materialise(git_dir, sha) as tree:
+        return fleet_facts(read_docs(tree, config), config, sha)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.commands import diff, help, hold, promote, rollback, unhold, validate
+from handlers.commands import diff, help, hold, promote, rollback, unhold, upgrade, validate
 from handlers.commands.base import CommandResult, Invocation, Runner
 
 RUNNERS: dict[str, Runner] = {
@@ -12,6 +12,7 @@ RUNNERS: dict[str, Runner] = {
     "hold": hold.run,
     "unhold": unhold.run,
     "rollback": rollback.run,
+    "upgrade": upgrade.run,
     "help": help.run,
 }
 

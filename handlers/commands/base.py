@@ -51,6 +51,11 @@ class Invocation:
         """The pull request number."""
         return int(self.pr["number"])
 
+    @property
+    def is_issue(self) -> bool:
+        """True on an issue (an upgrade's tracking issue), not a pull request."""
+        return "head" not in self.pr
+
 
 @dataclass
 class CommandResult:

@@ -23,6 +23,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("promote", "/promote staging", {"pr": pr_json(state="closed", merged=True)}),
     ("crash", "/rollback", {"pr": pr_json(state="closed", merged=True), "error": True}),
     ("help", "/help", {}),
+    ("upgrade-usage", "/upgrade Prod_Cluster to latest", {}),
 ]
 
 

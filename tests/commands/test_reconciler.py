@@ -62,6 +62,7 @@ class World:
     reconcile_evaluates: bool = False
     conflict: bool = False
     store: StateStore = field(default_factory=StateStore)
+    upgrade_passes: list[str] = field(default_factory=list)
 
     def promotion(self, number: int, sha: str, ref: str, base: str = "staging") -> dict[str, Any]:
         """An open promotion PR the bot opened and pushed, with the bot's record of it."""
@@ -130,6 +131,10 @@ class World:
         self.log.append(("reconcile_promotions", repo))
         return outcomes
 
+    async def reconcile_upgrades(self, gh: gidgethub.abc.GitHubAPI, ctx: Any, repo: str) -> list[str]:
+        self.upgrade_passes.append(repo)
+        return []
+
     def names(self) -> list[str]:
         return [name for name, _ in self.log]
 
@@ -169,6 +174,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     pull_request.run_pr_checks = w.run_pr_checks  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "handlers.promotion", promotion)
     monkeypatch.setitem(sys.modules, "handlers.pull_request", pull_request)
+    upgrades = types.ModuleType("handlers.upgrades")
+    upgrades.reconcile_upgrades = w.reconcile_upgrades  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "handlers.upgrades", upgrades)
     return w
 
 
@@ -259,6 +267,7 @@ async def test_promotion_prs_get_their_gates_evaluated(world: World) -> None:
     assert report.promotions_evaluated == [f"{REPO}#8: gates pending", f"{REPO}#9: gates pending"]
     assert report.checked == [] and report.up_to_date == 1  # #10 only looks like one: a PR like any
     assert world.names() == ["reconcile_promotions", "evaluate_promotion", "evaluate_promotion"]
+    assert world.upgrade_passes == [REPO]  # then the upgrade campaigns and the calendar
 
 
 async def test_promotion_prs_evaluated_by_reconcile_promotions_are_not_evaluated_again(world: World) -> None:
@@ -316,6 +325,7 @@ async def test_a_failing_repository_does_not_stop_the_others(world: World) -> No
 async def test_missing_apis_are_skipped_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "handlers.promotion", None)
     monkeypatch.setitem(sys.modules, "handlers.pull_request", None)
+    monkeypatch.setitem(sys.modules, "handlers.upgrades", None)
     w = World()
     w.open_prs = [pr(1, "1" * 40), w.promotion(2, "2" * 40, "gitops-bot/promote/staging/2222222")]
     report = await reconcile_once(Clients(w), factory(w.store), repos=TARGETS)

@@ -1,0 +1,475 @@
+"""Campaigns driven through the handler against a stateful fake GitHub backed by a real bare repository.
+
+The step PRs are real commits on real branches, merged with real merges; the tracking issue's
+body carries the state from one pass to the next. Covers a whole blue/green campaign, one with
+a red traffic step and its rollback, a three-hop in-place upgrade, redelivery (a pass run twice
+does nothing twice) and a person's marker being ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.context import HandlerContext
+from bot.domain.upgrades.campaign import Campaign, load_state
+from bot.domain.upgrades.command import UpgradeRequest
+from bot.domain.upgrades.edits import load_all
+from handlers import upgrades
+from tests.fakes import make_event
+from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess, now_iso
+from tests.promotion.gitrepo import BareRepo
+from tests.upgrades.test_edits import DNS
+from tests.upgrades.test_edits import REQUEST as CLUSTER
+
+BOT = "gitops-bot[bot]"
+TODAY = date(2026, 12, 3)
+
+CONFIG = """\
+version: 1
+clusters:
+  - name: shop-a
+    env: prod
+    region: us-east-1
+    path: clusters/prod/shop-a
+environments:
+  - name: prod
+    branch: env/prod
+    gates:
+      health: {contexts: ["health/{cluster}"]}
+      soak: 0s
+promotion:
+  rollback_on_red: true
+upgrades:
+  strategy: blue-green
+  max_open: 2
+  min_role: {prod: maintain}
+  blue_green:
+    steps: [10, 50, 100]
+    soak: 0s
+    traffic:
+      - path: platform/dns/shop.yaml
+        preset: external-dns
+"""
+
+REQUEST = (
+    CLUSTER.replace('version: "1.33"', 'version: "{version}"')
+    + """\
+---
+apiVersion: eks.services.k8s.aws/v1alpha1
+kind: Addon
+metadata:
+  name: shop-a-kube-proxy
+spec:
+  name: kube-proxy
+  clusterName: shop-a
+  addonVersion: v1.32.13-eksbuild.5
+"""
+)
+
+
+@dataclass
+class GitHubWithIssues(FakeGitHub):
+    """The fake plus issues (the tracking issue), their labels, and branches; the App's user is a Bot."""
+
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def new_issue(self, body: str, user: str = BOT, kind: str = "Bot", labels: Any = ()) -> dict[str, Any]:
+        number = 1000 + len(self.issues)
+        issue = {
+            "number": number,
+            "title": "",
+            "body": body,
+            "state": "open",
+            "html_url": f"https://github.com/{self.full_name}/issues/{number}",
+            "user": {"login": user, "type": kind},
+            "labels": [{"name": name} for name in labels],
+            "created_at": now_iso(),
+        }
+        self.issues[number] = issue
+        return issue
+
+    def _route(self, method: str, path: str, q: dict[str, str], data: Any) -> tuple[int, Any]:
+        r = f"/repos/{self.full_name}"
+        if path == f"{r}/issues" and method == "POST":
+            issue = self.new_issue(data["body"], labels=data.get("labels") or [])
+            issue["title"] = data["title"]
+            return 201, issue
+        if path == f"{r}/issues" and method == "GET":
+            wanted = set(filter(None, q.get("labels", "").split(",")))
+            return 200, [
+                i
+                for i in self.issues.values()
+                if (q.get("state") == "all" or i["state"] == q.get("state", "open"))
+                and wanted <= {label["name"] for label in i["labels"]}
+            ]
+        m = re.fullmatch(rf"{r}/issues/(\d+)(/labels(?:/(.+))?)?", path)
+        if m and int(m.group(1)) in self.issues:
+            issue = self.issues[int(m.group(1))]
+            if m.group(2) and method == "POST":
+                for name in data["labels"]:
+                    if name not in [label["name"] for label in issue["labels"]]:
+                        issue["labels"].append({"name": name})
+                return 200, issue["labels"]
+            if m.group(3) and method == "DELETE":
+                before = len(issue["labels"])
+                issue["labels"] = [label for label in issue["labels"] if label["name"] != m.group(3)]
+                return (
+                    (200, issue["labels"])
+                    if len(issue["labels"]) < before
+                    else (404, {"message": "Not Found"})
+                )
+            if method == "PATCH":
+                issue.update({k: v for k, v in data.items() if k in ("title", "body", "state")})
+            return 200, issue
+        m = re.fullmatch(rf"{r}/branches/(.+)", path)
+        if m and method == "GET":
+            return 200, {"name": m.group(1), "commit": {"sha": self.head_sha(m.group(1))}}
+        m = re.fullmatch(rf"{r}/collaborators/([^/]+)/permission", path)
+        if m:
+            role = self.permissions.get(m.group(1), "read")
+            return 200, {"permission": "write" if role == "maintain" else role, "role_name": role}
+        status, answer = super()._route(method, path, q, data)
+        if path == f"{r}/pulls" and method == "POST" and status == 201:
+            answer["user"]["type"] = "Bot"  # the App's pull requests are a Bot's
+        return status, answer
+
+
+@dataclass
+class World:
+    gh: GitHubWithIssues
+    repo: BareRepo
+    ctx: HandlerContext
+
+    @property
+    def issue(self) -> dict[str, Any]:
+        [issue] = [i for i in self.gh.issues.values() if i["user"]["type"] == "Bot"]
+        return issue
+
+    @property
+    def campaign(self) -> Campaign:
+        c = load_state(self.issue["body"])
+        assert c is not None
+        return c
+
+    def file(self, path: str, branch: str = "env/prod") -> str | None:
+        return self.repo.read(f"refs/heads/{branch}", path)
+
+    def weights(self) -> dict[str, int]:
+        text = self.file("platform/dns/shop.yaml") or ""
+        return {
+            d["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/set-identifier"]: int(
+                d["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/aws-weight"]
+            )
+            for d in load_all(text)
+        }
+
+    def report(self, *, red: tuple[str, ...] = (), smoke: str = "success") -> None:
+        """Flux and the smoke tests report on the env branch's tip."""
+        tip = self.gh.head_sha("env/prod")
+        for cluster in ("shop-a", "shop-b"):
+            self.gh.set_status(tip, f"health/{cluster}", "failure" if cluster in red else "success")
+        self.gh.set_status(tip, "smoke/shop-b", smoke)
+
+    def open_step(self) -> dict[str, Any] | None:
+        c = self.campaign
+        return self.gh.pulls.get(c.pr) if c.pr and c.phase == "merging" else None
+
+    async def advance(self) -> Campaign | None:
+        return await upgrades.advance(self.gh, self.ctx, self.gh.full_name, self.issue["number"])
+
+    async def drive(self, *, until: str = "done", limit: int = 40) -> list[str]:
+        """People merge each step PR; Flux and smoke report green; the reconciler passes."""
+        seen = []
+        for _ in range(limit):
+            c = self.campaign
+            if c.phase == until or c.phase in ("paused", "done"):
+                break
+            pr = self.open_step()
+            if pr is not None and pr["state"] == "open":
+                seen.append(pr["title"])
+                self.gh.merge_pr(pr["number"])
+            self.report()
+            await self.advance()
+        return seen
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return make_world(tmp_path, "1.33")
+
+
+def make_world(tmp_path: Path, version: str, config: str = CONFIG) -> World:
+    repo = BareRepo(tmp_path / "remote.git")
+    files: dict[str, str | None] = {
+        ".github/gitops-bot.yml": config,
+        "clusters/prod/shop-a/cluster.yaml": REQUEST.replace("{version}", version),
+        "platform/dns/shop.yaml": DNS,
+    }
+    repo.commit("main", files, "The fleet")
+    repo.git("update-ref", "refs/heads/env/prod", repo.sha("refs/heads/main"))
+    gh = GitHubWithIssues(repo=repo, permissions={"bob": "maintain", "alice": "write"})
+    ctx = HandlerContext(repos=FakeRepoAccess(repo.path, tmp_path / "mirror.git"), bot_login=BOT)
+    return World(gh, repo, ctx)
+
+
+async def start(w: World, text: str, user: str = "bob") -> upgrades.UpgradeOutcome:
+    request = UpgradeRequest(*text.split())  # cluster, target, strategy
+    return await upgrades.start_upgrade(
+        w.gh, w.ctx, repo=w.gh.full_name, request=request, user=user, today=TODAY
+    )
+
+
+@pytest.mark.slow
+async def test_whole_blue_green_campaign(world: World) -> None:
+    w = world
+    outcome = await start(w, "shop-a 1.35 blue-green")
+    assert outcome.ok, outcome.message
+    assert w.campaign.phase == "merging" and w.campaign.head_sha == w.gh.pulls[w.campaign.pr]["head"]["sha"]
+    titles = await w.drive()
+    assert [t.split(": ", 1)[1] for t in titles] == [s.title for s in w.campaign.steps if s.kind != "smoke"]
+    assert w.campaign.phase == "done" and w.issue["state"] == "closed"
+    assert w.file("clusters/prod/shop-a/cluster.yaml") is None  # blue's request removed last
+    green = w.file("clusters/prod/shop-b/cluster.yaml") or ""
+    assert 'version: "1.35"  # bumped by upgrades' in green and "name: shop-b" in green
+    assert w.weights() == {"shop-b": 100}
+    config = w.file(".github/gitops-bot.yml") or ""
+    assert "name: shop-b" in config and "name: shop-a" not in config
+    assert all(p["user"]["login"] == BOT for p in w.gh.pulls.values())
+    assert "- [x] Shift traffic: shop-b 100%, shop-a 0%" in w.issue["body"]
+
+
+@pytest.mark.slow
+async def test_red_traffic_step_rolls_back_then_retry_finishes(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    await w.drive(until="soaking", limit=12)
+    while not (w.campaign.step and w.campaign.step.weight == 50 and w.campaign.phase == "soaking"):
+        await w.drive(until="soaking", limit=1)
+        if w.campaign.phase == "soaking" and w.campaign.step and w.campaign.step.weight != 50:
+            w.report()
+            await w.advance()
+    assert w.weights() == {"shop-a": 50, "shop-b": 50}
+    w.report(red=("shop-b",))
+    await w.advance()  # red during a traffic step: the bot opens the rollback and merges it
+    assert w.campaign.phase == "rolling-back"
+    rollback = w.gh.pulls[w.campaign.rollback_pr or 0]
+    assert rollback["merged"] and w.weights() == {"shop-a": 90, "shop-b": 10}
+    await w.advance()
+    assert w.campaign.phase == "paused" and "shop-b turned red" in w.campaign.reason
+    await w.advance()  # paused: nothing more happens
+    assert w.campaign.phase == "paused"
+    again = await start(w, "shop-a 1.35 blue-green")  # /upgrade resumes the paused campaign
+    assert again.ok and "Resumed" in again.message
+    await w.drive()
+    assert w.campaign.phase == "done" and w.weights() == {"shop-b": 100}
+
+
+async def test_second_upgrade_links_the_first_and_roles_are_checked(world: World) -> None:
+    w = world
+    denied = await start(w, "shop-a 1.35 blue-green", user="alice")
+    assert not denied.ok and "*maintain*" in denied.message and not w.gh.issues
+    first = await start(w, "shop-a 1.35 blue-green")
+    second = await start(w, "shop-a 1.34 in-place")
+    assert not second.ok and w.issue["html_url"] in second.message and first.url == w.issue["html_url"]
+    assert len(w.gh.issues) == 1 and len(w.gh.pulls) == 1
+
+
+async def test_redelivery_does_nothing_twice_and_a_persons_marker_is_ignored(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    before = (dict(w.gh.pulls), w.issue["body"], len(w.gh.comments))
+    await w.advance()
+    await w.advance()  # the same facts twice: no new PR, no new comment, the same body
+    assert (dict(w.gh.pulls), w.issue["body"], len(w.gh.comments)) == before
+    forged = w.gh.new_issue(
+        w.issue["body"].replace('"phase":"merging"', '"phase":"done"'), user="mallory", kind="User"
+    )
+    assert await upgrades.advance(w.gh, w.ctx, w.gh.full_name, forged["number"]) is None
+    found = await upgrades.tracked_issues(w.gh, w.ctx, w.gh.full_name)
+    assert [t.number for t in found] == [w.issue["number"]]
+
+
+async def test_a_push_by_someone_else_loses_the_step_pr(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    pr = w.gh.pulls[w.campaign.pr or 0]
+    w.repo.commit(pr["head"]["ref"], {"extra.yaml": "a: 1\n"}, "mallory was here", author="Mallory")
+    w.report()
+    await w.advance()  # provenance: the head is not the bot's any more, the step is opened again
+    c = w.campaign
+    assert c.pr == pr["number"] and c.head_sha == w.gh.pulls[pr["number"]]["head"]["sha"]
+
+
+@pytest.mark.slow
+async def test_three_hop_in_place_upgrade(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.32", CONFIG.replace("strategy: blue-green", "strategy: in-place"))
+    outcome = await start(w, "shop-a 1.35")
+    assert outcome.ok, outcome.message
+    titles = await w.drive()
+    assert w.campaign.phase == "done", w.campaign
+    assert len([t for t in titles if "control plane" in t.lower()]) == 3
+    request = w.file("clusters/prod/shop-a/cluster.yaml") or ""
+    assert 'version: "1.35"  # bumped by upgrades' in request
+    assert "addonVersion: v1.35.3-eksbuild.2" in request
+
+
+async def test_calendar_opens_one_issue_per_due_cluster_and_never_reopens(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.30")
+    opened = await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY)
+    assert len(opened) == 1
+    issue = w.gh.issues[opened[0]]
+    assert "EKS standard support for 1.30" in issue["body"] and "`/upgrade shop-a`" in issue["body"]
+    assert not w.gh.pulls  # auto_open is off: the plan only
+    assert await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY) == []
+    issue["state"] = "closed"  # a person said no
+    assert await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY) == []
+    assert len(w.gh.issues) == 1
+
+
+async def test_a_merged_step_pr_moves_its_campaign_on_at_once(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    pr = w.gh.merge_pr(w.campaign.pr or 0)
+    event = make_event(
+        "pull_request", {"action": "closed", "pull_request": pr, "repository": {"full_name": w.gh.full_name}}
+    )
+    await upgrades.router.dispatch(event, w.gh, w.ctx)
+    assert w.campaign.phase == "soaking"
+    forged = {**pr, "user": {"login": "mallory", "type": "User"}}
+    before = len(w.gh.calls)
+    event = make_event(
+        "pull_request",
+        {"action": "closed", "pull_request": forged, "repository": {"full_name": w.gh.full_name}},
+    )
+    await upgrades.router.dispatch(event, w.gh, w.ctx)
+    assert len(w.gh.calls) == before  # a person's PR on a look-alike branch is not a step
+
+
+async def test_the_reconciler_pass_drives_campaigns_and_is_off_without_the_section(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.33")
+    await start(w, "shop-a 1.35 blue-green")
+    w.gh.merge_pr(w.campaign.pr or 0)
+    assert await upgrades.reconcile_upgrades(w.gh, w.ctx, w.gh.full_name) == []
+    assert w.campaign.phase == "soaking"
+    off = make_world(tmp_path / "off", "1.30", CONFIG.split("upgrades:")[0])
+    assert await upgrades.reconcile_upgrades(off.gh, off.ctx, off.gh.full_name) == []
+    assert not [c for c in off.gh.calls if "/issues" in c.path]
+    refused = await start(off, "shop-a 1.35")
+    assert not refused.ok and "add an `upgrades:` section" in refused.message
+
+
+class Crash(Exception):
+    """The process dies here (a SIGKILL between two writes)."""
+
+
+@pytest.mark.parametrize("dies_at", ["push", "open", "label", "save", "say"])
+async def test_a_crash_between_any_two_writes_loses_no_step_and_does_none_twice(
+    world: World, dies_at: str
+) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    w.gh.merge_pr(w.campaign.pr or 0)
+    w.report()
+    await w.advance()  # soaking
+    w.report()
+    await w.advance()  # smoke
+    assert w.campaign.phase == "smoke"
+    w.report()
+    route, push = w.gh._route, w.ctx.repos.push
+    where = {
+        "open": ("POST", f"/repos/{w.gh.full_name}/pulls"),
+        "label": ("POST", f"/repos/{w.gh.full_name}/issues/2/labels"),
+        "save": ("PATCH", f"/repos/{w.gh.full_name}/issues/{w.issue['number']}"),
+        "say": ("POST", f"/repos/{w.gh.full_name}/issues/{w.issue['number']}/comments"),
+    }
+
+    def dying(method: str, path: str, q: dict[str, str], data: Any) -> tuple[int, Any]:
+        if (method, path) == where.get(dies_at):
+            w.gh._route = route  # type: ignore[method-assign]
+            if dies_at != "open":
+                route(method, path, q, data)  # the write landed, the process died before the answer
+            raise Crash(dies_at)
+        return route(method, path, q, data)
+
+    async def dying_push(full_name: str, refspecs: Any, *, force: bool = False) -> None:
+        w.ctx.repos.push = push  # type: ignore[method-assign]
+        raise Crash("push")
+
+    w.gh._route = dying  # type: ignore[method-assign]
+    if dies_at == "push":
+        w.ctx.repos.push = dying_push  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await w.advance()  # smoke passed: open step 3 (traffic 10%)
+    await w.advance()  # another replica (or the redelivery) carries on
+    await w.advance()
+    c = w.campaign
+    traffic = [p for p in w.gh.pulls.values() if "10%" in p["title"]]
+    assert len(traffic) == 1 and c.pr == traffic[0]["number"] and c.phase == "merging"
+    assert c.head_sha == traffic[0]["head"]["sha"]
+    opened = [m for m in w.gh.comments.values() if "Opened step 3" in m["body"]]
+    assert len(opened) <= 1
+
+
+async def test_a_hold_or_a_freeze_keeps_the_next_step_closed(tmp_path: Path) -> None:
+    frozen = CONFIG.replace(
+        "      soak: 0s\n",
+        "      soak: 0s\n      freeze:\n        - {start: '2020-01-01', reason: change freeze}\n",
+        1,
+    )
+    for config, label in ((CONFIG, True), (frozen, False)):
+        w = make_world(tmp_path / str(label), "1.33", config)
+        await start(w, "shop-a 1.35 blue-green")
+        if label:
+            w.gh.issues[w.issue["number"]]["labels"].append({"name": "gitops-bot/hold"})
+        w.gh.merge_pr(w.campaign.pr or 0)
+        for _ in range(3):
+            w.report()
+            await w.advance()
+        assert w.campaign.phase == "soaking" and len(w.gh.pulls) == 1
+
+
+async def test_hold_unhold_and_rollback_on_the_tracking_issue(world: World) -> None:
+    w = world
+
+    async def command(name: str) -> upgrades.UpgradeOutcome:
+        number = w.issue["number"]
+        return await upgrades.campaign_command(
+            w.gh, w.ctx, repo=w.gh.full_name, issue_number=number, name=name, reason="<b>why</b>"
+        )
+
+    await start(w, "shop-a 1.35 blue-green")
+    assert (await command("hold")).ok and {"name": "gitops-bot/hold"} in w.issue["labels"]
+    assert (await command("unhold")).ok and {"name": "gitops-bot/hold"} not in w.issue["labels"]
+    assert "not on hold" in (await command("unhold")).message
+    await w.drive(until="soaking", limit=8)
+    while w.campaign.step is None or w.campaign.step.weight != 10 or w.campaign.phase != "soaking":
+        await w.drive(until="soaking", limit=1)
+        if w.campaign.phase == "soaking" and w.campaign.step and w.campaign.step.weight is None:
+            w.report()
+            await w.advance()
+    assert w.weights() == {"shop-a": 90, "shop-b": 10}
+    answer = await command("rollback")
+    assert answer.ok and w.campaign.phase == "rolling-back", answer.message
+    assert w.gh.pulls[w.campaign.rollback_pr or 0]["merged"] and w.weights() == {"shop-a": 100, "shop-b": 0}
+    assert "why" in w.campaign.reason and "<b>" not in w.campaign.reason and "<b>" not in w.issue["body"]
+    assert "already rolling back" in (await command("rollback")).message
+    await w.advance()
+    assert w.campaign.phase == "paused"
+    w.gh.issues[w.issue["number"]]["state"] = "closed"
+    assert not (await command("hold")).ok  # a closed issue has no campaign under way
+
+
+async def test_upgrade_on_the_calendars_issue_starts_the_campaign_there(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.30")
+    [number] = await upgrades.calendar_pass(w.gh, w.ctx, w.gh.full_name, today=TODAY)
+    outcome = await start(w, "shop-a 1.35 blue-green")
+    assert outcome.ok and outcome.url == w.gh.issues[number]["html_url"] and len(w.gh.issues) == 1
+    body = w.gh.issues[number]["body"]
+    assert "EKS standard support for 1.30" in body and "started by @bob" in body
+    assert w.campaign.target == "1.35" and w.campaign.pr and "blue/green" in w.gh.issues[number]["title"]
