@@ -12,8 +12,8 @@ from prometheus_client.registry import Collector
 from bot.domain.fleet.exports import gauge_samples
 
 HELP = {
-    "gitops_bot_cluster_support_days": "Days until the cluster's Kubernetes version leaves EKS standard or extended support",
-    "gitops_bot_cluster_policy_violations": "Gatekeeper violations on the cluster's rendered objects, by severity",
+    "gitops_bot_cluster_support_days": "Days until the version leaves EKS standard or extended support",
+    "gitops_bot_cluster_policy_violations": "Gatekeeper violations on rendered objects, by severity",
     "gitops_bot_cluster_needs_action": "1 when the dashboard lists the cluster as needing action",
     "gitops_bot_env_pending_promotions": "Commits on the environment branch not yet in the next environment",
     "gitops_bot_fleet_clusters": "Clusters by EKS support state",

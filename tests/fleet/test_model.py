@@ -164,12 +164,12 @@ def test_metrics_bounded_labels() -> None:
     collector.update(fleet)
     text = generate_latest(registry).decode()
     assert (
-        'gitops_bot_cluster_support_days{cluster="prod-use1",env="prod",repository="o/fleet",support="standard"} 114.0'
-        in text
+        'gitops_bot_cluster_support_days{cluster="prod-use1",env="prod",repository="o/fleet",'
+        'support="standard"} 114.0' in text
     )
     assert (
-        'gitops_bot_cluster_policy_violations{cluster="prod-old",env="prod",repository="o/fleet",severity="error"} 1.0'
-        in text
+        'gitops_bot_cluster_policy_violations{cluster="prod-old",env="prod",repository="o/fleet",'
+        'severity="error"} 1.0' in text
     )
     assert 'gitops_bot_env_pending_promotions{env="dev",repository="o/fleet"} 4.0' in text
     assert 'gitops_bot_fleet_clusters{support="unsupported"} 1.0' in text
