@@ -170,6 +170,9 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    from bot.fleet.web import add_fleet_routes
+
+    add_fleet_routes(app, settings, STORE, app[METRICS])
     return app
 
 

@@ -57,6 +57,12 @@ class Settings:
     reconcile_repositories: tuple[str, ...] = ()
     log_level: str = "INFO"
     max_body_bytes: int = MAX_BODY_BYTES
+    # the fleet dashboard (docs/dashboard.md)
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
+    session_key: bytes = field(default=b"", repr=False)
+    fleet_token: str | None = field(default=None, repr=False)
+    web_url: str = "https://github.com"
 
     @property
     def has_app_credentials(self) -> bool:
@@ -78,11 +84,22 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"webhook_secret", "private_key"}:
+            if f.name in {
+                "webhook_secret",
+                "private_key",
+                "oauth_client_secret",
+                "session_key",
+                "fleet_token",
+            }:
                 out[f.name] = "set" if value else "unset"
             else:
                 out[f.name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def default_web_url(api_url: str) -> str:
+    """Derive GitHub's web address (OAuth pages) from the API URL, as :func:`default_git_url` does."""
+    return default_git_url(api_url).split("/{owner}", 1)[0]
 
 
 def default_git_url(api_url: str) -> str:
@@ -292,4 +309,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         reconcile_repositories=_repo_list(env, "GITOPS_BOT_RECONCILE_REPOS"),
         handlers=tuple(n.strip() for n in env.get("GITOPS_BOT_HANDLERS", "").split(",") if n.strip()),
         log_level=log_level,
+        oauth_client_id=env.get("GITHUB_CLIENT_ID", "").strip() or None,
+        oauth_client_secret=env.get("GITHUB_CLIENT_SECRET", "").strip() or None,
+        session_key=(env.get("GITOPS_BOT_SESSION_KEY", "").strip() or secret).encode("utf-8"),
+        fleet_token=env.get("GITOPS_BOT_FLEET_TOKEN", "").strip() or None,
+        web_url=_url(env, "GITHUB_WEB_URL", default_web_url(api_url)),
     )
