@@ -192,16 +192,29 @@ def collect_tree(
 
 
 def pending_commits(git_dir: Path, branch: str, next_branch: str) -> int:
-    """Return how many commits of ``branch`` are not in ``next_branch`` (by patch, as cherry-picks count)."""
+    """Return how many non-merge commits of ``branch`` have no equivalent patch in ``next_branch``.
+
+    A promotion cherry-picks or merges; either way the change is in ``next_branch`` afterwards.
+    """
     proc = subprocess.run(
-        ["git", "--git-dir", str(git_dir), "cherry", f"refs/heads/{next_branch}", f"refs/heads/{branch}"],
+        [
+            "git",
+            "--git-dir",
+            str(git_dir),
+            "rev-list",
+            "--count",
+            "--no-merges",
+            "--cherry-pick",
+            "--right-only",
+            f"refs/heads/{next_branch}...refs/heads/{branch}",
+        ],
         capture_output=True,
         env=GIT_ENV,
         check=False,
     )
     if proc.returncode != 0:
         return 0
-    return sum(1 for line in proc.stdout.decode().splitlines() if line.startswith("+"))
+    return int(proc.stdout.decode().strip() or 0)
 
 
 def collect_branch(

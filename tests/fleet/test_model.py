@@ -187,3 +187,18 @@ def test_metrics_cap_cluster_series() -> None:
     fleet = build_fleet(facts, EksCatalog.bundled(), TODAY)
     clusters = {labels["cluster"] for _, labels, _ in gauge_samples(fleet) if "cluster" in labels}
     assert len(clusters) == MAX_CLUSTER_SERIES
+
+
+def test_summary_lines_say_what_the_page_shows() -> None:
+    from bot.domain.fleet.model import summary_lines
+
+    lines = summary_lines(build_fleet(_facts(), EksCatalog.bundled(), TODAY))
+    assert lines[0] == "4 clusters on 2 environment branches; 3 need action."
+    assert "1 unsupported" in lines[1] and "Policy: 1 violations, 1 warnings" in lines[1]
+    assert any(
+        "needs action: prod-old (prod): Kubernetes version out of EKS support" in line for line in lines
+    )
+    assert any(
+        line.strip().startswith("dev: health failing, 4 commits waiting for staging") for line in lines
+    )
+    assert lines[-1].startswith("Governance (o/fleet, 30 days): 2 merged, 1 signed and approved, 1 merged")

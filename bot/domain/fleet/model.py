@@ -351,3 +351,31 @@ def only_repos(fleet: Mapping[str, Any], repos: Iterable[str]) -> dict[str, Any]
         }
         | _summary(rows, sum(e["pending_commits"] for e in envs))
     )
+
+
+def summary_lines(fleet: Mapping[str, Any], limit: int = 5) -> list[str]:
+    """Return a short text summary of what the page shows (the demo's last lines)."""
+    c = fleet["counts"]
+    support = ", ".join(f"{n} {state}" for state, n in c["support"].items()) or "none"
+    lines = [
+        f"{c['clusters']} clusters on {len(fleet['environments'])} environment branches; "
+        f"{c['needs_action']} need action.",
+        f"EKS support: {support}. Policy: {c['violations']['error']} violations, "
+        f"{c['violations']['warning']} warnings. Secret findings: {c['secrets']}.",
+    ]
+    for row in [r for r in fleet["clusters"] if r["needs_action"]][:limit]:
+        lines.append(f"  needs action: {row['cluster']} ({row['env']}): {'; '.join(row['needs_action'])}")
+    for env in fleet["environments"]:
+        last = env.get("last_promotion")
+        lines.append(
+            f"  {env['env']}: health {env['health']}, {env['pending_commits']} commits waiting"
+            + (f" for {env['next_env']}" if env["next_env"] else "")
+            + (f", last promotion #{last['number']}" if last else "")
+        )
+    for repo, g in fleet["governance"].items():
+        lines.append(
+            f"Governance ({repo}, 30 days): {g['merged']} merged, "
+            f"{g['signed_and_approved']} signed and approved, "
+            f"{len(g['bypasses'])} merged with a failing check."
+        )
+    return lines
