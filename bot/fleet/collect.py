@@ -131,7 +131,7 @@ def collect_tree(
     requests = _requests(tree, config)
     registry = {str(c.get("name")): c for c in config.get("clusters") or [] if isinstance(c, dict)}
     disc = discover(tree, config, secret_key=secret_key)
-    targets = [t for t in disc.targets if t.cluster]
+    targets = [t for t in disc.targets if t.cluster and t.cluster != "-"]  # "-": not attributed
     env_of: dict[str, str] = {}
     for name, req in requests.items():
         env_of[name] = req["env"]
