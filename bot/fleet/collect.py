@@ -19,13 +19,15 @@ from typing import Any
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.fleet import Addon, ClusterFacts, EnvFacts, SecretFinding, Violation
 from bot.domain.model import RenderedObject
-from bot.domain.policy import evaluate, load_policy
+from bot.domain.policy import evaluate, gatekeeper, load_policy
 from bot.domain.promotion.environments import Chain, load_chain
 from bot.domain.render import RenderCache
 from bot.domain.render.discovery import discover
 from bot.domain.render.engine import render_target
+from bot.domain.upgrades.tables import ADDON_VERSIONS
 from bot.domain.validate import fleet as fleet_rules
 from bot.domain.validate.base import TreeReader, iter_yaml_files, parse_docs
+from bot.domain.validate.eks import format_minor, parse_minor
 from bot.git.files import GIT_ENV, GitError, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
 
@@ -78,7 +80,10 @@ def _requests(tree: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _addons(objects: Sequence[dict[str, Any]]) -> list[Addon]:
+def _addons(objects: Sequence[dict[str, Any]], version: str | None) -> list[Addon]:
+    """Return the EKS add-ons among ``objects``, with AWS's latest version for ``version`` when listed."""
+    minor = parse_minor(version) if version else None
+    latest = {name: by.get(format_minor(minor)) for name, by in ADDON_VERSIONS.items()} if minor else {}
     out: list[Addon] = []
     for obj in objects:
         api = str(obj.get("apiVersion", ""))
@@ -88,7 +93,7 @@ def _addons(objects: Sequence[dict[str, Any]]) -> list[Addon]:
         fp = spec.get("forProvider", spec) if isinstance(spec, dict) else {}
         name, version = fp.get("addonName") or spec.get("name"), fp.get("addonVersion")
         if name and version:
-            out.append(Addon(str(name), str(version)))
+            out.append(Addon(str(name), str(version), latest.get(str(name))))
     return out
 
 
@@ -154,10 +159,17 @@ def collect_tree(
         if any(f.blocking for f in findings) and not objs:
             skipped[t.cluster].append(t.name)
         by_cluster[t.cluster].extend(RenderedObject(t.name, t.cluster, t.env, t.path, o) for o in objs)
-    out: list[ClusterFacts] = []
-    for name in sorted(mine):
-        objects = by_cluster.get(name, [])
-        violations = [
+    cluster_of = {t.name: t.cluster for t in targets}
+    # One evaluation over every cluster's objects (each template compiles once), unless a
+    # template reads data.inventory: then each cluster is its own inventory.
+    if any(gatekeeper._referential(t) for t in policy.templates.values()):
+        batches = list(by_cluster.values())
+    else:
+        batches = [[o for objs in by_cluster.values() for o in objs]]
+    results = [r for b in batches if policy.constraints and b for r in evaluate(policy, b)]
+    violations: dict[str, list[Violation]] = defaultdict(list)
+    for r in results:
+        violations[cluster_of.get(r.target, "")].append(
             Violation(
                 f"{r.constraint_kind}/{r.constraint_name}",
                 r.severity.value,
@@ -168,8 +180,10 @@ def collect_tree(
                 r.source_path,
                 r.api_version,
             )
-            for r in (evaluate(policy, objects, workers=1) if policy.constraints and objects else [])
-        ]
+        )
+    out: list[ClusterFacts] = []
+    for name in sorted(mine):
+        objects = by_cluster.get(name, [])
         req = requests.get(name, {})
         reg = registry.get(name, {})
         out.append(
@@ -182,8 +196,8 @@ def collect_tree(
                 version=req.get("version"),
                 source=str(req.get("source") or reg.get("path") or ""),
                 apps=apps.get(name, 0),
-                addons=tuple(_addons([o.obj for o in objects])),
-                violations=tuple(violations),
+                addons=tuple(_addons([o.obj for o in objects], req.get("version"))),
+                violations=tuple(violations.get(name, ())),
                 secrets=tuple(_secrets(objects)),
                 skipped=tuple(skipped.get(name, ())),
             )
