@@ -30,6 +30,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # render_fleet imports its sibling modules
 
 from bench.render_fleet import ENVS, REGIONS, _git, cluster_dir, generate
 from bot.domain.fleet import FleetFacts, build_fleet

@@ -9,6 +9,8 @@ cannot be rendered are listed on their cluster (skipped content is shown, never 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import subprocess
 from collections import defaultdict
@@ -52,23 +54,27 @@ def chain_of(config: dict[str, Any]) -> Chain | None:
     return chain if chain.environments else None
 
 
-def _requests(tree: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return cluster name -> {region, version, env, source} from the cluster requests in ``tree``."""
-    words = {str(k.get("kind")) for k in fleet_rules.kind_mappings(config) if k.get("kind")}
-    reader = TreeReader(tree)
-    out: dict[str, dict[str, Any]] = {}
-    for rel in iter_yaml_files(tree):
-        if not fleet_rules.in_scope(rel, config):
+#: (file, its text's digest, the request-kind mappings' digest) -> the cluster requests in it.
+#: Parsing YAML is most of a branch's cost once renders are cached; a push changes few files.
+_REQUESTS_MEMO: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]] = {}
+_MEMO_LIMIT = 200_000
+
+
+def _requests_in_file(
+    rel: str, text: str, config: dict[str, Any], kinds: str
+) -> list[tuple[str, dict[str, Any]]]:
+    key = (rel, hashlib.sha256(text.encode()).hexdigest(), kinds)
+    found = _REQUESTS_MEMO.get(key)
+    if found is not None:
+        return found
+    docs, _ = parse_docs(text, rel)
+    found = []
+    for req in fleet_rules.requests_in(docs, config):
+        if req.role != "cluster" or not req.name:
             continue
-        text = reader.read(rel)
-        if not text or not words & set(_REQUEST_HINT.findall(text)):
-            continue
-        docs, _ = parse_docs(text, rel)
-        for req in fleet_rules.requests_in(docs, config):
-            if req.role != "cluster" or not req.name or "${" in req.doc.path:
-                continue
-            version = req.value("version")
-            out.setdefault(
+        version = req.value("version")
+        found.append(
+            (
                 req.name,
                 {
                     "region": str(req.value("region") or ""),
@@ -77,6 +83,32 @@ def _requests(tree: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     "source": rel,
                 },
             )
+        )
+    if len(_REQUESTS_MEMO) >= _MEMO_LIMIT:
+        _REQUESTS_MEMO.clear()
+    _REQUESTS_MEMO[key] = found
+    return found
+
+
+def _requests(tree: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return cluster name -> {region, version, env, source} from the cluster requests in ``tree``."""
+    mappings = fleet_rules.kind_mappings(config)
+    words = {str(k.get("kind")) for k in mappings if k.get("kind")}
+    kinds = hashlib.sha256(
+        json.dumps(
+            [mappings, config.get("fleet"), config.get("cluster_requests")], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()
+    reader = TreeReader(tree)
+    out: dict[str, dict[str, Any]] = {}
+    for rel in iter_yaml_files(tree):
+        if not fleet_rules.in_scope(rel, config):
+            continue
+        text = reader.read(rel)
+        if not text or not words & set(_REQUEST_HINT.findall(text)):
+            continue
+        for name, facts in _requests_in_file(rel, text, config, kinds):
+            out.setdefault(name, facts)
     return out
 
 
