@@ -39,6 +39,7 @@ router = gidgethub.routing.Router()
 _CACHE = RenderCache(max_entries=50_000)
 _KEY = os.urandom(32)
 _FAILED = {"failure", "timed_out", "action_required", "startup_failure"}
+PROMOTION_CHECK = "gitops-bot/promotion"
 
 
 def _repo(event: gidgethub.sansio.Event) -> str:
@@ -149,8 +150,61 @@ async def on_merged(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
                 failing,
             ),
         )
-        if plan.parse_branch(str(pr["head"]["ref"])) and (pr.get("user") or {}).get("login") == ctx.bot_login:
+        if _is_promotion(pr, ctx):
             last = {"number": pr["number"], "title": pr.get("title") or "", "merged_at": merged_at}
             await state.update_env(ctx.store, repo, base, last_promotion=last)
     except Exception:
         log.exception("fleet: could not record merged pull request %s#%s", repo, pr.get("number"))
+
+
+def _is_promotion(pr: dict[str, Any], ctx: HandlerContext) -> bool:
+    """A promotion PR is one the bot opened from its promotion branch (a branch name alone proves nothing)."""
+    return (
+        bool(plan.parse_branch(str(pr["head"]["ref"])))
+        and (pr.get("user") or {}).get("login") == ctx.bot_login
+    )
+
+
+@router.register("pull_request", action="opened")
+@router.register("pull_request", action="reopened")
+@router.register("pull_request", action="closed")
+async def on_promotion_pr(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """Keep the list of open promotion PRs of the environment they promote into."""
+    pr = event.data["pull_request"]
+    if ctx.store is None or not _is_promotion(pr, ctx):
+        return
+    try:
+        await state.set_open_promotion(
+            ctx.store,
+            _repo(event),
+            str(pr["base"]["ref"]),
+            int(pr["number"]),
+            {"number": pr["number"], "title": pr.get("title") or "", "gates": ""}
+            if pr["state"] == "open"
+            else None,
+        )
+    except Exception:
+        log.exception("fleet: could not record promotion PR %s#%s", _repo(event), pr.get("number"))
+
+
+@router.register("check_run", action="completed")
+@router.register("check_run", action="created")
+async def on_promotion_check(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """The bot's own promotion check says what the gates wait for; show it beside the PR."""
+    run = event.data["check_run"]
+    if ctx.store is None or run.get("name") != PROMOTION_CHECK:
+        return
+    if f"{(run.get('app') or {}).get('slug')}[bot]" != ctx.bot_login:
+        return
+    gates = str((run.get("output") or {}).get("title") or run.get("conclusion") or run.get("status") or "")
+    try:
+        for pr in run.get("pull_requests") or []:
+            await state.update_open_promotion(
+                ctx.store, _repo(event), str(pr["base"]["ref"]), int(pr["number"]), gates
+            )
+    except Exception:
+        log.exception("fleet: could not record the promotion gates of %s", _repo(event))

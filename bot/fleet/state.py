@@ -40,7 +40,11 @@ async def save_branch(store: DeliveryStore, clusters: list[ClusterFacts], env: E
     if old is not None and old.head == env.head:
         env = replace(env, health=old.health, health_detail=old.health_detail)
     if old is not None:
-        env = replace(env, last_promotion=env.last_promotion or old.last_promotion)
+        env = replace(
+            env,
+            last_promotion=env.last_promotion or old.last_promotion,
+            open_promotions=env.open_promotions or old.open_promotions,
+        )
     body = {"clusters": [asdict(c) for c in clusters], "env": asdict(env)}
     await store.set_state(_branch_key(env.repo, env.branch), json.dumps(body))
     index = await _json(store, INDEX, [])
@@ -95,3 +99,27 @@ async def load_facts(store: DeliveryStore) -> FleetFacts:
             facts_from_json({"merged": await _json(store, f"fleet:merged:{repo}", [])}).merged
         )
     return facts
+
+
+async def set_open_promotion(
+    store: DeliveryStore, repo: str, branch: str, number: int, entry: dict[str, Any] | None
+) -> bool:
+    """Add (``entry``) or remove (None) one open promotion PR of the environment on ``branch``."""
+    env = await load_env(store, repo, branch)
+    if env is None:
+        return False
+    kept = [p for p in env.open_promotions if p.get("number") != number]
+    if entry is not None:
+        kept.append(entry)
+    return await update_env(store, repo, branch, open_promotions=sorted(kept, key=lambda p: p["number"]))
+
+
+async def update_open_promotion(
+    store: DeliveryStore, repo: str, branch: str, number: int, gates: str
+) -> bool:
+    """Set what the gates of an open promotion PR say (ignored when the PR is not known open)."""
+    env = await load_env(store, repo, branch)
+    if env is None or not any(p.get("number") == number for p in env.open_promotions):
+        return False
+    entries = [dict(p, gates=gates) if p.get("number") == number else p for p in env.open_promotions]
+    return await update_env(store, repo, branch, open_promotions=entries)

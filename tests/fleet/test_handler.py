@@ -104,3 +104,53 @@ async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> Non
         assert env.health == "failing" and "flux/prod: failure" in env.health_detail
     finally:
         await store.close()
+
+
+async def test_open_promotions_and_their_gates(tmp_path: Path) -> None:
+    from handlers.fleet import on_promotion_check, on_promotion_pr
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.open()
+    try:
+        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT)
+        await state.save_branch(store, [], EnvFacts(REPO, "prod", "env/prod", "tip"))
+        gh = RecordingGitHub()
+        opened = _merged(5, "ccc", "gitops-bot/promote/prod/abc1234", user=BOT)
+        opened["action"] = "opened"
+        opened["pull_request"] |= {"merged": False, "state": "open"}
+        forged = _merged(6, "ddd", "gitops-bot/promote/prod/abc1234", user="mallory")
+        forged["action"] = "opened"
+        forged["pull_request"] |= {"merged": False, "state": "open"}
+        await on_promotion_pr(make_event("pull_request", opened), gh, ctx)
+        await on_promotion_pr(make_event("pull_request", forged), gh, ctx)  # not the bot's: ignored
+
+        def run(slug: str) -> dict[str, Any]:
+            return {
+                "action": "completed",
+                "repository": {"full_name": REPO},
+                "check_run": {
+                    "name": "gitops-bot/promotion",
+                    "status": "completed",
+                    "conclusion": "action_required",
+                    "app": {"slug": slug},
+                    "output": {"title": f"Promotion gates waiting: soak ({slug})"},
+                    "pull_requests": [{"number": 5, "base": {"ref": "env/prod"}}],
+                },
+            }
+
+        await on_promotion_check(make_event("check_run", run("gitops-bot")), gh, ctx)
+        await on_promotion_check(make_event("check_run", run("impostor")), gh, ctx)  # ignored
+        env = await state.load_env(store, REPO, "env/prod")
+        assert env is not None
+        assert env.open_promotions == (
+            {"number": 5, "title": "PR 5", "gates": "Promotion gates waiting: soak (gitops-bot)"},
+        )
+        # a push recomputing the branch keeps them; closing the PR removes it
+        await state.save_branch(store, [], EnvFacts(REPO, "prod", "env/prod", "tip2"))
+        assert (await state.load_env(store, REPO, "env/prod")).open_promotions[0]["number"] == 5  # type: ignore[union-attr]
+        closed = dict(opened, action="closed")
+        closed["pull_request"] = dict(opened["pull_request"], state="closed")
+        await on_promotion_pr(make_event("pull_request", closed), gh, ctx)
+        assert (await state.load_env(store, REPO, "env/prod")).open_promotions == ()  # type: ignore[union-attr]
+    finally:
+        await store.close()
