@@ -8,8 +8,9 @@
   the merged head (signatures, approvals, and any gitops-bot check failing: an admin bypass);
   a merged promotion PR becomes its environment's last promotion.
 
-Configuration comes from the default branch. Errors are logged, never raised (the router stops
-at the first handler that raises).
+Nothing is collected unless someone can look: GitHub login (``GITHUB_CLIENT_ID``) or a fleet
+token (``GITOPS_BOT_FLEET_TOKEN``) is configured. Configuration comes from the default branch.
+Errors are logged, never raised (the router stops at the first handler that raises).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bot.domain.render import RenderCache
 from bot.fleet import state
 from bot.fleet.collect import chain_of, collect_branch, pending_commits, read_config
 from bot.git.files import GitError, rev_parse
+from bot.queue.base import DeliveryStore
 
 log = logging.getLogger(__name__)
 router = gidgethub.routing.Router()
@@ -42,6 +44,14 @@ _FAILED = {"failure", "timed_out", "action_required", "startup_failure"}
 PROMOTION_CHECK = "gitops-bot/promotion"
 
 
+def _store(ctx: HandlerContext) -> DeliveryStore | None:
+    """The store to keep facts in, or None when nobody can look (no GitHub login, no fleet token)."""
+    settings = ctx.settings
+    if getattr(settings, "oauth_client_id", None) or getattr(settings, "fleet_token", None):
+        return ctx.store
+    return None
+
+
 def _repo(event: gidgethub.sansio.Event) -> str:
     return str(event.data["repository"]["full_name"])
 
@@ -50,7 +60,8 @@ def _repo(event: gidgethub.sansio.Event) -> str:
 async def on_push(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
     """A push to an environment branch recomputes that branch."""
     ref = str(event.data.get("ref") or "")
-    if ctx.store is None or not ref.startswith("refs/heads/") or event.data.get("deleted"):
+    store = _store(ctx)
+    if store is None or not ref.startswith("refs/heads/") or event.data.get("deleted"):
         return
     try:
         await refresh_branch(ctx, _repo(event), ref.removeprefix("refs/heads/"), event.data)
@@ -91,11 +102,12 @@ def _health(combined: str) -> str:
 @router.register("status")
 async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
     """A commit status on an environment's tip updates that environment's health."""
-    if ctx.store is None:
+    store = _store(ctx)
+    if store is None:
         return
     repo, sha = _repo(event), str(event.data.get("sha") or "")
     try:
-        facts = await state.load_facts(ctx.store)
+        facts = await state.load_facts(store)
         for env in facts.envs:
             if env.repo == repo and env.head == sha:
                 combined = await gh.getitem(f"/repos/{repo}/commits/{sha}/status")
@@ -103,7 +115,7 @@ async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
                     f"{s.get('context')}: {s.get('state')}" for s in combined.get("statuses") or []
                 )
                 await state.update_env(
-                    ctx.store,
+                    store,
                     repo,
                     env.branch,
                     health=_health(str(combined.get("state") or "")),
@@ -118,7 +130,8 @@ async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
 async def on_merged(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
     """Record a merged pull request for governance (and a promotion as its environment's last)."""
     pr = event.data["pull_request"]
-    if ctx.store is None or not pr.get("merged"):
+    store = _store(ctx)
+    if store is None or not pr.get("merged"):
         return
     repo = _repo(event)
     try:
@@ -138,7 +151,7 @@ async def on_merged(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
         merged_at = str(pr.get("merged_at") or datetime.now(UTC).isoformat())
         base = str(pr["base"]["ref"])
         await state.record_merged(
-            ctx.store,
+            store,
             MergedPR(
                 repo,
                 int(pr["number"]),
@@ -152,7 +165,7 @@ async def on_merged(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
         )
         if _is_promotion(pr, ctx):
             last = {"number": pr["number"], "title": pr.get("title") or "", "merged_at": merged_at}
-            await state.update_env(ctx.store, repo, base, last_promotion=last)
+            await state.update_env(store, repo, base, last_promotion=last)
     except Exception:
         log.exception("fleet: could not record merged pull request %s#%s", repo, pr.get("number"))
 
@@ -173,11 +186,12 @@ async def on_promotion_pr(
 ) -> None:
     """Keep the list of open promotion PRs of the environment they promote into."""
     pr = event.data["pull_request"]
-    if ctx.store is None or not _is_promotion(pr, ctx):
+    store = _store(ctx)
+    if store is None or not _is_promotion(pr, ctx):
         return
     try:
         await state.set_open_promotion(
-            ctx.store,
+            store,
             _repo(event),
             str(pr["base"]["ref"]),
             int(pr["number"]),
@@ -196,7 +210,8 @@ async def on_promotion_check(
 ) -> None:
     """The bot's own promotion check says what the gates wait for; show it beside the PR."""
     run = event.data["check_run"]
-    if ctx.store is None or run.get("name") != PROMOTION_CHECK:
+    store = _store(ctx)
+    if store is None or run.get("name") != PROMOTION_CHECK:
         return
     if f"{(run.get('app') or {}).get('slug')}[bot]" != ctx.bot_login:
         return
@@ -204,7 +219,7 @@ async def on_promotion_check(
     try:
         for pr in run.get("pull_requests") or []:
             await state.update_open_promotion(
-                ctx.store, _repo(event), str(pr["base"]["ref"]), int(pr["number"]), gates
+                store, _repo(event), str(pr["base"]["ref"]), int(pr["number"]), gates
             )
     except Exception:
         log.exception("fleet: could not record the promotion gates of %s", _repo(event))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bot.context import HandlerContext
@@ -13,6 +14,7 @@ from handlers.fleet import on_merged, on_status
 from tests.fakes import RecordingGitHub, make_event
 
 REPO = "acme/fleet"
+DASHBOARD_ON = SimpleNamespace(oauth_client_id="Iv23test", fleet_token=None)
 BOT = "gitops-bot[bot]"
 
 
@@ -48,7 +50,7 @@ async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> Non
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     await store.open()
     try:
-        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT)
+        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
         await state.save_branch(
             store, [ClusterFacts(REPO, "env/prod", "prod", "c1")], EnvFacts(REPO, "prod", "env/prod", "tip")
         )
@@ -102,6 +104,11 @@ async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> Non
         env = facts.envs[0]
         assert env.last_promotion is not None and env.last_promotion["number"] == 4
         assert env.health == "failing" and "flux/prod: failure" in env.health_detail
+        # without GitHub login or a fleet token nobody can look, so nothing is collected
+        off = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT)
+        calls = len(gh.calls)
+        await on_merged(make_event("pull_request", _merged(9, "aaa")), gh, off)
+        assert len(gh.calls) == calls and 9 not in {m.number for m in (await state.load_facts(store)).merged}
     finally:
         await store.close()
 
@@ -112,7 +119,7 @@ async def test_open_promotions_and_their_gates(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     await store.open()
     try:
-        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT)
+        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
         await state.save_branch(store, [], EnvFacts(REPO, "prod", "env/prod", "tip"))
         gh = RecordingGitHub()
         opened = _merged(5, "ccc", "gitops-bot/promote/prod/abc1234", user=BOT)
