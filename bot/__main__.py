@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("bot.cli.render", "print the rendered objects of a revision, per target"),
     "check": ("bot.cli.check", "run the pull-request checks on a local clone"),
     "upgrade": ("bot.cli.upgrade", "plan a cluster's Kubernetes upgrade (in place or blue/green)"),
+    "dashboard": ("bot.cli.dashboard", "write the fleet compliance dashboard of a local clone as HTML"),
     "policy": ("bot.cli.policy", "Gatekeeper policy tools (verify suites)"),
     "sim": ("bot.cli.sim", "run the local GitHub simulator"),
     "demo": ("bot.cli.demo", "play a cluster request through its life on a local GitHub"),

@@ -173,6 +173,9 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     if settings.metrics_port is None:
         app.router.add_get("/metrics", metrics_view)
+    from bot.fleet.web import add_fleet_routes
+
+    add_fleet_routes(app, settings, STORE, app[METRICS])
     return app
 
 

@@ -62,6 +62,12 @@ class Settings:
     max_connections: int = 512
     metrics_token: str | None = field(default=None, repr=False)
     metrics_port: int | None = None
+    # the fleet dashboard (docs/dashboard.md)
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
+    session_key: bytes = field(default=b"", repr=False)
+    fleet_token: str | None = field(default=None, repr=False)
+    web_url: str = "https://github.com"
 
     @property
     def has_app_credentials(self) -> bool:
@@ -83,11 +89,23 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"webhook_secret", "private_key", "metrics_token"}:
+            if f.name in {
+                "webhook_secret",
+                "private_key",
+                "metrics_token",
+                "oauth_client_secret",
+                "session_key",
+                "fleet_token",
+            }:
                 out[f.name] = "set" if value else "unset"
             else:
                 out[f.name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def default_web_url(api_url: str) -> str:
+    """Derive GitHub's web address (OAuth pages) from the API URL, as :func:`default_git_url` does."""
+    return default_git_url(api_url).split("/{owner}", 1)[0]
 
 
 def default_git_url(api_url: str) -> str:
@@ -303,4 +321,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_webhook_secre
         max_connections=_number(env, "GITOPS_BOT_MAX_CONNECTIONS", 512, low=1, high=100_000),
         metrics_token=env.get("GITOPS_BOT_METRICS_TOKEN", "").strip() or None,
         metrics_port=_number(env, "GITOPS_BOT_METRICS_PORT", 0, low=0, high=65535) if metrics_port else None,
+        oauth_client_id=env.get("GITHUB_CLIENT_ID", "").strip() or None,
+        oauth_client_secret=env.get("GITHUB_CLIENT_SECRET", "").strip() or None,
+        session_key=(env.get("GITOPS_BOT_SESSION_KEY", "").strip() or secret).encode("utf-8"),
+        fleet_token=env.get("GITOPS_BOT_FLEET_TOKEN", "").strip() or None,
+        web_url=_url(env, "GITHUB_WEB_URL", default_web_url(api_url)),
     )

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import secrets
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,7 @@ class DemoWorld:
         self.app: web.Application
         self.runner: web.AppRunner
         self.bot_url = ""
+        self.dashboard_url = ""
         self.installation_id = 0
 
     async def __aenter__(self) -> DemoWorld:
@@ -121,6 +124,9 @@ class DemoWorld:
                 "GITOPS_BOT_BACKOFF_BASE": "0.2",
                 "GITOPS_BOT_BACKOFF_CAP": "2",
                 "LOG_LEVEL": "ERROR",
+                "GITHUB_CLIENT_ID": self.sim.oauth_client_id,
+                "GITHUB_CLIENT_SECRET": self.sim.oauth_client_secret,
+                "GITOPS_BOT_SESSION_KEY": secrets.token_hex(16),
             }
         )
         self.app = create_app(settings)
@@ -131,6 +137,7 @@ class DemoWorld:
         server = getattr(site, "_server", None)
         port = server.sockets[0].getsockname()[1] if server is not None else 0
         self.bot_url = f"http://127.0.0.1:{port}/webhook"
+        self.dashboard_url = f"http://127.0.0.1:{port}/fleet"
         self.sim.set_webhook_url(self.bot_url)
         return self
 
@@ -145,6 +152,18 @@ class DemoWorld:
         """People, teams, the repository with the example fleet on every environment branch."""
         self.installation_id = await setup_fleet(self.driver)
         await self.settle()
+
+    async def show_dashboard(self) -> None:
+        """End with what the fleet dashboard shows (the same facts /fleet.json serves)."""
+        from bot.domain.fleet import build_fleet
+        from bot.domain.fleet.model import summary_lines
+        from bot.domain.validate.eks import EksCatalog
+        from bot.fleet.state import load_facts
+
+        fleet = build_fleet(await load_facts(self.app[STORE]), EksCatalog.bundled(), date.today())
+        self.heading(f"The fleet dashboard at {self.dashboard_url} shows")
+        for line in summary_lines(fleet):
+            self.out(f"  {line}")
 
     # ------------------------------------------------------------------ waiting
     async def settle(self, timeout: float = 90.0) -> None:
@@ -220,6 +239,7 @@ async def play(world: DemoWorld) -> dict[str, Any]:
     d, out = world.driver, world.out
     result: dict[str, Any] = {}
     out(f"A local GitHub runs at {world.sim.base_url}; gitops-bot listens at {world.bot_url}.")
+    out(f"The fleet dashboard: {world.dashboard_url} (sign in with GitHub as alice).")
     await world.setup_fleet()
     out(f"{REPO} holds examples/fleet on {', '.join(ENV_BRANCHES)} (soak times shortened for the demo).")
 
@@ -313,6 +333,7 @@ async def play(world: DemoWorld) -> dict[str, Any]:
         state = "merged" if p.merged else p.state
         out(f"  #{p.number:<3} {state:<7} {p.base_ref:<12} ← {p.head_ref:<42} {p.title}")
     result["states"] = {p.number: ("merged" if p.merged else p.state) for p in world.open_prs()}
+    await world.show_dashboard()
     return result
 
 

@@ -29,6 +29,7 @@ from bot.sim import gitops
 from bot.sim.core import DOCS, Actor, Answer, ApiError, Handler, not_found
 from bot.sim.faults import FaultRule, LoggedRequest
 from bot.sim.merge_queue import MergeQueueRoutes
+from bot.sim.oauth import OAuthRoutes
 from bot.sim.rest_apps import AppRoutes
 from bot.sim.rest_checks import CheckRoutes
 from bot.sim.rest_git import GitDataRoutes
@@ -51,7 +52,9 @@ JWT_ROUTES = {
 }
 
 
-class Simulator(MergeQueueRoutes, AppRoutes, RepoRoutes, GitDataRoutes, CheckRoutes, PullRoutes, IssueRoutes):
+class Simulator(
+    OAuthRoutes, MergeQueueRoutes, AppRoutes, RepoRoutes, GitDataRoutes, CheckRoutes, PullRoutes, IssueRoutes
+):
     """A local GitHub: start it, create people and repositories, point the bot at :attr:`base_url`."""
 
     @functools.cached_property
@@ -94,6 +97,8 @@ class Simulator(MergeQueueRoutes, AppRoutes, RepoRoutes, GitDataRoutes, CheckRou
             return await self._admin(request)
         if ".git/" in path or path.endswith(".git"):
             return await self._git(request)
+        if path.startswith("/login/oauth/") or path == "/user":
+            return await self._oauth(request)
         # match on the raw path, so an encoded slash (a label "env%2Fprod") stays inside its parameter
         raw_path = request.raw_path.split("?", 1)[0]
         found = self.api.find(request.method, raw_path)

@@ -1,0 +1,225 @@
+"""Keep the fleet dashboard's facts current (see docs/dashboard.md).
+
+- ``push`` to an environment branch: recompute that branch's clusters (render cache: only the
+  targets the push touched render again) and the commits waiting between it and its neighbours.
+- ``status``: the health of an environment whose tip is that commit (the combined status the
+  promotion gates read).
+- ``pull_request`` closed and merged: the governance record, from the bot's own check runs on
+  the merged head (signatures, approvals, and any gitops-bot check failing: an admin bypass);
+  a merged promotion PR becomes its environment's last promotion.
+
+Nothing is collected unless someone can look: GitHub login (``GITHUB_CLIENT_ID``) or a fleet
+token (``GITOPS_BOT_FLEET_TOKEN``) is configured. Configuration comes from the default branch.
+Errors are logged, never raised (the router stops at the first handler that raises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import gidgethub.abc
+import gidgethub.routing
+import gidgethub.sansio
+
+from bot.context import HandlerContext
+from bot.domain.fleet import MergedPR
+from bot.domain.promotion import plan
+from bot.domain.render import RenderCache
+from bot.fleet import state
+from bot.fleet.collect import chain_of, collect_branch, pending_commits, read_config
+from bot.git.files import GitError, rev_parse
+from bot.queue.base import DeliveryStore
+
+log = logging.getLogger(__name__)
+router = gidgethub.routing.Router()
+
+#: One render cache and masking key per process: a push re-renders only what it touched.
+_CACHE = RenderCache(max_entries=50_000)
+_KEY = os.urandom(32)
+_FAILED = {"failure", "timed_out", "action_required", "startup_failure"}
+PROMOTION_CHECK = "gitops-bot/promotion"
+
+
+def _store(ctx: HandlerContext) -> DeliveryStore | None:
+    """The store to keep facts in, or None when nobody can look (no GitHub login, no fleet token)."""
+    settings = ctx.settings
+    if getattr(settings, "oauth_client_id", None) or getattr(settings, "fleet_token", None):
+        return ctx.store
+    return None
+
+
+def _repo(event: gidgethub.sansio.Event) -> str:
+    return str(event.data["repository"]["full_name"])
+
+
+@router.register("push")
+async def on_push(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
+    """A push to an environment branch recomputes that branch."""
+    ref = str(event.data.get("ref") or "")
+    store = _store(ctx)
+    if store is None or not ref.startswith("refs/heads/") or event.data.get("deleted"):
+        return
+    try:
+        await refresh_branch(ctx, _repo(event), ref.removeprefix("refs/heads/"), event.data)
+    except Exception:
+        log.exception("fleet: could not recompute %s %s", _repo(event), ref)
+
+
+async def refresh_branch(ctx: HandlerContext, repo: str, branch: str, payload: dict[str, Any]) -> bool:
+    """Recompute ``branch`` of ``repo`` when it is an environment branch; return whether it was."""
+    assert ctx.store is not None
+    default = str((payload.get("repository") or {}).get("default_branch") or "main")
+    git_dir = await ctx.repos.git_dir(repo)
+    try:
+        config = read_config(git_dir, rev_parse(git_dir, f"refs/heads/{default}"))
+    except GitError:
+        return False
+    chain = chain_of(config)
+    env = chain.by_branch(branch) if chain else None
+    if chain is None or env is None:
+        return False
+    clusters, facts = await asyncio.to_thread(
+        collect_branch, git_dir, repo, branch, secret_key=_KEY, cache=_CACHE, config=config
+    )
+    await state.save_branch(ctx.store, clusters, facts)
+    before = chain.previous(env)
+    if before is not None:
+        waiting = await asyncio.to_thread(pending_commits, git_dir, before.branch, branch)
+        await state.update_env(ctx.store, repo, before.branch, pending_commits=waiting)
+    return True
+
+
+def _health(combined: str) -> str:
+    return {"success": "healthy", "failure": "failing", "error": "failing", "pending": "pending"}.get(
+        combined, "unknown"
+    )
+
+
+@router.register("status")
+async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
+    """A commit status on an environment's tip updates that environment's health."""
+    store = _store(ctx)
+    if store is None:
+        return
+    repo, sha = _repo(event), str(event.data.get("sha") or "")
+    try:
+        facts = await state.load_facts(store)
+        for env in facts.envs:
+            if env.repo == repo and env.head == sha:
+                combined = await gh.getitem(f"/repos/{repo}/commits/{sha}/status")
+                contexts = ", ".join(
+                    f"{s.get('context')}: {s.get('state')}" for s in combined.get("statuses") or []
+                )
+                await state.update_env(
+                    store,
+                    repo,
+                    env.branch,
+                    health=_health(str(combined.get("state") or "")),
+                    health_detail=contexts,
+                    updated_at=datetime.now(UTC).isoformat(),
+                )
+    except Exception:
+        log.exception("fleet: could not update health of %s at %s", repo, sha)
+
+
+@router.register("pull_request", action="closed")
+async def on_merged(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
+    """Record a merged pull request for governance (and a promotion as its environment's last)."""
+    pr = event.data["pull_request"]
+    store = _store(ctx)
+    if store is None or not pr.get("merged"):
+        return
+    repo = _repo(event)
+    try:
+        runs = await gh.getitem(f"/repos/{repo}/commits/{pr['head']['sha']}/check-runs?per_page=100")
+        mine = [
+            r
+            for r in runs.get("check_runs") or []
+            if f"{(r.get('app') or {}).get('slug')}[bot]" == ctx.bot_login
+            and str(r.get("name", "")).startswith("gitops-bot")
+        ]
+        by_name = {str(r["name"]): r for r in mine}
+
+        def ok(name: str) -> bool:
+            return (by_name.get(name) or {}).get("conclusion") in ("success", "neutral", "skipped")
+
+        failing = tuple(sorted(n for n, r in by_name.items() if r.get("conclusion") in _FAILED))
+        merged_at = str(pr.get("merged_at") or datetime.now(UTC).isoformat())
+        base = str(pr["base"]["ref"])
+        await state.record_merged(
+            store,
+            MergedPR(
+                repo,
+                int(pr["number"]),
+                str(pr.get("title") or ""),
+                base,
+                merged_at,
+                ok("gitops-bot/signatures"),
+                ok("gitops-bot/approvals"),
+                failing,
+            ),
+        )
+        if _is_promotion(pr, ctx):
+            last = {"number": pr["number"], "title": pr.get("title") or "", "merged_at": merged_at}
+            await state.update_env(store, repo, base, last_promotion=last)
+    except Exception:
+        log.exception("fleet: could not record merged pull request %s#%s", repo, pr.get("number"))
+
+
+def _is_promotion(pr: dict[str, Any], ctx: HandlerContext) -> bool:
+    """A promotion PR is one the bot opened from its promotion branch (a branch name alone proves nothing)."""
+    return (
+        bool(plan.parse_branch(str(pr["head"]["ref"])))
+        and (pr.get("user") or {}).get("login") == ctx.bot_login
+    )
+
+
+@router.register("pull_request", action="opened")
+@router.register("pull_request", action="reopened")
+@router.register("pull_request", action="closed")
+async def on_promotion_pr(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """Keep the list of open promotion PRs of the environment they promote into."""
+    pr = event.data["pull_request"]
+    store = _store(ctx)
+    if store is None or not _is_promotion(pr, ctx):
+        return
+    try:
+        await state.set_open_promotion(
+            store,
+            _repo(event),
+            str(pr["base"]["ref"]),
+            int(pr["number"]),
+            {"number": pr["number"], "title": pr.get("title") or "", "gates": ""}
+            if pr["state"] == "open"
+            else None,
+        )
+    except Exception:
+        log.exception("fleet: could not record promotion PR %s#%s", _repo(event), pr.get("number"))
+
+
+@router.register("check_run", action="completed")
+@router.register("check_run", action="created")
+async def on_promotion_check(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """The bot's own promotion check says what the gates wait for; show it beside the PR."""
+    run = event.data["check_run"]
+    store = _store(ctx)
+    if store is None or run.get("name") != PROMOTION_CHECK:
+        return
+    if f"{(run.get('app') or {}).get('slug')}[bot]" != ctx.bot_login:
+        return
+    gates = str((run.get("output") or {}).get("title") or run.get("conclusion") or run.get("status") or "")
+    try:
+        for pr in run.get("pull_requests") or []:
+            await state.update_open_promotion(
+                store, _repo(event), str(pr["base"]["ref"]), int(pr["number"]), gates
+            )
+    except Exception:
+        log.exception("fleet: could not record the promotion gates of %s", _repo(event))

@@ -1,0 +1,163 @@
+"""The fleet handler's governance and health records, trusting only the bot's own check runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from bot.context import HandlerContext
+from bot.domain.fleet import ClusterFacts, EnvFacts
+from bot.fleet import state
+from bot.queue import open_store
+from handlers.fleet import on_merged, on_status
+from tests.fakes import RecordingGitHub, make_event
+
+REPO = "acme/fleet"
+DASHBOARD_ON = SimpleNamespace(oauth_client_id="Iv23test", fleet_token=None)
+BOT = "gitops-bot[bot]"
+
+
+class NoRepos:
+    async def git_dir(self, full_name: str, *, refs: Any = ()) -> Path:
+        raise AssertionError("no git access expected")
+
+    async def push(self, full_name: str, refspecs: Any, *, force: bool = False) -> None:
+        raise AssertionError("no push expected")
+
+
+def _run(name: str, conclusion: str, slug: str = "gitops-bot") -> dict[str, Any]:
+    return {"name": name, "status": "completed", "conclusion": conclusion, "app": {"slug": slug}}
+
+
+def _merged(number: int, head: str, ref: str = "feature", user: str = "alice") -> dict[str, Any]:
+    return {
+        "action": "closed",
+        "repository": {"full_name": REPO, "default_branch": "main"},
+        "pull_request": {
+            "number": number,
+            "title": f"PR {number}",
+            "merged": True,
+            "merged_at": "2026-12-01T10:00:00Z",
+            "user": {"login": user},
+            "head": {"sha": head, "ref": ref},
+            "base": {"ref": "env/prod"},
+        },
+    }
+
+
+async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.open()
+    try:
+        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
+        await state.save_branch(
+            store, [ClusterFacts(REPO, "env/prod", "prod", "c1")], EnvFacts(REPO, "prod", "env/prod", "tip")
+        )
+        gh = RecordingGitHub(
+            responses={
+                ("GET", f"/repos/{REPO}/commits/aaa/check-runs"): {
+                    "check_runs": [
+                        _run("gitops-bot/signatures", "success"),
+                        _run("gitops-bot/approvals", "success"),
+                        _run("gitops-bot", "success"),
+                    ]
+                },
+                ("GET", f"/repos/{REPO}/commits/bbb/check-runs"): {
+                    "check_runs": [
+                        _run("gitops-bot/signatures", "success"),
+                        _run(
+                            "gitops-bot/approvals", "success", slug="someone-else"
+                        ),  # not the bot's: ignored
+                        _run("gitops-bot/validate", "failure"),
+                    ]
+                },
+                ("GET", f"/repos/{REPO}/commits/tip/status"): {
+                    "state": "failure",
+                    "statuses": [{"context": "flux/prod", "state": "failure"}],
+                },
+            }
+        )
+        await on_merged(make_event("pull_request", _merged(1, "aaa")), gh, ctx)
+        await on_merged(make_event("pull_request", _merged(2, "bbb")), gh, ctx)
+        await on_merged(make_event("pull_request", _merged(2, "bbb")), gh, ctx)  # redelivered: once
+        # a promotion branch opened by someone other than the bot is no promotion
+        await on_merged(
+            make_event("pull_request", _merged(3, "aaa", "gitops-bot/promote/prod/abc1234")), gh, ctx
+        )
+        await on_merged(
+            make_event("pull_request", _merged(4, "aaa", "gitops-bot/promote/prod/abc1234", user=BOT)),
+            gh,
+            ctx,
+        )
+        await on_status(
+            make_event("status", {"sha": "tip", "state": "failure", "repository": {"full_name": REPO}}),
+            gh,
+            ctx,
+        )
+        facts = await state.load_facts(store)
+        by_number = {m.number: m for m in facts.merged}
+        assert sorted(by_number) == [1, 2, 3, 4]
+        assert by_number[1].signed and by_number[1].approved and by_number[1].failing_checks == ()
+        assert by_number[2].signed and not by_number[2].approved
+        assert by_number[2].failing_checks == ("gitops-bot/validate",)
+        env = facts.envs[0]
+        assert env.last_promotion is not None and env.last_promotion["number"] == 4
+        assert env.health == "failing" and "flux/prod: failure" in env.health_detail
+        # without GitHub login or a fleet token nobody can look, so nothing is collected
+        off = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT)
+        calls = len(gh.calls)
+        await on_merged(make_event("pull_request", _merged(9, "aaa")), gh, off)
+        assert len(gh.calls) == calls and 9 not in {m.number for m in (await state.load_facts(store)).merged}
+    finally:
+        await store.close()
+
+
+async def test_open_promotions_and_their_gates(tmp_path: Path) -> None:
+    from handlers.fleet import on_promotion_check, on_promotion_pr
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.open()
+    try:
+        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
+        await state.save_branch(store, [], EnvFacts(REPO, "prod", "env/prod", "tip"))
+        gh = RecordingGitHub()
+        opened = _merged(5, "ccc", "gitops-bot/promote/prod/abc1234", user=BOT)
+        opened["action"] = "opened"
+        opened["pull_request"] |= {"merged": False, "state": "open"}
+        forged = _merged(6, "ddd", "gitops-bot/promote/prod/abc1234", user="mallory")
+        forged["action"] = "opened"
+        forged["pull_request"] |= {"merged": False, "state": "open"}
+        await on_promotion_pr(make_event("pull_request", opened), gh, ctx)
+        await on_promotion_pr(make_event("pull_request", forged), gh, ctx)  # not the bot's: ignored
+
+        def run(slug: str) -> dict[str, Any]:
+            return {
+                "action": "completed",
+                "repository": {"full_name": REPO},
+                "check_run": {
+                    "name": "gitops-bot/promotion",
+                    "status": "completed",
+                    "conclusion": "action_required",
+                    "app": {"slug": slug},
+                    "output": {"title": f"Promotion gates waiting: soak ({slug})"},
+                    "pull_requests": [{"number": 5, "base": {"ref": "env/prod"}}],
+                },
+            }
+
+        await on_promotion_check(make_event("check_run", run("gitops-bot")), gh, ctx)
+        await on_promotion_check(make_event("check_run", run("impostor")), gh, ctx)  # ignored
+        env = await state.load_env(store, REPO, "env/prod")
+        assert env is not None
+        assert env.open_promotions == (
+            {"number": 5, "title": "PR 5", "gates": "Promotion gates waiting: soak (gitops-bot)"},
+        )
+        # a push recomputing the branch keeps them; closing the PR removes it
+        await state.save_branch(store, [], EnvFacts(REPO, "prod", "env/prod", "tip2"))
+        assert (await state.load_env(store, REPO, "env/prod")).open_promotions[0]["number"] == 5  # type: ignore[union-attr]
+        closed = dict(opened, action="closed")
+        closed["pull_request"] = dict(opened["pull_request"], state="closed")
+        await on_promotion_pr(make_event("pull_request", closed), gh, ctx)
+        assert (await state.load_env(store, REPO, "env/prod")).open_promotions == ()  # type: ignore[union-attr]
+    finally:
+        await store.close()
