@@ -35,8 +35,8 @@ EVENTS = (
 async def remember(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
     """Add the delivery's repository to the reconciler's list (or apply installation changes).
 
-    Best effort: a store error is logged, never raised, so it cannot stop the other handlers
-    of the same delivery (gidgethub's router stops at the first one that raises).
+    Best effort: a store error is logged, never raised; it is bookkeeping, not worth a retry of
+    the delivery (the worker runs every handler of a delivery whatever the others do).
     """
     try:
         from bot.reconciler import remember_repos_from_payload  # bot.reconciler imports handlers
