@@ -340,7 +340,16 @@ def test_a_when_dangerous_rule_waits_while_the_diff_is_unknown() -> None:
         "    - name: destroys\n      when: dangerous\n      require: {users: [sre-lead]}\n"
     )
     approved = (Review("sre-lead", "APPROVED", "h" * 40),)
-    facts = ApprovalFacts("dev", "h" * 40, "t" * 40, "main", ("apps/a.yaml",), reviews=approved, dangers=None)
+    facts = ApprovalFacts(
+        "dev",
+        "h" * 40,
+        "t" * 40,
+        "main",
+        ("apps/a.yaml",),
+        reviews=approved,
+        permissions={"sre-lead": "write"},  # only approvals from write or more count
+        dangers=None,
+    )
     (rule,) = evaluate(facts, config).rules
     assert rule.status == "pending" and rule.approved_by == ("sre-lead",)
     assert "waiting for the rendered diff" in rule.still_needed
