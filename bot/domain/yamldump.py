@@ -91,6 +91,10 @@ _SCALAR_TYPES: dict[type, Any] = {
 }
 
 
+def _string(text: str, block: bool) -> yaml.ScalarNode:
+    return yaml.ScalarNode(_STR, text, style="|" if block and "\n" in text else None)
+
+
 def _represent(data: Any, sort_keys: bool, seen: set[int], block: bool = False) -> yaml.Node:
     """Build the node PyYAML's SafeRepresenter builds for ``data`` (block style); else raise _Unsupported.
 
@@ -98,7 +102,7 @@ def _represent(data: Any, sort_keys: bool, seen: set[int], block: bool = False) 
     """
     kind = type(data)
     if kind is str:
-        return yaml.ScalarNode(_STR, data, style="|" if block and "\n" in data else None)
+        return _string(data, block)
     if kind is dict:
         if id(data) in seen:
             raise _Unsupported("a mapping met twice")
@@ -109,7 +113,8 @@ def _represent(data: Any, sort_keys: bool, seen: set[int], block: bool = False) 
                 raise _Unsupported("a key that is not a string")
         if sort_keys:
             items.sort()  # keys are distinct strings: values are never compared
-        pairs = [(yaml.ScalarNode(_STR, k), _represent(v, sort_keys, seen, block)) for k, v in items]
+        # keys too: the block dumper's representer asks for literal style on every multi-line string
+        pairs = [(_string(k, block), _represent(v, sort_keys, seen, block)) for k, v in items]
         return yaml.MappingNode(_MAP, pairs, flow_style=False)
     if kind is list:
         if id(data) in seen:
