@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bot.context import HandlerContext, RepoAccess
 from bot.github.types import GitHubClients
+from bot.github.writes import GitHubWrites
 from bot.metrics import Metrics
 from bot.prchecks import rendered_env_diff
 from bot.queue import open_store
@@ -27,7 +28,7 @@ from bot.queue.base import DeliveryStore, Status
 from bot.repos import AppRepoAccess, mirror_cache, mirror_repos
 from bot.settings import Settings, SettingsError
 from bot.webhook import WebhookHandler
-from bot.worker import UnavailableRepoAccess, Worker
+from bot.worker import UnavailableRepoAccess, Worker, process_writes
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,7 @@ def github_app_clients(
 ) -> GitHubClients:
     """Build the real GitHub App clients (imported lazily; needs GITHUB_APP_ID and a private key)."""
     settings.require_app_credentials()
-    try:
-        from bot.github.auth import GitHubApp  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise ClientsUnavailable(f"the GitHub App client cannot be loaded: {exc}") from None
+    from bot.github.auth import GitHubApp
 
     clients: GitHubClients = GitHubApp(
         session,
@@ -104,9 +102,7 @@ def create_app(
         s = store if store is not None else open_store(settings.database_url)
         await s.open()
         app[STORE] = s
-        wire_handlers(s, settings.app_id)
         yield
-        share_locks(None)
         await s.close()
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -192,33 +188,19 @@ def metrics_app(app: web.Application) -> web.Application:
     return own
 
 
-def wire_handlers(store: DeliveryStore, app_id: str | None = None) -> None:
-    """Process-wide set-up every process that runs handlers needs (``serve`` and ``worker``)."""
-    share_locks(store)
-    from bot.github.checks import use_app_id
-
-    use_app_id(int(app_id) if app_id else None)  # settings checked it is a number
-
-
-def share_locks(store: DeliveryStore | None) -> None:
-    """Serialise check-run writes across the processes sharing the store too.
-
-    PostgreSQL replicas use advisory locks; processes sharing one SQLite file (``serve`` and
-    ``gitops-bot worker``, or several workers) use record locks on the file's ``-locks`` file.
-    """
-    from bot.github.checks import use_shared_lock
-
-    use_shared_lock(getattr(store, "advisory_lock", None))
-
-
 def reconciler_context_factory(
     settings: Settings,
     store: DeliveryStore,
     metrics: Metrics | None,
     clients: GitHubClients | None,
     repos: RepoAccess | Callable[[int | None], RepoAccess] | None,
+    writes: GitHubWrites | None = None,
 ) -> Callable[[], HandlerContext]:
-    """Return the HandlerContext factory of reconciler passes (git access resolved per repository)."""
+    """Return the HandlerContext factory of reconciler passes (git access resolved per repository).
+
+    ``writes`` is the in-process worker's (so its deliveries and reconciler passes share locks).
+    """
+    the_writes = writes if writes is not None else process_writes(store, settings)
     if repos is not None and hasattr(repos, "git_dir"):
         access: RepoAccess = cast(RepoAccess, repos)
     else:
@@ -238,6 +220,7 @@ def reconciler_context_factory(
             delivery_id="reconciler",
             bot_login=settings.bot_login,
             diff_renderer=rendered_env_diff,
+            writes=the_writes,
         )
 
     return ctx
@@ -246,20 +229,25 @@ def reconciler_context_factory(
 def reconciler_ctx(
     settings: Settings, repos: RepoAccess | Callable[[int | None], RepoAccess] | None
 ) -> Callable[[web.Application], AsyncIterator[None]] | None:
-    """Return the clean-up context running the reconciler, or None when it is off or not installed.
+    """Return the clean-up context running the reconciler, or None when it is off.
 
     It runs with the in-process worker only (a web-only process has no App clients) every
     ``GITOPS_BOT_RECONCILE_INTERVAL`` seconds (0 turns it off).
     """
     if settings.worker != "inline" or settings.reconcile_interval <= 0:
         return None
-    try:
-        from bot.reconciler import reconciler_context
-    except ImportError:
-        return None
+    from bot.reconciler import reconciler_context
 
     def make_ctx(app: web.Application) -> Callable[[], HandlerContext]:
-        return reconciler_context_factory(settings, app[STORE], app[METRICS], app.get(CLIENTS), repos)
+        worker = app.get(WORKER)
+        return reconciler_context_factory(
+            settings,
+            app[STORE],
+            app[METRICS],
+            app.get(CLIENTS),
+            repos,
+            worker.writes if worker is not None else None,
+        )
 
     context: Callable[[web.Application], AsyncIterator[None]] = reconciler_context(
         lambda app: app.get(CLIENTS), make_ctx, interval=settings.reconcile_interval
@@ -296,7 +284,8 @@ def worker_health_app(store: DeliveryStore, metrics: Metrics, worker: Worker) ->
     app = web.Application()
     app[STORE] = store
     app[METRICS] = metrics
-    app[SETTINGS] = worker.settings
+    if worker.settings is not None:
+        app[SETTINGS] = worker.settings
     limit = max(STALL_POLLS * worker.poll_interval, STALL_MIN_SECONDS)
 
     async def live(request: web.Request) -> web.Response:

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.github.writes import GitHubWrites
 from bot.metrics import Metrics
 from bot.queue.base import DeliveryStore
+from bot.settings import Settings
 
 
 class RepoAccess(Protocol):
@@ -34,9 +36,11 @@ class HandlerContext:
     repos: RepoAccess
     store: DeliveryStore | None = None
     metrics: Metrics | None = None
-    settings: Any = None
+    settings: Settings | None = None
     delivery_id: str = ""
     bot_login: str = "gitops-bot[bot]"
     cache: dict[str, Any] = field(default_factory=dict)
     diff_renderer: DiffRenderer | None = None
     """Renders a promotion's change for its PR body; None: the body points at the PR checks."""
+    writes: GitHubWrites = field(default_factory=GitHubWrites)
+    """The process's write locks and App id (:mod:`bot.github.writes`); shared by its deliveries."""

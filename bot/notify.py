@@ -16,6 +16,7 @@ import gidgethub.abc
 
 from bot.dispatch import HandlerFailure
 from bot.github.comments import delete_sticky_comment, upsert_sticky_comment
+from bot.github.writes import GitHubWrites
 from bot.queue.base import Delivery, DeliveryStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ async def report_dead_letter(
     failures: Sequence[HandlerFailure],
     error: str,
     *,
+    writes: GitHubWrites,
     bot_login: str | None = None,
 ) -> bool:
     """Write the dead-letter comment on the delivery's pull request; return True when written."""
@@ -80,7 +82,13 @@ async def report_dead_letter(
     repo, number = target
     try:
         await upsert_sticky_comment(
-            gh, repo, number, ERROR_KEY, dead_letter_body(delivery, failures, error), bot_login=bot_login
+            gh,
+            repo,
+            number,
+            ERROR_KEY,
+            dead_letter_body(delivery, failures, error),
+            writes=writes,
+            bot_login=bot_login,
         )
         await store.set_state(error_state_key(delivery.ordering_key), delivery.id)
     except Exception:

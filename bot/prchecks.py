@@ -103,9 +103,15 @@ async def post_results(
 ) -> None:
     """Write the three check runs (one listing of the head's runs) and the sticky comment for ``result``."""
     await write_check_runs(
-        gh, repo, result.head_sha, result_check_runs(result, external_id=f"{repo}#{number}")
+        gh,
+        repo,
+        result.head_sha,
+        result_check_runs(result, external_id=f"{repo}#{number}"),
+        writes=ctx.writes,
     )
-    await upsert_comment_parts(gh, repo, number, STICKY_KEY, result.comment_parts(), bot_login=ctx.bot_login)
+    await upsert_comment_parts(
+        gh, repo, number, STICKY_KEY, result.comment_parts(), writes=ctx.writes, bot_login=ctx.bot_login
+    )
 
 
 def _masked_run(run: CheckRun, masker: Masker) -> CheckRun:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from bot.context import RepoAccess
 from bot.domain.config import CONFIG_PATH, parse_config
 from bot.git.files import read_file_at
+from bot.git.mirror import MirrorCache
 from bot.github.types import GitHubClients
 from bot.settings import Settings, SettingsError
 
@@ -97,17 +98,13 @@ class AppRepoAccess:
 RepoFactory = Callable[[int | None], RepoAccess]
 
 
-def mirror_cache(settings: Settings) -> Any:
-    """Return the MirrorCache under ``GITOPS_BOT_DATA_DIR/mirrors``, or None when off or not installed.
+def mirror_cache(settings: Settings) -> MirrorCache | None:
+    """Return the MirrorCache under ``GITOPS_BOT_DATA_DIR/mirrors``, or None when off.
 
     ``GITOPS_BOT_GIT_MIRROR=off`` runs the service without git: pull requests then get only the
     ``gitops-bot`` status check and comment (used for plumbing tests without a git server).
     """
     if not settings.git_mirror:
-        return None
-    try:
-        from bot.git.mirror import MirrorCache  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
         return None
     return MirrorCache(settings.data_dir / "mirrors", mirror_template(settings.git_url))
 

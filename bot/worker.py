@@ -31,10 +31,12 @@ import gidgethub.sansio
 from bot.context import DiffRenderer, HandlerContext, RepoAccess
 from bot.dispatch import HandlerFailure, dispatch_isolated, handlers_for, summarize_failures
 from bot.github.types import GitHubClients
+from bot.github.writes import GitHubWrites
 from bot.metrics import Metrics, event_label
 from bot.notify import clear_dead_letter, error_state_key, report_dead_letter
 from bot.prchecks import rendered_env_diff
 from bot.queue.base import Delivery, DeliveryStore
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,20 @@ SETTINGS_OF_WORKER = {
 PRUNE_EVERY_SECONDS = 3600.0
 
 
+def process_writes(store: DeliveryStore | None, settings: Settings | None) -> GitHubWrites:
+    """The write locks and App id of a process running handlers (``serve`` and ``worker``).
+
+    Check-run and comment writes are serialised across the processes sharing ``store`` too:
+    PostgreSQL replicas through advisory locks, processes sharing one SQLite file through record
+    locks on its ``-locks`` file. The App id comes from ``GITHUB_APP_ID`` (checked a number).
+    """
+    app_id = settings.app_id if settings is not None else None
+    return GitHubWrites(
+        app_id=int(app_id) if app_id else None,
+        shared_lock=store.advisory_lock if store is not None else None,
+    )
+
+
 @dataclass
 class Outcome:
     """What processing one delivery came to: ``done``, ``retry`` or ``dead``."""
@@ -124,7 +140,7 @@ class Worker:
         *,
         repos: RepoAccess | Callable[[int | None], RepoAccess] | None = None,
         metrics: Metrics | None = None,
-        settings: Any = None,
+        settings: Settings | None = None,
         worker_id: str | None = None,
         concurrency: int = 4,
         max_attempts: int = 8,
@@ -136,6 +152,7 @@ class Worker:
         retention_days: float = 7.0,
         rng: Callable[[], float] = random.random,
         diff_renderer: DiffRenderer | None = rendered_env_diff,
+        writes: GitHubWrites | None = None,
     ) -> None:
         self.store = store
         self.clients = clients
@@ -154,6 +171,8 @@ class Worker:
         self.retention_days = retention_days
         self.rng = rng
         self.diff_renderer = diff_renderer
+        #: The write locks and App id every handler run of this worker shares (bot.github.writes).
+        self.writes = writes if writes is not None else process_writes(store, settings)
         self._last_prune = -PRUNE_EVERY_SECONDS
         self._wake = asyncio.Event()
         self._stopping = False
@@ -164,7 +183,7 @@ class Worker:
     @classmethod
     def from_settings(
         cls,
-        settings: Any,
+        settings: Settings,
         store: DeliveryStore | None,
         clients: GitHubClients | None,
         router: gidgethub.routing.Router,
@@ -213,6 +232,7 @@ class Worker:
             delivery_id=delivery.id,
             bot_login=self.bot_login,
             diff_renderer=self.diff_renderer,
+            writes=self.writes,
         )
         try:
             return await dispatch_isolated(self.router, event, gh, ctx)
@@ -265,7 +285,9 @@ class Worker:
             outcome = Outcome("dead", failures, error)
             gh = await self._gh_for(delivery) if delivery.ordering_key else None
             if gh is not None:
-                await report_dead_letter(gh, self.store, delivery, failures, error, bot_login=self.bot_login)
+                await report_dead_letter(
+                    gh, self.store, delivery, failures, error, writes=self.writes, bot_login=self.bot_login
+                )
         else:
             delay = backoff_delay(
                 delivery.attempts, base=self.backoff_base, cap=self.backoff_cap, rng=self.rng
@@ -299,17 +321,13 @@ class Worker:
             return None
 
     async def _keep_lease(self, delivery_id: str) -> None:
-        """Extend the lease every third of its length while a delivery runs (when the store can).
-
-        Stores without ``extend_lease`` rely on the lease being longer than any handler run.
-        """
-        extend = getattr(self.store, "extend_lease", None)
-        if extend is None:
+        """Extend the lease every third of its length while a delivery runs."""
+        if self.store is None:
             return
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                if not await extend(delivery_id, self.worker_id, self.lease_seconds):
+                if not await self.store.extend_lease(delivery_id, self.worker_id, self.lease_seconds):
                     log.warning("lost the lease of delivery %s; another worker may run it too", delivery_id)
                     return
             except Exception:
@@ -380,12 +398,11 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
     async def prune(self) -> int:
-        """Delete done deliveries older than the retention (when the store can); return how many."""
-        prune_done = getattr(self.store, "prune_done", None)
-        if prune_done is None:
+        """Delete done deliveries older than the retention; return how many."""
+        if self.store is None:
             return 0
         try:
-            removed: int = await prune_done(timedelta(days=self.retention_days))
+            removed = await self.store.prune_done(timedelta(days=self.retention_days))
         except Exception:
             log.exception("pruning old deliveries failed")
             return 0

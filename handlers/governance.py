@@ -44,7 +44,7 @@ from bot.domain.governance.approvals import (
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
 from bot.domain.promotion.decide import Standing
 from bot.git.files import changed_paths, git, read_file_at
-from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs, write_lock
+from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs
 from bot.github.facts import GitHubFacts
 from bot.records import pr_standing, read_dangers, write_dangers
 from bot.repos import config_at
@@ -265,19 +265,23 @@ async def evaluate_pull_request(
         config = await config_at(git_dir, base_sha)
     except ConfigError as exc:
         results = _config_failure(exc, str(pr["base"]["ref"]))
-        await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, r) for r in results])
+        await write_check_runs(
+            gh, repo, head_sha, [_check_run(head_sha, r) for r in results], writes=ctx.writes
+        )
     else:
         signatures = await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config)
         # the dangers are read and the run written under one lock: the PR checks re-run this once
         # they recorded the head's dangers, and an evaluation that read none never lands last
-        async with write_lock("approvals", f"{repo}#{number}"):
+        async with ctx.writes.lock("approvals", f"{repo}#{number}"):
             standing, _ = await pr_standing(ctx, repo, pr)
             if standing is Standing.PROMOTION:  # the bot's own, as it pushed it; anything else is reviewed
                 approvals = _promotion_approvals(str(pr["base"].get("ref", "")))
             else:
                 approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)
             results = [signatures, approvals]
-            await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, r) for r in results])
+            await write_check_runs(
+                gh, repo, head_sha, [_check_run(head_sha, r) for r in results], writes=ctx.writes
+            )
     log.info(
         "governance: %s#%s %s",
         repo,
@@ -316,12 +320,12 @@ async def approvals_after_diff(
         return  # the governance event reports the broken config
     if not has_danger_rules(config):
         return
-    async with write_lock("approvals", f"{repo}#{number}"):
+    async with ctx.writes.lock("approvals", f"{repo}#{number}"):
         standing, _ = await pr_standing(ctx, repo, pr)
         if standing is Standing.PROMOTION:
             return
         approvals = await _approvals(gh, ctx, repo, pr, git_dir, config)
-        await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, approvals)])
+        await write_check_runs(gh, repo, head_sha, [_check_run(head_sha, approvals)], writes=ctx.writes)
     log.info("governance after the diff: %s#%s %s=%s", repo, number, approvals.name, approvals.conclusion)
 
 

@@ -34,6 +34,7 @@ from bot.domain.merge_queue import QueuedPull, QueueRef, carry_over, parse_queue
 from bot.git.files import GitError, git
 from bot.github.checks import CheckRun, list_check_runs, write_check_runs
 from bot.github.comments import upsert_sticky_comment
+from bot.github.writes import GitHubWrites
 from bot.prchecks import _CACHE, _installation_id, mask_key, result_check_runs
 from bot.report import build_check
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK
@@ -75,7 +76,13 @@ def _group_numbers(git_dir: Path, ref: QueueRef, head_sha: str) -> set[int]:
 
 
 async def _queued_pull(
-    gh: gidgethub.abc.GitHubAPI, repo: str, git_dir: Path, number: int, base: str, head_sha: str
+    gh: gidgethub.abc.GitHubAPI,
+    repo: str,
+    git_dir: Path,
+    number: int,
+    base: str,
+    head_sha: str,
+    writes: GitHubWrites,
 ) -> QueuedPull:
     pr = await gh.getitem(f"/repos/{repo}/pulls/{number}")
     pr_head = str(pr["head"]["sha"])
@@ -84,7 +91,7 @@ async def _queued_pull(
         and pr["base"]["ref"] == base
         and await asyncio.to_thread(_is_ancestor, git_dir, pr_head, head_sha)
     )
-    runs = await list_check_runs(gh, repo, pr_head, CARRIED)
+    runs = await list_check_runs(gh, repo, pr_head, CARRIED, writes=writes)
     conclusions = {
         name: (run.get("conclusion") if run.get("status") == "completed" else None)
         for name, run in runs.items()
@@ -114,14 +121,16 @@ async def merge_group_checks(
     key = mask_key(secret if isinstance(secret, bytes) else None, _installation_id(ctx))
     result = await asyncio.to_thread(build_check, git_dir, base_sha, head_sha, cache=_CACHE, secret_key=key)
     numbers = await asyncio.to_thread(_group_numbers, git_dir, ref, head_sha)
-    pulls = [await _queued_pull(gh, repo, git_dir, n, ref.base, head_sha) for n in sorted(numbers)]
+    pulls = [
+        await _queued_pull(gh, repo, git_dir, n, ref.base, head_sha, ctx.writes) for n in sorted(numbers)
+    ]
     carried = [carry_over(name, pulls) for name in CARRIED]
     runs = result_check_runs(result, external_id=f"{repo}@{head_ref}")
     runs += [
         CheckRun(name=c.name, head_sha=head_sha, title=c.title, summary=c.summary, conclusion=c.conclusion)
         for c in carried
     ]
-    await write_check_runs(gh, repo, head_sha, runs)
+    await write_check_runs(gh, repo, head_sha, runs, writes=ctx.writes)
     log.info("merge group %s of %s: %s", head_ref, repo, ", ".join(f"{r.name}={r.conclusion}" for r in runs))
 
 
@@ -136,7 +145,7 @@ async def merge_group_destroyed(
     if event.data.get("reason") != "dequeued" or ref is None:
         return
     head_sha = str(group["head_sha"])
-    runs = await list_check_runs(gh, repo, head_sha)
+    runs = await list_check_runs(gh, repo, head_sha, writes=ctx.writes)
     failed = [r for r in runs.values() if r.get("status") == "completed" and r.get("conclusion") == "failure"]
     if not failed:
         return  # removed by a person, or by another check: GitHub says so on the PR
@@ -157,6 +166,8 @@ async def merge_group_destroyed(
         ]
     )
     try:
-        await upsert_sticky_comment(gh, repo, ref.number, QUEUE_COMMENT_KEY, body, bot_login=ctx.bot_login)
+        await upsert_sticky_comment(
+            gh, repo, ref.number, QUEUE_COMMENT_KEY, body, writes=ctx.writes, bot_login=ctx.bot_login
+        )
     except gidgethub.BadRequest as exc:
         log.info("cannot comment on %s#%s: %s", repo, ref.number, exc.status_code)

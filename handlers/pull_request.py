@@ -85,9 +85,16 @@ async def write_status(
             conclusion="neutral",
             external_id=f"{repo}#{number}",
         ),
+        writes=ctx.writes,
     )
     await upsert_sticky_comment(
-        gh, repo, number, STICKY_KEY, comment_body(pr, run.get("html_url")), bot_login=ctx.bot_login
+        gh,
+        repo,
+        number,
+        STICKY_KEY,
+        comment_body(pr, run.get("html_url")),
+        writes=ctx.writes,
+        bot_login=ctx.bot_login,
     )
 
 

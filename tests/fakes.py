@@ -8,10 +8,11 @@ as a recorded-response player should; writes without a canned answer get ``{}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,3 +119,13 @@ class StateStore(DeliveryStore):
 
     async def recent(self, *, status: Status | None = None, limit: int = 20) -> list[Delivery]:
         raise NotImplementedError
+
+    async def extend_lease(self, delivery_id: str, worker_id: str, lease_seconds: float) -> bool:
+        raise NotImplementedError
+
+    async def prune_done(self, older_than: timedelta) -> int:
+        raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def advisory_lock(self, key: str) -> AsyncIterator[None]:
+        yield

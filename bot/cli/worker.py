@@ -32,13 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None = None) -> int:
     """Run the worker loop until SIGTERM/SIGINT (or, with ``drain``, until nothing is runnable)."""
-    from bot.app import ClientsUnavailable, default_router, github_app_clients, wire_handlers
+    from bot.app import ClientsUnavailable, default_router, github_app_clients
     from bot.metrics import Metrics
     from bot.repos import mirror_repos
     from bot.worker import Worker
 
     store = await open_store_or_error(settings.database_url)
-    wire_handlers(store, settings.app_id)
     try:
         async with aiohttp.ClientSession() as session:
             metrics = Metrics()
@@ -59,7 +58,7 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
                 loop.add_signal_handler(sig, stop.set)
             probes = await _start_health(settings, store, metrics, worker)
             task = asyncio.create_task(worker.run())
-            reconciling = _start_reconciler(settings, store, metrics, clients, repos, stop)
+            reconciling = _start_reconciler(settings, store, metrics, clients, repos, stop, worker.writes)
             await stop.wait()
             if reconciling is not None:
                 with contextlib.suppress(TimeoutError):
@@ -95,18 +94,15 @@ async def _start_health(settings: Any, store: Any, metrics: Any, worker: Any) ->
 
 
 def _start_reconciler(
-    settings: Any, store: Any, metrics: Any, clients: Any, repos: Any, stop: asyncio.Event
+    settings: Any, store: Any, metrics: Any, clients: Any, repos: Any, stop: asyncio.Event, writes: Any
 ) -> asyncio.Task[None] | None:
-    """Run the reconciler beside this worker (GITOPS_BOT_RECONCILE_INTERVAL > 0, module present)."""
+    """Run the reconciler beside this worker (GITOPS_BOT_RECONCILE_INTERVAL > 0)."""
     if settings.reconcile_interval <= 0:
         return None
-    try:
-        from bot.reconciler import run_reconciler
-    except ImportError:
-        return None
     from bot.app import reconciler_context_factory
+    from bot.reconciler import run_reconciler
 
-    ctx = reconciler_context_factory(settings, store, metrics, clients, repos)
+    ctx = reconciler_context_factory(settings, store, metrics, clients, repos, writes)
     return asyncio.create_task(
         run_reconciler(clients, ctx, interval=settings.reconcile_interval, stop=stop),
         name="gitops-bot-reconciler",

@@ -2,21 +2,18 @@
 
 Every writer of check runs goes through :func:`write_check_runs` (the PR pipeline, promotion,
 governance; :func:`upsert_check_run` for one run): it lists the head's check runs once, under
-:func:`head_lock`, then creates each run or updates the newest one of its name (so a retried
-delivery updates instead of adding a second run, and writes nothing when the run already shows
-the same result). GitHub accepts at most 50 annotations per request and 65,535 characters in
-``output.summary`` and ``output.text``: annotations go in batches of 50 and long texts are
-truncated with a visible note.
+the head's write lock (:class:`~bot.github.writes.GitHubWrites`), then creates each run or updates
+the newest one of its name (so a retried delivery updates instead of adding a second run, and
+writes nothing when the run already shows the same result). GitHub accepts at most 50
+annotations per request and 65,535 characters in ``output.summary`` and ``output.text``:
+annotations go in batches of 50 and long texts are truncated with a visible note.
 
 https://docs.github.com/en/rest/checks/runs
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -24,6 +21,7 @@ from urllib.parse import urlencode
 import gidgethub.abc
 
 from bot.domain.model import Finding
+from bot.github.writes import GitHubWrites
 
 CHECK_NAME = "gitops-bot"
 ANNOTATIONS_PER_REQUEST = 50
@@ -121,46 +119,29 @@ def _batches(items: Sequence[Mapping[str, Any]], size: int) -> list[Sequence[Map
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
-_APP_ID: int | None = None
-
-
-def use_app_id(app_id: int | None) -> None:
-    """Only look at check runs made by this App (its id), when known.
-
-    Another App (a CI system) may post a run with the same name on the same commit; the bot
-    cannot update it (GitHub answers 403) and must not mistake it for its own. Set by the
-    service from ``GITHUB_APP_ID``; ``None`` looks at every run, as tests with fakes do.
-    """
-    global _APP_ID
-    _APP_ID = app_id
-
-
-def _made_by_us(run: Mapping[str, Any]) -> bool:
-    app = run.get("app")
-    return _APP_ID is None or not isinstance(app, Mapping) or app.get("id") in (None, _APP_ID)
-
-
 async def list_check_runs(
-    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, names: Iterable[str] = ()
+    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, names: Iterable[str] = (), *, writes: GitHubWrites
 ) -> dict[str, dict[str, Any]]:
     """Return the newest check run of each name on ``head_sha``, listing every page once.
 
     With exactly one name in ``names`` GitHub filters by ``check_name`` (one page even on a head
     that carries hundreds of CI runs); otherwise all runs of the head are listed, 100 a page,
     following ``Link: rel="next"``. GitHub's default ``filter=latest`` applies. Runs of another
-    head (a ref that moved), of another App (see :func:`use_app_id`) and entries without a
+    head (a ref that moved), of another App (``writes.app_id``) and entries without a
     name or id are ignored.
     """
     wanted = set(names)
     query: dict[str, Any] = {"per_page": PER_PAGE}
     if len(wanted) == 1:
         query = {"check_name": next(iter(wanted)), **query}
-    if _APP_ID is not None:
-        query["app_id"] = _APP_ID
+    if writes.app_id is not None:
+        query["app_id"] = writes.app_id
     url = f"/repos/{repo}/commits/{head_sha}/check-runs?{urlencode(query)}"
     latest: dict[str, dict[str, Any]] = {}
     async for run in gh.getiter(url, iterable_key="check_runs"):
-        if not isinstance(run, dict) or run.get("head_sha", head_sha) != head_sha or not _made_by_us(run):
+        if not isinstance(run, dict) or run.get("head_sha", head_sha) != head_sha:
+            continue
+        if not writes.made_by_us(run):
             continue
         name = run.get("name")
         if not isinstance(name, str) or (wanted and name not in wanted) or not _run_id(run):
@@ -171,11 +152,11 @@ async def list_check_runs(
 
 
 async def write_check_runs(
-    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, runs: Sequence[CheckRun]
+    gh: gidgethub.abc.GitHubAPI, repo: str, head_sha: str, runs: Sequence[CheckRun], *, writes: GitHubWrites
 ) -> list[dict[str, Any]]:
     """Create or update each of ``runs`` on ``head_sha`` with one listing of the head's check runs.
 
-    Holds :func:`head_lock` for the whole list-then-write. For each run, in order:
+    Holds ``writes.head_lock`` for the whole list-then-write. For each run, in order:
 
     * no run of that name yet: create it;
     * the newest one carries annotations (GitHub appends them on update), or it is completed
@@ -195,8 +176,8 @@ async def write_check_runs(
     if not runs:
         return []
     answers: list[dict[str, Any]] = []
-    async with head_lock(repo, head_sha):
-        existing = await list_check_runs(gh, repo, head_sha, [run.name for run in runs])
+    async with writes.head_lock(repo, head_sha):
+        existing = await list_check_runs(gh, repo, head_sha, [run.name for run in runs], writes=writes)
         for run in runs:
             answer = await _write(gh, repo, run, existing.get(run.name))
             if _run_id(answer):  # a name given twice updates the run just written
@@ -205,9 +186,11 @@ async def write_check_runs(
     return answers
 
 
-async def upsert_check_run(gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun) -> dict[str, Any]:
+async def upsert_check_run(
+    gh: gidgethub.abc.GitHubAPI, repo: str, run: CheckRun, *, writes: GitHubWrites
+) -> dict[str, Any]:
     """Create or update one check run on its head sha (:func:`write_check_runs` for one run)."""
-    (answer,) = await write_check_runs(gh, repo, run.head_sha, [run])
+    (answer,) = await write_check_runs(gh, repo, run.head_sha, [run], writes=writes)
     return answer
 
 
@@ -216,58 +199,6 @@ def _run_id(run: Mapping[str, Any]) -> int:
         return int(run.get("id") or 0)
     except (TypeError, ValueError):
         return 0
-
-
-_HEAD_LOCKS: dict[str, tuple[asyncio.Lock, int]] = {}
-
-LockProvider = Callable[[str], AbstractAsyncContextManager[None]]
-_SHARED_LOCK: LockProvider | None = None
-
-
-def use_shared_lock(provider: LockProvider | None) -> None:
-    """Make :func:`head_lock` also hold a lock shared by every process using the same store.
-
-    Set by the service from its delivery store's ``advisory_lock``: PostgreSQL advisory locks
-    across replicas, or record locks on the SQLite file's ``-locks`` file across the processes
-    sharing that file.
-    """
-    global _SHARED_LOCK
-    _SHARED_LOCK = provider
-
-
-@contextlib.asynccontextmanager
-async def write_lock(scope: str, key: str) -> AsyncIterator[None]:
-    """Hold the lock of one find-then-write of the bot's GitHub objects named ``scope``/``key``.
-
-    In this process an asyncio lock; with a shared lock provider (:func:`use_shared_lock`)
-    also the store's lock, so replicas serialise too. Not reentrant.
-    """
-    name = f"{scope}:{key}"
-    lock, users = _HEAD_LOCKS.get(name, (asyncio.Lock(), 0))
-    _HEAD_LOCKS[name] = (lock, users + 1)
-    try:
-        async with lock:
-            if _SHARED_LOCK is None:
-                yield
-            else:
-                async with _SHARED_LOCK(f"gitops-bot:{name}"):
-                    yield
-    finally:
-        lock, users = _HEAD_LOCKS[name]
-        if users <= 1:
-            del _HEAD_LOCKS[name]
-        else:
-            _HEAD_LOCKS[name] = (lock, users - 1)
-
-
-def head_lock(repo: str, head_sha: str) -> AbstractAsyncContextManager[None]:
-    """Hold the lock of one head commit's check runs while finding and writing them.
-
-    The worker's concurrent deliveries and the reconciler may check the same head together;
-    unserialised, each found no run and created one. :func:`write_check_runs` takes it for
-    every writer. Not reentrant.
-    """
-    return write_lock("check-runs", f"{repo}@{head_sha}")
 
 
 def _annotation_count(run: Mapping[str, Any]) -> int:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import gidgethub.abc
 
-from bot.github.checks import write_lock
+from bot.github.writes import GitHubWrites
 
 MAX_COMMENT_CHARS = 65_536
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -94,6 +94,7 @@ async def upsert_comment_parts(
     key: str,
     parts: Sequence[str],
     *,
+    writes: GitHubWrites,
     bot_login: str | None = None,
 ) -> list[int]:
     """Make the PR show exactly ``parts`` as the sticky comment(s) ``key``; return their ids in order.
@@ -113,7 +114,7 @@ async def upsert_comment_parts(
             raise ValueError(f"part of sticky comment {key!r} is {len(body)} characters; split it further")
     # Two deliveries of one PR (or two replicas) writing together would each find no comment
     # and create one: find-then-write under one lock per comment, as check runs do.
-    async with write_lock("comments", f"{repo}#{number}:{key}"):
+    async with writes.lock("comments", f"{repo}#{number}:{key}"):
         return await _write_parts(gh, repo, number, key, bodies, bot_login)
 
 
@@ -145,10 +146,17 @@ async def _write_parts(
 
 
 async def upsert_sticky_comment(
-    gh: gidgethub.abc.GitHubAPI, repo: str, number: int, key: str, body: str, *, bot_login: str | None = None
+    gh: gidgethub.abc.GitHubAPI,
+    repo: str,
+    number: int,
+    key: str,
+    body: str,
+    *,
+    writes: GitHubWrites,
+    bot_login: str | None = None,
 ) -> int:
     """Create or update the one sticky comment ``key`` on PR ``number``; return its id."""
-    ids = await upsert_comment_parts(gh, repo, number, key, [body], bot_login=bot_login)
+    ids = await upsert_comment_parts(gh, repo, number, key, [body], writes=writes, bot_login=bot_login)
     return ids[0]
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -84,6 +85,22 @@ class DeliveryStore(abc.ABC):
     @abc.abstractmethod
     async def claim(self, worker_id: str, *, limit: int = 1, lease_seconds: float = 300.0) -> list[Delivery]:
         """Lease up to ``limit`` runnable deliveries to ``worker_id`` (see module docs)."""
+
+    @abc.abstractmethod
+    async def extend_lease(self, delivery_id: str, worker_id: str, lease_seconds: float) -> bool:
+        """Push the lease ``worker_id`` holds on a delivery ``lease_seconds`` from now; False when lost.
+
+        The worker calls it while a handler runs, so a run longer than the lease is not claimed
+        a second time by another worker.
+        """
+
+    @abc.abstractmethod
+    async def prune_done(self, older_than: timedelta) -> int:
+        """Delete ``done`` deliveries last updated more than ``older_than`` ago; return how many."""
+
+    @abc.abstractmethod
+    def advisory_lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        """Hold a lock on ``key`` shared by every process using this store (find-then-write to GitHub)."""
 
     @abc.abstractmethod
     async def complete(self, delivery_id: str, worker_id: str) -> None:

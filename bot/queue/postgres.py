@@ -353,6 +353,20 @@ class PostgresStore(DeliveryStore):
         rows = await self._fetch(CLAIM, worker_id, float(lease_seconds), limit)
         return [_row_to_delivery(r) for r in sorted(rows, key=lambda r: r["seq"])]
 
+    async def extend_lease(self, delivery_id: str, worker_id: str, lease_seconds: float) -> bool:
+        """Push the lease of a delivery ``worker_id`` holds ``lease_seconds`` from now; False if lost.
+
+        Database time, like ``claim``: replicas with skewed clocks agree on when it ends.
+        """
+        result: str = await self._execute(
+            "UPDATE gitops_bot_deliveries SET lease_until = now() + make_interval(secs => $3), "
+            "updated_at = now() WHERE id = $1 AND status = 'processing' AND lease_owner = $2",
+            delivery_id,
+            worker_id,
+            float(lease_seconds),
+        )
+        return result.endswith(" 1")
+
     async def complete(self, delivery_id: str, worker_id: str) -> None:
         """Mark a delivery done (only while ``worker_id`` still holds its lease)."""
         await self._execute(
@@ -426,8 +440,8 @@ class PostgresStore(DeliveryStore):
     async def prune_done(self, older_than: timedelta) -> int:
         """Delete ``done`` deliveries last updated more than ``older_than`` ago; return how many.
 
-        Not part of :class:`DeliveryStore`: run it from a periodic job to keep the table small.
-        Failed, dead and open deliveries are never deleted, and neither is a done delivery's id
+        The worker runs it periodically to keep the table small. Failed, dead and open
+        deliveries are never deleted, and neither is a done delivery's id
         newer than ``older_than``, so a redelivery of a recent delivery is still recognised.
         """
         result = await self._execute(

@@ -549,10 +549,7 @@ class SQLiteStore(DeliveryStore):
         return await self._run(work)
 
     async def extend_lease(self, delivery_id: str, worker_id: str, lease_seconds: float) -> bool:
-        """Push the lease of a delivery ``worker_id`` holds ``lease_seconds`` from now; False if lost.
-
-        Not part of the DeliveryStore interface: the worker calls it when a store offers it.
-        """
+        """Push the lease of a delivery ``worker_id`` holds ``lease_seconds`` from now; False if lost."""
 
         def work(conn: sqlite3.Connection) -> bool:
             now = time.time()
@@ -568,8 +565,7 @@ class SQLiteStore(DeliveryStore):
     async def prune_done(self, older_than: timedelta) -> int:
         """Delete ``done`` deliveries last updated more than ``older_than`` ago; return how many.
 
-        Not part of the DeliveryStore interface (same signature as the PostgreSQL store's): the
-        worker calls it when a store offers it. Dead letters are kept until retried. GitHub
+        Dead letters are kept until retried. GitHub
         redelivers only recent deliveries (3 days), so a longer retention keeps deduplication.
         """
 

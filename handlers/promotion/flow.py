@@ -279,7 +279,7 @@ async def _evaluate_now(
         ahead=plan.in_flight_ahead(queue, number),
     )
     report = evaluate_gates(source, target, gate_facts, hold_label=HOLD_LABEL)
-    await writes.publish(gh, repo, pr, head_sha, history, report)
+    await writes.publish(gh, ctx, repo, pr, head_sha, history, report)
     if report.passed and target.auto_merge:
         refused = await writes.merge(gh, repo, number, head_sha, chain.settings.merge_method)
         if refused is not None:

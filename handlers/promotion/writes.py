@@ -108,6 +108,7 @@ async def update_comment(
 
 async def publish(
     gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
     repo: str,
     pr: dict[str, Any],
     head_sha: str,
@@ -130,7 +131,7 @@ async def publish(
             CHECK_NAME, head_sha, title, summary, conclusion="success" if report.passed else "failure"
         )
     # a completed run is re-created (not re-opened) when its gates go back to pending
-    await write_check_runs(gh, repo, head_sha, [run])
+    await write_check_runs(gh, repo, head_sha, [run], writes=ctx.writes)
     await set_body(gh, repo, pr, with_gates(str(pr.get("body") or ""), report.task_list()))
 
 
@@ -152,7 +153,7 @@ async def publish_lost(
         why,
         conclusion="neutral",
     )
-    await write_check_runs(gh, repo, head_sha, [run])
+    await write_check_runs(gh, repo, head_sha, [run], writes=ctx.writes)
     tag = LOST_MARKER
     await comment(gh, ctx, repo, int(pr["number"]), tag, f"{tag}\n### ✋ Not merged by the bot\n\n{why}")
 

@@ -385,6 +385,7 @@ def test_trees_resolves_known_commits_and_skips_odd_ids(tmp_path: Path, alice: S
 
 async def test_check_runs_update_the_newest_of_a_name_and_clip_long_texts() -> None:
     from bot.github.checks import write_check_runs
+    from bot.github.writes import GitHubWrites
     from handlers.governance import CheckRunResult, _check_run
 
     gh = RecordingGitHub()
@@ -400,7 +401,7 @@ async def test_check_runs_update_the_newest_of_a_name_and_clip_long_texts() -> N
         CheckRunResult(SIGNATURES_CHECK, "success", "t", "s"),
         CheckRunResult(APPROVALS_CHECK, "failure", "t" * 300, "x" * 70_000),
     ]
-    await write_check_runs(gh, REPO, sha, [_check_run(sha, r) for r in results])
+    await write_check_runs(gh, REPO, sha, [_check_run(sha, r) for r in results], writes=GitHubWrites())
     listing, patch, post = gh.calls
     assert listing.method == "GET"
     assert (patch.method, patch.path) == ("PATCH", f"/repos/{REPO}/check-runs/9")

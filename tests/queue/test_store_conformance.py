@@ -250,3 +250,38 @@ async def test_two_instances_share_one_queue(factory: StoreFactory) -> None:
     assert await one.claim("w1", limit=5) == []
     await two.complete("a1", "w2")
     assert [d.id for d in await one.claim("w1", limit=5)] == ["a2"]
+
+
+async def test_extend_lease_keeps_only_a_held_lease(store: DeliveryStore) -> None:
+    await store.put("d1", "push", b"{}")
+    await store.claim("a", lease_seconds=0.0)
+    assert len(await store.claim("b", lease_seconds=0.5)) == 1
+    assert not await store.extend_lease("d1", "a", 10), "a lost its lease to b"
+    assert await store.extend_lease("d1", "b", 10)
+    await asyncio.sleep(0.6)  # past the claim's 0.5 s lease, inside the extended one
+    assert await store.claim("c") == []
+    await store.complete("d1", "b")
+    assert not await store.extend_lease("d1", "b", 10), "a finished delivery has no lease"
+
+
+async def test_a_handler_running_longer_than_the_lease_keeps_it(store: DeliveryStore) -> None:
+    import gidgethub.routing
+
+    from bot.worker import Worker
+    from tests.service.conftest import FakeClients
+
+    router = gidgethub.routing.Router()
+    stolen: list[list[str]] = []
+
+    @router.register("push")
+    async def slow(event: object, gh: object, ctx: object) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0.5)
+            stolen.append([d.id for d in await store.claim("thief", limit=1)])
+
+    await store.put("d1", "push", b"{}", installation_id=1)
+    worker = Worker(store, FakeClients(), router, worker_id="w", lease_seconds=1.2)
+    assert [o.status for o in await worker.drain()] == ["done"]
+    assert stolen == [[], [], []]  # the 1.2 s lease was renewed (every 0.4 s) through the 1.5 s run
+    done = await store.get("d1")
+    assert done is not None and done.status is Status.DONE and done.attempts == 1

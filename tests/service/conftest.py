@@ -71,6 +71,7 @@ def settings(db_path: Path) -> Settings:
     return Settings(
         webhook_secret=SECRET,
         database_url=f"sqlite:///{db_path}",
+        data_dir=db_path.parent / "data",  # never the default .gitops-bot of the working tree
         worker="off",
         poll_interval=0.05,
         backoff_base=0.01,

@@ -238,29 +238,8 @@ async def test_the_handler_context_carries_the_delivery(store: SQLiteStore) -> N
     assert got[0].delivery_id == "d1" and got[0].store is store
 
 
-async def test_a_long_handler_keeps_its_lease(store: SQLiteStore) -> None:
-    router = gidgethub.routing.Router()
-    stolen: list[list[str]] = []
-
-    @router.register("push")
-    async def slow(event: Any, gh: Any, ctx: Any) -> None:
-        for _ in range(3):
-            await asyncio.sleep(0.5)
-            stolen.append([d.id for d in await store.claim("thief", limit=1)])
-
-    await store.put("d1", "push", b"{}", installation_id=1)
-    worker = Worker(store, FakeClients(), router, worker_id="w", lease_seconds=1.2)
-    assert [o.status for o in await worker.drain()] == ["done"]
-    assert stolen == [[], [], []]  # the 1.2 s lease was renewed (every 0.4 s) through the 1.5 s run
-    assert (await store.get("d1")).status is Status.DONE  # type: ignore[union-attr]
-
-
-async def test_extend_lease_refuses_a_lost_lease(store: SQLiteStore) -> None:
-    await store.put("d1", "push", b"{}")
-    await store.claim("a", lease_seconds=0.0)
-    await store.claim("b")
-    assert not await store.extend_lease("d1", "a", 10)
-    assert await store.extend_lease("d1", "b", 10)
+# The lease heartbeat (a handler running longer than the lease) is in tests/queue/test_store_conformance.py,
+# on SQLite and PostgreSQL.
 
 
 def test_from_settings_takes_the_tuning_from_settings() -> None:
