@@ -46,7 +46,10 @@ import gidgethub.abc
 from bot.context import HandlerContext
 from bot.github.types import GitHubClients
 from bot.queue.base import DeliveryStore, Status
-from handlers.commands.base import is_promotion_pr, optional_api, redact, repo_path
+from handlers.commands.base import is_promotion_pr, redact, repo_path
+from handlers.promotion import evaluate_promotion, reconcile_promotions
+from handlers.pull_request import run_pr_checks
+from handlers.upgrades import reconcile_upgrades
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +185,6 @@ async def discover_repos(
 # --- one pass -----------------------------------------------------------------------------------
 
 
-def _promotion_api(name: str) -> Callable[..., Any] | None:
-    return optional_api("handlers.promotion", name)
-
-
 async def checked_at_head(
     gh: gidgethub.abc.GitHubAPI, repo: str, sha: str, *, now: datetime | None = None
 ) -> bool:
@@ -243,7 +242,6 @@ async def reconcile_repo(
     A pull request with a delivery still queued is left to that delivery (:func:`queued_keys`).
     """
     report.repositories.append(repo)
-    run_pr_checks = optional_api("handlers.pull_request", "run_pr_checks")
     promotions: dict[int, str] = {}
     queued = await queued_keys(ctx.store)
     async for pr in gh.getiter(f"{repo_path(repo)}/pulls?state=open&per_page=100"):
@@ -259,8 +257,6 @@ async def reconcile_repo(
         try:
             if await checked_at_head(gh, repo, str(pr["head"]["sha"])):
                 report.up_to_date += 1
-            elif run_pr_checks is None:
-                report.skipped.append(f"{where}: the PR checks are not installed")
             elif where in await queued_keys(ctx.store):  # asked again: it may have arrived since
                 report.skipped.append(f"{where}: a delivery for it is still queued")
             else:
@@ -271,13 +267,11 @@ async def reconcile_repo(
             log.exception("reconciling %s failed", where)
             report.errors.append(_error(where, exc))
     await _reconcile_promotions(gh, ctx, repo, promotions, report)
-    reconcile_upgrades = optional_api("handlers.upgrades", "reconcile_upgrades")
-    if reconcile_upgrades is not None:
-        try:
-            report.errors.extend(await reconcile_upgrades(gh, ctx, repo))
-        except Exception as exc:
-            log.exception("reconciling the upgrades of %s failed", repo)
-            report.errors.append(_error(f"{repo} upgrades", exc))
+    try:
+        report.errors.extend(await reconcile_upgrades(gh, ctx, repo))
+    except Exception as exc:
+        log.exception("reconciling the upgrades of %s failed", repo)
+        report.errors.append(_error(f"{repo} upgrades", exc))
 
 
 async def _reconcile_promotions(
@@ -293,13 +287,6 @@ async def _reconcile_promotions(
     branch does); an outcome whose URL is a promotion PR's, or whose message starts with its
     ``#number``, counts as that PR's evaluation, so no PR is evaluated twice in one pass.
     """
-    reconcile_promotions = _promotion_api("reconcile_promotions")
-    evaluate = _promotion_api("evaluate_promotion")
-    if reconcile_promotions is None:
-        plural = "s" if len(promotions) != 1 else ""
-        waiting = f" ({len(promotions)} open promotion PR{plural} not evaluated)" if promotions else ""
-        report.skipped.append(f"{repo}: promotion is not installed{waiting}")
-        return
     covered: set[int] = set()
     for outcome in await reconcile_promotions(gh, ctx, repo=repo):
         line = f"{repo}: {outcome.message}" + (f" ({outcome.url})" if outcome.url else "")
@@ -315,11 +302,8 @@ async def _reconcile_promotions(
             (report.promotions_recovered if outcome.ok else report.needs_attention).append(line)
     for number in sorted(set(promotions) - covered):
         where = f"{repo}#{number}"
-        if evaluate is None:
-            report.skipped.append(f"{where}: promotion is not installed")
-            continue
         try:
-            outcome = await evaluate(gh, ctx, repo=repo, promotion_pr=number)
+            outcome = await evaluate_promotion(gh, ctx, repo=repo, promotion_pr=number)
             report.promotions_evaluated.append(f"{where}: {outcome.message}")
         except Exception as exc:
             log.exception("evaluating the promotion %s failed", where)

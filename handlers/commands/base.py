@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +16,8 @@ from bot.context import HandlerContext
 from bot.domain.commands import Command
 from bot.domain.promotion.decide import Standing
 from bot.records import pr_standing
+from handlers.promotion import evaluate_promotion
+from handlers.pull_request import run_pr_checks
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +70,6 @@ class CommandResult:
 Runner = Callable[[gidgethub.abc.GitHubAPI, HandlerContext, Invocation], Awaitable[CommandResult]]
 
 
-def optional_api(module_name: str, attribute: str) -> Callable[..., Any] | None:
-    """Import ``module_name.attribute`` lazily; None when that part of the bot is not installed.
-
-    A module that exists but fails to import for another reason still raises: that is a bug.
-    """
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            return None
-        raise
-    found = getattr(module, attribute, None)
-    return found if callable(found) else None
-
-
-def unavailable(what: str) -> CommandResult:
-    """Say that a part of the bot this command needs is not deployed."""
-    return CommandResult(
-        ok=False,
-        message=f"{what} is not available in this deployment of gitops-bot, so nothing was done. "
-        "Ask the bot's operators to enable it.",
-    )
-
-
 def repo_path(repo: str) -> str:
     """Return ``/repos/{owner}/{name}`` for ``owner/name``."""
     owner, _, name = repo.partition("/")
@@ -103,10 +80,7 @@ async def evaluate_if_promotion(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
     """Re-evaluate the gates when ``inv`` is a promotion PR; return a sentence about it (or "")."""
     if not await is_promotion_pr(ctx, inv.repo, inv.pr):
         return ""
-    evaluate = optional_api("handlers.promotion", "evaluate_promotion")
-    if evaluate is None:
-        return ""
-    outcome = await evaluate(gh, ctx, repo=inv.repo, promotion_pr=inv.number)
+    outcome = await evaluate_promotion(gh, ctx, repo=inv.repo, promotion_pr=inv.number)
     return f"\n\nPromotion gates: {outcome.message}"
 
 
@@ -131,9 +105,6 @@ async def rerun_checks(
             message="This PR is closed, so there is nothing to check again. "
             "Comment on an open PR, or use `/promote` or `/rollback` on a merged one.",
         )
-    run_pr_checks = optional_api("handlers.pull_request", "run_pr_checks")
-    if run_pr_checks is None:
-        return unavailable("Running the PR checks")
     await run_pr_checks(gh, ctx, repo=inv.repo, pr=inv.pr)
     return None
 

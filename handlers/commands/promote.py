@@ -5,14 +5,12 @@ from __future__ import annotations
 import gidgethub.abc
 
 from bot.context import HandlerContext
-from handlers.commands.base import CommandResult, Invocation, optional_api, unavailable
+from handlers.commands.base import CommandResult, Invocation
+from handlers.promotion import promote_pr
 
 
 async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> CommandResult:
     """Call ``promote_pr`` with this PR as the source; no env means the next environment."""
-    promote_pr = optional_api("handlers.promotion", "promote_pr")
-    if promote_pr is None:
-        return unavailable("Promotion")
     target_env = inv.command.args[0] if inv.command.args else None
     outcome = await promote_pr(gh, ctx, repo=inv.repo, source_pr=inv.number, target_env=target_env)
     message = outcome.message

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gidgethub.abc
 
 from bot.context import HandlerContext
-from handlers.commands.base import CommandResult, Invocation, optional_api, unavailable
+from handlers.commands.base import CommandResult, Invocation
+from handlers.promotion import rollback_pr
 
 
 async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation) -> CommandResult:
@@ -19,9 +20,6 @@ async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation)
             message="This PR is not merged, so there is nothing to roll back. "
             "Close it instead, or comment `/rollback` on the merged PR whose change you want reverted.",
         )
-    rollback_pr = optional_api("handlers.promotion", "rollback_pr")
-    if rollback_pr is None:
-        return unavailable("Rollback")
     reason = inv.command.args[0] if inv.command.args else f"requested by @{inv.user} with /rollback"
     outcome = await rollback_pr(gh, ctx, repo=inv.repo, pr_number=inv.number, reason=reason)
     message = outcome.message

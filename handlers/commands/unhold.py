@@ -13,9 +13,9 @@ from handlers.commands.base import (
     evaluate_if_promotion,
     in_flight_promotions,
     is_merged,
-    optional_api,
     remove_label,
 )
+from handlers.promotion import evaluate_promotion
 
 
 async def release(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, number: int) -> bool:
@@ -30,12 +30,10 @@ async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation)
     removed = await release(gh, ctx, inv.repo, inv.number)
     released: list[int] = []
     if is_merged(inv.pr):
-        evaluate = optional_api("handlers.promotion", "evaluate_promotion")
         for pr in await in_flight_promotions(gh, ctx, inv.repo, inv.number):
             if await release(gh, ctx, inv.repo, int(pr["number"])):
                 released.append(int(pr["number"]))
-                if evaluate is not None:
-                    await evaluate(gh, ctx, repo=inv.repo, promotion_pr=int(pr["number"]))
+                await evaluate_promotion(gh, ctx, repo=inv.repo, promotion_pr=int(pr["number"]))
     gates = await evaluate_if_promotion(gh, ctx, inv)
     also = f" Also released its promotion {', '.join(f'#{n}' for n in released)}." if released else ""
     if not removed and not released:

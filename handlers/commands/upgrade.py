@@ -7,7 +7,8 @@ import gidgethub.abc
 
 from bot.context import HandlerContext
 from bot.domain.upgrades.command import parse_upgrade
-from handlers.commands.base import CommandResult, Invocation, optional_api, unavailable
+from handlers.commands.base import CommandResult, Invocation
+from handlers.upgrades import campaign_command, start_upgrade
 
 CAMPAIGN_COMMANDS = frozenset({"upgrade", "hold", "unhold", "rollback"})
 """The commands an issue (not a pull request) accepts: those that act on an upgrade campaign."""
@@ -18,10 +19,7 @@ async def run(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invocation)
     parsed = parse_upgrade(inv.command.args[0] if inv.command.args else "")
     if isinstance(parsed, str):
         return CommandResult(ok=False, message=parsed)
-    start = optional_api("handlers.upgrades", "start_upgrade")
-    if start is None:
-        return unavailable("Cluster upgrades")
-    outcome = await start(gh, ctx, repo=inv.repo, request=parsed, user=inv.user)
+    outcome = await start_upgrade(gh, ctx, repo=inv.repo, request=parsed, user=inv.user)
     return CommandResult(ok=bool(outcome.ok), message=outcome.message, url=outcome.url)
 
 
@@ -29,9 +27,8 @@ async def on_issue(gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, inv: Invoca
     """``/hold``, ``/unhold``, ``/rollback`` on an issue: act on its campaign (None: not an issue)."""
     if not inv.is_issue or inv.command.name not in ("hold", "unhold", "rollback"):
         return None
-    act = optional_api("handlers.upgrades", "campaign_command")
-    if act is None:
-        return unavailable("Cluster upgrades")
     reason = inv.command.args[0] if inv.command.args else f"requested by @{inv.user}"
-    outcome = await act(gh, ctx, repo=inv.repo, issue_number=inv.number, name=inv.command.name, reason=reason)
+    outcome = await campaign_command(
+        gh, ctx, repo=inv.repo, issue_number=inv.number, name=inv.command.name, reason=reason
+    )
     return CommandResult(ok=bool(outcome.ok), message=outcome.message, url=outcome.url)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,12 +179,14 @@ class FakeAPIs:
 
 @pytest.fixture
 def apis(monkeypatch: pytest.MonkeyPatch) -> FakeAPIs:
+    """Stand in for promotion and the PR checks where the command runners call them."""
     fake = FakeAPIs()
-    promotion = types.ModuleType("handlers.promotion")
-    for name in ("promote_pr", "rollback_pr", "evaluate_promotion", "reconcile_promotions"):
-        setattr(promotion, name, getattr(fake, name))
-    pull_request = types.ModuleType("handlers.pull_request")
-    pull_request.run_pr_checks = fake.run_pr_checks  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "handlers.promotion", promotion)
-    monkeypatch.setitem(sys.modules, "handlers.pull_request", pull_request)
+    for where, name in (
+        ("handlers.commands.promote", "promote_pr"),
+        ("handlers.commands.rollback", "rollback_pr"),
+        ("handlers.commands.unhold", "evaluate_promotion"),
+        ("handlers.commands.base", "evaluate_promotion"),
+        ("handlers.commands.base", "run_pr_checks"),
+    ):
+        monkeypatch.setattr(f"{where}.{name}", getattr(fake, name))
     return fake

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
@@ -202,14 +201,6 @@ async def test_runner_error_becomes_a_clear_reply(apis: FakeAPIs) -> None:
     assert "[redacted]" in text
     assert "d-1" in text
     assert reactions(gh) == ["eyes", "confused"]
-
-
-async def test_missing_promotion_module_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "handlers.promotion", None)
-    gh = RecordingGitHub(responses(pr=pr_json(state="closed", merged=True)))
-    await deliver(gh, comment_payload("/promote staging"))
-    assert "Promotion is not available" in replies(gh)[0]
-    assert reactions(gh) == ["eyes", "-1"]
 
 
 @pytest.mark.parametrize("command", ["/diff", "/validate"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,16 +166,8 @@ class Clients:
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World()
-    promotion = types.ModuleType("handlers.promotion")
-    promotion.evaluate_promotion = w.evaluate_promotion  # type: ignore[attr-defined]
-    promotion.reconcile_promotions = w.reconcile_promotions  # type: ignore[attr-defined]
-    pull_request = types.ModuleType("handlers.pull_request")
-    pull_request.run_pr_checks = w.run_pr_checks  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "handlers.promotion", promotion)
-    monkeypatch.setitem(sys.modules, "handlers.pull_request", pull_request)
-    upgrades = types.ModuleType("handlers.upgrades")
-    upgrades.reconcile_upgrades = w.reconcile_upgrades  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "handlers.upgrades", upgrades)
+    for name in ("evaluate_promotion", "reconcile_promotions", "run_pr_checks", "reconcile_upgrades"):
+        monkeypatch.setattr(f"bot.reconciler.{name}", getattr(w, name))
     return w
 
 
@@ -320,20 +311,6 @@ async def test_a_failing_repository_does_not_stop_the_others(world: World) -> No
     [error] = report.errors
     assert error.startswith("acme/other: RuntimeError")
     assert "ghs_" not in error
-
-
-async def test_missing_apis_are_skipped_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "handlers.promotion", None)
-    monkeypatch.setitem(sys.modules, "handlers.pull_request", None)
-    monkeypatch.setitem(sys.modules, "handlers.upgrades", None)
-    w = World()
-    w.open_prs = [pr(1, "1" * 40), w.promotion(2, "2" * 40, "gitops-bot/promote/staging/2222222")]
-    report = await reconcile_once(Clients(w), factory(w.store), repos=TARGETS)
-    assert report.errors == []
-    assert report.skipped == [
-        f"{REPO}#1: the PR checks are not installed",
-        f"{REPO}: promotion is not installed (1 open promotion PR not evaluated)",
-    ]
 
 
 async def test_stale_in_progress_check_counts_as_missing() -> None:
