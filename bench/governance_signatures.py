@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.domain.governance.signatures import VERIFIED, materialise_trust_root, verify_range
+from bot.domain.governance.signatures import VERIFIED
+from bot.git.signatures import materialise_trust_root, verify_range
 from tests.governance.gitrepo import Repo, gpg_home, make_gpg_key, make_ssh_key
 
 N = 100

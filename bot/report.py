@@ -18,7 +18,6 @@ from typing import Any
 
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.diff import MAX_PARTS, diff_comment_parts
-from bot.domain.governance.signatures import signature_checker
 from bot.domain.masking import Masker
 from bot.domain.model import CheckInput, Finding, Report, Severity
 from bot.domain.render import DiffResult, RenderCache, compute_diff
@@ -28,13 +27,14 @@ from bot.domain.validate.base import YAML_SUFFIXES, TreeReader
 from bot.domain.yamlio import YamlError
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
+from bot.git.signatures import signature_checker
 
 Checker = Callable[[CheckInput], Iterable[Finding]]
 
 CHECKERS: list[Checker] = [validate, signature_checker]
 """Every checker ``gitops-bot check`` and the bot run after rendering: validation and policy
 (:func:`bot.domain.validate.validate`) and commit signatures with ``trust: keys``
-(:func:`bot.domain.governance.signatures.signature_checker`)."""
+(:func:`bot.git.signatures.signature_checker`)."""
 
 
 class UsageError(ValueError):

@@ -43,6 +43,7 @@ from bot.domain.governance.approvals import (
 )
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
 from bot.domain.promotion.decide import Standing
+from bot.git import signatures as gitsig
 from bot.git.files import changed_paths, git, read_file_at
 from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs
 from bot.github.facts import GitHubFacts
@@ -157,8 +158,8 @@ async def _signatures(
 
         def run() -> list[sig.CommitVerdict]:
             with tempfile.TemporaryDirectory(prefix="gitops-bot-trust-") as tmp:
-                root = sig.materialise_trust_root(git_dir, base_sha, config, Path(tmp))
-                return sig.verify_range(
+                root = gitsig.materialise_trust_root(git_dir, base_sha, config, Path(tmp))
+                return gitsig.verify_range(
                     git_dir, base_sha, head_sha, config, trust_root=root, web_flow_shas=web_flow
                 )
 
@@ -177,7 +178,7 @@ async def _signatures(
         paths_by_sha = None
         if settings.get("overrides"):
             shas = [str(c.get("sha")) for c in commits]
-            paths_by_sha = await asyncio.to_thread(lambda: {s: sig.commit_paths(git_dir, s) for s in shas})
+            paths_by_sha = await asyncio.to_thread(lambda: {s: gitsig.commit_paths(git_dir, s) for s in shas})
         verdicts = sig.github_verdicts(commits, config, paths_by_sha)
     title, text = sig.signatures_summary(verdicts, settings)
     conclusion: Conclusion = "success" if all(v.ok for v in verdicts) else "failure"

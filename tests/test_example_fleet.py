@@ -19,9 +19,9 @@ import pytest
 
 from bot.domain.config import parse_config
 from bot.domain.governance.codeowners import parse_codeowners
-from bot.domain.governance.signatures import signature_checker
 from bot.domain.model import Severity
 from bot.domain.validate import validate
+from bot.git.signatures import signature_checker
 from bot.report import CheckResult, build_check
 from tests.conftest import ROOT
 from tests.render.conftest import KEY, commit, git

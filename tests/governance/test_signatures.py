@@ -10,6 +10,7 @@ import pytest
 
 from bot.domain.governance import signatures as sig
 from bot.domain.model import CheckInput, Severity
+from bot.git import signatures as gitsig
 from tests.governance.gitrepo import (
     SSH_SIG,
     GpgKey,
@@ -70,8 +71,8 @@ def base_repo(tmp_path: Path, keys: Keys) -> tuple[Repo, str]:
 def verify(
     repo: Repo, base: str, tmp_path: Path, config: dict[str, object] = CONFIG
 ) -> list[sig.CommitVerdict]:
-    root = sig.materialise_trust_root(repo.git_dir, base, config, tmp_path / "trust")
-    return sig.verify_range(repo.git_dir, base, repo.head(), config, trust_root=root)
+    root = gitsig.materialise_trust_root(repo.git_dir, base, config, tmp_path / "trust")
+    return gitsig.verify_range(repo.git_dir, base, repo.head(), config, trust_root=root)
 
 
 CASES = [
@@ -265,7 +266,7 @@ def test_trust_paths_cannot_escape_the_repository(tmp_path: Path, keys: Keys) ->
         head_sha=repo.head(),
     )
     (tmp_path / "trust").mkdir()
-    [finding] = sig.signature_checker(check)
+    [finding] = gitsig.signature_checker(check)
     assert finding.severity is Severity.ERROR
     assert "outside the repository" in finding.message
 
@@ -287,19 +288,21 @@ def test_signature_checker_findings(tmp_path: Path, keys: Keys) -> None:
     repo, base = base_repo(tmp_path, keys)
     repo.commit({"x": "1"}, "good", ssh=keys.alice_ssh)
     bad = repo.commit({"x": "2"}, "unsigned one")
-    trust = sig.materialise_trust_root(repo.git_dir, base, CONFIG, tmp_path / "trust")
+    trust = gitsig.materialise_trust_root(repo.git_dir, base, CONFIG, tmp_path / "trust")
     check = CheckInput(
         base_dir=trust, head_dir=repo.path, config=CONFIG, git_dir=repo.git_dir, base_sha=base, head_sha=bad
     )
-    [finding] = sig.signature_checker(check)
+    [finding] = gitsig.signature_checker(check)
     assert finding.rule == "signature"
     assert finding.path == f"commit:{bad[:12]}"
     assert "not signed" in finding.message and finding.hint
     assert (
-        sig.signature_checker(CheckInput(trust, repo.path, {"version": 1}, (), (), repo.git_dir, base, bad))
+        gitsig.signature_checker(
+            CheckInput(trust, repo.path, {"version": 1}, (), (), repo.git_dir, base, bad)
+        )
         == []
     )
-    assert sig.signature_checker(CheckInput(trust, repo.path, CONFIG)) == []
+    assert gitsig.signature_checker(CheckInput(trust, repo.path, CONFIG)) == []
 
 
 def test_github_verdicts_from_list_commits() -> None:
