@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # render_fleet imports
 
 from bench.render_fleet import ENVS, REGIONS, _git, cluster_dir, generate
 from bot.domain.fleet import FleetFacts, build_fleet
-from bot.domain.render import RenderCache
 from bot.domain.validate.eks import EksCatalog
 from bot.fleet.collect import collect_branch
 from bot.fleet.page import render_page
+from bot.render_runtime.cache import RenderCache
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ("1.33", "1.34", "1.35")

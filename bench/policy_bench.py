@@ -282,7 +282,7 @@ def bench_full_check(tmp: Path, clusters: int = 500, apps: int = 20) -> None:
         report = json.loads(done.stdout)
         rules = sorted({f["rule"] for f in report["findings"]})
         print(f"  `gitops-bot check`, {label:<22}{wall:7.3f} s   (exit {done.returncode}; findings: {rules})")
-    from bot.domain.render import forget_memos
+    from bot.render_runtime.engine import forget_memos
 
     forget_memos()
     for label in ("in-process, cold memos", "in-process, warm"):

@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import render_fleet_helm
 
-from bot.domain.render import forget_memos
-from bot.domain.render.kustomize import run_kustomize
 from bot.domain.validate.base import forget_parses
 from bot.git.mirror import materialise
+from bot.render_runtime.engine import forget_memos
+from bot.render_runtime.kustomize_runner import run_kustomize
 from bot.report import build_check
 
 ENVS = ("dev", "staging", "prod")

@@ -34,11 +34,11 @@ from pathlib import Path
 
 import yaml
 
-from bot.domain.render import forget_memos
 from bot.domain.render.flux import substitute_text
-from bot.domain.render.kustomize import run_kustomize
 from bot.git.mirror import materialise
+from bot.render_runtime.engine import forget_memos
 from bot.render_runtime.helm_runner import HelmRunner
+from bot.render_runtime.kustomize_runner import run_kustomize
 from bot.report import build_check
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,10 +28,10 @@ from bot.context import HandlerContext
 from bot.domain.diff import diff_check_output, diff_comment_parts
 from bot.domain.masking import Masker
 from bot.domain.model import Finding, Severity
-from bot.domain.render import RenderCache
 from bot.domain.validate import validation_summary
 from bot.github.checks import CHECK_NAME, CheckRun, annotations_from_findings, write_check_runs
 from bot.github.comments import upsert_comment_parts
+from bot.render_runtime.cache import RenderCache
 from bot.report import CheckResult, build_check
 
 DIFF_CHECK = "gitops-bot/diff"
@@ -226,7 +226,6 @@ async def rendered_env_diff(git_dir: Path, base: str, head: str, env: str) -> st
         checkers=[],
         cache=_CACHE,
         secret_key=mask_key(None, None),
-        reuse_discovery=True,  # only changes are shown: skip discovering the head when it cannot differ
     )
     changes = [c for c in result.diff.changes if c.env == env] or list(result.diff.changes)
     shown = replace(result.diff, changes=changes)

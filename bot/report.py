@@ -20,7 +20,7 @@ from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.diff import MAX_PARTS, diff_comment_parts
 from bot.domain.masking import Masker
 from bot.domain.model import CheckInput, Finding, Report, Severity
-from bot.domain.render import DiffResult, RenderCache, compute_diff
+from bot.domain.render import DiffResult
 from bot.domain.render.fastyaml import load_docs
 from bot.domain.validate import Decision, self_service_decision, validate
 from bot.domain.validate.base import YAML_SUFFIXES, TreeReader
@@ -28,6 +28,8 @@ from bot.domain.yamlio import YamlError
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
 from bot.git.signatures import signature_checker
+from bot.render_runtime.cache import RenderCache
+from bot.render_runtime.engine import compute_diff
 
 Checker = Callable[[CheckInput], Iterable[Finding]]
 
@@ -146,7 +148,6 @@ def build_check(
     checkers: Sequence[Checker] | None = None,
     secret_key: bytes | None = None,
     cache: RenderCache | None = None,
-    reuse_discovery: bool = False,
 ) -> CheckResult:
     """Run the render diff and every checker for ``base..head`` of a local repository.
 
@@ -154,8 +155,7 @@ def build_check(
     pull request introduces); configuration is read at ``base``. Raises
     :class:`UsageError` when the repository or a revision cannot be resolved.
     The head tree is not discovered again when :func:`compute_diff` can prove it finds
-    what the base has; ``reuse_discovery`` is kept for callers that asked for that before it
-    was automatic and changes nothing. Both trees are written at the same time.
+    what the base has. Both trees are written at the same time.
     """
     git_dir = resolve_git_dir(repo_dir_or_git_dir)
     try:
@@ -186,7 +186,6 @@ def build_check(
             changed_paths=paths,
             cache=cache,
             secret_key=key,
-            reuse_discovery=reuse_discovery,
         )
         findings.extend(diff.findings)
         findings.extend(

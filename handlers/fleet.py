@@ -28,11 +28,11 @@ import gidgethub.sansio
 from bot.context import HandlerContext
 from bot.domain.fleet import MergedPR
 from bot.domain.promotion import plan
-from bot.domain.render import RenderCache
 from bot.fleet import state
 from bot.fleet.collect import chain_of, collect_branch, pending_commits, read_config
 from bot.git.files import GitError, rev_parse
 from bot.queue.base import DeliveryStore
+from bot.render_runtime.cache import RenderCache
 
 log = logging.getLogger(__name__)
 router = gidgethub.routing.Router()

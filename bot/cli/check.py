@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when nothing blocks, 1 when a finding blocks, 2 on a usage error."""
-    from bot.domain.render import RenderCache
+    from bot.render_runtime.cache import RenderCache
 
     cache = RenderCache(args.cache_dir) if args.cache_dir else RenderCache()
     try:

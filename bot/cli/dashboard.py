@@ -30,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the page was written, 2 on a usage error."""
     from bot.domain.fleet import FleetFacts, build_fleet
-    from bot.domain.render import RenderCache
     from bot.domain.validate.eks import EksCatalog
     from bot.fleet.collect import collect_branch, environment_branches, read_config
     from bot.fleet.page import render_page
     from bot.git.files import GitError, git, rev_parse
+    from bot.render_runtime.cache import RenderCache
     from bot.report import UsageError, _secret_key, resolve_git_dir
 
     try:

@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every target renders, 1 when one fails, 2 on a usage error."""
-    from bot.domain.render import discover, render_tree
+    from bot.domain.render import discover
+    from bot.render_runtime.engine import render_tree
+    from bot.render_runtime.gotemplate_runner import default_runner
 
     try:
         git_dir = resolve_git_dir(args.repo)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     with materialise(git_dir, sha) as tree:
         only: list[str] = []
         if args.target:
-            targets = discover(tree, config, secret_key=key).targets
+            targets = discover(tree, config, secret_key=key, go_engine=default_runner()).targets
             known = sorted(t.name for t in targets)
             clusters = sorted({t.cluster for t in targets if t.cluster != "-"})
             unknown = []

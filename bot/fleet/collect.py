@@ -23,15 +23,15 @@ from bot.domain.fleet import Addon, ClusterFacts, EnvFacts, SecretFinding, Viola
 from bot.domain.model import RenderedObject
 from bot.domain.policy import evaluate, gatekeeper, load_policy
 from bot.domain.promotion.environments import Chain, load_chain
-from bot.domain.render import RenderCache
 from bot.domain.render.discovery import discover
-from bot.domain.render.engine import render_target
 from bot.domain.upgrades.tables import ADDON_VERSIONS
 from bot.domain.validate import fleet as fleet_rules
 from bot.domain.validate.base import TreeReader, iter_yaml_files, parse_docs
 from bot.domain.validate.eks import format_minor, parse_minor
 from bot.git.files import GIT_ENV, GitError, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
+from bot.render_runtime.cache import RenderCache
+from bot.render_runtime.engine import render_target
 
 _REQUEST_HINT = re.compile(r"^\s*(?:-\s*)?kind:\s*['\"]?(\w+)", re.MULTILINE)
 _ADDON_GROUPS = ("eks.aws.crossplane.io", "eks.services.k8s.aws")

@@ -39,12 +39,12 @@ from bot.domain.render.kustomize import (
     KUSTOMIZATION_FILES,
     KustomizationScanner,
     KustomizeError,
-    run_kustomize,
 )
 from bot.domain.render.result import Target
 from bot.domain.yamlio import YamlError
 from bot.render_runtime.helm_fetch import HelmFetchFailed, fetch_chart
 from bot.render_runtime.helm_runner import HelmEngineMissing, HelmRenderFailed, HelmRunner, default_runner
+from bot.render_runtime.kustomize_runner import run_kustomize
 
 RULE = "render.helm"
 MEMO_RENDERS = 20000

@@ -188,9 +188,11 @@ def rendered_objects(tree: Path, fleet: Fleet, cluster: str, secret_key: bytes) 
     that defines them (or of the target that renders them, when no document does); the others
     carry their target's.
     """
-    from bot.domain.render import discover, render_tree
+    from bot.domain.render import discover
+    from bot.render_runtime.engine import render_tree
+    from bot.render_runtime.gotemplate_runner import default_runner
 
-    disc = discover(tree, fleet.config, secret_key=secret_key)
+    disc = discover(tree, fleet.config, secret_key=secret_key, go_engine=default_runner())
     targets = [t.name for t in disc.targets if t.cluster == cluster]
     if not targets:
         return ()

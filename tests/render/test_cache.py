@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.domain.model import Finding, Severity
-from bot.domain.render import RenderCache, compute_diff, discover, render_target
-from bot.domain.render import engine as engine_mod
+from bot.domain.render import discover
+from bot.render_runtime import engine as engine_mod
+from bot.render_runtime.cache import RenderCache
+from bot.render_runtime.engine import compute_diff, render_target
 from tests.render.conftest import KEY, write
 
 FLUX = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"

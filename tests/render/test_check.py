@@ -12,7 +12,8 @@ import pytest
 
 from bot.__main__ import main
 from bot.domain.model import CheckInput, Finding, Severity
-from bot.domain.render import RenderCache, compute_diff
+from bot.render_runtime.cache import RenderCache
+from bot.render_runtime.engine import compute_diff
 from bot.report import build_check, build_report
 from tests.render.conftest import KEY, commit, git
 from tests.render.conftest import write as write_tree
@@ -336,7 +337,7 @@ def test_removing_a_cluster_request_shows_removed_objects(fleet: Path) -> None:
 
 def test_example_fleet_config_is_valid_and_every_target_renders_cleanly() -> None:
     from bot.domain.config import parse_config
-    from bot.domain.render import render_tree
+    from bot.render_runtime.engine import render_tree
     from tests.render.conftest import FLEET
 
     config = parse_config((FLEET / ".github/gitops-bot.yml").read_text())

@@ -243,7 +243,7 @@ def test_comment_golden_for_the_example_fleet(tmp_path: Path) -> None:
     """The comment for a realistic pull request on examples/fleet (an add-on bump and a prod overlay)."""
     import shutil
 
-    from bot.domain.render import compute_diff
+    from bot.render_runtime.engine import compute_diff
     from tests.render.conftest import FLEET
 
     base, head = tmp_path / "base", tmp_path / "head"

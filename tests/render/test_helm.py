@@ -23,7 +23,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bot.domain.render import compute_diff, discover, render_tree
+from bot.domain.render import discover
 from bot.domain.render.helm import (
     ArgoHelm,
     ChartRequest,
@@ -35,6 +35,7 @@ from bot.domain.render.helm import (
     set_path,
 )
 from bot.render_runtime import helm_fetch
+from bot.render_runtime.engine import compute_diff, render_tree
 from bot.render_runtime.helm_runner import HelmRenderFailed, HelmRunner, network_isolation, sandbox_command
 from tests.conftest import ROOT
 from tests.render.conftest import KEY, write

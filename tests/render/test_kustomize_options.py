@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from bot.domain.render.discovery import discover
-from bot.domain.render.engine import render_target
-from bot.domain.render.kustomize import kustomize_command
+from bot.render_runtime.engine import render_target
+from bot.render_runtime.kustomize_runner import kustomize_command
 from tests.render.conftest import KEY, write
 
 BASE = {
@@ -280,7 +280,7 @@ def test_multi_source_application_renders_each_source_with_its_own_options(tmp_p
 
 
 def test_a_changed_component_re_renders_the_target(tmp_path: Path) -> None:
-    from bot.domain.render.engine import compute_diff
+    from bot.render_runtime.engine import compute_diff
     from tests.render.conftest import git
 
     flux = FLUX_HEAD + "spec:\n  path: ./apps/web/prod\n  components: [../../../components/monitoring]\n"

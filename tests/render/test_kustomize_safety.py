@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.domain.model import Severity
-from bot.domain.render import discover, forget_memos, render_target
-from bot.domain.render.kustomize import KustomizationScanner, KustomizeError, is_remote, run_kustomize
+from bot.domain.render import discover
+from bot.domain.render.kustomize import KustomizationScanner, KustomizeError, is_remote
+from bot.render_runtime.engine import forget_memos, render_target
+from bot.render_runtime.kustomize_runner import run_kustomize
 from tests.render.conftest import KEY, write
 
 KUST = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"

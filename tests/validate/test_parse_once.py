@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain.render import forget_memos
 from bot.domain.validate import base
 from bot.domain.validate.base import blob_id, forget_parses, parse_docs, parse_tree_docs
+from bot.render_runtime.engine import forget_memos
 from bot.report import build_check
 from tests.render.conftest import commit, git
 

@@ -1,26 +1,21 @@
-"""Rendering: discover targets, build them offline with kustomize, diff base against head.
+"""Rendering, the pure parts: discover targets, expand generators, the result types.
 
-Public entry points: :func:`discover_targets`, :func:`compute_diff`, :func:`render_tree`,
-:class:`RenderCache`, :func:`forget_memos`, and the result types :class:`DiffResult` and :class:`Target`.
+Public entry points: :func:`discover`, :func:`discover_targets`, and the result types
+:class:`DiffResult` and :class:`Target`. Building targets (kustomize, Helm, Go templates) and
+diffing base against head run processes: :mod:`bot.render_runtime.engine` (``compute_diff``,
+``render_tree``, ``render_target``, ``forget_memos``) with :class:`bot.render_runtime.cache.RenderCache`.
 """
 
 from __future__ import annotations
 
-from bot.domain.render.cache import RenderCache
 from bot.domain.render.discovery import discover, discover_targets
-from bot.domain.render.engine import compute_diff, forget_memos, render_target, render_tree
 from bot.domain.render.result import BlastRow, DiffResult, Target, TargetStatus
 
 __all__ = [
     "BlastRow",
     "DiffResult",
-    "RenderCache",
     "Target",
     "TargetStatus",
-    "compute_diff",
     "discover",
     "discover_targets",
-    "forget_memos",
-    "render_target",
-    "render_tree",
 ]

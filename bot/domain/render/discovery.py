@@ -32,7 +32,7 @@ from bot.domain.render.argocd import (
     expand_appset,
 )
 from bot.domain.render.fastyaml import load_docs_shared
-from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
+from bot.domain.render.gotemplate import GoEngine, TemplateError, TemplateUnavailable
 from bot.domain.render.helm import CHART_FILE, RemoteChart, Skip, argo_helm
 from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
 from bot.domain.render.overlay import needs_build_spec, options_json
@@ -182,8 +182,11 @@ def _common_prefix_len(a: str, b: str) -> int:
 
 
 class _Finder:
-    def __init__(self, tree: Path, config: dict[str, Any], secret_key: bytes) -> None:
+    def __init__(
+        self, tree: Path, config: dict[str, Any], secret_key: bytes, go_engine: GoEngine | None = None
+    ) -> None:
         self.tree = tree
+        self.go_engine = go_engine
         self.config = config
         self.render_cfg: dict[str, Any] = dict(config.get("render") or {})
         self.secret_key = secret_key
@@ -980,10 +983,8 @@ class _Finder:
         return self._argo
 
     def argocd_targets(self) -> list[Target]:
-        from bot.render_runtime.gotemplate_runner import default_runner  # the sandboxed Go engine
-
         clusters = self.clusters()
-        ctx = AppSetContext(tree=self.tree, clusters=clusters, go_engine=default_runner())
+        ctx = AppSetContext(tree=self.tree, clusters=clusters, go_engine=self.go_engine)
         targets: list[Target] = []
         for doc in self.docs:
             api = str(doc.data.get("apiVersion", ""))
@@ -1080,9 +1081,15 @@ class _Finder:
         return out
 
 
-def discover(tree: Path, config: dict[str, Any], *, secret_key: bytes) -> Discovery:
-    """Return the targets of ``tree`` (sorted by name), discovery findings and the scanner used."""
-    finder = _Finder(tree, config, secret_key)
+def discover(
+    tree: Path, config: dict[str, Any], *, secret_key: bytes, go_engine: GoEngine | None = None
+) -> Discovery:
+    """Return the targets of ``tree`` (sorted by name), discovery findings and the scanner used.
+
+    ``go_engine`` evaluates Argo CD ApplicationSet Go templates (the sandboxed runner of
+    :mod:`bot.render_runtime.gotemplate_runner`); None: :func:`.gotemplate.default_engine`.
+    """
+    finder = _Finder(tree, config, secret_key, go_engine)
     finder.read()
     scanner = KustomizationScanner(tree, has_links=finder.has_links)
     finder.flux_reach(scanner)

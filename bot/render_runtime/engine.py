@@ -24,7 +24,6 @@ from bot.domain.dangers import Where, find_dangers
 from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
 from bot.domain.model import Finding, RenderedObject, Severity
 from bot.domain.render import fastyaml
-from bot.domain.render.cache import RenderCache
 from bot.domain.render.discovery import Discovery, discover, same_discovery
 from bot.domain.render.fastyaml import load_docs
 from bot.domain.render.flux import object_text, substitute_object
@@ -34,15 +33,21 @@ from bot.domain.render.kustomize import (
     KustomizeNotFound,
     forget_parsed_kustomizations,
     kustomization_file,
+)
+from bot.domain.render.kustomize_options import OptionError
+from bot.domain.render.overlay import common_metadata, needs_build, option_inputs
+from bot.domain.render.result import DiffResult, Target, TargetStatus
+from bot.domain.yamlio import YamlError
+from bot.render_runtime import helm_render
+from bot.render_runtime.cache import RenderCache
+from bot.render_runtime.gotemplate_runner import default_runner
+from bot.render_runtime.kustomize_runner import (
+    forget_kustomize_version,
     kustomize_version,
     prefetch_kustomize_version,
     run_kustomize,
 )
-from bot.domain.render.kustomize_options import OptionError
-from bot.domain.render.overlay import build_options, common_metadata, needs_build, option_inputs
-from bot.domain.render.result import DiffResult, Target, TargetStatus
-from bot.domain.yamlio import YamlError
-from bot.render_runtime import helm_render
+from bot.render_runtime.overlay_build import build_options
 
 CLUSTER_SCOPED = frozenset(
     {
@@ -395,6 +400,7 @@ def forget_memos() -> None:
     """
     fastyaml.forget()
     forget_parsed_kustomizations()
+    forget_kustomize_version()
     _TEXTS.clear()
     helm_render.forget()
 
@@ -521,7 +527,6 @@ def compute_diff(
     changed_paths: Sequence[str] | None = None,
     cache: RenderCache | None = None,
     secret_key: bytes,
-    reuse_discovery: bool = False,
 ) -> DiffResult:
     """Render what changed between ``base_dir`` and ``head_dir`` and diff it per target.
 
@@ -533,13 +538,11 @@ def compute_diff(
     With ``changed_paths`` (listing every path that differs between the trees), the head tree
     is not discovered when :func:`same_discovery` proves it finds the base's targets and
     findings: the changes touch no file discovery reads, and nothing in the base's discovery
-    reads other files (see :attr:`Discovery.reads_other_files`). ``reuse_discovery`` is kept
-    for callers that asked for this before it was automatic; it changes nothing.
+    reads other files (see :attr:`Discovery.reads_other_files`).
     """
-    del reuse_discovery  # automatic: reused only when provably the same
     prefetch_kustomize_version()
     cache = cache if cache is not None else RenderCache()
-    base = discover(base_dir, config, secret_key=secret_key)
+    base = discover(base_dir, config, secret_key=secret_key, go_engine=default_runner())
     reused = (
         changed_paths is not None
         and not base.reads_other_files
@@ -553,7 +556,7 @@ def compute_diff(
             reads_other_files=False,
         )
     else:
-        head = discover(head_dir, config, secret_key=secret_key)
+        head = discover(head_dir, config, secret_key=secret_key, go_engine=default_runner())
     # A problem that the base revision has too is not this pull request's doing.
     known = {(f.rule, f.path, f.message) for f in base.findings} if changed_paths is not None else set()
     result = DiffResult(findings=[f for f in head.findings if (f.rule, f.path, f.message) not in known])
@@ -730,7 +733,7 @@ def render_tree(
 
     ``discovery`` is the tree's, when the caller already discovered it.
     """
-    disc = discovery or discover(tree, config, secret_key=secret_key)
+    disc = discovery or discover(tree, config, secret_key=secret_key, go_engine=default_runner())
     assert disc.scanner is not None
     scanner = disc.scanner
     targets = [t for t in disc.targets if not only or t.name in only]
