@@ -22,6 +22,7 @@ import yaml
 
 from bot.domain.dangers import Where, find_dangers
 from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
+from bot.domain.kinds import is_cluster_scoped
 from bot.domain.model import Finding, RenderedObject, Severity
 from bot.domain.render import fastyaml
 from bot.domain.render.discovery import Discovery, discover, same_discovery
@@ -48,49 +49,6 @@ from bot.render_runtime.kustomize_runner import (
     run_kustomize,
 )
 from bot.render_runtime.overlay_build import build_options
-
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "CustomResourceDefinition",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "PersistentVolume",
-        "StorageClass",
-        "PriorityClass",
-        "ValidatingWebhookConfiguration",
-        "MutatingWebhookConfiguration",
-        "APIService",
-        "ConstraintTemplate",
-        "ResourceGraphDefinition",
-        "ClusterSecretStore",
-        "IngressClass",
-        "RuntimeClass",
-        "Node",
-        "CSIDriver",
-        "VolumeSnapshotClass",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "FlowSchema",
-        "PriorityLevelConfiguration",
-    }
-)
-CLUSTER_SCOPED_GROUPS = frozenset(
-    {"constraints.gatekeeper.sh", "templates.gatekeeper.sh", "apiregistration.k8s.io"}
-)
-
-
-def is_cluster_scoped(obj: dict[str, Any]) -> bool:
-    """Guess whether an object is cluster-scoped (no namespace is set on it).
-
-    Known kinds, kinds named ``Cluster*`` (ClusterIssuer, ClusterSecretStore, ...), and
-    Gatekeeper constraints. Anything else is treated as namespaced.
-    """
-    kind = str(obj.get("kind") or "")
-    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
-    cluster_prefixed = kind.startswith("Cluster") and kind[7:8].isupper()  # ClusterIssuer, not Cluster
-    return kind in CLUSTER_SCOPED or cluster_prefixed or group in CLUSTER_SCOPED_GROUPS
-
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

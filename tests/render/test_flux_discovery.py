@@ -211,7 +211,7 @@ def test_kustomization_nested_in_a_flux_folder_is_rendered_by_that_target_only(t
 
 
 def test_target_namespace_is_not_set_on_cluster_scoped_objects() -> None:
-    from bot.render_runtime.engine import is_cluster_scoped
+    from bot.domain.kinds import is_cluster_scoped
 
     assert is_cluster_scoped({"kind": "K8sRequiredLabels", "apiVersion": "constraints.gatekeeper.sh/v1beta1"})
     assert is_cluster_scoped({"kind": "ClusterIssuer", "apiVersion": "cert-manager.io/v1"})

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.domain.kinds import is_cluster_scoped
 from bot.domain.model import Finding, RenderedObject, Severity
 from bot.domain.policy.rego import CompiledTemplate, RegoError
 from bot.domain.render import fastyaml
@@ -35,25 +36,6 @@ log = logging.getLogger(__name__)
 CONSTRAINT_GROUP = "constraints.gatekeeper.sh"
 DEFAULT_POLICY_PATHS = ("policies",)
 ACTION_SEVERITY = {"deny": Severity.ERROR, "warn": Severity.WARNING, "dryrun": Severity.NOTICE}
-CLUSTER_SCOPED_KINDS = frozenset(
-    {
-        "Namespace",
-        "Node",
-        "PersistentVolume",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "StorageClass",
-        "PriorityClass",
-        "IngressClass",
-        "ValidatingWebhookConfiguration",
-        "MutatingWebhookConfiguration",
-        "APIService",
-        "ConstraintTemplate",
-        "ResourceGraphDefinition",
-        "ClusterSecretStore",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +320,7 @@ def matches(
             return False
     is_namespace = kind == "Namespace" and group == ""
     namespace = str(meta.get("namespace") or "")
-    scoped = bool(namespace) and kind not in CLUSTER_SCOPED_KINDS
+    scoped = bool(namespace) and not is_cluster_scoped(obj)
     scope = match.get("scope", "*")
     if (scope == "Cluster" and scoped) or (scope == "Namespaced" and not scoped):
         return False
@@ -388,7 +370,7 @@ def build_inventory(objects: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         kind = str(obj.get("kind") or "")
         name = str(meta.get("name") or "")
         namespace = meta.get("namespace")
-        if namespace and kind not in CLUSTER_SCOPED_KINDS:
+        if namespace and not is_cluster_scoped(obj):
             tree = inventory["namespace"].setdefault(str(namespace), {})
         else:
             tree = inventory["cluster"]
