@@ -3,7 +3,7 @@
 Run: ``python bench/structure_stats.py [root]`` (root defaults to the repository). Prints lines of Python
 per package under bot/ and handlers/, and the number of distinct (importing module, imported module)
 pairs that cross from one top-level unit to another. A "unit" is a first-level entry of bot/ (a package
-such as bot.domain or a loose module such as bot.worker) or handlers. Used for issue 16's before/after.
+such as bot.domain, or a loose module) or handlers. Used for issue 16's before/after.
 """
 
 from __future__ import annotations
