@@ -133,6 +133,7 @@ def create_app(
             the_router,
             repos=repos if repos is not None else mirror_repos(settings, clients_),
             metrics=app[METRICS],
+            diff_renderer=rendered_env_diff,
         )
         app[WORKER] = worker
         task = asyncio.create_task(worker.run(), name="gitops-bot-worker")

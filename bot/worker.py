@@ -34,7 +34,6 @@ from bot.github.types import GitHubClients
 from bot.github.writes import GitHubWrites
 from bot.metrics import Metrics, event_label
 from bot.notify import clear_dead_letter, error_state_key, report_dead_letter
-from bot.prchecks import rendered_env_diff
 from bot.queue.base import Delivery, DeliveryStore
 from bot.settings import Settings
 
@@ -151,7 +150,7 @@ class Worker:
         bot_login: str = "gitops-bot[bot]",
         retention_days: float = 7.0,
         rng: Callable[[], float] = random.random,
-        diff_renderer: DiffRenderer | None = rendered_env_diff,
+        diff_renderer: DiffRenderer | None = None,
         writes: GitHubWrites | None = None,
     ) -> None:
         self.store = store
@@ -190,10 +189,20 @@ class Worker:
         *,
         repos: RepoAccess | Callable[[int | None], RepoAccess] | None = None,
         metrics: Metrics | None = None,
+        diff_renderer: DiffRenderer | None = None,
     ) -> Worker:
         """Build a worker with the retry, lease and concurrency settings of ``settings``."""
         tuning = {arg: getattr(settings, name) for arg, name in SETTINGS_OF_WORKER.items()}
-        return cls(store, clients, router, repos=repos, metrics=metrics, settings=settings, **tuning)
+        return cls(
+            store,
+            clients,
+            router,
+            repos=repos,
+            metrics=metrics,
+            settings=settings,
+            diff_renderer=diff_renderer,
+            **tuning,
+        )
 
     # -- one delivery ---------------------------------------------------------------------
     def repos_for(self, installation_id: int | None) -> RepoAccess:

@@ -198,6 +198,7 @@ async def replay(
     """Run the delivery; print what happened; return 0 when every handler succeeded."""
     from bot.app import ClientsUnavailable, default_router, github_app_clients
     from bot.dispatch import handlers_for
+    from bot.prchecks import rendered_env_diff
     from bot.settings import SettingsError
     from bot.worker import PermanentDeliveryError, Worker, event_from_delivery
 
@@ -245,7 +246,13 @@ async def replay(
             gh = DryRunGitHub(real, out=out, base_url=settings.api_url)
             repos = DryRunRepoAccess(repos, out=out)
         worker = Worker(
-            None, clients, the_router, repos=repos, settings=settings, bot_login=settings.bot_login
+            None,
+            clients,
+            the_router,
+            repos=repos,
+            settings=settings,
+            bot_login=settings.bot_login,
+            diff_renderer=rendered_env_diff,
         )
         try:
             failures = await worker.run_delivery(delivery, gh=gh)

@@ -34,6 +34,7 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
     """Run the worker loop until SIGTERM/SIGINT (or, with ``drain``, until nothing is runnable)."""
     from bot.app import ClientsUnavailable, default_router, github_app_clients
     from bot.metrics import Metrics
+    from bot.prchecks import rendered_env_diff
     from bot.repos import mirror_repos
     from bot.worker import Worker
 
@@ -47,7 +48,15 @@ async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None
                 repos = mirror_repos(settings, clients)
             except (SettingsError, ClientsUnavailable) as exc:
                 raise StartupError(str(exc)) from None
-            worker = Worker.from_settings(settings, store, clients, router, repos=repos, metrics=metrics)
+            worker = Worker.from_settings(
+                settings,
+                store,
+                clients,
+                router,
+                repos=repos,
+                metrics=metrics,
+                diff_renderer=rendered_env_diff,
+            )
             if drain:
                 outcomes = await worker.drain()
                 log.info("drained %d deliveries", len(outcomes))

@@ -19,14 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import gidgethub.apps
 import jwt
 
 from bot.github.client import GitHubClient, InstallationLimits, LRUCache, RetryPolicy, Sleep
-from bot.metrics import Metrics
+
+if TYPE_CHECKING:  # the service's metrics; the client only calls what it is given
+    from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -63,14 +63,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import gidgethub
 import gidgethub.aiohttp
 
-from bot.metrics import Metrics
+if TYPE_CHECKING:  # the service's metrics; the client only calls what it is given
+    from bot.metrics import Metrics
+
 
 log = logging.getLogger(__name__)
 
