@@ -25,10 +25,10 @@ from bot.metrics import Metrics
 from bot.prchecks import rendered_env_diff
 from bot.queue import open_store
 from bot.queue.base import DeliveryStore, Status
-from bot.repos import AppRepoAccess, mirror_cache, mirror_repos
+from bot.repos import mirror_repos, outside_delivery_access
 from bot.settings import Settings, SettingsError
 from bot.webhook import WebhookHandler
-from bot.worker import UnavailableRepoAccess, Worker, process_writes
+from bot.worker import Worker, process_writes
 
 log = logging.getLogger(__name__)
 
@@ -202,15 +202,7 @@ def reconciler_context_factory(
     ``writes`` is the in-process worker's (so its deliveries and reconciler passes share locks).
     """
     the_writes = writes if writes is not None else process_writes(store, settings)
-    if repos is not None and hasattr(repos, "git_dir"):
-        access: RepoAccess = cast(RepoAccess, repos)
-    else:
-        cache = mirror_cache(settings)
-        access = (
-            AppRepoAccess(cache, clients)
-            if cache is not None and clients is not None
-            else UnavailableRepoAccess()
-        )
+    access = outside_delivery_access(settings, clients, repos)
 
     def ctx() -> HandlerContext:
         return HandlerContext(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bot.context import RepoAccess
 from bot.domain.config import CONFIG_PATH, parse_config
@@ -96,6 +96,51 @@ class AppRepoAccess:
 
 
 RepoFactory = Callable[[int | None], RepoAccess]
+RepoSource = RepoAccess | RepoFactory | None
+"""What a process is given for git: one RepoAccess, a factory per installation id, or nothing."""
+
+
+class UnavailableRepoAccess:
+    """The RepoAccess used until a git mirror is configured: every use fails with a clear error."""
+
+    available = False
+
+    async def git_dir(self, full_name: str, *, refs: Any = ()) -> Path:
+        """Refuse: no git mirror is configured in this process."""
+        raise RuntimeError(
+            f"no git mirror is configured, cannot fetch {full_name}: pass repos= to create_app"
+        )
+
+    async def push(self, full_name: str, refspecs: Any, *, force: bool = False) -> None:
+        """Refuse: no git mirror is configured in this process."""
+        raise RuntimeError(
+            f"no git mirror is configured, cannot push to {full_name}: pass repos= to create_app"
+        )
+
+
+def repo_access(source: RepoSource, installation_id: int | None) -> RepoAccess:
+    """The git access of one delivery of ``installation_id``, from what the process was given."""
+    if source is None:
+        return UnavailableRepoAccess()
+    if hasattr(source, "git_dir"):
+        return cast(RepoAccess, source)
+    return source(installation_id)
+
+
+def outside_delivery_access(
+    settings: Settings, clients: GitHubClients | None, source: RepoSource
+) -> RepoAccess:
+    """The git access outside any delivery (the reconciler): each repository's own installation.
+
+    A single RepoAccess given to the process is used as it is; otherwise the mirrors under
+    ``GITOPS_BOT_DATA_DIR`` with the token of each repository's installation.
+    """
+    if source is not None and hasattr(source, "git_dir"):
+        return cast(RepoAccess, source)
+    cache = mirror_cache(settings)
+    if cache is None or clients is None:
+        return UnavailableRepoAccess()
+    return AppRepoAccess(cache, clients)
 
 
 def mirror_cache(settings: Settings) -> MirrorCache | None:

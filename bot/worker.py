@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, cast
 
 import gidgethub.abc
 import gidgethub.routing
@@ -35,27 +33,10 @@ from bot.github.writes import GitHubWrites
 from bot.metrics import Metrics, event_label
 from bot.notify import clear_dead_letter, error_state_key, report_dead_letter
 from bot.queue.base import Delivery, DeliveryStore
+from bot.repos import repo_access
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class UnavailableRepoAccess:
-    """The RepoAccess used until a git mirror is configured: every use fails with a clear error."""
-
-    available = False
-
-    async def git_dir(self, full_name: str, *, refs: Any = ()) -> Path:
-        """Refuse: no git mirror is configured in this process."""
-        raise RuntimeError(
-            f"no git mirror is configured, cannot fetch {full_name}: pass repos= to create_app"
-        )
-
-    async def push(self, full_name: str, refspecs: Any, *, force: bool = False) -> None:
-        """Refuse: no git mirror is configured in this process."""
-        raise RuntimeError(
-            f"no git mirror is configured, cannot push to {full_name}: pass repos= to create_app"
-        )
 
 
 class PermanentDeliveryError(Exception):
@@ -207,11 +188,7 @@ class Worker:
     # -- one delivery ---------------------------------------------------------------------
     def repos_for(self, installation_id: int | None) -> RepoAccess:
         """Return the git access handed to handlers for a delivery of ``installation_id``."""
-        if self.repos is None:
-            return UnavailableRepoAccess()
-        if hasattr(self.repos, "git_dir"):
-            return cast(RepoAccess, self.repos)
-        return self.repos(installation_id)
+        return repo_access(self.repos, installation_id)
 
     async def run_delivery(
         self, delivery: Delivery, *, gh: gidgethub.abc.GitHubAPI | None = None

@@ -45,7 +45,7 @@ async def _wait_done(client: TestClient[Any, Any], n: int) -> dict[Status, int]:
 
 async def test_webhook_to_check_run_and_sticky_comment(settings: Settings) -> None:
     clients = OneClient()
-    from bot.worker import UnavailableRepoAccess
+    from bot.repos import UnavailableRepoAccess
 
     app = create_app(  # no git mirror: the handler writes its status check and comment only
         dataclasses.replace(settings, worker="inline", handlers=("pull_request",)),

@@ -172,7 +172,7 @@ async def test_worker_command_drains_pending_deliveries(
 
     monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
     import bot.repos
-    from bot.worker import UnavailableRepoAccess
+    from bot.repos import UnavailableRepoAccess
 
     # No git mirror in this test: the handler writes its status check and comment only.
     monkeypatch.setattr(bot.repos, "mirror_repos", lambda settings, clients: UnavailableRepoAccess())
@@ -251,8 +251,9 @@ async def test_worker_command_serves_probes_and_metrics(
     import bot.app
     import bot.repos
     from bot.cli.worker import work
+    from bot.repos import UnavailableRepoAccess
     from bot.settings import load_settings
-    from bot.worker import UnavailableRepoAccess, Worker
+    from bot.worker import Worker
 
     class Clients:
         async def installation_api(self, installation_id: int) -> None:

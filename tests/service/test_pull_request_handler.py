@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.context import HandlerContext
 from bot.dispatch import dispatch_isolated, handlers_for
-from bot.worker import UnavailableRepoAccess
+from bot.repos import UnavailableRepoAccess
 from handlers import combined_router
 from tests.fakes import make_event
 from tests.service.conftest import example
