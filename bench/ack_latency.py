@@ -85,8 +85,8 @@ def _serve(kind: str, db_dir: str, conn: Connection, loop: str) -> None:
         elif kind == "verify":
             # The real webhook handler (signature, headers, JSON validation, metrics, answer)
             # with a put that keeps ids in memory: everything but durable storage.
-            from bot.metrics import Metrics
-            from bot.webhook import WebhookHandler
+            from bot.service.metrics import Metrics
+            from bot.service.webhook import WebhookHandler
 
             class MemoryIds:
                 def __init__(self) -> None:
@@ -102,8 +102,8 @@ def _serve(kind: str, db_dir: str, conn: Connection, loop: str) -> None:
             app = web.Application(client_max_size=26 * 1024 * 1024)
             app.router.add_post("/webhook", handler.handle)
         else:
-            from bot.app import create_app
-            from bot.settings import Settings
+            from bot.service.app import create_app
+            from bot.service.settings import Settings
 
             settings = Settings(
                 webhook_secret=SECRET, database_url=f"sqlite:///{db_dir}/bench.db", worker="off"
@@ -128,7 +128,7 @@ def _serve(kind: str, db_dir: str, conn: Connection, loop: str) -> None:
 
 
 def _requests(n: int, start: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
-    from bot.webhook import sign
+    from bot.service.webhook import sign
 
     base = json.loads(PAYLOAD.read_bytes())
     out = []

@@ -234,7 +234,7 @@ def bench_full_check(tmp: Path, clusters: int = 500, apps: int = 20) -> None:
 
     import render_fleet
 
-    from bot.report import build_check
+    from bot.prchecks.build import build_check
 
     repo = tmp / "full-fleet"
     repo.mkdir()

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import render_fleet
 
-from bot.context import HandlerContext
 from bot.git.files import GIT_ENV
+from bot.service.context import HandlerContext
 from bot.sim.demo import DemoWorld
 
 REPO = "example-org/fleet"

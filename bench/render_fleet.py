@@ -50,9 +50,9 @@ import render_fleet_helm
 
 from bot.domain.validate.base import forget_parses
 from bot.git.mirror import materialise
+from bot.prchecks.build import build_check
 from bot.render_runtime.engine import forget_memos
 from bot.render_runtime.kustomize_runner import run_kustomize
-from bot.report import build_check
 
 ENVS = ("dev", "staging", "prod")
 REGIONS = ("us-east-1", "eu-west-1")

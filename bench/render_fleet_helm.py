@@ -36,10 +36,10 @@ import yaml
 
 from bot.domain.render.flux import substitute_text
 from bot.git.mirror import materialise
+from bot.prchecks.build import build_check
 from bot.render_runtime.engine import forget_memos
 from bot.render_runtime.helm_runner import HelmRunner
 from bot.render_runtime.kustomize_runner import run_kustomize
-from bot.report import build_check
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_CHART = ROOT / "tests" / "fixtures" / "helm" / "charts" / "web"

@@ -47,7 +47,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from bot import logmask
+    from bot.service import logmask
 
     logmask.install()  # every command's logs are masked like its other output
     chosen = next((a for a in argv if not a.startswith("-")), None)

@@ -3,7 +3,7 @@
 A feature is a module (or package) in this package that defines
 ``router = gidgethub.routing.Router()``; it is picked up here without touching this file.
 Modules are imported in name order, and an import error is not hidden: a broken handler
-module stops start-up with its traceback. ``GITOPS_BOT_HANDLERS`` (see :mod:`bot.settings`)
+module stops start-up with its traceback. ``GITOPS_BOT_HANDLERS`` (see :mod:`bot.service.settings`)
 can narrow the service to some modules, through :func:`combined_router`.
 """
 

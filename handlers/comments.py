@@ -27,7 +27,6 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext
 from bot.domain import budgets
 from bot.domain.commands import Command, Ignore, Outcome, Reply, code, parse_comment
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
@@ -37,6 +36,7 @@ from bot.domain.upgrades.tracking import LABEL as UPGRADE_LABEL
 from bot.domain.upgrades.tracking import by_bot
 from bot.github.comments import find_bot_comment
 from bot.github.facts import GitHubFacts
+from bot.service.context import HandlerContext
 from handlers.commands import RUNNERS, CommandResult, Invocation
 from handlers.commands.base import redact, repo_path
 from handlers.commands.upgrade import CAMPAIGN_COMMANDS, on_issue

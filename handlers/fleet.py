@@ -25,7 +25,6 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext
 from bot.domain.fleet import MergedPR
 from bot.domain.promotion import plan
 from bot.fleet import state
@@ -33,6 +32,7 @@ from bot.fleet.collect import chain_of, collect_branch, pending_commits, read_co
 from bot.git.files import GitError, rev_parse
 from bot.queue.base import DeliveryStore
 from bot.render_runtime.cache import RenderCache
+from bot.service.context import HandlerContext
 
 log = logging.getLogger(__name__)
 router = gidgethub.routing.Router()

@@ -29,7 +29,6 @@ import gidgethub.abc
 import gidgethub.sansio
 from gidgethub import routing
 
-from bot.context import HandlerContext
 from bot.domain import escape
 from bot.domain.config import CONFIG_PATH, ConfigError
 from bot.domain.governance import signatures as sig
@@ -47,8 +46,9 @@ from bot.git import signatures as gitsig
 from bot.git.files import changed_paths, git, read_file_at
 from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs
 from bot.github.facts import GitHubFacts
-from bot.records import pr_standing, read_dangers, write_dangers
-from bot.repos import config_at
+from bot.service.context import HandlerContext
+from bot.service.records import pr_standing, read_dangers, write_dangers
+from bot.service.repos import config_at
 
 log = logging.getLogger(__name__)
 router = routing.Router()
@@ -307,7 +307,7 @@ async def approvals_after_diff(
 ) -> None:
     """Record the dangers of the head's rendered diff, then evaluate the approvals of ``pr`` again.
 
-    Called by :func:`bot.prchecks.check_pull_request` with the dangers it computed itself (and
+    Called by :func:`handlers.pull_request.check_pull_request` with the dangers it computed itself (and
     the mirror it just fetched, holding the PR's head). Only
     when the base config has a `when: dangerous` rule is the approvals run re-evaluated (it waits
     until then); anything else leaves it as the review events wrote it.

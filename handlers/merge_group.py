@@ -7,7 +7,7 @@ until it times out. On ``merge_group`` ``checks_requested``:
 * **fetch**: the mirror of the repository (the read-only ``gh-readonly-queue/...`` branch is
   a branch like any other), and per pull request in the group its head and the bot's own
   check runs there;
-* **decide**: :func:`bot.report.build_check` on ``base_sha..head_sha`` (the combined change,
+* **decide**: :func:`bot.prchecks.build.build_check` on ``base_sha..head_sha`` (the combined change,
   configuration and policy from ``base_sha``, never from a PR), and
   :func:`bot.domain.merge_queue.carry_over` for the per-PR checks;
 * **apply**: ``gitops-bot/diff``, ``gitops-bot/validate``, ``gitops-bot``,
@@ -29,14 +29,14 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext
 from bot.domain.merge_queue import QueuedPull, QueueRef, carry_over, parse_queue_ref
 from bot.git.files import GitError, git
 from bot.github.checks import CheckRun, list_check_runs, write_check_runs
 from bot.github.comments import upsert_sticky_comment
 from bot.github.writes import GitHubWrites
-from bot.prchecks import _CACHE, _installation_id, mask_key, result_check_runs
-from bot.report import build_check
+from bot.prchecks.build import build_check
+from bot.prchecks.publish import _CACHE, _installation_id, mask_key, result_check_runs
+from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Pull request opened, synchronized or reopened: render, validate, report.
 
-The handler is thin: :func:`bot.prchecks.check_pull_request` fetches the repository mirror,
-runs the pure pipeline (:func:`bot.report.build_check`: config from the base revision,
+The handler is thin: :func:`bot.prchecks.publish.build_and_post` fetches the repository mirror,
+runs the pure pipeline (:func:`bot.prchecks.build.build_check`: config from the base revision,
 rendered diff, validation, Gatekeeper, signatures with ``trust: keys``) and writes the
 ``gitops-bot/diff``, ``gitops-bot/validate`` and ``gitops-bot`` check runs and the one sticky
 comment, all idempotently. In a process without a git mirror (``replay --dry-run`` without
@@ -16,10 +16,11 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext
 from bot.github.checks import CHECK_NAME, CheckRun, upsert_check_run
 from bot.github.comments import upsert_sticky_comment
-from bot.prchecks import STICKY_KEY, check_pull_request
+from bot.prchecks.publish import STICKY_KEY, build_and_post, self_service
+from bot.service.context import HandlerContext
+from handlers.governance import approvals_after_diff
 
 router = gidgethub.routing.Router()
 
@@ -113,6 +114,15 @@ async def pull_request_changed(
     await check_pull_request(gh, ctx, repo=repo, pr=pr)
 
 
+async def check_pull_request(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any]
+) -> None:
+    """Run every pull-request check for ``pr``, post the results, then the approvals and self-service."""
+    result, git_dir = await build_and_post(gh, ctx, repo=repo, pr=pr)
+    await approvals_after_diff(gh, ctx, repo, pr, [d.rule for d in result.diff.dangers], git_dir)
+    await self_service(gh, ctx, repo=repo, pr=pr, result=result)
+
+
 class PullRequestChecksFailed(RuntimeError):
     """Some pull-request checks raised; the message names them (handler and exception type)."""
 
@@ -128,7 +138,7 @@ async def run_pr_checks(
     raises :class:`PullRequestChecksFailed` naming the ones that failed.
     """
     import handlers
-    from bot.dispatch import dispatch_isolated
+    from bot.service.dispatch import dispatch_isolated
 
     names = tuple(getattr(ctx.settings, "handlers", ()) or ())
     the_router = handlers.combined_router(names) if names else handlers.ROUTER

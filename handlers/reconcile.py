@@ -2,7 +2,7 @@
 
 The reconciler cannot list installations (``GET /app/installations`` is outside the API subset),
 so every delivery that names a repository adds it to the list kept in the delivery store
-(see :mod:`bot.reconciler`); ``installation`` and ``installation_repositories`` events add and
+(see :mod:`handlers.reconciler`); ``installation`` and ``installation_repositories`` events add and
 remove repositories in bulk. Without a store this does nothing.
 """
 
@@ -14,7 +14,8 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext
+from bot.service.context import HandlerContext
+from handlers.reconciler import remember_repos_from_payload
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ async def remember(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, c
     the delivery (the worker runs every handler of a delivery whatever the others do).
     """
     try:
-        from bot.reconciler import remember_repos_from_payload  # bot.reconciler imports handlers
-
         await remember_repos_from_payload(ctx.store, event.event, event.data)
     except Exception:
         log.exception("could not remember the repository of delivery %s", ctx.delivery_id)

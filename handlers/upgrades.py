@@ -34,7 +34,6 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext
 from bot.domain.commands import code, escape_text
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.labels import HOLD_LABEL
@@ -52,7 +51,8 @@ from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.rewrite import BOT_EMAIL, BOT_NAME
 from bot.github.facts import GitHubFacts
 from bot.health.statuses import health_from_github
-from bot.report import UsageError
+from bot.prchecks.build import UsageError
+from bot.service.context import HandlerContext
 from bot.upgrades.facts import fleet_at, load_cluster, step_targets
 from handlers.promotion import facts as promotion_facts
 from handlers.promotion.outcome import Stop

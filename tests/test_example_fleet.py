@@ -22,7 +22,7 @@ from bot.domain.governance.codeowners import parse_codeowners
 from bot.domain.model import Severity
 from bot.domain.validate import validate
 from bot.git.signatures import signature_checker
-from bot.report import CheckResult, build_check
+from bot.prchecks.build import CheckResult, build_check
 from tests.conftest import ROOT
 from tests.render.conftest import KEY, commit, git
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.context import HandlerContext
-from bot.dispatch import dispatch_isolated
+from bot.service.context import HandlerContext
+from bot.service.dispatch import dispatch_isolated
 from handlers import combined_router
 from tests.fakes import make_event
 from tests.service.stateful_github import StatefulGitHub
@@ -164,7 +164,7 @@ async def test_a_plaintext_secret_blocks_with_an_annotation_and_never_shows_its_
 
 
 async def test_promotion_pr_bodies_get_the_rendered_diff(fleet_repo: Path) -> None:
-    from bot.prchecks import rendered_env_diff
+    from bot.prchecks.publish import rendered_env_diff
 
     request = (ROOT / "examples" / "requests" / "good-dev-cluster.yaml").read_text()
     head = _commit(fleet_repo, "change", {"clusters/dev/payments-dev-euw1/cluster.yaml": request})
@@ -224,7 +224,7 @@ def test_same_discovery_only_for_changes_discovery_cannot_see(
 def test_promotion_diff_reusing_the_base_discovery_shows_what_a_full_discovery_shows(
     fleet_repo: Path, path: str, old: str, new: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.report import build_check
+    from bot.prchecks.build import build_check
 
     text = (fleet_repo / path).read_text()
     assert old in text

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 
 from bot.queue.base import DeliveryStore
-from bot.settings import Settings, SettingsError, load_settings
+from bot.service.settings import Settings, SettingsError, load_settings
 
 
 class StartupError(Exception):

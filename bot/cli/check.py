@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.report import UsageError, build_check
+from bot.prchecks.build import UsageError, build_check
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from bot.fleet.collect import collect_branch, environment_branches, read_config
     from bot.fleet.page import render_page
     from bot.git.files import GitError, git, rev_parse
+    from bot.prchecks.build import UsageError, _secret_key, resolve_git_dir
     from bot.render_runtime.cache import RenderCache
-    from bot.report import UsageError, _secret_key, resolve_git_dir
 
     try:
         git_dir = resolve_git_dir(args.repo)

@@ -13,7 +13,7 @@ from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.diff import to_yaml
 from bot.git.files import GitError, read_file_at, rev_parse
 from bot.git.mirror import materialise
-from bot.report import UsageError, resolve_git_dir
+from bot.prchecks.build import UsageError, resolve_git_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,10 +27,10 @@ import gidgethub.abc
 from gidgethub import sansio
 
 from bot.cli._service import StartupError, configure_logging, fail, settings_or_error
-from bot.context import RepoAccess
 from bot.queue.base import Delivery, Status
-from bot.repos import mirror_repos
-from bot.webhook import installation_id, ordering_key
+from bot.service.context import RepoAccess
+from bot.service.repos import mirror_repos
+from bot.service.webhook import installation_id, ordering_key
 
 LIST_SEGMENTS = {
     "comments",
@@ -196,11 +196,11 @@ async def replay(
     router: Any = None,
 ) -> int:
     """Run the delivery; print what happened; return 0 when every handler succeeded."""
-    from bot.app import ClientsUnavailable, default_router, github_app_clients
-    from bot.dispatch import handlers_for
-    from bot.prchecks import rendered_env_diff
-    from bot.settings import SettingsError
-    from bot.worker import PermanentDeliveryError, Worker, event_from_delivery
+    from bot.prchecks.publish import rendered_env_diff
+    from bot.service.app import ClientsUnavailable, default_router, github_app_clients
+    from bot.service.dispatch import handlers_for
+    from bot.service.settings import SettingsError
+    from bot.service.worker import PermanentDeliveryError, Worker, event_from_delivery
 
     inst = installation if installation is not None else installation_id(data)
     delivery = Delivery(

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.cli._service import StartupError, configure_logging, fail, settings_or_error, store_error
-from bot.settings import SettingsError
+from bot.service.settings import SettingsError
 
 log = logging.getLogger("bot.serve")
 
@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def serve(settings: Any, *, stop: asyncio.Event | None = None, clients: Any = None) -> None:
     """Run the app until ``stop`` is set or SIGTERM/SIGINT arrives (``clients`` as in create_app)."""
-    from bot.app import METRICS, ClientsUnavailable, create_app, metrics_app
-    from bot.intake import runner_options, start_listener
+    from bot.service.app import METRICS, ClientsUnavailable, create_app, metrics_app
+    from bot.service.intake import runner_options, start_listener
 
     try:
         app = create_app(settings, clients=clients)

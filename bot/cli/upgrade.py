@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 with the plan, 2 on a usage error (unknown cluster or version, a downgrade)."""
     from bot.domain.upgrades.markdown import plan_markdown
-    from bot.report import UsageError
+    from bot.prchecks.build import UsageError
     from bot.upgrades.facts import load_cluster
 
     today = args.today or date.today()

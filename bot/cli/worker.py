@@ -18,9 +18,9 @@ import aiohttp
 from aiohttp import web
 
 from bot.cli._service import StartupError, configure_logging, fail, open_store_or_error, settings_or_error
-from bot.settings import SettingsError
+from bot.service.settings import SettingsError
 
-log = logging.getLogger("bot.worker")
+log = logging.getLogger("bot.service.worker")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def work(settings: Any, *, drain: bool = False, stop: asyncio.Event | None = None) -> int:
     """Run the worker loop until SIGTERM/SIGINT (or, with ``drain``, until nothing is runnable)."""
-    from bot.app import ClientsUnavailable, default_router, github_app_clients
-    from bot.metrics import Metrics
-    from bot.prchecks import rendered_env_diff
-    from bot.repos import mirror_repos
-    from bot.worker import Worker
+    from bot.prchecks.publish import rendered_env_diff
+    from bot.service.app import ClientsUnavailable, default_router, github_app_clients
+    from bot.service.metrics import Metrics
+    from bot.service.repos import mirror_repos
+    from bot.service.worker import Worker
 
     store = await open_store_or_error(settings.database_url)
     try:
@@ -87,7 +87,7 @@ async def _start_health(settings: Any, store: Any, metrics: Any, worker: Any) ->
     """Serve /healthz, /readyz and /metrics on GITOPS_BOT_WORKER_HEALTH_PORT (0: off)."""
     if not settings.health_port:
         return None
-    from bot.app import worker_health_app
+    from bot.service.app import worker_health_app
 
     runner = web.AppRunner(worker_health_app(store, metrics, worker), access_log=None)
     await runner.setup()
@@ -108,8 +108,8 @@ def _start_reconciler(
     """Run the reconciler beside this worker (GITOPS_BOT_RECONCILE_INTERVAL > 0)."""
     if settings.reconcile_interval <= 0:
         return None
-    from bot.app import reconciler_context_factory
-    from bot.reconciler import run_reconciler
+    from bot.service.app import reconciler_context_factory
+    from handlers.reconciler import run_reconciler
 
     ctx = reconciler_context_factory(settings, store, metrics, clients, repos, writes)
     return asyncio.create_task(

@@ -3,7 +3,7 @@
 A marker is a hidden HTML comment the bot puts in what it writes, so it can find and update
 that text later. Anyone can type a marker, so the bot reads one only from a comment whose
 author it checked is itself (:mod:`bot.github.comments`), and never takes a PR body's marker
-as a fact: what a promotion is comes from the bot's store (:mod:`bot.records`).
+as a fact: what a promotion is comes from the bot's store (:mod:`bot.service.records`).
 """
 
 from __future__ import annotations

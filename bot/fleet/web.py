@@ -35,9 +35,9 @@ from bot.domain.validate.eks import EksCatalog
 from bot.fleet import state
 from bot.fleet.metrics import FleetCollector
 from bot.fleet.page import render_page
-from bot.metrics import Metrics
 from bot.queue.base import DeliveryStore
-from bot.settings import Settings
+from bot.service.metrics import Metrics
+from bot.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

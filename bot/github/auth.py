@@ -28,7 +28,7 @@ import jwt
 from bot.github.client import GitHubClient, InstallationLimits, LRUCache, RetryPolicy, Sleep
 
 if TYPE_CHECKING:  # the service's metrics; the client only calls what it is given
-    from bot.metrics import Metrics
+    from bot.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

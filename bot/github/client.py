@@ -71,7 +71,7 @@ import gidgethub
 import gidgethub.aiohttp
 
 if TYPE_CHECKING:  # the service's metrics; the client only calls what it is given
-    from bot.metrics import Metrics
+    from bot.service.metrics import Metrics
 
 
 log = logging.getLogger(__name__)

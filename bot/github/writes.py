@@ -10,7 +10,7 @@
   commit are not mistaken for the bot's own (GitHub would answer 403 to an update).
 
 The worker builds one from its store and settings and hands it to every handler through
-:class:`bot.context.HandlerContext` (``ctx.writes``); a context built without one (tests with
+:class:`bot.service.context.HandlerContext` (``ctx.writes``); a context built without one (tests with
 fakes) gets a private instance: locks in this process only, every App's runs considered.
 """
 

@@ -22,10 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.app import STORE, create_app
 from bot.git.files import rev_parse
 from bot.queue.base import Status
-from bot.settings import load_settings
+from bot.service.app import STORE, create_app
+from bot.service.settings import load_settings
 from bot.sim.driver import Driver
 from bot.sim.server import Simulator
 

@@ -27,7 +27,7 @@ from bot.domain.validate.fleet import ClusterRequest, in_scope, kind_mappings, r
 from bot.domain.yamlio import YamlError
 from bot.git.files import GitError, read_file_at, rev_parse
 from bot.git.mirror import materialise
-from bot.report import UsageError, resolve_git_dir
+from bot.prchecks.build import UsageError, resolve_git_dir
 
 EKS_ADDON_GROUPS = ("eks.aws.crossplane.io", "eks.services.k8s.aws")
 

@@ -12,10 +12,10 @@ from urllib.parse import quote
 import gidgethub
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.commands import Command
 from bot.domain.promotion.decide import Standing
-from bot.records import pr_standing
+from bot.service.context import HandlerContext
+from bot.service.records import pr_standing
 from handlers.promotion import evaluate_promotion
 from handlers.pull_request import run_pr_checks
 

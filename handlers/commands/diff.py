@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.labels import STICKY_MARKER
 from bot.github.comments import find_bot_comment
+from bot.service.context import HandlerContext
 from handlers.commands.base import CommandResult, Invocation, rerun_checks, short_sha
 
 

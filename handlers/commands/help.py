@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.help import HELP
+from bot.service.context import HandlerContext
 from handlers.commands.base import CommandResult, Invocation
 
 

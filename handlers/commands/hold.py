@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.commands import escape_text
 from bot.domain.labels import HOLD_LABEL
-from bot.records import set_held
+from bot.service.context import HandlerContext
+from bot.service.records import set_held
 from handlers.commands.base import (
     CommandResult,
     Invocation,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
+from bot.service.context import HandlerContext
 from handlers.commands.base import CommandResult, Invocation
 from handlers.promotion import promote_pr
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.labels import HOLD_LABEL
-from bot.records import is_held, set_held
+from bot.service.context import HandlerContext
+from bot.service.records import is_held, set_held
 from handlers.commands.base import (
     CommandResult,
     Invocation,

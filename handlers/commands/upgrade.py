@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.upgrades.command import parse_upgrade
+from bot.service.context import HandlerContext
 from handlers.commands.base import CommandResult, Invocation
 from handlers.upgrades import campaign_command, start_upgrade
 

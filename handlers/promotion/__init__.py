@@ -11,7 +11,7 @@ A package shaped fetch → decide → apply:
 - :mod:`.flow` strings them together (a merge's consequences run as a loop) and
   :mod:`.routes` maps webhooks onto it.
 
-A PR is a promotion only by the bot's own record (:mod:`bot.records`): opened by this App,
+A PR is a promotion only by the bot's own record (:mod:`bot.service.records`): opened by this App,
 its head a commit the bot pushed. Someone else's push turns it into an ordinary PR that
 people review and merge. State machine of one promotion PR
 (``gitops-bot/promote/<env>/<short sha>``)::
@@ -31,9 +31,9 @@ from urllib.parse import quote
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.promotion import plan
 from bot.health.statuses import parse_time
+from bot.service.context import HandlerContext
 from handlers.promotion import facts, flow
 from handlers.promotion.outcome import CHECK_NAME, PromotionOutcome
 from handlers.promotion.routes import (

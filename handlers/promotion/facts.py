@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.config import CONFIG_PATH, ConfigError
 from bot.domain.governance.approvals import ApprovalFacts, plan_lookups
 from bot.domain.promotion import plan
@@ -24,8 +23,9 @@ from bot.git import rewrite
 from bot.git.files import GitError, git, rev_parse
 from bot.github.facts import GitHubFacts
 from bot.health.statuses import NO_STATUS, health_from_github
-from bot.records import pr_standing
-from bot.repos import load_config
+from bot.service.context import HandlerContext
+from bot.service.records import pr_standing
+from bot.service.repos import load_config
 from handlers.promotion.outcome import Stop
 
 CONFIG_TTL = 60.0

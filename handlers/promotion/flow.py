@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 import gidgethub
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.config import CONFIG_PATH
 from bot.domain.labels import CONFLICT_MARKER, HOLD_LABEL, PROMOTION_LABEL, RED_MARKER, ROLLBACK_LABEL
 from bot.domain.promotion import decide, plan
@@ -30,7 +29,8 @@ from bot.domain.promotion.gates import GateFacts, GateState, evaluate_gates
 from bot.git import rewrite
 from bot.git.files import GitError, rev_parse
 from bot.health.statuses import parse_time
-from bot.records import is_held, pr_standing, read_record, set_held, write_record
+from bot.service.context import HandlerContext
+from bot.service.records import is_held, pr_standing, read_record, set_held, write_record
 from handlers.promotion import facts, writes
 from handlers.promotion.outcome import PromotionOutcome, Stop
 

@@ -8,14 +8,14 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import HandlerContext
 from bot.domain.config import ConfigError
 from bot.domain.labels import HOLD_LABEL, HOLD_MARKER
 from bot.domain.promotion import decide, plan
 from bot.domain.promotion.decide import HoldChange, Standing
 from bot.github.facts import GitHubFacts
-from bot.records import pr_standing, set_held
-from bot.repos import load_config
+from bot.service.context import HandlerContext
+from bot.service.records import pr_standing, set_held
+from bot.service.repos import load_config
 from handlers.promotion import facts, flow, writes
 from handlers.promotion.outcome import CHECK_NAME
 

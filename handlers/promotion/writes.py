@@ -8,14 +8,14 @@ from typing import Any
 import gidgethub
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.labels import LOST_MARKER
 from bot.domain.promotion import plan
 from bot.domain.promotion.decide import Record, with_gates
 from bot.domain.promotion.gates import GateReport, GateState
 from bot.github.checks import CheckRun, write_check_runs
 from bot.github.comments import find_bot_comment, upsert_bot_comment
-from bot.records import write_record
+from bot.service.context import HandlerContext
+from bot.service.records import write_record
 from handlers.promotion.facts import html, prs_for_head
 from handlers.promotion.outcome import CHECK_NAME, Stop
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from bot.context import HandlerContext
 from bot.domain.promotion.decide import Record
 from bot.domain.promotion.plan import History
-from bot.records import write_record
+from bot.service.context import HandlerContext
+from bot.service.records import write_record
 from tests.fakes import StateStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "commands"

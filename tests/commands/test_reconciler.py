@@ -13,10 +13,11 @@ from typing import Any
 import gidgethub.abc
 import pytest
 
-from bot.context import HandlerContext
 from bot.domain.promotion.decide import Record
 from bot.queue.base import Delivery, DeliveryStore, Status
-from bot.reconciler import (
+from bot.service.context import HandlerContext
+from handlers.reconcile import router as remember_router
+from handlers.reconciler import (
     STATE_KEY,
     RepoTarget,
     checked_at_head,
@@ -26,7 +27,6 @@ from bot.reconciler import (
     remember_repos_from_payload,
     run_reconciler,
 )
-from handlers.reconcile import router as remember_router
 from tests.commands.conftest import NoRepos
 from tests.fakes import RecordingGitHub, StateStore, make_event
 
@@ -167,7 +167,7 @@ class Clients:
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World()
     for name in ("evaluate_promotion", "reconcile_promotions", "run_pr_checks", "reconcile_upgrades"):
-        monkeypatch.setattr(f"bot.reconciler.{name}", getattr(w, name))
+        monkeypatch.setattr(f"handlers.reconciler.{name}", getattr(w, name))
     return w
 
 

@@ -59,7 +59,7 @@ def test_base_renders_web_and_worker_sharing_postgres() -> None:
     assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
     # Workers serve their probes on the health port the worker command listens on by default.
-    from bot.settings import Settings
+    from bot.service.settings import Settings
 
     health = {p["name"]: p["containerPort"] for p in worker["ports"]}["health"]
     assert health == Settings(webhook_secret=b"x").health_port
@@ -129,7 +129,7 @@ def test_dockerfile_runs_serve_as_an_unprivileged_user() -> None:
 
 
 def test_keda_overlay_scales_workers_on_the_pending_queue() -> None:
-    from bot.metrics import Metrics
+    from bot.service.metrics import Metrics
 
     objs = render("deploy/overlays/keda-queue-depth")
     assert ("HorizontalPodAutoscaler", "gitops-bot-worker") not in objs, "KEDA owns the worker's HPA"

@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 from gidgethub.aiohttp import GitHubAPI
 
-from bot.app import METRICS
-from bot.context import HandlerContext
 from bot.domain import budgets
 from bot.domain.labels import HOLD_LABEL
+from bot.service.app import METRICS
+from bot.service.context import HandlerContext
 from bot.sim.demo import REPO, DemoWorld, cluster_request
 from bot.sim.driver import Driver
 from bot.sim.server import Simulator

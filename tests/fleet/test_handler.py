@@ -6,10 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bot.context import HandlerContext
 from bot.domain.fleet import ClusterFacts, EnvFacts
 from bot.fleet import state
 from bot.queue import open_store
+from bot.service.context import HandlerContext
 from handlers.fleet import on_merged, on_status
 from tests.fakes import RecordingGitHub, make_event
 

@@ -22,7 +22,7 @@ from bot.github.client import (
     rate_limit_wait,
     redact_headers,
 )
-from bot.metrics import Metrics
+from bot.service.metrics import Metrics
 from tests.github.conftest import Sleeper
 from tests.github.fakegh import FakeGitHub
 

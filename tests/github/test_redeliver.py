@@ -15,7 +15,7 @@ from aiohttp import web
 from bot.github.auth import GitHubApp
 from bot.github.client import RetryPolicy
 from bot.queue.postgres import PostgresStore
-from bot.redeliver import (
+from bot.service.redeliver import (
     STATE_LAST_CHECKED,
     HookDelivery,
     plan_redeliveries,
@@ -185,7 +185,7 @@ async def test_background_task_survives_a_github_outage(
 ) -> None:
     fake.script[("GET", "/app/hook/deliveries")] = [(503, {}, "down")]
     app = app_for(session, base_url, keypair, sleeper)
-    caplog.set_level(logging.WARNING, logger="bot.redeliver")
+    caplog.set_level(logging.WARNING, logger="bot.service.redeliver")
     async with redelivery_task(app, store, interval=0.05) as task:
         for _ in range(200):
             if len(fake.paths("GET")) >= 4:
@@ -222,7 +222,7 @@ async def test_cleanup_ctx_runs_a_pass_while_the_app_lives(
 ) -> None:
     from aiohttp.test_utils import TestServer
 
-    from bot.redeliver import cleanup_ctx
+    from bot.service.redeliver import cleanup_ctx
 
     clients_key = web.AppKey("clients", GitHubApp)
     store_key = web.AppKey("store", PostgresStore)

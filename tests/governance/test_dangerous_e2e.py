@@ -1,7 +1,7 @@
 """End to end on the simulator: a `when: dangerous` approval rule gets its facts from the bot's own diff.
 
 The governance handler evaluates approvals on review events without the rendered diff; the PR
-checks (:func:`bot.prchecks.check_pull_request`) render it, record the head's dangers in the
+checks (:func:`handlers.pull_request.check_pull_request`) render it, record the head's dangers in the
 bot's store and evaluate the approvals again. Until then a `when: dangerous` rule waits (fail
 closed); then it applies only when the diff destroys or replaces something.
 """
@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from gidgethub.aiohttp import GitHubAPI
 
-from bot.context import HandlerContext
-from bot.prchecks import check_pull_request
+from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, evaluate_pull_request
+from handlers.pull_request import check_pull_request
 from tests.fakes import StateStore
 from tests.governance.test_e2e_sim import SimMirrors
 

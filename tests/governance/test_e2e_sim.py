@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from gidgethub.aiohttp import GitHubAPI
 
-from bot.context import HandlerContext
+from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, evaluate_pull_request
 
 sim_server = pytest.importorskip("bot.sim.server")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.context import HandlerContext
+from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, router
 from tests.conftest import FIXTURES
 from tests.fakes import RecordingGitHub, make_event

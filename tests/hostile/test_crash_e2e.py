@@ -4,7 +4,7 @@ Two real ``python -m bot serve`` processes (worker in-process) share one Postgre
 simulator's webhook (the simulator delivers to one, the other only works the queue). Pull
 requests are opened, pushed to and commented on, while the replicas are killed with SIGKILL at
 random moments and restarted. Webhooks that arrive while a replica is down are recorded as
-failed by the simulator; one redelivery pass (``bot.redeliver``) brings them back, as the bot
+failed by the simulator; one redelivery pass (``bot.service.redeliver``) brings them back, as the bot
 does at start-up. At the end, for every pull request: every head commit has exactly one
 completed ``gitops-bot`` check run, no check run name appears twice on a commit, no sticky
 comment exists twice, and the store holds no open or dead delivery — nothing lost, nothing twice.
@@ -22,13 +22,13 @@ import aiohttp
 import pytest
 
 pytest.importorskip("bot.sim.server", reason="the simulator is not on this branch yet")
-pytest.importorskip("bot.webhook", reason="the webhook service is not on this branch yet")
+pytest.importorskip("bot.service.webhook", reason="the webhook service is not on this branch yet")
 pytest.importorskip("handlers.pull_request", reason="the pull_request handler is not on this branch yet")
 
 from bot.github.auth import GitHubApp
 from bot.queue.base import Status
 from bot.queue.postgres import PostgresStore
-from bot.redeliver import redeliver_failed
+from bot.service.redeliver import redeliver_failed
 from bot.sim import Driver, Simulator
 from tests.hostile.serve_process import ServeProcess
 

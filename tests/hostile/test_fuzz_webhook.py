@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-webhook = pytest.importorskip("bot.webhook", reason="the webhook service is not on this branch yet")
-app_module = pytest.importorskip("bot.app", reason="the app factory is not on this branch yet")
-settings_module = pytest.importorskip("bot.settings", reason="settings are not on this branch yet")
+webhook = pytest.importorskip("bot.service.webhook", reason="the webhook service is not on this branch yet")
+app_module = pytest.importorskip("bot.service.app", reason="the app factory is not on this branch yet")
+settings_module = pytest.importorskip("bot.service.settings", reason="settings are not on this branch yet")
 sqlite_module = pytest.importorskip("bot.queue.sqlite", reason="the SQLite store is not on this branch yet")
 
 import gidgethub.routing  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.webhook import sign
+from bot.service.webhook import sign
 from tests.hostile.serve_process import ServeProcess, free_port
 
 pytestmark = pytest.mark.slow

@@ -28,7 +28,7 @@ sim_module = pytest.importorskip("bot.sim")
 from bot.github.auth import GitHubApp  # noqa: E402
 from bot.github.client import RetryPolicy  # noqa: E402
 from bot.queue.postgres import PostgresStore  # noqa: E402
-from bot.redeliver import redeliver_failed  # noqa: E402
+from bot.service.redeliver import redeliver_failed  # noqa: E402
 from tests.github.conftest import Sleeper  # noqa: E402  (records waits, never waits)
 
 REPO = "acme/fleet"

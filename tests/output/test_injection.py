@@ -10,8 +10,8 @@ from markdown_it.token import Token
 
 from bot.domain.commands import escape_text
 from bot.domain.promotion.plan import History, pr_body
-from bot.prchecks import result_check_runs
-from bot.report import build_check
+from bot.prchecks.build import build_check
+from bot.prchecks.publish import result_check_runs
 from tests.output.markdown import MD, flat
 from tests.render.conftest import commit, git
 

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import logmask
 from bot.domain import yamldump
 from bot.domain.diff import TargetMeta, diff_objects, mask_secrets
 from bot.domain.masking import Masker, mask_object, mask_patterns
@@ -22,8 +21,9 @@ from bot.domain.model import Finding, Severity
 from bot.domain.render.result import DiffResult
 from bot.domain.validate.base import parse_docs
 from bot.domain.validate.secrets import check_doc
-from bot.prchecks import result_check_runs
-from bot.report import CheckResult, build_check, learn_secrets, mask_result
+from bot.prchecks.build import CheckResult, build_check, learn_secrets, mask_result
+from bot.prchecks.publish import result_check_runs
+from bot.service import logmask
 from tests.render.conftest import commit, git
 
 MakeRepo = Callable[..., Path]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot.context import HandlerContext
 from bot.git.files import git
+from bot.service.context import HandlerContext
 from handlers import promotion
 from tests.fakes import StateStore, make_event
 from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess

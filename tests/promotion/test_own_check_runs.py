@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.context import HandlerContext
+from bot.service.context import HandlerContext
 from handlers.promotion import on_check_run
 from tests.fakes import RecordingGitHub, make_event
 

@@ -267,7 +267,7 @@ async def test_extend_lease_keeps_only_a_held_lease(store: DeliveryStore) -> Non
 async def test_a_handler_running_longer_than_the_lease_keeps_it(store: DeliveryStore) -> None:
     import gidgethub.routing
 
-    from bot.worker import Worker
+    from bot.service.worker import Worker
     from tests.service.conftest import FakeClients
 
     router = gidgethub.routing.Router()

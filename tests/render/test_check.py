@@ -12,9 +12,9 @@ import pytest
 
 from bot.__main__ import main
 from bot.domain.model import CheckInput, Finding, Severity
+from bot.prchecks.build import build_check, build_report
 from bot.render_runtime.cache import RenderCache
 from bot.render_runtime.engine import compute_diff
-from bot.report import build_check, build_report
 from tests.render.conftest import KEY, commit, git
 from tests.render.conftest import write as write_tree
 

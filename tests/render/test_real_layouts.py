@@ -20,7 +20,7 @@ import pytest
 
 from bot.__main__ import main
 from bot.domain.model import Severity
-from bot.report import CheckResult, build_check
+from bot.prchecks.build import CheckResult, build_check
 from tests.render.conftest import KEY, commit, git
 
 KUST = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"

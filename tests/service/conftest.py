@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import create_app
 from bot.queue.sqlite import SQLiteStore
-from bot.settings import Settings
-from bot.webhook import sign
+from bot.service.app import create_app
+from bot.service.settings import Settings
+from bot.service.webhook import sign
 from tests.fakes import RecordingGitHub
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "github" / "webhooks" / "examples"

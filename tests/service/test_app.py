@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import CLIENTS, STORE, WORKER, create_app
 from bot.queue.base import Status
-from bot.settings import Settings
+from bot.service.app import CLIENTS, STORE, WORKER, create_app
+from bot.service.settings import Settings
 from tests.fakes import make_event
 from tests.service.conftest import example, signed_headers
 from tests.service.stateful_github import StatefulGitHub
@@ -45,7 +45,7 @@ async def _wait_done(client: TestClient[Any, Any], n: int) -> dict[Status, int]:
 
 async def test_webhook_to_check_run_and_sticky_comment(settings: Settings) -> None:
     clients = OneClient()
-    from bot.repos import UnavailableRepoAccess
+    from bot.service.repos import UnavailableRepoAccess
 
     app = create_app(  # no git mirror: the handler writes its status check and comment only
         dataclasses.replace(settings, worker="inline", handlers=("pull_request",)),
@@ -92,8 +92,8 @@ async def test_serve_with_the_worker_off_needs_no_app_credentials(settings: Sett
 
 
 def test_handlers_can_be_narrowed_and_unknown_ones_are_named(settings: Settings) -> None:
-    from bot.app import default_router
-    from bot.settings import SettingsError
+    from bot.service.app import default_router
+    from bot.service.settings import SettingsError
 
     narrowed = default_router(dataclasses.replace(settings, handlers=("pull_request",)))
     event = make_event("pull_request", example("pull_request", "opened.payload.json"))
@@ -105,7 +105,7 @@ def test_handlers_can_be_narrowed_and_unknown_ones_are_named(settings: Settings)
 
 
 async def test_the_inline_worker_without_credentials_refuses_to_start(settings: Settings) -> None:
-    from bot.settings import SettingsError
+    from bot.service.settings import SettingsError
 
     app = create_app(dataclasses.replace(settings, worker="inline"))
     with pytest.raises(SettingsError, match="GITHUB_APP_ID"):
@@ -114,7 +114,7 @@ async def test_the_inline_worker_without_credentials_refuses_to_start(settings: 
 
 
 def test_the_reconciler_runs_only_beside_the_in_process_worker(settings: Settings) -> None:
-    from bot.app import reconciler_ctx
+    from bot.service.app import reconciler_ctx
 
     inline = dataclasses.replace(settings, worker="inline")
     assert reconciler_ctx(inline, None) is not None
@@ -123,7 +123,7 @@ def test_the_reconciler_runs_only_beside_the_in_process_worker(settings: Setting
 
 
 def test_reconciler_settings() -> None:
-    from bot.settings import SettingsError, load_settings
+    from bot.service.settings import SettingsError, load_settings
 
     s = load_settings(
         {"GITOPS_BOT_RECONCILE_REPOS": "o/a, o/b", "GITOPS_BOT_RECONCILE_INTERVAL": "60"},

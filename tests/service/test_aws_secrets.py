@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.server import ThreadedMotoServer
 
-from bot.settings import SettingsError, load_settings
+from bot.service.settings import SettingsError, load_settings
 
 
 @pytest.fixture(scope="module")

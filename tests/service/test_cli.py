@@ -157,10 +157,10 @@ async def test_offline_dry_run_answers_lists_and_404s() -> None:
 async def test_worker_command_drains_pending_deliveries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.app
+    import bot.service.app
     from bot.cli.worker import work
     from bot.queue.base import Status
-    from bot.settings import load_settings
+    from bot.service.settings import load_settings
     from tests.service.conftest import example
     from tests.service.stateful_github import StatefulGitHub
 
@@ -170,12 +170,14 @@ async def test_worker_command_drains_pending_deliveries(
         async def installation_api(self, installation_id: int) -> StatefulGitHub:
             return gh
 
-    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
-    import bot.repos
-    from bot.repos import UnavailableRepoAccess
+    monkeypatch.setattr(
+        bot.service.app, "github_app_clients", lambda session, settings, metrics=None: Clients()
+    )
+    import bot.service.repos
+    from bot.service.repos import UnavailableRepoAccess
 
     # No git mirror in this test: the handler writes its status check and comment only.
-    monkeypatch.setattr(bot.repos, "mirror_repos", lambda settings, clients: UnavailableRepoAccess())
+    monkeypatch.setattr(bot.service.repos, "mirror_repos", lambda settings, clients: UnavailableRepoAccess())
     settings = load_settings(
         {"DATABASE_URL": f"sqlite:///{tmp_path}/w.db", "GITOPS_BOT_HANDLERS": "pull_request"},
         require_webhook_secret=False,
@@ -196,9 +198,9 @@ async def test_worker_command_drains_pending_deliveries(
 async def test_worker_command_runs_the_reconciler_beside_the_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.app
+    import bot.service.app
     from bot.cli.worker import work
-    from bot.settings import load_settings
+    from bot.service.settings import load_settings
     from tests.fakes import RecordingGitHub
 
     gh = RecordingGitHub(
@@ -214,7 +216,9 @@ async def test_worker_command_runs_the_reconciler_beside_the_worker(
             asked.set()
             return gh
 
-    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
+    monkeypatch.setattr(
+        bot.service.app, "github_app_clients", lambda session, settings, metrics=None: Clients()
+    )
     settings = load_settings(
         {
             "DATABASE_URL": f"sqlite:///{tmp_path}/w.db",
@@ -248,19 +252,21 @@ async def test_worker_command_serves_probes_and_metrics(
 ) -> None:
     import aiohttp
 
-    import bot.app
-    import bot.repos
+    import bot.service.app
+    import bot.service.repos
     from bot.cli.worker import work
-    from bot.repos import UnavailableRepoAccess
-    from bot.settings import load_settings
-    from bot.worker import Worker
+    from bot.service.repos import UnavailableRepoAccess
+    from bot.service.settings import load_settings
+    from bot.service.worker import Worker
 
     class Clients:
         async def installation_api(self, installation_id: int) -> None:
             raise AssertionError("no delivery in this test")
 
-    monkeypatch.setattr(bot.app, "github_app_clients", lambda session, settings, metrics=None: Clients())
-    monkeypatch.setattr(bot.repos, "mirror_repos", lambda settings, clients: UnavailableRepoAccess())
+    monkeypatch.setattr(
+        bot.service.app, "github_app_clients", lambda session, settings, metrics=None: Clients()
+    )
+    monkeypatch.setattr(bot.service.repos, "mirror_repos", lambda settings, clients: UnavailableRepoAccess())
     port = _free_port()
     settings = load_settings(
         {
@@ -311,9 +317,9 @@ async def test_worker_liveness_fails_when_the_claim_loop_stalls(tmp_path: Path) 
     import gidgethub.routing
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot.app import STALL_MIN_SECONDS, worker_health_app
-    from bot.metrics import Metrics
-    from bot.worker import Worker
+    from bot.service.app import STALL_MIN_SECONDS, worker_health_app
+    from bot.service.metrics import Metrics
+    from bot.service.worker import Worker
 
     store = SQLiteStore(tmp_path / "h.db")
     await store.open()

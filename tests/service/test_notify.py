@@ -7,9 +7,9 @@ from typing import Any
 
 import gidgethub.routing
 
-from bot.notify import dead_letter_body, pull_request_of
 from bot.queue.sqlite import SQLiteStore
-from bot.worker import Worker
+from bot.service.notify import dead_letter_body, pull_request_of
+from bot.service.worker import Worker
 from tests.service.stateful_github import StatefulGitHub
 
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import payload_facts
-from bot.webhook import decode_object, installation_id, ordering_key, read_envelope
+from bot.service import payload_facts
+from bot.service.webhook import decode_object, installation_id, ordering_key, read_envelope
 from tests.service.conftest import EXAMPLES, example_files
 
 EVENTS = ["pull_request", "pull_request_review", "issue_comment", "check_run", "check_suite", "push"]

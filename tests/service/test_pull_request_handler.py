@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from bot.context import HandlerContext
-from bot.dispatch import dispatch_isolated, handlers_for
-from bot.repos import UnavailableRepoAccess
+from bot.service.context import HandlerContext
+from bot.service.dispatch import dispatch_isolated, handlers_for
+from bot.service.repos import UnavailableRepoAccess
 from handlers import combined_router
 from tests.fakes import make_event
 from tests.service.conftest import example
@@ -81,7 +81,7 @@ async def test_run_pr_checks_runs_every_pull_request_handler_again() -> None:
     import pytest
 
     import handlers
-    from bot.settings import Settings
+    from bot.service.settings import Settings
     from handlers.pull_request import PullRequestChecksFailed, run_pr_checks
 
     gh = StatefulGitHub()

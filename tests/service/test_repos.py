@@ -9,9 +9,9 @@ import gidgethub.routing
 import pytest
 
 from bot.cli.replay import DryRunRepoAccess
-from bot.repos import MirrorRepoAccess, mirror_repos, mirror_template
-from bot.settings import Settings, SettingsError
-from bot.worker import Worker
+from bot.service.repos import MirrorRepoAccess, mirror_repos, mirror_template
+from bot.service.settings import Settings, SettingsError
+from bot.service.worker import Worker
 
 
 class RecordingCache:
@@ -84,7 +84,7 @@ async def test_dry_run_prints_pushes_and_explains_missing_git() -> None:
 
 
 async def test_app_repo_access_finds_each_installation_once(tmp_path: Path) -> None:
-    from bot.repos import AppRepoAccess
+    from bot.service.repos import AppRepoAccess
     from tests.fakes import RecordingGitHub
 
     app_api = RecordingGitHub(

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.settings import SettingsError, default_git_url, load_settings
+from bot.service.settings import SettingsError, default_git_url, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.queue.base import Status
-from bot.webhook import installation_id, ordering_key, sign, signature_ok
+from bot.service.webhook import installation_id, ordering_key, sign, signature_ok
 from tests.service.conftest import EXAMPLES, SECRET, PostFn, example, example_files, signed_headers
 
 
 async def _count(client: TestClient[Any, Any]) -> int:
-    from bot.app import STORE
+    from bot.service.app import STORE
 
     counts = await client.app[STORE].counts()
     return sum(counts.values())
@@ -25,7 +25,7 @@ async def _count(client: TestClient[Any, Any]) -> int:
 async def test_every_example_payload_is_accepted_with_a_valid_signature(
     client: TestClient[Any, Any], path: Path
 ) -> None:
-    from bot.app import STORE
+    from bot.service.app import STORE
 
     body = path.read_bytes()
     event = path.parent.name
@@ -163,7 +163,7 @@ async def test_duplicate_delivery_ids_are_acknowledged_and_stored_once(
 async def test_form_encoded_deliveries_are_accepted(client: TestClient[Any, Any]) -> None:
     from urllib.parse import urlencode
 
-    from bot.app import STORE
+    from bot.service.app import STORE
 
     payload = example("push", "payload.json")
     body = urlencode({"payload": json.dumps(payload)}).encode()
@@ -189,7 +189,7 @@ async def test_healthz_readyz_and_metrics(client: TestClient[Any, Any], post: Po
 
 
 async def test_readyz_is_503_when_the_store_is_gone(client: TestClient[Any, Any]) -> None:
-    from bot.app import STORE
+    from bot.service.app import STORE
 
     await client.app[STORE].close()
     resp = await client.get("/readyz")
@@ -197,7 +197,7 @@ async def test_readyz_is_503_when_the_store_is_gone(client: TestClient[Any, Any]
 
 
 async def test_a_store_failure_answers_503_not_2xx(client: TestClient[Any, Any], post: PostFn) -> None:
-    from bot.app import STORE
+    from bot.service.app import STORE
 
     await client.app[STORE].close()
     resp = await post(example("push", "payload.json"), "push", "d-lost")
@@ -216,7 +216,7 @@ def test_signature_check_fails_closed() -> None:
 
 
 def test_the_handler_refuses_to_exist_without_a_secret() -> None:
-    from bot.webhook import WebhookHandler
+    from bot.service.webhook import WebhookHandler
 
     with pytest.raises(ValueError, match="secret is required"):
         WebhookHandler(b"", lambda: None)  # type: ignore[arg-type,return-value]

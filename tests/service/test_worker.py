@@ -9,11 +9,11 @@ from typing import Any
 import gidgethub.routing
 import pytest
 
-from bot.context import HandlerContext
-from bot.dispatch import dispatch_isolated
 from bot.queue.base import Status
 from bot.queue.sqlite import SQLiteStore
-from bot.worker import Worker, backoff_delay
+from bot.service.context import HandlerContext
+from bot.service.dispatch import dispatch_isolated
+from bot.service.worker import Worker, backoff_delay
 from tests.fakes import RecordingGitHub, make_event
 from tests.service.conftest import FakeClients
 
@@ -243,7 +243,7 @@ async def test_the_handler_context_carries_the_delivery(store: SQLiteStore) -> N
 
 
 def test_from_settings_takes_the_tuning_from_settings() -> None:
-    from bot.settings import load_settings
+    from bot.service.settings import load_settings
 
     s = load_settings(
         {

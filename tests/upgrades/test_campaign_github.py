@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from bot.context import HandlerContext
 from bot.domain.upgrades.campaign import Campaign, load_state
 from bot.domain.upgrades.command import UpgradeRequest
 from bot.domain.upgrades.edits import load_all
+from bot.service.context import HandlerContext
 from handlers import upgrades
 from tests.fakes import make_event
 from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess, now_iso

@@ -20,7 +20,7 @@ import pytest
 from bot import crds
 from bot.domain.model import Finding, Severity
 from bot.domain.validate import validate
-from bot.report import CheckResult, build_check
+from bot.prchecks.build import CheckResult, build_check
 from tests.conftest import FIXTURES
 from tests.render.conftest import KEY, commit, git
 from tests.validate.helpers import TODAY, run

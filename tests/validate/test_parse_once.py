@@ -15,8 +15,8 @@ import pytest
 
 from bot.domain.validate import base
 from bot.domain.validate.base import blob_id, forget_parses, parse_docs, parse_tree_docs
+from bot.prchecks.build import build_check
 from bot.render_runtime.engine import forget_memos
-from bot.report import build_check
 from tests.render.conftest import commit, git
 
 CRD = """apiVersion: apiextensions.k8s.io/v1

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from bot.context import RepoAccess
 from bot.domain.config import CONFIG_PATH, parse_config
 from bot.git.files import read_file_at
 from bot.git.mirror import MirrorCache
 from bot.github.types import GitHubClients
-from bot.settings import Settings, SettingsError
+from bot.service.context import RepoAccess
+from bot.service.settings import Settings, SettingsError
 
 
 class MirrorLike(Protocol):

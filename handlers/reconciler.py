@@ -10,7 +10,7 @@ repository:
    is left alone, so passes are cheap and idempotent;
 2. ``handlers.promotion.reconcile_promotions`` finds merged PRs whose promotion is missing and
    opens it (and may evaluate open promotion PRs itself);
-3. every open promotion PR (by the bot's own records, :func:`bot.records.pr_standing`, never
+3. every open promotion PR (by the bot's own records, :func:`bot.service.records.pr_standing`, never
    by label or branch name) that step 2 did not evaluate gets its gates evaluated
    (``handlers.promotion.evaluate_promotion``), so elapsed soak times and health turning green
    lead to a merge without any new event.
@@ -43,9 +43,9 @@ from typing import Any
 import gidgethub
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.github.types import GitHubClients
 from bot.queue.base import DeliveryStore, Status
+from bot.service.context import HandlerContext
 from handlers.commands.base import is_promotion_pr, redact, repo_path
 from handlers.promotion import evaluate_promotion, reconcile_promotions
 from handlers.pull_request import run_pr_checks

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.github.writes import GitHubWrites
-from bot.metrics import Metrics
 from bot.queue.base import DeliveryStore
-from bot.settings import Settings
+from bot.service.metrics import Metrics
+from bot.service.settings import Settings
 
 
 class RepoAccess(Protocol):

@@ -15,7 +15,7 @@ Order of checks (each answers at once and stores nothing):
    processed again). If the store fails, 503, so GitHub shows the delivery as failed and it
    can be redelivered.
 
-Metrics label events by :func:`bot.metrics.event_label`: an event GitHub does not document
+Metrics label events by :func:`bot.service.metrics.event_label`: an event GitHub does not document
 counts as ``other``, so the label set stays bounded.
 """
 
@@ -36,9 +36,9 @@ from urllib.parse import parse_qs
 import msgspec
 from aiohttp import web
 
-from bot.metrics import Metrics, event_label
-from bot.payload_facts import fast_facts
 from bot.queue.base import DeliveryStore
+from bot.service.metrics import Metrics, event_label
+from bot.service.payload_facts import fast_facts
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import gidgethub.abc
 
-from bot.dispatch import HandlerFailure
 from bot.github.comments import delete_sticky_comment, upsert_sticky_comment
 from bot.github.writes import GitHubWrites
 from bot.queue.base import Delivery, DeliveryStore
+from bot.service.dispatch import HandlerFailure
 
 log = logging.getLogger(__name__)
 

@@ -18,17 +18,17 @@ import aiohttp
 import gidgethub.routing
 from aiohttp import web
 
-from bot.context import HandlerContext, RepoAccess
 from bot.github.types import GitHubClients
 from bot.github.writes import GitHubWrites
-from bot.metrics import Metrics
-from bot.prchecks import rendered_env_diff
+from bot.prchecks.publish import rendered_env_diff
 from bot.queue import open_store
 from bot.queue.base import DeliveryStore, Status
-from bot.repos import mirror_repos, outside_delivery_access
-from bot.settings import Settings, SettingsError
-from bot.webhook import WebhookHandler
-from bot.worker import Worker, process_writes
+from bot.service.context import HandlerContext, RepoAccess
+from bot.service.metrics import Metrics
+from bot.service.repos import mirror_repos, outside_delivery_access
+from bot.service.settings import Settings, SettingsError
+from bot.service.webhook import WebhookHandler
+from bot.service.worker import Worker, process_writes
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def create_app(
         app.cleanup_ctx.append(reconciler)
     if settings.worker == "inline":
         # Missed deliveries: list the App's hook deliveries and redeliver the failed ones.
-        from bot import redeliver
+        from bot.service import redeliver
 
         app.cleanup_ctx.append(redeliver.cleanup_ctx(CLIENTS, STORE, interval=settings.redeliver_interval))
 
@@ -229,7 +229,7 @@ def reconciler_ctx(
     """
     if settings.worker != "inline" or settings.reconcile_interval <= 0:
         return None
-    from bot.reconciler import reconciler_context
+    from handlers.reconciler import reconciler_context
 
     def make_ctx(app: web.Application) -> Callable[[], HandlerContext]:
         worker = app.get(WORKER)

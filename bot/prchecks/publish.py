@@ -1,10 +1,10 @@
 """The pull-request checks: render the diff, validate, post check runs and the sticky comment.
 
-One entry point, :func:`check_pull_request`, called by the ``pull_request`` handler (and so
+One entry point, :func:`build_and_post`, called by the ``pull_request`` handler (and so
 by ``/diff``, ``/validate`` and the reconciler through ``run_pr_checks``). Glue around pure code:
 
 * **fetch**: the bare mirror of the repository with ``refs/pull/N/head`` (fork PRs included);
-* **decide**: :func:`bot.report.build_check` (config from the BASE revision, kustomize render
+* **decide**: :func:`bot.prchecks.build.build_check` (config from the BASE revision, kustomize render
   of the targets the change touches, validation, Gatekeeper, signatures with ``trust: keys``);
 * **apply**: check runs ``gitops-bot/diff``, ``gitops-bot/validate`` and the umbrella
   ``gitops-bot`` on the head sha, and the sticky diff comment, every write idempotent.
@@ -24,15 +24,15 @@ from typing import Any, Literal
 import gidgethub
 import gidgethub.abc
 
-from bot.context import HandlerContext
 from bot.domain.diff import diff_check_output, diff_comment_parts
 from bot.domain.masking import Masker
 from bot.domain.model import Finding, Severity
 from bot.domain.validate import validation_summary
 from bot.github.checks import CHECK_NAME, CheckRun, annotations_from_findings, write_check_runs
 from bot.github.comments import upsert_comment_parts
+from bot.prchecks.build import CheckResult, build_check
 from bot.render_runtime.cache import RenderCache
-from bot.report import CheckResult, build_check
+from bot.service.context import HandlerContext
 
 DIFF_CHECK = "gitops-bot/diff"
 VALIDATE_CHECK = "gitops-bot/validate"
@@ -80,10 +80,14 @@ def umbrella_summary(result: CheckResult) -> tuple[Literal["success", "failure"]
     return conclusion, title, "\n".join(lines)
 
 
-async def check_pull_request(
+async def build_and_post(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, pr: dict[str, Any]
-) -> None:
-    """Run every pull-request check for ``pr`` and post the results (safe to run twice)."""
+) -> tuple[CheckResult, Path]:
+    """Run every pull-request check for ``pr`` and post the results (safe to run twice).
+
+    Returns the result and the mirror holding the PR's head, for what the handler does next
+    (approvals on the rendered dangers, self-service; :func:`handlers.pull_request.check_pull_request`).
+    """
     number = int(pr["number"])
     head_sha = str(pr["head"]["sha"])
     base_sha = str(pr["base"]["sha"])
@@ -92,10 +96,7 @@ async def check_pull_request(
     key = mask_key(secret if isinstance(secret, bytes) else None, _installation_id(ctx))
     result = await asyncio.to_thread(build_check, git_dir, base_sha, head_sha, cache=_CACHE, secret_key=key)
     await post_results(gh, ctx, repo=repo, number=number, result=result)
-    from handlers.governance import approvals_after_diff  # the handlers build on this module
-
-    await approvals_after_diff(gh, ctx, repo, pr, [d.rule for d in result.diff.dangers], git_dir)
-    await self_service(gh, ctx, repo=repo, pr=pr, result=result)
+    return result, git_dir
 
 
 async def post_results(

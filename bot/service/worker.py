@@ -26,15 +26,15 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
-from bot.context import DiffRenderer, HandlerContext, RepoAccess
-from bot.dispatch import HandlerFailure, dispatch_isolated, handlers_for, summarize_failures
 from bot.github.types import GitHubClients
 from bot.github.writes import GitHubWrites
-from bot.metrics import Metrics, event_label
-from bot.notify import clear_dead_letter, error_state_key, report_dead_letter
 from bot.queue.base import Delivery, DeliveryStore
-from bot.repos import repo_access
-from bot.settings import Settings
+from bot.service.context import DiffRenderer, HandlerContext, RepoAccess
+from bot.service.dispatch import HandlerFailure, dispatch_isolated, handlers_for, summarize_failures
+from bot.service.metrics import Metrics, event_label
+from bot.service.notify import clear_dead_letter, error_state_key, report_dead_letter
+from bot.service.repos import repo_access
+from bot.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

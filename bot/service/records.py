@@ -15,8 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bot.context import HandlerContext
 from bot.domain.promotion.decide import PullFacts, Record, Standing, standing
+from bot.service.context import HandlerContext
 
 _RECORD = "promotion:{repo}:{branch}"
 _HOLD = "hold:{repo}#{number}"
@@ -75,7 +75,7 @@ _DANGERS = "dangers:{repo}#{number}"
 async def write_dangers(ctx: HandlerContext, repo: str, number: int, head_sha: str, rules: list[str]) -> None:
     """Record the danger rules the bot's rendered diff of ``head_sha`` found (a no-op without a store).
 
-    Written only by :mod:`bot.prchecks` after it rendered the diff itself: `when: dangerous`
+    Written only by :mod:`bot.prchecks.publish` after it rendered the diff itself: `when: dangerous`
     approval rules read it back (:func:`read_dangers`), never anything a person can write.
     """
     if ctx.store is not None:

@@ -1,0 +1,1 @@
+"""The service: webhook intake, the delivery worker, settings, metrics and the wiring of handlers."""
