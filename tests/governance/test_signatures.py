@@ -176,14 +176,14 @@ def test_web_flow_commits_follow_config(
         {"x": "1"}, "Merge branch main", committer_email="noreply@github.com", committer_name="GitHub"
     )
     config = {"signatures": {"required": True, "trust": "keys", "web_flow": web_flow}}
-    root = sig.materialise_trust_root(repo.git_dir, base, config, tmp_path / "trust")
+    root = gitsig.materialise_trust_root(repo.git_dir, base, config, tmp_path / "trust")
     # GitHub verified its web-flow signature (the handler learns this from the API)
     confirmed = sig.github_web_flow_shas([web_flow_item(sha, verified=True)])
-    [verdict] = sig.verify_range(repo.git_dir, base, sha, config, trust_root=root, web_flow_shas=confirmed)
+    [verdict] = gitsig.verify_range(repo.git_dir, base, sha, config, trust_root=root, web_flow_shas=confirmed)
     assert (verdict.status, verdict.ok) == (status, ok)
     # The same committer email without GitHub's verification is a forgery: an unsigned commit.
     forged = sig.github_web_flow_shas([web_flow_item(sha, verified=False)])
-    [verdict] = sig.verify_range(repo.git_dir, base, sha, config, trust_root=root, web_flow_shas=forged)
+    [verdict] = gitsig.verify_range(repo.git_dir, base, sha, config, trust_root=root, web_flow_shas=forged)
     assert (verdict.status, verdict.ok) == (sig.UNSIGNED, False)
     assert "claims GitHub made it" in verdict.message
 
