@@ -213,6 +213,11 @@ def test_a_multi_line_kustomize_error_is_reported_whole_without_log_headers() ->
     one = 'E1121 08:33:31.394852   15861 run.go:72] "command failed" err="a: b"\n'
     assert clean_stderr(one) == "a: b"
     assert clean_stderr("Error: no matches\nsecond line\n") == "Error: no matches\nsecond line"
+    deprecated = "# Warning: 'patchesStrategicMerge' is deprecated.\nError: accumulating resources: no base\n"
+    assert (
+        clean_stderr(deprecated)
+        == "Error: accumulating resources: no base\n# Warning: 'patchesStrategicMerge' is deprecated."
+    )
 
 
 def test_a_broken_patch_file_error_from_real_kustomize_is_whole(tmp_path: Path) -> None:

@@ -27,6 +27,30 @@ def test_plaintext_secret_is_an_error_without_echoing_the_value(tmp_path: Path) 
     assert SECRET_VALUE not in _all_text([finding])
 
 
+def test_a_template_secret_with_placeholders_and_public_material_is_a_notice(tmp_path: Path) -> None:
+    # the shape of aws-samples/multi-cluster-gitops' secrets template: XXXX placeholders, a public known_hosts
+    text = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: flux-system}\ndata:\n"
+        "  identity: XXXX\n  identity.pub: XXXX\n  known_hosts: Z2l0aHViLmNvbSBlY2RzYQ==\n"
+        "stringData:\n  token: <your token>\n  password: REPLACE_ME\n"
+    )
+    findings = run(tmp_path, {"setup/git-credentials.yaml": text})
+    assert [(f.rule, f.severity, f.line) for f in findings] == [
+        ("secrets.placeholder", Severity.NOTICE, 4),
+        ("secrets.placeholder", Severity.NOTICE, 8),
+    ]
+
+
+def test_one_real_value_beside_placeholders_is_still_an_error_naming_only_it(tmp_path: Path) -> None:
+    text = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: app}\nstringData:\n"
+        "  api_key: REPLACE_ME\n  password: password123\n  ca.crt: some-public-cert\n"
+    )
+    [finding] = run(tmp_path, {"apps/secret.yaml": text})
+    assert finding.rule == "secrets.plaintext" and finding.severity is Severity.ERROR
+    assert "keys: password)" in finding.message and "password123" not in _all_text([finding])
+
+
 def test_external_secret_and_empty_secret_pass(tmp_path: Path) -> None:
     text = "apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\ntype: kubernetes.io/tls\n"
     assert run(tmp_path, {"apps/secret.yaml": text}) == []

@@ -366,9 +366,11 @@ def clean_stderr(text: str) -> str:
 
     klog writes a one-line error as ``err="..."`` (JSON-quoted) and a multi-line one as
     ``err=<`` followed by tab-indented lines and a closing `` >`` line; both are unwrapped,
-    so a message is never cut to its last line. Other lines are kept (headers removed).
+    so a message is never cut to its last line. Other lines are kept (headers removed); kustomize's
+    ``# Warning:`` lines (deprecations) go after the error, so the message leads with what failed.
     """
     out: list[str] = []
+    warnings: list[str] = []
     block: list[str] | None = None
     for raw in text.strip().splitlines():
         if block is not None:
@@ -383,8 +385,10 @@ def clean_stderr(text: str) -> str:
             block = []
             continue
         cleaned = clean_error(line)
-        if cleaned.strip():
+        if cleaned.startswith("# Warning:"):
+            warnings.append(cleaned)
+        elif cleaned.strip():
             out.append(cleaned)
     if block:  # no closing line: keep what came
         out.append("\n".join(block).strip())
-    return "\n".join(out).strip()
+    return "\n".join(out + warnings).strip()

@@ -6,6 +6,8 @@ the line, and an access key id is shown only by its first four characters.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -86,6 +88,34 @@ def _templated(value: Any) -> bool:
     return isinstance(value, str) and ("${" in value or "{{" in value)
 
 
+_PLACEHOLDER = re.compile(
+    r"^\s*(|(.)\2{2,}|<[^<>]*>|(replace|change|fill)[-_ ]?(me|it|this)\w*|"
+    r"todo|tbd|fixme|placeholder|redacted|your[-_ ]\S*)\s*$",
+    re.IGNORECASE,
+)
+"""A value nobody would deploy: empty, one character repeated (``XXXX``), ``<token>``, ``REPLACE_ME``..."""
+
+PUBLIC_KEYS = re.compile(r"^(known_hosts|.*\.pub|ca\.crt|tls\.crt|.*\.pem\.pub|ssh_known_hosts)$")
+"""Secret keys that by convention hold public material (host keys, public keys, certificates)."""
+
+
+def _decoded(value: str) -> str:
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return value
+
+
+def _carries_secret(field: str, key: str, value: Any) -> bool:
+    """Whether one Secret entry holds something secret: not templated, not a placeholder, not public."""
+    if PUBLIC_KEYS.match(str(key)) or _templated(value):
+        return False
+    text = "" if value is None else str(value)
+    if field == "data":
+        text = _decoded(text.strip())
+    return not _PLACEHOLDER.match(text)
+
+
 def _shape(value: Any) -> str:
     return "a list" if isinstance(value, list) else "a string" if isinstance(value, str) else "a scalar"
 
@@ -108,7 +138,21 @@ def _secret_findings(doc: Doc) -> list[Finding]:
             if isinstance(block, dict):
                 if not block or (path and all(_templated(v) for v in block.values())):
                     continue
-                names = ", ".join(sorted(str(k) for k in block)[:5])
+                real = sorted(str(k) for k, v in block.items() if _carries_secret(key, str(k), v))
+                if not real:
+                    findings.append(
+                        doc.finding(
+                            "secrets.placeholder",
+                            Severity.NOTICE,
+                            where,
+                            f"Secret {name!r} has {key} in Git, but only placeholders or public "
+                            f"material ({', '.join(sorted(str(k) for k in block)[:5])}); nothing secret",
+                            "Fill in the real values outside Git (ExternalSecret, SealedSecret), not in "
+                            "this file.",
+                        )
+                    )
+                    continue
+                names = ", ".join(real[:5])
                 findings.append(
                     doc.finding(
                         "secrets.plaintext",
