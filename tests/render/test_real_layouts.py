@@ -254,6 +254,24 @@ def test_multi_tenant_sources_are_never_rendered_from_this_repository(tmp_path: 
     assert len(kyverno) == 2 and all(t.objects_head == 0 for t in kyverno)
 
 
+def test_multi_tenant_a_patch_file_is_a_fragment_not_a_kustomization_of_its_own(tmp_path: Path) -> None:
+    # flux2-multi-tenancy's shape: tenants/<env>/dev-team-patch.yaml (no sourceRef) listed under `patches`
+    files = multi_tenant()
+    for env in ("staging", "production"):
+        files[f"tenants/{env}/kustomization.yaml"] = (
+            KUST + "resources:\n  - ../base/dev-team\npatches:\n  - path: dev-team-patch.yaml\n"
+        )
+        files[f"tenants/{env}/dev-team-patch.yaml"] = (
+            FLUX_K + f"metadata:\n  name: dev-team\n  namespace: apps\nspec:\n  path: ./{env}\n"
+        )
+    repo = _repo(tmp_path, files)
+    patch = "tenants/production/dev-team-patch.yaml"
+    result = _pr(repo, "patch", {patch: files[patch].replace("./production", "./prod")})
+    assert _errors(result) == []
+    assert [f.message for f in result.report.findings if f.rule == "render.path"] == []
+    assert _changes(result) == {("production", "changed", "Kustomization", "dev-team")}
+
+
 def test_multi_tenant_a_plaintext_secret_in_a_tenant_is_caught(tmp_path: Path) -> None:
     files = multi_tenant()
     repo = _repo(tmp_path, files)

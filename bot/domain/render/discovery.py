@@ -34,7 +34,12 @@ from bot.domain.render.argocd import (
 from bot.domain.render.fastyaml import load_docs_shared
 from bot.domain.render.gotemplate import GoEngine, TemplateError, TemplateUnavailable
 from bot.domain.render.helm import CHART_FILE, RemoteChart, Skip, argo_helm
-from bot.domain.render.kustomize import KUSTOMIZATION_FILES, KustomizationScanner
+from bot.domain.render.kustomize import (
+    KUSTOMIZATION_FILES,
+    KustomizationScanner,
+    kustomization_patch_refs,
+    resolve_ref,
+)
 from bot.domain.render.overlay import needs_build_spec, options_json
 from bot.domain.render.result import Target
 from bot.domain.yamlio import YamlError
@@ -205,6 +210,7 @@ class _Finder:
         self.self_sources: set[tuple[str, str]] = set()
         self._argo: tuple[set[str], set[str]] | None = None
         self._files_cache: set[str] | None = None
+        self._patch_files: set[str] | None = None
         self.envs = tuple(
             {r.env for r in self.registry if r.env != "-"}
             | set(self.render_cfg.get("environments") or DEFAULT_ENVS)
@@ -264,6 +270,31 @@ class _Finder:
                     )
                     continue
                 self.docs.append(_Doc(rel, line, data))
+
+    def patch_files(self) -> set[str]:
+        """The files some kustomization lists as patches: fragments, rendered only through it (memoised)."""
+        if self._patch_files is None:
+            found: set[str] = set()
+            for folder in self.kustomization_dirs:
+                for name in KUSTOMIZATION_FILES:
+                    rel = name if folder == "." else f"{folder}/{name}"
+                    try:
+                        with open(os.path.join(self.tree, rel), encoding="utf-8", errors="replace") as fh:
+                            text = fh.read()
+                    except OSError:
+                        continue
+                    if "patches" not in text and "patchesStrategicMerge" not in text:
+                        continue
+                    try:
+                        docs = load_docs_shared(text, rel)
+                    except YamlError:
+                        continue  # the kustomization's own build reports it
+                    for _line, data in docs:
+                        if isinstance(data, dict):
+                            refs = (resolve_ref(folder, r) for r in kustomization_patch_refs(data))
+                            found.update(r for r in refs if r)
+            self._patch_files = found
+        return self._patch_files
 
     def is_dir(self, rel: str) -> bool:
         """Tell whether ``rel`` is a directory of the tree (memoised; targets share paths)."""
@@ -641,6 +672,8 @@ class _Finder:
         if not str(data.get("apiVersion", "")).startswith(FLUX_KUSTOMIZE_GROUP):
             return []
         if data.get("kind") != "Kustomization":
+            return []
+        if doc.path in self.patch_files():  # a fragment: it shows in what the kustomization renders
             return []
         meta = data.get("metadata") or {}
         source = self.flux_source(doc)

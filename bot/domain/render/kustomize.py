@@ -37,6 +37,7 @@ _RESOURCE_FIELDS = ("resources", "bases", "components", "crds")
 # Fields whose entries (or entry["path"]) are files read by kustomize.
 _FILE_LIST_FIELDS = ("patchesStrategicMerge", "configurations", "generators", "transformers", "validators")
 _PATCH_FIELDS = ("patches", "patchesJson6902", "replacements")
+_PATCH_FILE_FIELDS = ("patches", "patchesJson6902")
 _GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
 _FORBIDDEN_FIELDS = {
     "helmChartInflationGenerator": "Use `helmCharts` with the chart vendored under `chartHome`.",
@@ -359,6 +360,33 @@ def clean_error(line: str) -> str:
             return line
         return text if isinstance(text, str) else line
     return line
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def resolve_ref(folder: str, ref: str) -> str | None:
+    """Return ``ref`` relative to ``folder`` as a repository path; ``None`` when it leaves the tree."""
+    if "://" in ref or ref.startswith("/"):
+        return None
+    path = posixpath.normpath(posixpath.join(folder, ref))
+    return None if path == ".." or path.startswith("../") else path
+
+
+def kustomization_patch_refs(data: dict[str, Any]) -> list[str]:
+    """Return the patch file references of one kustomization (or Component), as written."""
+    refs: list[str] = []
+    for entry in _list(data.get("patchesStrategicMerge")):
+        # An entry is a file path, or (kustomize allows it) an inline patch: inline ones span lines.
+        inline = not isinstance(entry, str) or "\n" in entry or entry.lstrip().startswith(("{", "apiVersion"))
+        if not inline:
+            refs.append(entry.strip())
+    for name in _PATCH_FILE_FIELDS:
+        for entry in _list(data.get(name)):
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                refs.append(entry["path"])
+    return refs
 
 
 def clean_stderr(text: str) -> str:

@@ -20,34 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain.model import RenderedObject
+from bot.domain.render.kustomize import kustomization_patch_refs
+from bot.domain.render.kustomize import resolve_ref as _resolve
 from bot.domain.validate.base import Doc, TreeReader, as_dict, as_list, iter_yaml_files, parse_docs
 
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml"})
 _APPLICATION = re.compile(r"^kind:\s*['\"]?Application['\"]?\s*$", re.MULTILINE)
-_PATCH_FIELDS = ("patches", "patchesJson6902")
-
-
-def _resolve(folder: str, ref: str) -> str | None:
-    """Return ``ref`` relative to ``folder`` as a repository path; ``None`` when it leaves the tree."""
-    if "://" in ref or ref.startswith("/"):
-        return None
-    path = posixpath.normpath(posixpath.join(folder, ref))
-    return None if path == ".." or path.startswith("../") else path
-
-
-def kustomization_patch_refs(data: dict[str, Any]) -> list[str]:
-    """Return the patch file references of one kustomization (or Component), as written."""
-    refs: list[str] = []
-    for entry in as_list(data.get("patchesStrategicMerge")):
-        # An entry is a file path, or (kustomize allows it) an inline patch: inline ones span lines.
-        inline = not isinstance(entry, str) or "\n" in entry or entry.lstrip().startswith(("{", "apiVersion"))
-        if not inline:
-            refs.append(entry.strip())
-    for name in _PATCH_FIELDS:
-        for entry in as_list(data.get(name)):
-            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-                refs.append(entry["path"])
-    return refs
 
 
 def application_patch_refs(data: dict[str, Any]) -> list[tuple[str, str]]:
