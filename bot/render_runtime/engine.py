@@ -28,6 +28,7 @@ from bot.domain.render import fastyaml
 from bot.domain.render.discovery import Discovery, discover, same_discovery
 from bot.domain.render.fastyaml import load_docs
 from bot.domain.render.flux import object_text, substitute_object
+from bot.domain.render.helm import CHART_FILE
 from bot.domain.render.kustomize import (
     KustomizationScanner,
     KustomizeError,
@@ -276,6 +277,22 @@ def _kustomize(
             return _load_stream(build())
         return _load_stream(helm_render.run_kustomize_with_charts(tree, rel_dir, run_kustomize))
     except KustomizeError as exc:
+        if (
+            tree / rel_dir / CHART_FILE
+        ).is_file():  # Helm + kustomize: a plugin builds it, not kustomize alone
+            findings.append(
+                Finding(
+                    "render.kustomize",
+                    Severity.NOTICE,
+                    where,
+                    1,
+                    f"`{rel_dir}` holds a Helm chart and a kustomization, which a config-management plugin "
+                    f"builds at deploy time (helm template, then kustomize); kustomize alone fails ({exc}), "
+                    "so it is not rendered",
+                    "Nothing to do if a plugin builds this folder; otherwise run `kubectl kustomize` on it.",
+                )
+            )
+            return []
         findings.append(
             Finding(
                 "render.kustomize",

@@ -349,6 +349,21 @@ def test_argocd_examples_a_broken_kustomization_is_caught(tmp_path: Path) -> Non
     assert any(f.rule == "render.kustomize" and f.blocking for f in bad.report.findings)
 
 
+def test_argocd_examples_a_helm_and_kustomize_plugin_folder_is_a_notice(tmp_path: Path) -> None:
+    # argocd-example-apps' plugins/kustomized-helm: a chart whose kustomization reads the all.yaml
+    # that a config-management plugin writes with `helm template` at deploy time
+    files = argocd_examples()
+    repo = _repo(tmp_path, files)
+    plugin = {
+        "plugins/kustomized-helm/Chart.yaml": "apiVersion: v2\nname: kustomized-helm\nversion: 0.1.0\n",
+        "plugins/kustomized-helm/kustomization.yaml": "namePrefix: kustomize-\nresources:\n- ./all.yaml\n",
+    }
+    result = _pr(repo, "plugin", plugin)
+    assert _errors(result) == []
+    [notice] = _notices(result, "render.kustomize")
+    assert "config-management plugin" in notice and "plugins/kustomized-helm" in notice
+
+
 # ---------------------------------------------------------------- add-on catalog (ApplicationSets)
 
 

@@ -260,3 +260,21 @@ def test_tags_given_by_a_kro_expression_are_not_reported_missing(tmp_path: Path)
     """
     findings = [f for f in run(tmp_path, {DEV: rgd}) if f.rule == "fleet.tags"]
     assert [(f.line, "environment, cost-center" in f.message) for f in findings] == [(27, True)]
+
+
+def test_envsubst_placeholders_are_not_judged_as_names_or_versions(tmp_path: Path) -> None:
+    """ACK's e2e resources (``name: $CLUSTER_NAME``, ``version: $K8S_VERSION``) are filled in by envsubst."""
+    template = """
+    apiVersion: eks.services.k8s.aws/v1alpha1
+    kind: Cluster
+    metadata: {name: $CLUSTER_NAME}
+    spec:
+      name: $CLUSTER_NAME
+      version: $K8S_VERSION
+      roleARN: $CLUSTER_ROLE
+    """
+    other = "clusters/dev/other.yaml"
+    findings = run(tmp_path, {DEV: template, other: template})
+    assert [f for f in findings if f.rule in ("fleet.name", "fleet.unique", "eks.version")] == []
+    literal = run(tmp_path / "literal", {DEV: template.replace("$K8S_VERSION", "1.2x")})
+    assert [f.rule for f in literal if f.rule == "eks.version"] == ["eks.version"]

@@ -105,6 +105,10 @@ def get_path(data: Any, parts: list[str]) -> Any:
     return data
 
 
+_SUBSTITUTED = re.compile(r"\$\{|\{\{|(?<!\$)\$[A-Za-z_][A-Za-z0-9_]*")
+"""A value substituted before it is applied: kro or Flux ``${...}``, envsubst ``$VAR``, Go ``{{ }}``."""
+
+
 @dataclass(slots=True)
 class ClusterRequest:
     """One cluster or node group asked for by one object, with the value and path of each field."""
@@ -116,8 +120,9 @@ class ClusterRequest:
     environment: str | None = None
 
     def value(self, name: str) -> Any:
+        """The field's value; None when it is filled in later (``${...}``, ``$VAR``, ``{{ }}``)."""
         v = self.values.get(name)
-        return None if isinstance(v, str) and "${" in v else v
+        return None if isinstance(v, str) and _SUBSTITUTED.search(v) else v
 
     def at(self, name: str) -> list[str | int]:
         return [*self.paths.get(name, [])]
