@@ -40,6 +40,16 @@ def test_yaml_syntax_error_and_duplicate_key_have_line_and_column(tmp_path: Path
     assert "x" in by_path["b.yaml"].message
 
 
+def test_an_envsubst_template_that_is_yaml_only_once_filled_in_is_a_notice(tmp_path: Path) -> None:
+    # kro's examples/aws/*/instance-template.yaml: `subnetIDs: [${SUBNET_IDS}]`, filled in by envsubst
+    template = 'kind: Stack\nspec:\n  vpcID: "${VPC_ID}"\n  subnetIDs: [${SUBNET_IDS}]\n'
+    [finding] = run(tmp_path, {"instance-template.yaml": template}, config=CFG)
+    assert finding.rule == "yaml.syntax" and finding.severity is Severity.NOTICE and finding.line == 4
+    assert "envsubst" in finding.message
+    [broken] = run(tmp_path / "plain", {"a.yaml": "spec:\n  ids: [${lower}]\n"}, config=CFG)
+    assert broken.severity is Severity.ERROR
+
+
 def test_valid_crossplane_objects_pass(tmp_path: Path) -> None:
     assert run(tmp_path, {"c.yaml": crossplane_cluster(), "n.yaml": crossplane_nodegroup()}, config=CFG) == []
 

@@ -239,6 +239,23 @@ def forget_parses() -> None:
         _PARSED_SIZE[0] = 0
 
 
+_ENVSUBST = re.compile(r"\$\{[A-Z_][A-Z0-9_]*\}")
+"""An envsubst placeholder (``${VPC_ID}``): the file may be a template, YAML only once filled in."""
+
+
+def syntax_problem(finding: Finding, text: str) -> Finding:
+    """A YAML syntax error; a notice when the file holds envsubst placeholders (it may not be YAML yet)."""
+    if finding.rule != "yaml.syntax" or not _ENVSUBST.search(text):
+        return finding
+    return replace(
+        finding,
+        severity=Severity.NOTICE,
+        message=f"{finding.message}; the file holds ${{VAR}} placeholders, so it may be a template "
+        "filled in (envsubst) before it is applied: not validated",
+        hint="Nothing to do if a tool fills it in first; otherwise fix the YAML.",
+    )
+
+
 def _parse_rt(text: str, rel: str) -> _Parsed:
     try:
         raw = load_documents(text, rel)
@@ -247,11 +264,11 @@ def _parse_rt(text: str, rel: str) -> _Parsed:
         # files; the parser used here rejects them. Retry without them (lines keep their numbers).
         stripped = _TRAILING_TABS.sub("", text) if "\t" in text else text
         if stripped == text:
-            return [], [exc.finding]
+            return [], [syntax_problem(exc.finding, text)]
         try:
             raw = load_documents(stripped, rel)
         except YamlError:
-            return [], [exc.finding]
+            return [], [syntax_problem(exc.finding, text)]
     try:
         return [(d.index, d.line, d.data, to_plain(d.data, rel)) for d in raw], []
     except YamlError as exc:  # an alias bomb is found while expanding: a finding on this file too
@@ -279,7 +296,7 @@ def _parse_fast(text: str, rel: str) -> _Parsed:
         docs = fastyaml.load_docs_shared(text, rel)  # identical documents (a CRD in every copy) once
         return [(i, line, data, data) for i, (line, data) in enumerate(docs)], []
     except YamlError as exc:
-        return [], [exc.finding]
+        return [], [syntax_problem(exc.finding, text)]
 
 
 def parse_tree_docs(text: str, rel: str) -> tuple[list[Doc], list[Finding]]:
