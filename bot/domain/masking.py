@@ -92,15 +92,63 @@ def is_core_secret(obj: dict[str, Any]) -> bool:
     return is_secret(obj) and str(obj.get("apiVersion") or "v1") == "v1"
 
 
+PUBLIC_KEYS = re.compile(r"^(known_hosts|ssh_known_hosts|.*\.pub|ca\.crt|tls\.crt)$")
+"""Secret keys that by convention hold public material (host keys, public keys, certificates)."""
+
+ARGOCD_SECRET_LABEL = "argocd.argoproj.io/secret-type"
+ARGOCD_PUBLIC_KEYS = frozenset(
+    {
+        "name",
+        "server",
+        "project",
+        "namespaces",
+        "clusterResources",
+        "url",
+        "type",
+        "proxy",
+        "noProxy",
+        "enableOCI",
+        "enableLfs",
+        "insecure",
+        "forceHttpBasicAuth",
+    }
+)
+"""Keys of Argo CD cluster and repository Secrets that Argo CD documents as plain settings (the
+cluster's name and API server, a repository's URL); ``config``, ``password``, keys and tokens stay secret."""
+
+_EXPRESSION = re.compile(r"^\s*(\$\{[^{}]*\}|\{\{[^{}]*\}\})\s*$")
+
+
+def is_expression(value: Any) -> bool:
+    """Whether ``value`` is one template expression as a whole (``${schema.spec.password}``)."""
+    return isinstance(value, str) and bool(_EXPRESSION.match(value))
+
+
+def public_entry(obj: dict[str, Any], key: str) -> bool:
+    """Whether the Secret entry ``key`` of ``obj`` holds public material, not a secret value."""
+    if PUBLIC_KEYS.match(key):
+        return True
+    meta = obj.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    return isinstance(labels, dict) and ARGOCD_SECRET_LABEL in labels and key in ARGOCD_PUBLIC_KEYS
+
+
 def secret_values(obj: dict[str, Any]) -> Iterable[str]:
-    """Yield the values of a Secret's ``data``/``stringData`` as written (and ``data`` decoded)."""
+    """Yield the values of a Secret's ``data``/``stringData`` as written (and ``data`` decoded).
+
+    Public entries (:func:`public_entry`) and values that are one template expression
+    (``${schema.spec.name}``, filled in later) are not secrets and are left out.
+    """
     for name in SECRET_FIELDS:
         block = obj.get(name)
         if block is None:
             continue
-        values = block.values() if isinstance(block, dict) else [block]
+        if isinstance(block, dict):
+            values = [v for k, v in block.items() if not public_entry(obj, str(k))]
+        else:
+            values = [block]
         for value in values:
-            if value is None:
+            if value is None or is_expression(value):
                 continue
             text = _field_value(value)
             yield text
@@ -118,7 +166,9 @@ def _mask_secret(obj: dict[str, Any], key: bytes) -> dict[str, Any]:
             continue
         if isinstance(block, dict):
             out[name] = {
-                str(k): secret_token(key, _decoded(v) if name == "data" else _field_value(v))
+                str(k): v
+                if public_entry(obj, str(k))
+                else secret_token(key, _decoded(v) if name == "data" else _field_value(v))
                 for k, v in block.items()
                 if v is not None
             }

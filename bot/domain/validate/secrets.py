@@ -18,7 +18,9 @@ from bot.domain.masking import (
     PRIVATE_KEY,
     SECRET_FIELDS,
     is_core_secret,
+    is_expression,
     iter_secrets,
+    public_entry,
 )
 from bot.domain.model import Finding, Severity
 from bot.domain.validate.base import Context, Doc
@@ -83,9 +85,13 @@ def _accounts(ctx: Context, doc: Doc) -> set[str]:
     return allowed
 
 
+TEMPLATE_EXPRESSION = re.compile(r"\$\{[^{}]*\}|\{\{.*?\}\}")
+"""A complete kro/Flux ``${...}`` or Helm/Go ``{{ ... }}`` expression inside a value."""
+
+
 def _templated(value: Any) -> bool:
     """True when a value is filled in later (kro ``${...}``, Helm or Go ``{{ }}``): not a secret in Git."""
-    return isinstance(value, str) and ("${" in value or "{{" in value)
+    return isinstance(value, str) and bool(TEMPLATE_EXPRESSION.search(value))
 
 
 _PLACEHOLDER = re.compile(
@@ -95,9 +101,6 @@ _PLACEHOLDER = re.compile(
 )
 """A value nobody would deploy: empty, one character repeated (``XXXX``), ``<token>``, ``REPLACE_ME``..."""
 
-PUBLIC_KEYS = re.compile(r"^(known_hosts|.*\.pub|ca\.crt|tls\.crt|.*\.pem\.pub|ssh_known_hosts)$")
-"""Secret keys that by convention hold public material (host keys, public keys, certificates)."""
-
 
 def _decoded(value: str) -> str:
     try:
@@ -106,9 +109,9 @@ def _decoded(value: str) -> str:
         return value
 
 
-def _carries_secret(field: str, key: str, value: Any) -> bool:
+def _carries_secret(secret: dict[str, Any], field: str, key: str, value: Any) -> bool:
     """Whether one Secret entry holds something secret: not templated, not a placeholder, not public."""
-    if PUBLIC_KEYS.match(str(key)) or _templated(value):
+    if public_entry(secret, key) or is_expression(value):
         return False
     text = "" if value is None else str(value)
     if field == "data":
@@ -138,7 +141,7 @@ def _secret_findings(doc: Doc) -> list[Finding]:
             if isinstance(block, dict):
                 if not block or (path and all(_templated(v) for v in block.values())):
                     continue
-                real = sorted(str(k) for k, v in block.items() if _carries_secret(key, str(k), v))
+                real = sorted(str(k) for k, v in block.items() if _carries_secret(secret, key, str(k), v))
                 if not real:
                     findings.append(
                         doc.finding(
