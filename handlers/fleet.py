@@ -1,7 +1,9 @@
 """Keep the fleet dashboard's facts current (see docs/dashboard.md).
 
 - ``push`` to an environment branch: recompute that branch's clusters (render cache: only the
-  targets the push touched render again) and the commits waiting between it and its neighbours.
+  targets the push touched render again) and the commits waiting between it and its neighbours;
+  to the default branch: each environment's freeze windows (holds are read from the bot's hold
+  records when the page is served).
 - ``status``: the health of an environment whose tip is that commit (the combined status the
   promotion gates read).
 - ``pull_request`` closed and merged: the governance record, from the bot's own check runs on
@@ -79,6 +81,9 @@ async def refresh_branch(ctx: HandlerContext, repo: str, branch: str, payload: d
     except GitError:
         return False
     chain = chain_of(config)
+    if chain is not None and branch == default:
+        for each in chain.environments:  # the freeze windows follow the default branch's configuration
+            await state.update_env(ctx.store, repo, each.branch, freeze=list(each.gates.freeze))
     env = chain.by_branch(branch) if chain else None
     if chain is None or env is None:
         return False

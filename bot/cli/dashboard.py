@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         facts.clusters.extend(clusters)
         facts.envs.append(env)
-    fleet = build_fleet(facts, EksCatalog.bundled(), date.today())
+    fleet = build_fleet(facts, EksCatalog.bundled(), date.today(), datetime.now(UTC))
     if args.json:
         print(json.dumps(fleet, indent=2, sort_keys=True))
         return 0

@@ -297,6 +297,7 @@ def collect_branch(
         head=sha,
         next_env=nxt.name if nxt else "",
         pending_commits=pending,
+        freeze=env.gates.freeze if env else (),
     )
 
 

@@ -82,6 +82,7 @@ def render_page(
 <label>State<select id="f-state"><option value="">all</option><option value="action">needs action</option>
 <option value="ok">ok</option><option value="unsupported">out of support</option>
 <option value="extended">extended support</option><option value="standard">standard support</option>
+<option value="paused">promotion held or frozen</option>
 </select></label>
 <label>Search (press /)<input id="f-q" type="search" placeholder="cluster, repository, reason"></label>
 <span class="live" id="shown" aria-live="polite"></span>

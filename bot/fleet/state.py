@@ -16,6 +16,7 @@ from typing import Any
 from bot.domain.fleet import ClusterFacts, EnvFacts, FleetFacts, MergedPR, facts_from_json
 from bot.domain.fleet.model import GOVERNANCE_DAYS
 from bot.queue.base import DeliveryStore
+from bot.service.records import held_in
 
 INDEX = "fleet:index"
 
@@ -82,8 +83,17 @@ async def record_merged(store: DeliveryStore, pr: MergedPR, now: datetime | None
     await store.set_state(key, json.dumps(items))
 
 
+async def _holds(store: DeliveryStore, env: EnvFacts) -> tuple[dict[str, Any], ...]:
+    """The open promotion PRs into ``env`` that the bot holds (its own hold records, read now)."""
+    held: list[dict[str, Any]] = []
+    for p in env.open_promotions:
+        if isinstance(p.get("number"), int) and await held_in(store, env.repo, p["number"]):
+            held.append({"number": p["number"], "title": p.get("title") or ""})
+    return tuple(held)
+
+
 async def load_facts(store: DeliveryStore) -> FleetFacts:
-    """Return every stored fact (all repositories)."""
+    """Return every stored fact (all repositories); holds are read from the bot's hold records."""
     facts = FleetFacts()
     repos: set[str] = set()
     for repo, branch in await _json(store, INDEX, []):
@@ -92,7 +102,7 @@ async def load_facts(store: DeliveryStore) -> FleetFacts:
             continue
         one = facts_from_json({"clusters": data["clusters"], "envs": [data["env"]]})
         facts.clusters.extend(one.clusters)
-        facts.envs.extend(one.envs)
+        facts.envs.extend([replace(e, holds=await _holds(store, e)) for e in one.envs])
         repos.add(repo)
     for repo in sorted(repos):
         facts.merged.extend(

@@ -100,7 +100,7 @@ class FleetWeb:
 
     async def fleet(self, request: web.Request) -> dict[str, Any]:
         facts = await state.load_facts(self._store(request))
-        fleet = build_fleet(facts, EksCatalog.bundled(), date.today())
+        fleet = build_fleet(facts, EksCatalog.bundled(), date.today(), datetime.now(UTC))
         self.collector.update(fleet)  # the gauges follow what was last served (and the refresher)
         return fleet
 
@@ -286,7 +286,9 @@ class FleetWeb:
             while True:
                 try:
                     facts = await state.load_facts(app[self.store_key])
-                    self.collector.update(build_fleet(facts, EksCatalog.bundled(), date.today()))
+                    self.collector.update(
+                        build_fleet(facts, EksCatalog.bundled(), date.today(), datetime.now(UTC))
+                    )
                 except Exception:
                     log.exception("fleet: could not refresh the fleet gauges")
                 await asyncio.sleep(METRICS_INTERVAL)

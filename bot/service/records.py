@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.domain.promotion.decide import PullFacts, Record, Standing, standing
+from bot.queue.base import DeliveryStore
 from bot.service.context import HandlerContext
 
 _RECORD = "promotion:{repo}:{branch}"
@@ -60,7 +61,12 @@ async def is_held(ctx: HandlerContext, repo: str, number: int) -> bool:
     """Whether the bot holds PR ``number`` (set by ``/hold`` or the hold label)."""
     if ctx.store is None:
         return False
-    return (await ctx.store.get_state(_HOLD.format(repo=repo, number=number))) == "held"
+    return await held_in(ctx.store, repo, number)
+
+
+async def held_in(store: DeliveryStore, repo: str, number: int) -> bool:
+    """Whether ``store`` records PR ``number`` of ``repo`` as held (what :func:`is_held` reads)."""
+    return (await store.get_state(_HOLD.format(repo=repo, number=number))) == "held"
 
 
 async def set_held(ctx: HandlerContext, repo: str, number: int, held: bool) -> None:

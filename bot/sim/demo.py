@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,9 @@ class DemoWorld:
         from bot.domain.validate.eks import EksCatalog
         from bot.fleet.state import load_facts
 
-        fleet = build_fleet(await load_facts(self.app[STORE]), EksCatalog.bundled(), date.today())
+        fleet = build_fleet(
+            await load_facts(self.app[STORE]), EksCatalog.bundled(), date.today(), datetime.now(UTC)
+        )
         self.heading(f"The fleet dashboard at {self.dashboard_url} shows")
         for line in summary_lines(fleet):
             self.out(f"  {line}")

@@ -161,3 +161,48 @@ async def test_open_promotions_and_their_gates(tmp_path: Path) -> None:
         assert (await state.load_env(store, REPO, "env/prod")).open_promotions == ()  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+async def test_holds_from_the_bots_records_and_freezes_from_the_default_branch(tmp_path: Path) -> None:
+    import subprocess
+
+    from bot.service.records import set_held
+    from handlers.fleet import refresh_branch
+
+    repo = tmp_path / "repo"
+    (repo / ".github").mkdir(parents=True)
+    (repo / ".github/gitops-bot.yml").write_text(
+        "version: 1\nenvironments:\n  - {name: dev, branch: env/dev}\n  - name: prod\n    branch: env/prod\n"
+        "    gates:\n      freeze:\n        - {start: '2026-12-20', end: '2027-01-04', reason: Holidays}\n"
+    )
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "config"]):
+        subprocess.run(["git", "-c", "user.email=t@x", "-c", "user.name=t", *args], cwd=repo, check=True)
+
+    class OneRepo(NoRepos):
+        async def git_dir(self, full_name: str, *, refs: Any = ()) -> Path:
+            return repo / ".git"
+
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.open()
+    try:
+        ctx = HandlerContext(repos=OneRepo(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
+        promotions = (
+            {"number": 5, "title": "Promote", "gates": ""},
+            {"number": 6, "title": "Other", "gates": ""},
+        )
+        await state.save_branch(
+            store, [], EnvFacts(REPO, "prod", "env/prod", "tip", open_promotions=promotions)
+        )
+        await set_held(ctx, REPO, 6, True)  # what `/hold` and the hold label record
+        await set_held(ctx, REPO, 7, True)  # not an open promotion into an environment: not listed
+        env = (await state.load_facts(store)).envs[0]
+        assert env.holds == ({"number": 6, "title": "Other"},) and env.freeze == ()
+        await set_held(ctx, REPO, 6, False)  # `/unhold`
+        assert (await state.load_facts(store)).envs[0].holds == ()
+        # a push to the default branch brings its freeze windows to every known environment
+        payload = {"repository": {"full_name": REPO, "default_branch": "main"}}
+        assert await refresh_branch(ctx, REPO, "main", payload) is False  # not an environment branch
+        env = (await state.load_facts(store)).envs[0]
+        assert env.freeze == ({"start": "2026-12-20", "end": "2027-01-04", "reason": "Holidays"},)
+    finally:
+        await store.close()

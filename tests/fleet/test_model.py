@@ -101,6 +101,8 @@ def test_rows_support_days_and_needs_action_first() -> None:
         "violations": {"error": 1, "warning": 1, "notice": 0},
         "secrets": 1,
         "pending_commits": 4,
+        "held": 0,
+        "frozen": 0,
     }
 
 
@@ -202,3 +204,67 @@ def test_summary_lines_say_what_the_page_shows() -> None:
         line.strip().startswith("dev: health failing, 4 commits waiting for staging") for line in lines
     )
     assert lines[-1].startswith("Governance (o/fleet, 30 days): 2 merged, 1 signed and approved, 1 merged")
+
+
+def test_holds_and_freezes_per_environment_and_cluster() -> None:
+    """Holds (the bot's records) and freezes (configuration) show on the environment and its clusters."""
+    from datetime import UTC, datetime
+
+    from bot.domain.fleet.model import summary_lines
+
+    now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    holiday = {"start": "2026-12-01", "end": "2027-01-04", "reason": "Holidays"}
+    facts = FleetFacts(
+        clusters=[
+            ClusterFacts("o/fleet", "env/prod", "prod", "prod-a", "us-east-1", "1.35"),
+            ClusterFacts("o/fleet", "env/staging", "staging", "stg-a", "us-east-1", "1.35"),
+            ClusterFacts("o/fleet", "env/dev", "dev", "dev-a", "us-east-1", "1.35"),
+            ClusterFacts("o/fleet", "env/dev", "dev", "dev-b", "us-east-1", "1.33"),
+            ClusterFacts("o/fleet", "env/qa", "qa", "qa-a", "us-east-1", "1.35"),
+        ],
+        envs=[
+            EnvFacts("o/fleet", "prod", "env/prod", holds=({"number": 12, "title": "Promote to prod"},)),
+            EnvFacts("o/fleet", "staging", "env/staging", freeze=(holiday,)),
+            EnvFacts("o/fleet", "qa", "env/qa", freeze=({"schedule": "not cron"},)),
+            # dev is frozen past the end of 1.35's standard support (2027-03-27)
+            EnvFacts(
+                "o/fleet",
+                "dev",
+                "env/dev",
+                freeze=({"start": "2026-11-01", "end": "2027-04-30", "reason": "Migration"},),
+            ),
+        ],
+    )
+    fleet = build_fleet(facts, EksCatalog.bundled(), TODAY, now)
+    rows = {r["cluster"]: r for r in fleet["clusters"]}
+    envs = {e["env"]: e for e in fleet["environments"]}
+    # a hold needs someone to release it
+    assert rows["prod-a"]["holds"] == [{"number": 12, "title": "Promote to prod"}]
+    assert rows["prod-a"]["needs_action"] == ["promotion #12 into prod held (`/unhold` releases)"]
+    # a plain freeze is shown, needs no action, and orders the row after unfrozen ones
+    assert rows["stg-a"]["frozen"] == envs["staging"]["frozen"]
+    assert envs["staging"]["frozen"]["reason"] == "Holidays"
+    assert envs["staging"]["frozen"]["until"].startswith("2027-01-05")  # a date-only end includes the day
+    assert rows["stg-a"]["needs_action"] == [] and rows["stg-a"]["state"] == "ok"
+    # an unreadable window is a finding (the promotion gate fails on it too), never "not frozen"
+    assert envs["qa"]["frozen"]["error"]
+    assert rows["qa-a"]["needs_action"][0].startswith("freeze window unreadable")
+    # a freeze lasting past the end of support: the upgrade cannot land in time
+    assert rows["dev-a"]["needs_action"] == [
+        "frozen until 2027-05-01, after standard support ends (2027-03-27)"
+    ]
+    # 1.33's extended support ends after the freeze: only the extended support itself is a reason
+    assert rows["dev-b"]["needs_action"] == ["in extended support (extra cost)"]
+    assert rows["dev-b"]["frozen"]["reason"] == "Migration"
+    order = [r["cluster"] for r in fleet["clusters"]]
+    assert order.index("prod-a") < order.index("stg-a")  # held (action) before frozen and ok
+    assert order.index("qa-a") < order.index("prod-a")  # a broken freeze window before a hold
+    assert fleet["counts"]["held"] == 1 and fleet["counts"]["frozen"] == 3
+    # unfrozen at another time; stored facts round-trip; an older store's "frozen" field is ignored
+    later = build_fleet(facts, EksCatalog.bundled(), date(2027, 2, 1), datetime(2027, 2, 1, tzinfo=UTC))
+    assert {e["env"]: e["frozen"] for e in later["environments"]}["staging"] is None
+    stored = facts_to_json(facts)
+    stored["envs"][0]["frozen"] = ""
+    assert facts_from_json(stored) == facts
+    lines = "\n".join(summary_lines(fleet))
+    assert "#12 held" in lines and "frozen until 2027-01-05" in lines and "(Holidays)" in lines

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from bot.domain.promotion.environments import EnvironmentConfigError
+from bot.domain.promotion.freeze import active_freeze
 from bot.domain.validate.eks import EksCatalog, parse_minor
 
 #: Days before the end of standard support from which a cluster needs action.
@@ -93,8 +95,10 @@ class EnvFacts:
     pending_commits: int = 0  # commits here not yet in the next environment's branch
     open_promotions: tuple[dict[str, Any], ...] = ()  # {"number", "title", "gates"}
     last_promotion: dict[str, Any] | None = None  # {"number", "title", "merged_at"}
-    holds: tuple[str, ...] = ()
-    frozen: str = ""  # the freeze window in force, if any
+    #: open promotion PRs into this environment the bot holds (its store: ``/hold``, the label)
+    holds: tuple[dict[str, Any], ...] = ()  # {"number", "title"}
+    #: the freeze windows of promotions into this environment (the configuration's ``gates.freeze``)
+    freeze: tuple[dict[str, Any], ...] = ()
     updated_at: str = ""
 
 
@@ -142,10 +146,14 @@ def _cluster_from(data: Mapping[str, Any]) -> ClusterFacts:
     return ClusterFacts(**d)
 
 
+_ENV_FIELDS = frozenset(f.name for f in fields(EnvFacts))
+
+
 def _env_from(data: Mapping[str, Any]) -> EnvFacts:
-    d = dict(data)
+    d = {k: v for k, v in data.items() if k in _ENV_FIELDS}  # a field an older version kept is dropped
     d["open_promotions"] = tuple(d.get("open_promotions") or ())
-    d["holds"] = tuple(d.get("holds") or ())
+    d["holds"] = tuple(h for h in d.get("holds") or () if isinstance(h, dict))
+    d["freeze"] = tuple(dict(f) for f in d.get("freeze") or () if isinstance(f, dict))
     return EnvFacts(**d)
 
 
@@ -193,6 +201,44 @@ def _policy(violations: Sequence[Violation]) -> dict[str, Any]:
     }
 
 
+def freeze_state(env: EnvFacts | None, now: datetime) -> dict[str, Any] | None:
+    """Return the freeze in force on promotions into ``env`` at ``now`` (None when none).
+
+    ``{"until": ISO time, "reason": ...}``, or ``{"error": ...}`` for a window that cannot be
+    read: the promotion gate fails on it too, so it is shown, never taken as "not frozen".
+    """
+    if env is None or not env.freeze:
+        return None
+    try:
+        found = active_freeze(env.freeze, now)
+    except (EnvironmentConfigError, ValueError, TypeError) as exc:
+        return {"until": None, "reason": "", "error": str(exc) or "unreadable freeze window"}
+    if found is None:
+        return None
+    return {"until": found.until.isoformat(), "reason": found.reason, "error": ""}
+
+
+def _holds_reason(env_name: str, holds: Sequence[Mapping[str, Any]]) -> str:
+    numbers = ", ".join(f"#{h.get('number')}" for h in holds)
+    word = "promotion" if len(holds) == 1 else "promotions"
+    return f"{word} {numbers} into {env_name} held (`/unhold` releases)"
+
+
+def _freeze_reasons(support: Mapping[str, Any], freeze: Mapping[str, Any] | None) -> list[str]:
+    """A broken window, or a freeze that lasts past the end of the cluster's support."""
+    if not freeze:
+        return []
+    if freeze.get("error"):
+        return [f"freeze window unreadable: {freeze['error']}"]
+    until = str(freeze.get("until") or "")[:10]
+    state = support["state"]
+    end = support.get("standard_end") if state == "standard" else support.get("extended_end")
+    if state in ("standard", "extended") and end and until and end <= until:
+        which = "standard" if state == "standard" else "extended"
+        return [f"frozen until {until}, after {which} support ends ({end})"]
+    return []
+
+
 def needs_action(
     support: Mapping[str, Any],
     policy: Mapping[str, Any],
@@ -200,8 +246,17 @@ def needs_action(
     health: str,
     addons_behind: int,
     skipped: int,
+    *,
+    env_name: str = "",
+    holds: Sequence[Mapping[str, Any]] = (),
+    freeze: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Return why a cluster needs action, most urgent first (empty when it does not)."""
+    """Return why a cluster needs action, most urgent first (empty when it does not).
+
+    A hold on a promotion into the cluster's environment needs someone to release it; a freeze
+    needs action only when its window is broken or lasts past the end of the cluster's support
+    (the upgrade cannot land in time). A plain freeze only orders the row later.
+    """
     reasons: list[str] = []
     state, days = support["state"], support.get("standard_days")
     if state == "unsupported":
@@ -212,12 +267,15 @@ def needs_action(
         reasons.append(f"standard support ends in {days} days")
     if health == "failing":
         reasons.append("health signals failing")
+    reasons.extend(_freeze_reasons(support, freeze))
     if policy["by_severity"]["error"]:
         reasons.append(f"{policy['by_severity']['error']} policy violations")
     if secrets:
         reasons.append(f"{secrets} secret findings")
     if skipped:
         reasons.append(f"{skipped} targets not rendered")
+    if holds:
+        reasons.append(_holds_reason(env_name, holds))
     if policy["by_severity"]["warning"]:
         reasons.append(f"{policy['by_severity']['warning']} policy warnings")
     if addons_behind:
@@ -235,22 +293,46 @@ def _urgency(reasons: Sequence[str]) -> int:
     score = 0
     for r in reasons:
         score += _URGENCY.get(r, 0)
-        if "policy violations" in r or "secret findings" in r or "not rendered" in r:
+        if (
+            "policy violations" in r
+            or "secret findings" in r
+            or "not rendered" in r
+            or r.startswith("freeze window unreadable")
+        ):
             score += 50
         elif "extended support" in r or "support ends" in r:
-            score += 40
+            score += 40  # "frozen until ..., after ... support ends" too
+        elif r.endswith("held (`/unhold` releases)"):
+            score += 20
         elif r:
             score += 10
     return score
 
 
-def cluster_row(c: ClusterFacts, env: EnvFacts | None, catalog: EksCatalog, today: date) -> dict[str, Any]:
-    """Return the dashboard row of one cluster."""
+def cluster_row(
+    c: ClusterFacts,
+    env: EnvFacts | None,
+    catalog: EksCatalog,
+    today: date,
+    freeze: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the dashboard row of one cluster (``freeze``: :func:`freeze_state` of its environment)."""
     support = _support(c.version, catalog, today)
     policy = _policy(c.violations)
     behind = sum(1 for a in c.addons if a.recommended and a.recommended != a.version)
     health = env.health if env else "unknown"
-    reasons = needs_action(support, policy, len(c.secrets), health, behind, len(c.skipped))
+    holds = list(env.holds) if env else []
+    reasons = needs_action(
+        support,
+        policy,
+        len(c.secrets),
+        health,
+        behind,
+        len(c.skipped),
+        env_name=c.env,
+        holds=holds,
+        freeze=freeze,
+    )
     return {
         "id": f"{c.repo}:{c.branch}:{c.cluster}",
         "repo": c.repo,
@@ -271,6 +353,8 @@ def cluster_row(c: ClusterFacts, env: EnvFacts | None, catalog: EksCatalog, toda
         "skipped": list(c.skipped),
         "health": health,
         "pending_commits": env.pending_commits if env else 0,
+        "holds": holds,
+        "frozen": freeze,
         "needs_action": reasons,
         "urgency": _urgency(reasons),
         "state": "action" if reasons else "ok",
@@ -304,8 +388,8 @@ def _governance(merged: Iterable[MergedPR], today: date) -> dict[str, dict[str, 
     return out
 
 
-def _summary(rows: Sequence[Mapping[str, Any]], pending: int) -> dict[str, Any]:
-    """Return the counts and filter choices of ``rows``."""
+def _summary(rows: Sequence[Mapping[str, Any]], envs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return the counts and filter choices of ``rows`` and environments ``envs``."""
     return {
         "counts": {
             "clusters": len(rows),
@@ -313,7 +397,9 @@ def _summary(rows: Sequence[Mapping[str, Any]], pending: int) -> dict[str, Any]:
             "support": dict(sorted(Counter(r["support"]["state"] for r in rows).items())),
             "violations": {s: sum(r["policy"]["by_severity"][s] for r in rows) for s in SEVERITIES},
             "secrets": sum(len(r["secrets"]) for r in rows),
-            "pending_commits": pending,
+            "pending_commits": sum(e["pending_commits"] for e in envs),
+            "held": sum(len(e["holds"]) for e in envs),
+            "frozen": sum(1 for e in envs if e["frozen"]),
         },
         "filters": {
             "env": sorted({r["env"] for r in rows}),
@@ -323,18 +409,34 @@ def _summary(rows: Sequence[Mapping[str, Any]], pending: int) -> dict[str, Any]:
     }
 
 
-def build_fleet(facts: FleetFacts, catalog: EksCatalog, today: date) -> dict[str, Any]:
-    """Return the dashboard's JSON: rows (needs action first), environments, governance, counts."""
+def build_fleet(
+    facts: FleetFacts, catalog: EksCatalog, today: date, now: datetime | None = None
+) -> dict[str, Any]:
+    """Return the dashboard's JSON: rows (needs action first), environments, governance, counts.
+
+    ``now`` (timezone-aware; default: the start of ``today`` in UTC) judges freeze windows.
+    Among rows equally urgent, those whose environment is frozen come last: their fix cannot
+    be promoted yet.
+    """
+    now = now if now is not None else datetime.combine(today, time.min, UTC)
     envs = {(e.repo, e.branch): e for e in facts.envs}
-    rows = [cluster_row(c, envs.get((c.repo, c.branch)), catalog, today) for c in facts.clusters]
-    rows.sort(key=lambda r: (-r["urgency"], r["env"], r["cluster"], r["repo"]))
+    frozen = {key: freeze_state(e, now) for key, e in envs.items()}
+    rows = [
+        cluster_row(c, envs.get((c.repo, c.branch)), catalog, today, frozen.get((c.repo, c.branch)))
+        for c in facts.clusters
+    ]
+    rows.sort(key=lambda r: (-r["urgency"], bool(r["frozen"]), r["env"], r["cluster"], r["repo"]))
+    environments = [
+        asdict(e) | {"frozen": frozen[(e.repo, e.branch)]}
+        for e in sorted(facts.envs, key=lambda e: (e.repo, e.branch))
+    ]
     return {
         "generated": today.isoformat(),
         "calendar": catalog.source,
         "clusters": rows,
-        "environments": [asdict(e) for e in sorted(facts.envs, key=lambda e: (e.repo, e.branch))],
+        "environments": environments,
         "governance": _governance(facts.merged, today),
-    } | _summary(rows, sum(e.pending_commits for e in facts.envs))
+    } | _summary(rows, environments)
 
 
 def only_repos(fleet: Mapping[str, Any], repos: Iterable[str]) -> dict[str, Any]:
@@ -349,7 +451,7 @@ def only_repos(fleet: Mapping[str, Any], repos: Iterable[str]) -> dict[str, Any]
             "environments": envs,
             "governance": {k: v for k, v in fleet["governance"].items() if k in keep},
         }
-        | _summary(rows, sum(e["pending_commits"] for e in envs))
+        | _summary(rows, envs)
     )
 
 
@@ -371,6 +473,8 @@ def summary_lines(fleet: Mapping[str, Any], limit: int = 5) -> list[str]:
             f"  {env['env']}: health {env['health']}, {env['pending_commits']} commits waiting"
             + (f" for {env['next_env']}" if env["next_env"] else "")
             + (f", last promotion #{last['number']}" if last else "")
+            + "".join(f", #{h['number']} held" for h in env.get("holds") or ())
+            + _frozen_text(env.get("frozen"))
         )
     for repo, g in fleet["governance"].items():
         lines.append(
@@ -379,3 +483,11 @@ def summary_lines(fleet: Mapping[str, Any], limit: int = 5) -> list[str]:
             f"{len(g['bypasses'])} merged with a failing check."
         )
     return lines
+
+
+def _frozen_text(frozen: Mapping[str, Any] | None) -> str:
+    if not frozen:
+        return ""
+    if frozen.get("error"):
+        return f", freeze window unreadable ({frozen['error']})"
+    return f", frozen until {str(frozen['until'])[:16].replace('T', ' ')} UTC ({frozen['reason']})"

@@ -24,6 +24,7 @@
     add('in extended support', c.support.extended || 0, (c.support.extended || 0) ? 'warn' : '');
     add('policy violations', c.violations.error); add('secret findings', c.secrets);
     add('commits waiting for promotion', c.pending_commits);
+    add('promotions held', c.held, c.held ? 'warn' : ''); add('environments frozen', c.frozen);
   }
   function supportCell(r) {
     const td = el('td'); const s = r.support;
@@ -41,6 +42,16 @@
     const ul = el('ul', null, 'plain'); for (const i of items) ul.append(el('li', fmt(i))); d.append(ul);
     td.append(d); return td;
   }
+  function frozenText(f) {
+    if (!f) return '';
+    return f.error ? `freeze window unreadable: ${f.error}` : `frozen until ${f.until.slice(0, 16).replace('T', ' ')} UTC (${f.reason})`;
+  }
+  function paused(holds, frozen) {
+    const out = [];
+    if (holds.length) out.push(el('div', `held: ${holds.map(h => '#' + h.number).join(', ')}`, 'warn'));
+    if (frozen) out.push(el('div', frozenText(frozen), frozen.error ? 'bad' : 'mute'));
+    return out;
+  }
   function row(r) {
     const tr = el('tr'); tr.dataset.id = r.id;
     const th = el('th'); th.scope = 'row'; th.append(el('div', r.cluster), el('div', r.repo, 'mute')); tr.append(th);
@@ -52,7 +63,7 @@
     tr.append(listCell(`${r.addons.length} (${r.addons_behind} behind)`, r.addons,
       a => `${a.name} ${a.version}${a.recommended && !a.current ? ' → ' + a.recommended : ''}`));
     tr.append(el('td', r.health, r.health === 'failing' ? 'bad' : r.health === 'healthy' ? 'state-ok' : 'mute'));
-    const pend = el('td', r.pending_commits, 'num'); tr.append(pend);
+    const pend = el('td', r.pending_commits, 'num'); pend.append(...paused(r.holds, r.frozen)); tr.append(pend);
     const na = el('td'); na.className = r.needs_action.length ? 'state-action' : 'state-ok';
     na.textContent = r.needs_action.length ? r.needs_action.join('; ') : 'ok'; tr.append(na);
     return tr;
@@ -61,7 +72,8 @@
     const env = $('#f-env').value, region = $('#f-region').value, state = $('#f-state').value;
     const q = $('#f-q').value.trim().toLowerCase();
     return data.clusters.filter(r => (!env || r.env === env) && (!region || r.region === region)
-      && (!state || r.state === state || r.support.state === state)
+      && (!state || r.state === state || r.support.state === state
+        || (state === 'paused' && (r.holds.length > 0 || !!r.frozen)))
       && (!q || `${r.cluster} ${r.repo} ${r.region} ${r.version} ${r.needs_action.join(' ')}`.toLowerCase().includes(q)));
   }
   function draw() {
@@ -74,6 +86,12 @@
       b.setAttribute('aria-sort', b.dataset.key === sortKey ? (sortDir < 0 ? 'descending' : 'ascending') : 'none');
     }
   }
+  function holdsCell(e) {
+    const td = el('td'); const items = paused(e.holds, e.frozen);
+    if (e.holds.length) items[0].textContent = `held: ${e.holds.map(x => `#${x.number} ${x.title}`).join('; ')}`;
+    if (!items.length) td.append(el('span', e.freeze.length ? `not frozen (${e.freeze.length} windows)` : '—', 'mute'));
+    td.append(...items); return td;
+  }
   function envs() {
     const tb = $('#envs'); tb.replaceChildren();
     for (const e of data.environments) {
@@ -82,7 +100,7 @@
         el('td', e.next_env ? `${e.pending_commits} → ${e.next_env}` : '—', 'num'),
         el('td', e.open_promotions.map(p => `#${p.number} ${p.title} (${p.gates || ''})`).join('; ') || '—'),
         el('td', e.last_promotion ? `#${e.last_promotion.number} ${e.last_promotion.title}` : '—'),
-        el('td', [...e.holds, e.frozen].filter(Boolean).join('; ') || '—'));
+        holdsCell(e));
       tb.append(tr);
     }
   }
