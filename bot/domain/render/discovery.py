@@ -79,6 +79,10 @@ class Discovery:
     """True when the targets may depend on more than :func:`same_discovery` looks at: an
     ApplicationSet git generator (it reads any file or folder) or a symbolic link in the tree.
     ``compute_diff`` then always discovers the head tree too."""
+    git_files: tuple[str, ...] | None = None
+    """The file globs ApplicationSet git generators read (``files[].path``); None when unknown
+    (a symbolic link, a generator whose path is not a string). A change to a file they do not
+    match (a modification, nothing added or removed) leaves the generated Applications alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +207,10 @@ class _Finder:
         self.kustomization_dirs: list[str] = []
         self.has_links = True
         self.reads_tree = False
+        self.git_files: list[str] | None = []
+        """The file globs ApplicationSet git generators read (None: some cannot be told)."""
         self._index: dict[tuple[str, str, str, str], list[_Doc]] | None = None
+        self._sources: dict[tuple[str, str], list[dict[str, Any]]] | None = None
         self._dirs: dict[str, bool] = {}
         self.reach: dict[str, list[tuple[str, str]]] = {}
         """File -> the (cluster, env) whose Flux sync reaches it (see :meth:`flux_reach`)."""
@@ -417,16 +424,25 @@ class _Finder:
         raw = str(spec.get("path") or ".") if isinstance(spec, dict) else "."
         return posixpath.normpath(raw.lstrip("/")) if raw not in ("", "./", ".") else "."
 
+    def _note_git_files(self, spec: Any) -> None:
+        globs = _git_file_globs(spec)
+        if globs is None or self.git_files is None:
+            self.git_files = None
+        else:
+            self.git_files.extend(globs)
+
     def _source_doc(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        for d in self.docs:
-            meta = d.data.get("metadata") or {}
-            if (
-                d.data.get("kind") == kind
-                and str(d.data.get("apiVersion", "")).startswith("source.toolkit.fluxcd.io/")
-                and str(meta.get("name")) == name
-                and str(meta.get("namespace") or namespace) == namespace  # unset: kustomize sets it
-            ):
-                return d.data
+        if self._sources is None:  # one pass over the documents, not one per Kustomization
+            self._sources = {}
+            for d in self.docs:
+                if str(d.data.get("apiVersion", "")).startswith("source.toolkit.fluxcd.io/"):
+                    meta = d.data.get("metadata") or {}
+                    key = (str(d.data.get("kind")), str(meta.get("name")))
+                    self._sources.setdefault(key, []).append(d.data)
+        for data in self._sources.get((kind, name), ()):
+            meta = data.get("metadata") or {}
+            if str(meta.get("namespace") or namespace) == namespace:  # unset: kustomize sets it
+                return data
         return None
 
     def _git_key(self, spec: dict[str, Any]) -> tuple[str, str]:
@@ -1032,6 +1048,7 @@ class _Finder:
             elif kind == "ApplicationSet":
                 name = str((doc.data.get("metadata") or {}).get("name"))
                 self.reads_tree = self.reads_tree or _has_key(doc.data.get("spec"), "git")
+                self._note_git_files(doc.data.get("spec"))
                 ctx.unreachable.clear()
                 try:
                     apps = expand_appset(doc.data, ctx)
@@ -1141,6 +1158,7 @@ def discover(
         findings=finder.findings,
         scanner=scanner,
         reads_other_files=finder.reads_tree or finder.has_links,
+        git_files=None if finder.has_links or finder.git_files is None else tuple(finder.git_files),
     )
 
 
@@ -1197,6 +1215,30 @@ def _sources_in(value: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _git_file_globs(value: Any) -> list[str] | None:
+    """The ``files[].path`` globs of every git generator nested in ``value`` (None: one is not a string)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        git = value.get("git")
+        if isinstance(git, dict):
+            for entry in git.get("files") or ():
+                path = entry.get("path") if isinstance(entry, dict) else None
+                if not isinstance(path, str) or "{{" in path or "$" in path:
+                    return None  # a templated path could name any file
+                found.append(path.lstrip("/"))
+        items: list[Any] = list(value.values())
+    elif isinstance(value, list):
+        items = value
+    else:
+        return found
+    for item in items:
+        more = _git_file_globs(item)
+        if more is None:
+            return None
+        found.extend(more)
+    return found
+
+
 def _has_key(value: Any, key: str) -> bool:
     """Tell whether ``key`` names an entry of any mapping nested in ``value``."""
     if isinstance(value, dict):
@@ -1216,22 +1258,37 @@ def same_discovery(base_tree: Path, head_tree: Path, changed_paths: Iterable[str
     answers False, so callers fall back to discovering the head tree.
     """
     for rel in changed_paths:
-        name = rel.rsplit("/", 1)[-1]
-        if name in KUSTOMIZATION_FILES:
+        if rel.rsplit("/", 1)[-1] in KUSTOMIZATION_FILES:
             return False
         texts = []
         for tree in (base_tree, head_tree):
             path = tree / rel
             if path.is_symlink() or not path.is_file():
                 return False
-            if name.endswith((".yaml", ".yml")):
+            if is_yaml(rel):
                 try:
                     texts.append(path.read_text(encoding="utf-8", errors="replace"))
                 except OSError:
                     return False
-        if any(m in text for text in texts for m in _MARKERS):
+        if discovery_reads(rel, texts):
             return False
     return True
+
+
+def is_yaml(rel: str) -> bool:
+    """Whether discovery parses the file ``rel`` (a YAML file)."""
+    return rel.endswith((".yaml", ".yml"))
+
+
+def discovery_reads(rel: str, texts: Iterable[str]) -> bool:
+    """Whether a change to the regular file ``rel`` may change what :func:`discover` finds.
+
+    ``texts``: its YAML text on each side (none for other files). True for a kustomization
+    file, and for YAML that holds, on either side, anything discovery reads.
+    """
+    if rel.rsplit("/", 1)[-1] in KUSTOMIZATION_FILES:
+        return True
+    return any(m in text for text in texts for m in _MARKERS)
 
 
 def _asdict(t: Target) -> dict[str, Any]:
