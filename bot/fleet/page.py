@@ -43,7 +43,8 @@ def render_page(
             f' data-etag="{html.escape(etag or "")}"'
         )
     who = (
-        f'<span class="live">signed in as {html.escape(login)} · <a href="/fleet/logout">sign out</a></span>'
+        f'<form class="live signout" method="post" action="/fleet/logout">signed in as {html.escape(login)} '
+        '<button type="submit">sign out</button></form>'
         if login
         else ""
     )

@@ -32,7 +32,7 @@ from bot.domain.fleet import build_fleet
 from bot.domain.fleet.exports import policy_reports
 from bot.domain.fleet.model import only_repos
 from bot.domain.validate.eks import EksCatalog
-from bot.fleet import state
+from bot.fleet import sessions, state
 from bot.fleet.metrics import FleetCollector
 from bot.fleet.page import render_page
 from bot.queue.base import DeliveryStore
@@ -110,11 +110,8 @@ class FleetWeb:
         sid = self._unsign(request.cookies.get(SESSION_COOKIE))
         if sid is None:
             return None
-        raw = await self._store(request).get_state(_session_key(sid))
-        if not raw:
-            return None
-        session: dict[str, Any] = json.loads(raw)
-        if session.get("expires", 0) < time.time():
+        session = await sessions.load(self._store(request), self.settings.session_key, sid, time.time())
+        if session is None:
             return None
         session["sid"] = sid
         return session
@@ -155,7 +152,11 @@ class FleetWeb:
         if session is None:
             return None
         fleet = await self.fleet(request)
-        repos = sorted(set(fleet["filters"]["repo"]) | set(fleet["governance"]))
+        repos = sorted(
+            set(fleet["filters"]["repo"])
+            | {e["repo"] for e in fleet["environments"]}
+            | set(fleet["governance"])
+        )
         allowed = await asyncio.gather(*(self._can_read(session, r) for r in repos))
         return only_repos(fleet, [r for r, ok in zip(repos, allowed, strict=True) if ok]), str(
             session["login"]
@@ -218,7 +219,7 @@ class FleetWeb:
         )
         response = web.HTTPFound(f"{self.settings.web_url}/login/oauth/authorize?{query}")
         self._cookie(response, STATE_COOKIE, nonce, request, 600)
-        return response
+        raise response  # aiohttp: an HTTPException is raised, not returned
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         expected = self._unsign(request.cookies.get(STATE_COOKIE))
@@ -259,23 +260,27 @@ class FleetWeb:
         if not login:
             return web.Response(status=502, text="GitHub did not say who you are; try again.\n")
         sid = secrets.token_urlsafe(32)
-        session = {
-            "login": login,
-            "token": token,
-            "expires": time.time() + SESSION_SECONDS,
-            "created": datetime.now(UTC).isoformat(),
-        }
-        await self._store(request).set_state(_session_key(sid), json.dumps(session))
+        await sessions.create(
+            self._store(request), self.settings.session_key, sid, login, token, time.time(), SESSION_SECONDS
+        )
         response = web.HTTPFound("/fleet")
         self._cookie(response, SESSION_COOKIE, sid, request, SESSION_SECONDS)
         response.del_cookie(STATE_COOKIE, path="/")
-        return response
+        raise response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
+        """``POST /fleet/logout`` ends the session (removed from the store); ``GET`` asks first.
+
+        A POST, so that another site cannot sign people out with a link or an image (a
+        SameSite=Lax cookie is not sent with a cross-site POST).
+        """
+        if request.method != "POST":
+            return web.Response(text=_LOGOUT_FORM, content_type="text/html", headers=_private())
         sid = self._unsign(request.cookies.get(SESSION_COOKIE))
         if sid is not None:
-            await self._store(request).set_state(_session_key(sid), "")
-        response = web.Response(text="Signed out.\n")
+            await sessions.delete(self._store(request), sid)
+            self._access = {k: v for k, v in self._access.items() if k[0] != sid}
+        response = web.Response(text=_SIGNED_OUT, content_type="text/html", headers=_private())
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -285,6 +290,7 @@ class FleetWeb:
         async def loop() -> None:
             while True:
                 try:
+                    await sessions.prune(app[self.store_key], time.time())
                     facts = await state.load_facts(app[self.store_key])
                     self.collector.update(
                         build_fleet(facts, EksCatalog.bundled(), date.today(), datetime.now(UTC))
@@ -300,8 +306,14 @@ class FleetWeb:
         await self.close()
 
 
-def _session_key(sid: str) -> str:
-    return "fleet:session:" + hashlib.sha256(sid.encode()).hexdigest()
+_HEAD = '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{} · gitops-bot</title></head>'
+_LOGOUT_FORM = _HEAD.format("Sign out") + (
+    '<body><form method="post" action="/fleet/logout">'
+    '<button type="submit">Sign out of the fleet dashboard</button></form></body></html>\n'
+)
+_SIGNED_OUT = _HEAD.format("Signed out") + (
+    '<body><p>Signed out. <a href="/fleet/login">Sign in again</a></p></body></html>\n'
+)
 
 
 def _body(fleet: dict[str, Any]) -> bytes:
@@ -327,5 +339,6 @@ def add_fleet_routes(
     app.router.add_get("/fleet/login", fleet.login)
     app.router.add_get("/fleet/oauth/callback", fleet.callback)
     app.router.add_get("/fleet/logout", fleet.logout)
+    app.router.add_post("/fleet/logout", fleet.logout)
     app.cleanup_ctx.append(fleet.refresh_metrics)
     return fleet

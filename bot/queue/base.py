@@ -138,6 +138,10 @@ class DeliveryStore(abc.ABC):
     async def set_state(self, key: str, value: str) -> None:
         """Write a small piece of service state."""
 
+    async def delete_state(self, key: str) -> None:
+        """Remove a piece of service state (this fallback empties it; the SQL stores delete the row)."""
+        await self.set_state(key, "")
+
     async def update_state(self, key: str, decide: Callable[[str | None], tuple[str | None, T]]) -> T:
         """Read ``key``; ``decide`` (pure) returns (value to store, or None to keep it; result).
 

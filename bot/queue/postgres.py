@@ -463,6 +463,10 @@ class PostgresStore(DeliveryStore):
             value,
         )
 
+    async def delete_state(self, key: str) -> None:
+        """Remove one service-state value."""
+        await self._execute("DELETE FROM gitops_bot_state WHERE key = $1", key)
+
     async def update_state(self, key: str, decide: Callable[[str | None], tuple[str | None, T]]) -> T:
         """Read, decide and write one service-state value in one transaction, under a lock on ``key``.
 

@@ -689,6 +689,14 @@ class SQLiteStore(DeliveryStore):
 
         await self._run(work)
 
+    async def delete_state(self, key: str) -> None:
+        """Remove one service-state value."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM service_state WHERE key = ?", (key,))
+
+        await self._run(work)
+
     async def update_state(self, key: str, decide: Callable[[str | None], tuple[str | None, T]]) -> T:
         """Read, decide and write one service-state value in one immediate transaction."""
 

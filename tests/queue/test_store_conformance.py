@@ -196,6 +196,9 @@ async def test_state_roundtrip(store: DeliveryStore) -> None:
     await store.set_state("redeliver.since", "2026-01-01T00:00:00Z")
     await store.set_state("redeliver.since", "2026-01-02T00:00:00Z")
     assert await store.get_state("redeliver.since") == "2026-01-02T00:00:00Z"
+    await store.delete_state("redeliver.since")
+    await store.delete_state("never.written")
+    assert await store.get_state("redeliver.since") is None
 
 
 def count_one(stored: str | None) -> tuple[str, int]:
