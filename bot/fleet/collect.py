@@ -40,7 +40,13 @@ from bot.render_runtime.cache import RenderCache
 from bot.render_runtime.engine import _Inputs, render_target, target_inputs
 
 _REQUEST_HINT = re.compile(r"^\s*(?:-\s*)?kind:\s*['\"]?(\w+)", re.MULTILINE)
-_ADDON_GROUPS = ("eks.aws.crossplane.io", "eks.services.k8s.aws")
+#: Crossplane (community and Upbound providers) and ACK ``Addon`` kinds.
+_ADDON_GROUPS = (
+    "eks.aws.crossplane.io",
+    "eks.aws.upbound.io",
+    "eks.aws.m.upbound.io",
+    "eks.services.k8s.aws",
+)
 
 
 def read_config(git_dir: Path, sha: str) -> dict[str, Any]:

@@ -99,3 +99,25 @@ def test_addons_against_aws_latest_for_the_cluster_version() -> None:
     assert found["coredns"].recommended == "v1.13.2-eksbuild.4"  # behind
     assert found["kube-proxy"].recommended == found["kube-proxy"].version  # current
     assert all(a.recommended is None for a in _addons(objects, None))
+
+
+def test_addons_of_every_eks_addon_kind_and_the_one_table() -> None:
+    """Crossplane (community, Upbound) and ACK add-ons; recommendations from the upgrade planner's table."""
+    from bot.domain.upgrades.tables import ADDON_VERSIONS
+    from bot.fleet.collect import _addons
+
+    def upbound(name: str, version: str) -> dict[str, object]:
+        return {
+            "apiVersion": "eks.aws.upbound.io/v1beta1",
+            "kind": "Addon",
+            "spec": {"forProvider": {"addonName": name, "addonVersion": version, "clusterName": "c"}},
+        }
+
+    found = {
+        a.name: a
+        for a in _addons(
+            [upbound("vpc-cni", "v1.20.1-eksbuild.3"), upbound("coredns", "v1.11.4-eksbuild.2")], "1.33"
+        )
+    }
+    assert found["coredns"].recommended == ADDON_VERSIONS["coredns"]["1.33"]
+    assert found["vpc-cni"].recommended == ADDON_VERSIONS.get("vpc-cni", {}).get("1.33")

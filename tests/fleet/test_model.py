@@ -268,3 +268,35 @@ def test_holds_and_freezes_per_environment_and_cluster() -> None:
     assert facts_from_json(stored) == facts
     lines = "\n".join(summary_lines(fleet))
     assert "#12 held" in lines and "frozen until 2027-01-05" in lines and "(Holidays)" in lines
+
+
+def test_addons_behind_by_version_order_not_by_difference() -> None:
+    from bot.domain.fleet.model import addon_behind
+
+    assert addon_behind("v1.11.4-eksbuild.2", "v1.13.2-eksbuild.4")
+    assert addon_behind("v1.34.6-eksbuild.1", "v1.34.6-eksbuild.2")  # an older build of the same version
+    assert not addon_behind("v1.34.6-eksbuild.2", "v1.34.6-eksbuild.2")
+    # newer than the bundled table (the table lags AWS): current, never a downgrade to recommend
+    assert not addon_behind("v1.35.4-eksbuild.1", "v1.35.3-eksbuild.2")
+    assert not addon_behind("v1.20.1-eksbuild.3", None)  # no bundled version: not judged
+    assert addon_behind("latest", "v1.13.2-eksbuild.4")  # unreadable and different: shown
+    facts = FleetFacts(
+        clusters=[
+            ClusterFacts(
+                "o/fleet",
+                "env/prod",
+                "prod",
+                "c",
+                version="1.35",
+                addons=(
+                    Addon("kube-proxy", "v1.35.9-eksbuild.1", "v1.35.3-eksbuild.2"),
+                    Addon("coredns", "v1.11.4-eksbuild.2", "v1.13.2-eksbuild.4"),
+                    Addon("vpc-cni", "v1.20.1-eksbuild.3", None),
+                ),
+            )
+        ]
+    )
+    row = build_fleet(facts, EksCatalog.bundled(), TODAY)["clusters"][0]
+    assert row["addons_behind"] == 1
+    assert [a["current"] for a in row["addons"]] == [True, False, True]
+    assert "1 add-ons behind the recommended version" in row["needs_action"]

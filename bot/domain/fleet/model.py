@@ -10,6 +10,7 @@ EKS support state on a given day, what needs action, counts and a "needs action 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -319,7 +320,7 @@ def cluster_row(
     """Return the dashboard row of one cluster (``freeze``: :func:`freeze_state` of its environment)."""
     support = _support(c.version, catalog, today)
     policy = _policy(c.violations)
-    behind = sum(1 for a in c.addons if a.recommended and a.recommended != a.version)
+    behind = sum(1 for a in c.addons if addon_behind(a.version, a.recommended))
     health = env.health if env else "unknown"
     holds = list(env.holds) if env else []
     reasons = needs_action(
@@ -345,7 +346,7 @@ def cluster_row(
         "apps": c.apps,
         "support": support,
         "addons": [
-            asdict(a) | {"current": not a.recommended or a.recommended == a.version} for a in c.addons
+            asdict(a) | {"current": not addon_behind(a.version, a.recommended)} for a in c.addons
         ],
         "addons_behind": behind,
         "policy": policy,
@@ -359,6 +360,24 @@ def cluster_row(
         "urgency": _urgency(reasons),
         "state": "action" if reasons else "ok",
     }
+
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-eksbuild\.(\d+))?")
+
+
+def addon_behind(version: str, recommended: str | None) -> bool:
+    """Whether add-on ``version`` is older than ``recommended`` (``v1.19.2-eksbuild.1`` ordering).
+
+    A version newer than the bundled table's (the table lags AWS) is not behind; a version that
+    cannot be read is behind when it differs (shown, never taken as current).
+    """
+    if not recommended or recommended == version:
+        return False
+    have, want = _VERSION.match(version), _VERSION.match(recommended)
+    if have is None or want is None:
+        return True
+    key = [tuple(int(g or 0) for g in m.groups()) for m in (have, want)]
+    return key[0] < key[1]
 
 
 def _governance(merged: Iterable[MergedPR], today: date) -> dict[str, dict[str, Any]]:

@@ -61,7 +61,8 @@
       v => `${v.constraint}: ${v.kind} ${v.namespace ? v.namespace + '/' : ''}${v.name} — ${v.message}`));
     tr.append(listCell(`${r.secrets.length}`, r.secrets, s => `${s.path}: ${s.message}`));
     tr.append(listCell(`${r.addons.length} (${r.addons_behind} behind)`, r.addons,
-      a => `${a.name} ${a.version}${a.recommended && !a.current ? ' → ' + a.recommended : ''}`));
+      a => `${a.name} ${a.version}${!a.recommended ? ' (no bundled version to compare)'
+        : !a.current ? ' → ' + a.recommended : a.recommended !== a.version ? ' (newer than the bundled ' + a.recommended + ')' : ''}`));
     tr.append(el('td', r.health, r.health === 'failing' ? 'bad' : r.health === 'healthy' ? 'state-ok' : 'mute'));
     const pend = el('td', r.pending_commits, 'num'); pend.append(...paused(r.holds, r.frozen)); tr.append(pend);
     const na = el('td'); na.className = r.needs_action.length ? 'state-action' : 'state-ok';
