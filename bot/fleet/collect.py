@@ -324,7 +324,7 @@ def _collect(
         memo.clusters[name] = ClusterFacts(
             repo=repo,
             branch=branch,
-            env=env_of.get(name) or env,
+            env=env_of[name] if env_of.get(name) not in (None, "", "-") else env,  # "-": not attributed
             cluster=name,
             region=str(req.get("region") or reg.get("region") or ""),
             version=req.get("version"),

@@ -50,6 +50,7 @@ def render_page(
     )
     cols = [
         ("cluster", "Cluster"),
+        ("urgency", "Needs action"),
         ("env", "Env"),
         ("region", "Region"),
         ("version", "Kubernetes"),
@@ -59,7 +60,6 @@ def render_page(
         (None, "Add-ons"),
         ("health", "Health"),
         ("pending", "Waiting"),
-        ("urgency", "Needs action"),
     ]
     heads = "".join(
         f'<th scope="col" data-key="{k}" aria-sort="none"><button type="button">{t}</button></th>'
@@ -88,12 +88,16 @@ def render_page(
 <label>Search (press /)<input id="f-q" type="search" placeholder="cluster, repository, reason"></label>
 <span class="live" id="shown" aria-live="polite"></span>
 </form>
-<table id="clusters"><caption>Clusters, the ones that need action first. Sort by a column heading.</caption>
-<thead><tr>{heads}</tr></thead><tbody id="rows"></tbody></table>
-<section><h2>Promotion</h2><table><thead><tr><th scope="col">Environment</th><th scope="col">Branch</th>
+<div class="scroll"><table id="clusters">
+<caption>Clusters, the ones that need action first. Sort by a column heading.</caption>
+<thead><tr>{heads}</tr></thead><tbody id="rows"></tbody></table></div>
+<section><h2>Promotion</h2><p class="live" id="no-chain" hidden>No promotion chain is configured: list
+the environments and their branches under <code>environments:</code> in <code>.github/gitops-bot.yml</code>
+to see what waits between them.</p><div class="scroll"><table><thead><tr><th scope="col">Environment</th>
+<th scope="col">Branch</th>
 <th scope="col">Tip</th><th scope="col">Health</th><th scope="col">Commits waiting</th>
 <th scope="col">Open promotions</th><th scope="col">Last promotion</th><th scope="col">Holds and freezes</th>
-</tr></thead><tbody id="envs"></tbody></table></section>
+</tr></thead><tbody id="envs"></tbody></table></div></section>
 <section><h2>Governance, last 30 days</h2><table><thead><tr><th scope="col">Repository</th>
 <th scope="col">Merged PRs</th><th scope="col">Signed and approved</th>
 <th scope="col">Merged with a failing check</th>

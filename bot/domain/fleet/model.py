@@ -345,9 +345,7 @@ def cluster_row(
         "source": c.source,
         "apps": c.apps,
         "support": support,
-        "addons": [
-            asdict(a) | {"current": not addon_behind(a.version, a.recommended)} for a in c.addons
-        ],
+        "addons": [asdict(a) | {"current": not addon_behind(a.version, a.recommended)} for a in c.addons],
         "addons_behind": behind,
         "policy": policy,
         "secrets": [asdict(s) for s in c.secrets],

@@ -24,20 +24,24 @@
     add('in extended support', c.support.extended || 0, (c.support.extended || 0) ? 'warn' : '');
     add('policy violations', c.violations.error); add('secret findings', c.secrets);
     add('commits waiting for promotion', c.pending_commits);
-    add('promotions held', c.held, c.held ? 'warn' : ''); add('environments frozen', c.frozen);
+    if (c.held) add('promotions held', c.held, 'warn');
+    if (c.frozen) add('environments frozen', c.frozen);
   }
   function supportCell(r) {
     const td = el('td'); const s = r.support;
     const cls = s.state === 'unsupported' ? 'bad' : s.state === 'extended' ? 'warn' : s.state === 'standard' ? '' : 'mute';
     td.append(el('span', s.state, cls));
+    const part = (what, d) => d < 0 ? `${what} ended ${-d}\u00a0d ago` : `${what} ends in ${d}\u00a0d`;
     if (s.standard_days !== null && s.standard_days !== undefined) {
-      td.append(el('div', `standard ${s.standard_days} d, extended ${s.extended_days} d`, 'mute'));
+      td.append(el('div', part('standard', s.standard_days), 'mute nowrap'),
+        el('div', part('extended', s.extended_days), 'mute nowrap'));
     }
+    if (!r.version) td.append(el('div', 'no cluster request gives its version', 'mute'));
     return td;
   }
   function listCell(summary, items, fmt) {
     const td = el('td');
-    if (!items.length) { td.append(el('span', summary, 'mute')); return td; }
+    if (!items.length) { td.append(el('span', summary, 'mute nowrap')); return td; }
     const d = el('details'); d.append(el('summary', summary));
     const ul = el('ul', null, 'plain'); for (const i of items) ul.append(el('li', fmt(i))); d.append(ul);
     td.append(d); return td;
@@ -54,19 +58,22 @@
   }
   function row(r) {
     const tr = el('tr'); tr.dataset.id = r.id;
-    const th = el('th'); th.scope = 'row'; th.append(el('div', r.cluster), el('div', r.repo, 'mute')); tr.append(th);
-    tr.append(el('td', r.env), el('td', r.region || '—'), el('td', r.version || '—'), supportCell(r));
+    const th = el('th'); th.scope = 'row';
+    th.append(el('div', r.cluster, 'nowrap'), el('div', `${r.repo} · ${r.apps}\u00a0${r.apps === 1 ? 'target' : 'targets'}`, 'mute nowrap')); tr.append(th);
+    const na = el('td', null, r.needs_action.length ? 'state-action reasons' : 'state-ok');
+    if (r.needs_action.length) { const ul = el('ul', null, 'plain'); for (const why of r.needs_action) ul.append(el('li', why)); na.append(ul); }
+    else na.textContent = 'ok';
+    tr.append(na);
+    tr.append(el('td', r.env), el('td', r.region || '—', 'nowrap'), el('td', r.version || '—'), supportCell(r));
     const p = r.policy.by_severity;
     tr.append(listCell(`${p.error} errors, ${p.warning} warnings`, r.policy.objects,
       v => `${v.constraint}: ${v.kind} ${v.namespace ? v.namespace + '/' : ''}${v.name} — ${v.message}`));
     tr.append(listCell(`${r.secrets.length}`, r.secrets, s => `${s.path}: ${s.message}`));
-    tr.append(listCell(`${r.addons.length} (${r.addons_behind} behind)`, r.addons,
+    tr.append(listCell(r.addons.length ? `${r.addons.length} (${r.addons_behind} behind)` : 'none found', r.addons,
       a => `${a.name} ${a.version}${!a.recommended ? ' (no bundled version to compare)'
         : !a.current ? ' → ' + a.recommended : a.recommended !== a.version ? ' (newer than the bundled ' + a.recommended + ')' : ''}`));
     tr.append(el('td', r.health, r.health === 'failing' ? 'bad' : r.health === 'healthy' ? 'state-ok' : 'mute'));
     const pend = el('td', r.pending_commits, 'num'); pend.append(...paused(r.holds, r.frozen)); tr.append(pend);
-    const na = el('td'); na.className = r.needs_action.length ? 'state-action' : 'state-ok';
-    na.textContent = r.needs_action.length ? r.needs_action.join('; ') : 'ok'; tr.append(na);
     return tr;
   }
   function visible() {
@@ -95,6 +102,7 @@
   }
   function envs() {
     const tb = $('#envs'); tb.replaceChildren();
+    $('#no-chain').hidden = data.environments.some(e => e.next_env);
     for (const e of data.environments) {
       const tr = el('tr'); const th = el('th', `${e.repo} ${e.env}`); th.scope = 'row'; tr.append(th);
       tr.append(el('td', e.branch), el('td', (e.head || '').slice(0, 7)), el('td', e.health),
@@ -107,6 +115,11 @@
   }
   function governance() {
     const tb = $('#gov'); tb.replaceChildren();
+    if (!Object.keys(data.governance).length) {
+      const td = el('td', document.body.dataset.live ? 'No merged pull requests recorded in the last 30 days.'
+        : 'Recorded by the service as pull requests merge; a static snapshot has none.', 'empty');
+      td.colSpan = 4; tb.append(el('tr')); tb.lastChild.append(td);
+    }
     for (const [repo, g] of Object.entries(data.governance)) {
       const tr = el('tr'); const th = el('th', repo); th.scope = 'row'; tr.append(th);
       tr.append(el('td', g.merged, 'num'), el('td', g.signed_and_approved, 'num'));
