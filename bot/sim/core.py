@@ -208,6 +208,7 @@ class SimCore:
         repo = Repo(owner, name, self.world.ids.next("repo"), path, default_branch, private)
         self.world.repos[full] = repo
         self.world.pulls[full] = {}
+        self.world.issues[full] = {}
         return repo
 
     def fork_repo(self, full_name: str, owner: str) -> Repo:

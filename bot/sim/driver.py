@@ -430,6 +430,23 @@ class Driver:
         await self.api(login, "PATCH", f"/repos/{full_name}/pulls/{number}", {"state": "open"})
         await self.sim.wait_for_webhooks()
 
+    async def open_issue(
+        self, login: str, full_name: str, title: str, body: str = "", labels: list[str] | None = None
+    ) -> int:
+        """``login`` opens a plain issue; returns its number (shared with pull requests)."""
+        data = {"title": title, "body": body, "labels": labels or []}
+        created = await self.api(login, "POST", f"/repos/{full_name}/issues", data, expect=201)
+        await self.sim.wait_for_webhooks()
+        return int(created["number"])
+
+    async def set_issue_state(
+        self, login: str, full_name: str, number: int, state: str, reason: str | None = None
+    ) -> None:
+        """``login`` closes (``state="closed"``, with an optional ``state_reason``) or reopens an issue."""
+        data: dict[str, Any] = {"state": state, **({"state_reason": reason} if reason else {})}
+        await self.api(login, "PATCH", f"/repos/{full_name}/issues/{number}", data)
+        await self.sim.wait_for_webhooks()
+
     # ------------------------------------------------------------------ what the PR shows
     def comments(self, full_name: str, number: int) -> list[tuple[str, str]]:
         """(author, body) of every comment on a PR, oldest first."""

@@ -24,7 +24,11 @@ import referencing.jsonschema
 
 DATA = Path(str(resources.files("bot.sim") / "data"))
 OPENAPI_PATH = DATA / "rest-subset.openapi.json"
+ISSUES_FRAGMENT = DATA / "issues.openapi.json"
+"""The plain-issue operations, written for this project from GitHub's REST docs (not in the subset)."""
 WEBHOOK_SCHEMAS = DATA / "webhook-schemas"
+LOCAL_WEBHOOK_SCHEMAS = DATA / "webhook-schemas-local"
+"""Schemas of the ``issues`` event, written for this project in the octokit/webhooks shape."""
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -64,6 +68,22 @@ class Operation:
         return m.groupdict() if m else None
 
 
+def _merge_fragment(doc: dict[str, Any], fragment: dict[str, Any]) -> None:
+    """Add a fragment's paths and components to ``doc``; a name both define is an error."""
+    for template, item in fragment.get("paths", {}).items():
+        target = doc["paths"].setdefault(template, {})
+        clash = set(target) & set(item)
+        if clash:
+            raise ValueError(f"fragment redefines {sorted(clash)} of {template}")
+        target.update(item)
+    for kind, entries in fragment.get("components", {}).items():
+        target = doc.setdefault("components", {}).setdefault(kind, {})
+        clash = set(target) & set(entries)
+        if clash:
+            raise ValueError(f"fragment redefines components/{kind} {sorted(clash)}")
+        target.update(entries)
+
+
 def _compile(template: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^}]+\})", template)
     rx = ""
@@ -81,8 +101,10 @@ def _compile(template: str) -> re.Pattern[str]:
 class OpenAPI:
     """GitHub's REST subset as JSON Schema, with operation lookup and validators."""
 
-    def __init__(self, path: Path = OPENAPI_PATH) -> None:
+    def __init__(self, path: Path = OPENAPI_PATH, fragments: tuple[Path, ...] = (ISSUES_FRAGMENT,)) -> None:
         raw = json.loads(path.read_text(encoding="utf-8"))
+        for fragment in fragments:
+            _merge_fragment(raw, json.loads(fragment.read_text(encoding="utf-8")))
         self.doc: dict[str, Any] = convert_nullable(raw)
         resource = referencing.Resource.from_contents(
             self.doc, default_specification=referencing.jsonschema.DRAFT202012
@@ -203,9 +225,11 @@ def _rebase_refs(node: Any) -> Any:
 class WebhookSchemas:
     """The octokit/webhooks JSON Schemas (draft-07), one per event and action."""
 
-    def __init__(self, root: Path = WEBHOOK_SCHEMAS) -> None:
+    def __init__(
+        self, root: Path = WEBHOOK_SCHEMAS, extra: tuple[Path, ...] = (LOCAL_WEBHOOK_SCHEMAS,)
+    ) -> None:
         self.by_id: dict[str, dict[str, Any]] = {}
-        for path in root.rglob("*.schema.json"):
+        for path in [p for r in (root, *extra) for p in sorted(r.rglob("*.schema.json"))]:
             schema = json.loads(path.read_text(encoding="utf-8"))
             self.by_id[schema["$id"]] = schema
         self.registry: referencing.Registry[Any] = referencing.Registry().with_resources(

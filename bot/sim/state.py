@@ -122,6 +122,25 @@ class PullRequest:
 
 
 @dataclass
+class Issue:
+    """A plain issue (a pull request is an issue too, but lives in ``World.pulls``)."""
+
+    number: int
+    id: int
+    repo: str  # full name
+    title: str
+    body: str | None
+    user: str
+    state: str = "open"
+    state_reason: str | None = None
+    closed_by: str | None = None
+    closed_at: str | None = None
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass
 class IssueComment:
     id: int
     repo: str
@@ -242,6 +261,7 @@ class World:
     repos: dict[str, Repo] = field(default_factory=dict)
     pulls: dict[str, dict[int, PullRequest]] = field(default_factory=dict)
     issue_numbers: dict[str, int] = field(default_factory=dict)
+    issues: dict[str, dict[int, Issue]] = field(default_factory=dict)  # plain issues, by repo and number
     comments: dict[int, IssueComment] = field(default_factory=dict)
     suites: dict[int, CheckSuite] = field(default_factory=dict)
     runs: dict[int, CheckRun] = field(default_factory=dict)

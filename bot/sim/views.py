@@ -15,6 +15,7 @@ from bot.sim.signatures import verification
 from bot.sim.state import (
     CheckRun,
     CheckSuite,
+    Issue,
     IssueComment,
     Label,
     PullRequest,
@@ -299,6 +300,7 @@ class Views:
 
     def comment(self, c: IssueComment) -> dict[str, Any]:
         repo = self.world.repos[c.repo]
+        kind = "pull" if c.issue_number in self.world.pulls.get(c.repo, {}) else "issues"
         url = f"{self.base}/repos/{c.repo}/issues/comments/{c.id}"
         counts: dict[str, int] = {}
         for _, _, content in c.reactions:
@@ -315,7 +317,7 @@ class Views:
             "id": c.id,
             "node_id": f"IC_{c.id}",
             "url": url,
-            "html_url": f"{self.base}/{c.repo}/pull/{c.issue_number}#issuecomment-{c.id}",
+            "html_url": f"{self.base}/{c.repo}/{kind}/{c.issue_number}#issuecomment-{c.id}",
             "issue_url": f"{self.base}/repos/{c.repo}/issues/{c.issue_number}",
             "body": c.body,
             "user": self.user(c.user),
@@ -326,46 +328,40 @@ class Views:
             "reactions": reactions,
         }
 
-    def issue(self, pr: PullRequest) -> dict[str, Any]:
-        """The issue side of a pull request, as issue_comment payloads carry it."""
-        repo = self.world.repos[pr.repo]
-        p = self.pull(pr)
-        url = f"{self.base}/repos/{pr.repo}/issues/{pr.number}"
-        return {
+    def issue(self, item: PullRequest | Issue) -> dict[str, Any]:
+        """An issue as the issues API and webhooks show it; a pull request's carries ``pull_request``."""
+        repo = self.world.repos[item.repo]
+        url = f"{self.base}/repos/{item.repo}/issues/{item.number}"
+        comments = sum(
+            1 for c in self.world.comments.values() if c.repo == item.repo and c.issue_number == item.number
+        )
+        out: dict[str, Any] = {
             "url": url,
-            "repository_url": f"{self.base}/repos/{pr.repo}",
+            "repository_url": f"{self.base}/repos/{item.repo}",
             "labels_url": f"{url}/labels{{/name}}",
             "comments_url": f"{url}/comments",
             "events_url": f"{url}/events",
-            "html_url": p["html_url"],
-            "id": pr.id,
-            "node_id": f"I_{pr.id}",
-            "number": pr.number,
-            "title": pr.title,
-            "user": self.user(pr.user),
-            "labels": p["labels"],
-            "state": pr.state,
+            "html_url": f"{self.base}/{item.repo}/issues/{item.number}",
+            "id": item.id,
+            "node_id": f"I_{item.id}",
+            "number": item.number,
+            "title": item.title,
+            "user": self.user(item.user),
+            "labels": [self.label(repo.labels[n], repo) for n in item.labels if n in repo.labels],
+            "state": item.state,
             "locked": False,
             "assignee": None,
             "assignees": [],
             "milestone": None,
-            "comments": p["comments"],
-            "created_at": pr.created_at,
-            "updated_at": pr.updated_at,
-            "closed_at": pr.closed_at,
-            "author_association": self.association(repo, pr.user),
+            "comments": comments,
+            "created_at": item.created_at,
+            "updated_at": item.updated_at,
+            "closed_at": item.closed_at,
+            "author_association": self.association(repo, item.user),
             "active_lock_reason": None,
-            "draft": pr.draft,
-            "body": pr.body,
+            "body": item.body,
             "performed_via_github_app": None,
             "state_reason": None,
-            "pull_request": {
-                "url": p["url"],
-                "html_url": p["html_url"],
-                "diff_url": p["diff_url"],
-                "patch_url": p["patch_url"],
-                "merged_at": pr.merged_at,
-            },
             "reactions": {
                 "url": f"{url}/reactions",
                 "total_count": 0,
@@ -373,6 +369,21 @@ class Views:
             },
             "timeline_url": f"{url}/timeline",
         }
+        if isinstance(item, Issue):
+            out["state_reason"] = item.state_reason
+            out["closed_by"] = self.user(item.closed_by) if item.closed_by else None
+            return out
+        html = f"{self.base}/{item.repo}/pull/{item.number}"
+        out["html_url"] = html
+        out["draft"] = item.draft
+        out["pull_request"] = {
+            "url": f"{self.base}/repos/{item.repo}/pulls/{item.number}",
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "merged_at": item.merged_at,
+        }
+        return out
 
     def review(self, pr: PullRequest, r: Review) -> dict[str, Any]:
         repo = self.world.repos[pr.repo]

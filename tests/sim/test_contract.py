@@ -186,6 +186,15 @@ async def test_all_operations_answer_schema_valid(
     await api.call(itoken, "POST", f"/repos/acme/fleet/issues/{n}/labels", ["hold"], expect=200)
     _, labels, _ = await api.call(itoken, "DELETE", f"/repos/acme/fleet/issues/{n}/labels/hold", expect=200)
     assert [x["name"] for x in labels] == ["env/dev"]
+    _, issue, _ = await api.call(
+        itoken, "POST", "/repos/acme/fleet/issues", {"title": "t", "labels": ["upgrade"]}, expect=201
+    )
+    await api.call(itoken, "GET", f"/repos/acme/fleet/issues/{issue['number']}", expect=200)
+    await api.call(
+        itoken, "PATCH", f"/repos/acme/fleet/issues/{issue['number']}", {"state": "closed"}, expect=200
+    )
+    _, listed, _ = await api.call(itoken, "GET", "/repos/acme/fleet/issues?state=all", expect=200)
+    assert {i["number"] for i in listed} == {n, issue["number"]}
 
     _, run, _ = await api.call(
         itoken,
