@@ -49,6 +49,7 @@ from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, p
 from bot.domain.validate.eks import EksCatalog, format_minor
 from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.rewrite import BOT_EMAIL, BOT_NAME
+from bot.github.checks import write_lock
 from bot.github.facts import GitHubFacts
 from bot.health.statuses import health_from_github
 from bot.prchecks.build import UsageError
@@ -426,6 +427,16 @@ async def _save(
         )
 
 
+def campaign_lock(repo: str) -> Any:
+    """The lock of every read-decide-write of a repository's campaigns and calendar.
+
+    The reconciler's pass, the step PRs' webhooks and commands run concurrently (and on several
+    replicas: the store's lock is shared); unserialised, two passes read the same state, both
+    opened the step's PR, and the later body write put back an older state. Not reentrant.
+    """
+    return write_lock("upgrades", repo)
+
+
 async def advance(
     gh: gidgethub.abc.GitHubAPI,
     ctx: HandlerContext,
@@ -436,6 +447,19 @@ async def advance(
     resume: bool = False,
 ) -> cmp.Campaign | None:
     """Decide and act once for the campaign of the bot's issue ``issue_number``; return its new state."""
+    async with campaign_lock(repo):
+        return await _advance(gh, ctx, repo, issue_number, now=now, resume=resume)
+
+
+async def _advance(
+    gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
+    repo: str,
+    issue_number: int,
+    *,
+    now: datetime | None = None,
+    resume: bool = False,
+) -> cmp.Campaign | None:
     issue = dict(await gh.getitem(f"{_path(repo)}/issues/{issue_number}"))
     found = tracking.tracked([issue], ctx.bot_login)
     if not found or not found[0].open or found[0].campaign is None:
@@ -468,7 +492,8 @@ async def start_upgrade(
 ) -> UpgradeOutcome:
     """``/upgrade``: start (or resume) the campaign of ``request.cluster``; one per cluster at a time."""
     try:
-        return await _start(gh, ctx, repo=repo, request=request, user=user, today=today)
+        async with campaign_lock(repo):
+            return await _start(gh, ctx, repo=repo, request=request, user=user, today=today)
     except _Stop as exc:
         return UpgradeOutcome(exc.ok, str(exc), exc.url)
 
@@ -508,7 +533,7 @@ async def _start(
         )
     if current is not None and current.campaign is not None:
         if current.campaign.phase == "paused":
-            state = await advance(gh, ctx, repo, current.number, resume=True)
+            state = await _advance(gh, ctx, repo, current.number, resume=True)
             where = f" ({state.phase})" if state else ""
             return UpgradeOutcome(
                 True, f"Resumed the upgrade of {code(request.cluster)}{where}: {current.url}", current.url
@@ -561,7 +586,7 @@ async def _start(
                 "body": tracking.with_state(current.body, campaign, started_by=user, plan_md=md),
             },
         )
-    state = await advance(gh, ctx, repo, number)
+    state = await _advance(gh, ctx, repo, number)
     pr = f" Step 1 is #{state.pr}." if state is not None and state.pr else ""
     return UpgradeOutcome(
         True, f"Started the upgrade of {code(request.cluster)} to {campaign.target}: {url}.{pr}", url
@@ -575,6 +600,13 @@ async def calendar_pass(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, *, today: date | None = None
 ) -> list[int]:
     """Open an issue with the plan (or the campaign, with ``auto_open``) for each cluster due; return them."""
+    async with campaign_lock(repo):  # two replicas' passes must not both open a cluster's issue
+        return await _calendar_pass(gh, ctx, repo, today=today)
+
+
+async def _calendar_pass(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, *, today: date | None
+) -> list[int]:
     default = await promotion_facts.default_branch(gh, ctx, repo)
     git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{default}"])
     sha = rev_parse(git_dir, f"refs/heads/{default}")
@@ -607,7 +639,7 @@ async def calendar_pass(
         )
         opened.append(int(created["number"]))
         if c is not None:
-            await advance(gh, ctx, repo, int(created["number"]))
+            await _advance(gh, ctx, repo, int(created["number"]))
     return opened
 
 
@@ -635,6 +667,13 @@ async def campaign_command(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, issue_number: int, name: str, reason: str
 ) -> UpgradeOutcome:
     """``/hold``, ``/unhold`` or ``/rollback`` on a tracking issue: pause, resume, roll the traffic back."""
+    async with campaign_lock(repo):
+        return await _campaign_command(gh, ctx, repo, issue_number, name, reason)
+
+
+async def _campaign_command(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, issue_number: int, name: str, reason: str
+) -> UpgradeOutcome:
     issue = dict(await gh.getitem(f"{_path(repo)}/issues/{issue_number}"))
     found = tracking.tracked([issue], ctx.bot_login)
     c = found[0].campaign if found else None
@@ -654,7 +693,7 @@ async def campaign_command(
             if exc.status_code != 404:
                 raise
             return UpgradeOutcome(True, "This upgrade was not on hold; nothing to release.")
-        await advance(gh, ctx, repo, issue_number)
+        await _advance(gh, ctx, repo, issue_number)
         return UpgradeOutcome(True, f"Hold released; the upgrade of {code(c.cluster)} carries on.")
     if c.strategy != "blue-green" or c.phase == "rolling-back":
         what = "is already rolling back" if c.phase == "rolling-back" else "moves no traffic (in place)"

@@ -118,6 +118,28 @@ def test_create_green_copies_request_registry_and_traffic_at_weight_0() -> None:
     )
 
 
+def test_create_green_puts_the_targets_addon_versions_in_greens_copy_only() -> None:
+    addon = (
+        "---\napiVersion: eks.services.k8s.aws/v1alpha1\nkind: Addon\nmetadata:\n  name: shop-a-kube-proxy\n"
+        "spec:\n  name: kube-proxy\n  clusterName: shop-a\n  addonVersion: v1.33.10-eksbuild.2\n"
+    )
+    path = WHERE.request_path
+    where = Targets(
+        path,
+        WHERE.control_plane,
+        registry_path=WHERE.registry_path,
+        addons={"kube-proxy": FieldRef(path, 1, ("spec", "addonVersion"))},
+        addon_versions={"kube-proxy": {"1.34": "v1.34.6-eksbuild.2", "1.35": "v1.35.3-eksbuild.2"}},
+    )
+    changes = step_changes(
+        CAMPAIGN, CampaignStep("create-green", "t"), where, {**FILES, path: REQUEST + addon}
+    )
+    green = load_all(changes["clusters/prod/shop-b/cluster.yaml"] or "")
+    assert green[1]["spec"]["addonVersion"] == "v1.35.3-eksbuild.2"
+    assert green[1]["spec"]["clusterName"] == "shop-b"
+    assert path not in changes  # blue keeps its add-ons
+
+
 def test_traffic_step_and_rollback_on_route53_recordsets() -> None:
     where = Targets(
         WHERE.request_path, WHERE.control_plane, traffic=(Traffic("dns/rs.yaml", "route53-recordset"),)

@@ -267,6 +267,10 @@ def step_changes(
             [FieldRef(green_path, r.doc, r.at) for r in where.nodegroups if r.path == where.request_path],
             c.target,
         )
+        for name, ref in (where.addons or {}).items():  # green starts on add-ons made for the target
+            wanted = ((where.addon_versions or {}).get(name) or {}).get(c.target)
+            if wanted and ref.path == where.request_path:
+                _set_all(out, [FieldRef(green_path, ref.doc, ref.at)], wanted)
         if where.registry_path and where.registry_path in out:
             out[where.registry_path] = registry_add(out[where.registry_path], c.cluster, c.green)
         for t in where.traffic:
