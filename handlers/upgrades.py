@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -49,7 +50,6 @@ from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, p
 from bot.domain.validate.eks import EksCatalog, format_minor
 from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.rewrite import BOT_EMAIL, BOT_NAME
-from bot.github.checks import write_lock
 from bot.github.facts import GitHubFacts
 from bot.health.statuses import health_from_github
 from bot.prchecks.build import UsageError
@@ -427,14 +427,14 @@ async def _save(
         )
 
 
-def campaign_lock(repo: str) -> Any:
+def campaign_lock(ctx: HandlerContext, repo: str) -> AbstractAsyncContextManager[None]:
     """The lock of every read-decide-write of a repository's campaigns and calendar.
 
     The reconciler's pass, the step PRs' webhooks and commands run concurrently (and on several
     replicas: the store's lock is shared); unserialised, two passes read the same state, both
     opened the step's PR, and the later body write put back an older state. Not reentrant.
     """
-    return write_lock("upgrades", repo)
+    return ctx.writes.lock("upgrades", repo)
 
 
 async def advance(
@@ -447,7 +447,7 @@ async def advance(
     resume: bool = False,
 ) -> cmp.Campaign | None:
     """Decide and act once for the campaign of the bot's issue ``issue_number``; return its new state."""
-    async with campaign_lock(repo):
+    async with campaign_lock(ctx, repo):
         return await _advance(gh, ctx, repo, issue_number, now=now, resume=resume)
 
 
@@ -492,7 +492,7 @@ async def start_upgrade(
 ) -> UpgradeOutcome:
     """``/upgrade``: start (or resume) the campaign of ``request.cluster``; one per cluster at a time."""
     try:
-        async with campaign_lock(repo):
+        async with campaign_lock(ctx, repo):
             return await _start(gh, ctx, repo=repo, request=request, user=user, today=today)
     except _Stop as exc:
         return UpgradeOutcome(exc.ok, str(exc), exc.url)
@@ -600,7 +600,7 @@ async def calendar_pass(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, *, today: date | None = None
 ) -> list[int]:
     """Open an issue with the plan (or the campaign, with ``auto_open``) for each cluster due; return them."""
-    async with campaign_lock(repo):  # two replicas' passes must not both open a cluster's issue
+    async with campaign_lock(ctx, repo):  # two replicas' passes must not both open a cluster's issue
         return await _calendar_pass(gh, ctx, repo, today=today)
 
 
@@ -667,7 +667,7 @@ async def campaign_command(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, *, repo: str, issue_number: int, name: str, reason: str
 ) -> UpgradeOutcome:
     """``/hold``, ``/unhold`` or ``/rollback`` on a tracking issue: pause, resume, roll the traffic back."""
-    async with campaign_lock(repo):
+    async with campaign_lock(ctx, repo):
         return await _campaign_command(gh, ctx, repo, issue_number, name, reason)
 
 

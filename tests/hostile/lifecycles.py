@@ -14,7 +14,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,11 +86,13 @@ class Fleet:
         replicas: int = 1,
         extra_env: Mapping[str, str] | None = None,
         seed: int = 7,
+        setup: Callable[[Driver], Awaitable[Any]] = setup_fleet,
     ) -> None:
         self.workdir = workdir
         self.database_url = database_url or f"sqlite:///{workdir / 'bot.db'}"
         self.replica_count = replicas
         self.extra_env = dict(extra_env or {})
+        self.setup = setup  # what the repository holds (the demo's example fleet by default)
         self.sim = Simulator(workdir / "github", seed=seed)
         self.driver: Driver
         self.replicas: list[ServeProcess] = []
@@ -101,7 +103,7 @@ class Fleet:
         await self.sim.start()
         self.driver = PatientDriver(self.sim, self.workdir / "people")
         self.session = aiohttp.ClientSession()
-        await setup_fleet(self.driver)
+        await self.setup(self.driver)
         pem = self.sim.private_key_pem
         self.key = pem.decode() if isinstance(pem, bytes) else pem
         env = {
