@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -186,6 +187,32 @@ async def _pr_facts(
     return ("open" if pr.get("state") == "open" else "closed"), None, by_bot
 
 
+def _smoke_context(config: dict[str, Any], c: cmp.Campaign) -> str:
+    bg = _section(config).get("blue_green") or {}
+    return str(bg.get("smoke_context") or "smoke/{cluster}").replace("{cluster}", c.green or c.cluster)
+
+
+def _signal_contexts(config: dict[str, Any], c: cmp.Campaign) -> set[str]:
+    """The status and check-run names that can move ``c`` on: its clusters' health, green's smoke."""
+    env = _env(config, c.env)
+    contexts = env.gates.contexts if env is not None else ()
+    names = {c.cluster, c.green} - {""}
+    return {x.replace("{cluster}", n) for x in contexts for n in names} | {_smoke_context(config, c)}
+
+
+def _may_signal(config: dict[str, Any], context: str) -> bool:
+    """Whether ``context`` matches a health context of some environment, or the smoke context."""
+    try:
+        envs = load_chain(config).environments
+    except EnvironmentConfigError:
+        envs = ()
+    bg = _section(config).get("blue_green") or {}
+    patterns = [x for e in envs for x in e.gates.contexts] + [
+        str(bg.get("smoke_context") or "smoke/{cluster}")
+    ]
+    return any(re.fullmatch(re.escape(p).replace(re.escape("{cluster}"), ".+"), context) for p in patterns)
+
+
 async def gather(
     gh: gidgethub.abc.GitHubAPI,
     ctx: HandlerContext,
@@ -207,10 +234,7 @@ async def gather(
         state = _state_of(health_from_github(wanted, statuses, runs))
         health[name] = "red" if state == "red" else ("green" if state == "green" else "pending")
     bg = _section(config).get("blue_green") or {}
-    smoke_context = str(bg.get("smoke_context") or "smoke/{cluster}").replace(
-        "{cluster}", c.green or c.cluster
-    )
-    smoke_checks = health_from_github([smoke_context], statuses, runs)
+    smoke_checks = health_from_github([_smoke_context(config, c)], statuses, runs)
     smoke_state = smoke_checks[0].state if smoke_checks else GateState.PENDING
     smoke: Any = {GateState.PASS: "success", GateState.FAIL: "failure"}.get(smoke_state, "pending")
     pr_state, merged_at, by_bot = await _pr_facts(gh, ctx, repo, c.pr, c.head_sha)
@@ -741,3 +765,71 @@ async def on_step_pr_closed(
     if not tracking.by_bot(pr, ctx.bot_login):
         return  # the branch name is anyone's to choose; only the bot's PRs are steps
     await advance_for_pr(gh, ctx, str(event.data["repository"]["full_name"]), int(pr["number"]))
+
+
+async def advance_for_signal(
+    gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, sha: str, context: str | None
+) -> list[int]:
+    """Advance the campaigns a health or smoke signal on ``sha`` concerns; return their issues.
+
+    Only campaigns waiting on signals (soaking, smoke) whose environment branch's tip is ``sha``,
+    and, for a named ``context``, only those watching it (``None``: a check suite, any). The
+    reconciler's pass would get there too; this is at once.
+    """
+    config = await _config_now(gh, ctx, repo)
+    if not isinstance(config.get("upgrades"), dict):
+        return []
+    if context is not None and not _may_signal(config, context):
+        return []  # CI's statuses and the like: no listing of the issues for them
+    moved: list[int] = []
+    tips: dict[str, str] = {}
+    for issue in await tracked_issues(gh, ctx, repo):
+        c = issue.campaign
+        if not issue.open or c is None or c.phase not in ("soaking", "smoke"):
+            continue
+        if context is not None and context not in _signal_contexts(config, c):
+            continue
+        branch = _env_branch(config, c.env)
+        if branch not in tips:
+            answer = await gh.getitem(f"{_path(repo)}/branches/{quote(branch, safe='')}")
+            tips[branch] = str(answer["commit"]["sha"])
+        if tips[branch] == sha:
+            await advance(gh, ctx, repo, issue.number)
+            moved.append(issue.number)
+    return moved
+
+
+def _by_us(item: Mapping[str, Any], ctx: HandlerContext) -> bool:
+    app = (item.get("app") or {}).get("slug") or ""
+    return bool(app) and f"{app}[bot]" == ctx.bot_login
+
+
+@router.register("status")
+async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext) -> None:
+    """Flux's health or the smoke tests reported: a campaign waiting on it moves on now."""
+    data = event.data
+    if data.get("state") in ("success", "failure", "error"):
+        repo = str(data["repository"]["full_name"])
+        await advance_for_signal(gh, ctx, repo, str(data["sha"]), str(data.get("context") or ""))
+
+
+@router.register("check_run", action="completed")
+async def on_check_run(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """A finished check run may be a health or smoke signal (the bot's own runs are none)."""
+    run = event.data["check_run"]
+    if not _by_us(run, ctx):
+        repo = str(event.data["repository"]["full_name"])
+        await advance_for_signal(gh, ctx, repo, str(run["head_sha"]), str(run.get("name") or ""))
+
+
+@router.register("check_suite", action="completed")
+async def on_check_suite(
+    event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext
+) -> None:
+    """A finished check suite may carry health or smoke signals."""
+    suite = event.data["check_suite"]
+    if not _by_us(suite, ctx):
+        repo = str(event.data["repository"]["full_name"])
+        await advance_for_signal(gh, ctx, repo, str(suite["head_sha"]), None)

@@ -24,13 +24,14 @@ pytestmark = pytest.mark.slow
 
 
 async def _world(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, strategy: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, strategy: str, reconcile: float = 0.5
 ) -> AsyncIterator[Upgrades]:
     monkeypatch.setattr(upgrades_handler, "_LAST_CALENDAR", {})  # a fresh process: the calendar is due
-    async with DemoWorld(tmp_path, out=lambda _: None, reconcile_interval=0.5) as world:
+    async with DemoWorld(tmp_path, out=lambda _: None, reconcile_interval=reconcile) as world:
         await setup_fleet(world.driver, version, strategy)
         w = Upgrades(world.driver, world.settle)
-        await w.until(lambda: len(w.issues()) == 1, "the calendar's issue")
+        if reconcile < 60:
+            await w.until(lambda: len(w.issues()) == 1, "the calendar's issue")
         yield w
 
 
@@ -43,6 +44,13 @@ async def blue_green(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
 @pytest.fixture
 async def in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Upgrades]:
     async for w in _world(tmp_path, monkeypatch, "1.32", "in-place"):
+        yield w
+
+
+@pytest.fixture
+async def no_reconciler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Upgrades]:
+    """The reconciler's passes an hour apart (its first found no repository): only webhooks move."""
+    async for w in _world(tmp_path, monkeypatch, "1.33", "blue-green", reconcile=3600):
         yield w
 
 
@@ -227,3 +235,18 @@ async def test_three_hop_in_place_upgrade(in_place: Upgrades) -> None:
     assert "addonVersion: v1.35.3-eksbuild.2" in request
     issue = w.issue()
     assert issue.state == "closed" and issue.number == number
+
+
+async def test_statuses_move_the_campaign_without_the_reconciler(no_reconciler: Upgrades) -> None:
+    w = no_reconciler
+    number = await w.d.open_issue("bob", REPO, "Upgrade shop-a", "Time for 1.35.")
+    await w.d.comment("bob", REPO, number, "/upgrade shop-a to 1.35 blue-green")
+    await w.until(lambda: w.open_step() is not None, "step 1's PR")
+    assert w.issue().number != number  # the campaign got its own tracking issue
+    # merged -> soaking (pull_request closed); Flux's and the smoke tests' statuses -> smoke -> 10%
+    await w.drive(lambda c: c.step is not None and c.step.weight == 50 and c.phase == "merging", timeout=120)
+    assert w.weights() == {"shop-a": 90, "shop-b": 10}
+    assert [p.title.split(": ", 1)[1] for p in w.steps_prs()][:2] == [
+        "Create shop-b at 1.35 beside shop-a, with traffic weight 0",
+        "Shift traffic: shop-b 10%, shop-a 90%",
+    ]

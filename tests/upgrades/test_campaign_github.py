@@ -473,3 +473,32 @@ async def test_upgrade_on_the_calendars_issue_starts_the_campaign_there(tmp_path
     body = w.gh.issues[number]["body"]
     assert "EKS standard support for 1.30" in body and "started by @bob" in body
     assert w.campaign.target == "1.35" and w.campaign.pr and "blue/green" in w.gh.issues[number]["title"]
+
+
+async def test_health_and_smoke_signals_move_a_campaign_at_once(world: World) -> None:
+    w = world
+    await start(w, "shop-a 1.35 blue-green")
+    w.gh.merge_pr(w.campaign.pr or 0)
+    await w.advance()
+    assert w.campaign.phase == "soaking"
+    w.report()
+    tip = w.gh.head_sha("env/prod")
+
+    async def signal(kind: str, body: dict[str, Any]) -> None:
+        payload = {"action": "completed", **body, "repository": {"full_name": w.gh.full_name}}
+        await upgrades.router.dispatch(make_event(kind, payload), w.gh, w.ctx)
+
+    before = len(w.gh.calls)
+    await signal("check_run", {"check_run": {"name": "ci/unit", "head_sha": tip, "app": {"slug": "ci"}}})
+    ours = {"name": "health/shop-b", "head_sha": tip, "app": {"slug": "gitops-bot"}}
+    await signal("check_run", {"check_run": ours})  # the bot's own runs are no signal
+    assert w.campaign.phase == "soaking"
+    assert not [c for c in w.gh.calls[before:] if "/issues" in c.path]  # not even a listing
+    await signal(
+        "check_run", {"check_run": {"name": "health/shop-b", "head_sha": tip, "app": {"slug": "flux"}}}
+    )
+    assert w.campaign.phase == "smoke"  # soaked healthy, at once
+    await signal("check_suite", {"check_suite": {"head_sha": "0" * 40, "app": {"slug": "ci"}}})
+    assert w.campaign.phase == "smoke"  # not the environment branch's tip
+    await signal("check_suite", {"check_suite": {"head_sha": tip, "app": {"slug": "ci"}}})
+    assert w.campaign.phase == "merging" and "10%" in w.gh.pulls[w.campaign.pr or 0]["title"]
