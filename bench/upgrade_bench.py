@@ -5,7 +5,10 @@ cluster, its cluster request (a Crossplane Cluster, NodeGroup and kube-proxy Add
 four Kubernetes versions, and the ``clusters:`` registry that names each cluster's folder.
 
 1. ``gitops-bot upgrade plan --cluster X`` as a user runs it (a fresh process; it reads the
-   revision, finds the cluster's request, renders the cluster's targets for removed APIs).
+   revision, finds the cluster's request, renders the cluster's targets for removed APIs). On
+   this fleet it takes the fast path (``load_cluster(fast=True)``: the other clusters' folders
+   left out, after a text search shows nothing there bears on X; tests/upgrades/test_fast_paths.py
+   shows it gives the full path's plan); about half its time is the 21 kustomize builds.
 2. The daily scan: every cluster request of the revision read and parsed, then the clusters due
    for an upgrade (standard support ending within the lead time) chosen.
 

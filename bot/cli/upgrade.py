@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     catalog = EksCatalog.bundled()
     key = os.environ.get("GITOPS_BOT_DIFF_KEY", "").encode() or os.urandom(32)
     try:
-        facts, fleet = load_cluster(args.repo, args.ref, args.cluster, secret_key=key)
+        facts, fleet = load_cluster(args.repo, args.ref, args.cluster, secret_key=key, fast=True)
         target = parse_target(args.to, catalog) if args.to else None
         plan = plan_upgrade(
             facts,

@@ -16,6 +16,7 @@ import jsonschema
 from referencing import Registry, Resource
 
 from bot.domain.model import Finding, Severity
+from bot.domain.render import fastyaml
 from bot.domain.yamlio import YamlError, load_yaml_text
 
 CONFIG_PATH = ".github/gitops-bot.yml"
@@ -75,10 +76,12 @@ def parse_config(text: str | None, path: str = CONFIG_PATH) -> dict[str, Any]:
     """
     if text is None or not text.strip():
         return {"version": 1}
-    try:
-        data = load_yaml_text(text, path)
-    except YamlError as exc:
-        raise ConfigError([exc.finding]) from exc
+    fast, data = fastyaml.load_plain_12(text)  # the same data, read by libyaml, when it can be sure
+    if not fast:
+        try:
+            data = load_yaml_text(text, path)
+        except YamlError as exc:
+            raise ConfigError([exc.finding]) from exc
     if data is None:
         return {"version": 1}
     if not isinstance(data, dict):

@@ -157,7 +157,9 @@ def scratch_dir() -> str | None:
 
 
 @contextlib.contextmanager
-def materialise(git_dir: Path, sha: str, dropped: list[str] | None = None) -> Iterator[Path]:
+def materialise(
+    git_dir: Path, sha: str, dropped: list[str] | None = None, *, exclude: Sequence[str] = ()
+) -> Iterator[Path]:
     """Yield a temporary directory holding the tree at ``sha``; delete it afterwards.
 
     The tree is written by git itself (``read-tree`` + ``checkout-index`` with a private
@@ -166,6 +168,7 @@ def materialise(git_dir: Path, sha: str, dropped: list[str] | None = None) -> It
     target leaves the tree (absolute, through ``..``, or through a chain of links) is
     removed and its path appended to ``dropped`` (and logged), never followed.
     Submodules are absent. On a tmpfs when one is available (see :func:`scratch_dir`).
+    Files under the folders in ``exclude`` (repo-relative) are not written.
     """
     tmp = Path(tempfile.mkdtemp(prefix="gitops-bot-tree-", dir=scratch_dir()))
     root = tmp / "tree"
@@ -191,8 +194,14 @@ def materialise(git_dir: Path, sha: str, dropped: list[str] | None = None) -> It
         "core.hooksPath=/dev/null",
     ]
     try:
-        for args in (["read-tree", f"{sha}^{{tree}}"], ["checkout-index", "--all", "--force", "--quiet"]):
-            proc = subprocess.run([*base, *args], capture_output=True, env=env, cwd=root, check=False)
+        checkout = ["checkout-index", "--force", "--quiet", *(["-z", "--stdin"] if exclude else ["--all"])]
+        wanted: bytes | None = None
+        for args in (["read-tree", f"{sha}^{{tree}}"], checkout):
+            if exclude and args is checkout:
+                wanted = _paths_outside(base, env, root, exclude)
+            proc = subprocess.run(
+                [*base, *args], capture_output=True, env=env, cwd=root, check=False, input=wanted
+            )
             if proc.returncode != 0:
                 raise GitError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
         real_root = root.resolve()
@@ -206,6 +215,15 @@ def materialise(git_dir: Path, sha: str, dropped: list[str] | None = None) -> It
         yield root
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _paths_outside(base: list[str], env: dict[str, str], root: Path, exclude: Sequence[str]) -> bytes:
+    """The index's paths (NUL-separated) that lie under none of the folders ``exclude``."""
+    proc = subprocess.run([*base, "ls-files", "-z"], capture_output=True, env=env, cwd=root, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"git ls-files failed: {proc.stderr.decode(errors='replace').strip()}")
+    prefixes = tuple(f"{e.strip('/')}/".encode() for e in exclude)
+    return b"".join(p + b"\0" for p in proc.stdout.split(b"\0") if p and not p.startswith(prefixes))
 
 
 @contextlib.contextmanager

@@ -268,14 +268,21 @@ def _load_stream(text: str) -> list[dict[str, Any]]:
 
 
 def _kustomize(
-    tree: Path, rel_dir: str, findings: list[Finding], *, build: Callable[[], str] | None = None
+    tree: Path,
+    rel_dir: str,
+    findings: list[Finding],
+    *,
+    build: Callable[[], str] | None = None,
+    scanner: KustomizationScanner | None = None,
 ) -> list[dict[str, Any]]:
     kfile = kustomization_file(tree / rel_dir)
     where = kfile.relative_to(tree).as_posix() if kfile else rel_dir
     try:
         if build is not None:
             return _load_stream(build())
-        return _load_stream(helm_render.run_kustomize_with_charts(tree, rel_dir, run_kustomize))
+        return _load_stream(
+            helm_render.run_kustomize_with_charts(tree, rel_dir, run_kustomize, scanner=scanner)
+        )
     except KustomizeError as exc:
         if (
             tree / rel_dir / CHART_FILE
@@ -316,7 +323,9 @@ def _kustomize(
     return []
 
 
-def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dict[str, Any]]:
+def _render_raw(
+    tree: Path, target: Target, findings: list[Finding], scanner: KustomizationScanner | None = None
+) -> list[dict[str, Any]]:
     if target.kind == "objects":
         loaded = json.loads(target.objects_yaml or "[]")
         return [o for o in loaded if isinstance(o, dict)]
@@ -325,7 +334,7 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
     if needs_build(target):
         return _kustomize(tree, target.path, findings, build=lambda: build_options(tree, target))
     if kustomization_file(tree / target.path) is not None:
-        return _kustomize(tree, target.path, findings)
+        return _kustomize(tree, target.path, findings, scanner=scanner)
     objects: list[dict[str, Any]] = []
     for rel in _plain_files(tree, target):
         text = (tree / rel).read_text(encoding="utf-8", errors="replace")
@@ -343,7 +352,7 @@ def _render_raw(tree: Path, target: Target, findings: list[Finding]) -> list[dic
             ):
                 objects.append(data)
     for sub in _nested_roots(tree, target):
-        objects.extend(_kustomize(tree, sub, findings))
+        objects.extend(_kustomize(tree, sub, findings, scanner=scanner))
     return objects
 
 
@@ -456,7 +465,7 @@ def _render_target(
 
     def raw() -> tuple[list[dict[str, Any]], list[Finding]]:
         findings: list[Finding] = []
-        return _render_raw(tree, target, findings), findings
+        return _render_raw(tree, target, findings, scanner), findings
 
     if cache is None:
         objects, findings = raw()

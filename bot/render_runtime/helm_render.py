@@ -486,7 +486,11 @@ HELM_OUTPUT = "gitops-bot-helm-charts.yaml"
 
 
 def run_kustomize_with_charts(
-    tree: Path, rel_dir: str, run: Callable[[Path, str], str] = run_kustomize
+    tree: Path,
+    rel_dir: str,
+    run: Callable[[Path, str], str] = run_kustomize,
+    *,
+    scanner: KustomizationScanner | None = None,
 ) -> str:
     """Build ``rel_dir`` with kustomize; ``helmCharts`` are rendered by the embedded engine, not by a
     ``helm`` binary (``kubectl kustomize --enable-helm`` would run one from PATH).
@@ -496,8 +500,9 @@ def run_kustomize_with_charts(
     output is written to a file that replaces ``helmCharts`` as the last entry of ``resources``, so
     the kustomization's namespace, patches, labels and other transformers apply to it as kustomize
     applies them to generated objects. Raises :class:`KustomizeError` (a chart's error included).
+    ``scanner`` is the tree's, when the caller has one (a new one walks the whole tree once).
     """
-    closure = KustomizationScanner(tree).closure(rel_dir)
+    closure = (scanner or KustomizationScanner(tree)).closure(rel_dir)
     if not closure.helm_dirs:
         return run(tree, rel_dir)
     read = _values_reader(tree)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from bot.domain.validate.base import Doc, TreeReader, as_dict, iter_yaml_files, 
 from bot.domain.validate.eks import parse_minor
 from bot.domain.validate.fleet import ClusterRequest, in_scope, kind_mappings, requests_in
 from bot.domain.yamlio import YamlError
-from bot.git.files import GitError, read_file_at, rev_parse
+from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.mirror import materialise
 from bot.prchecks.build import UsageError, resolve_git_dir
 
@@ -181,19 +182,11 @@ def _locate(tree: Path, wanted: set[tuple[str, str, str]]) -> dict[tuple[str, st
     return found
 
 
-def rendered_objects(tree: Path, fleet: Fleet, cluster: str, secret_key: bytes) -> tuple[ObjectFact, ...]:
-    """Return the objects the cluster's targets render.
-
-    Objects of an API some Kubernetes release removes carry the file and line of the document
-    that defines them (or of the target that renders them, when no document does); the others
-    carry their target's.
-    """
-    from bot.domain.render import discover
+def _objects(
+    tree: Path, fleet: Fleet, disc: Any, targets: list[str], secret_key: bytes
+) -> tuple[ObjectFact, ...]:
     from bot.render_runtime.engine import render_tree
-    from bot.render_runtime.gotemplate_runner import default_runner
 
-    disc = discover(tree, fleet.config, secret_key=secret_key, go_engine=default_runner())
-    targets = [t.name for t in disc.targets if t.cluster == cluster]
     if not targets:
         return ()
     rendered, _ = render_tree(tree, fleet.config, secret_key=secret_key, only=targets, discovery=disc)
@@ -206,8 +199,34 @@ def rendered_objects(tree: Path, fleet: Fleet, cluster: str, secret_key: bytes) 
     return tuple(ObjectFact(*key, *located.get(key, where)) for key, where in seen.items())
 
 
-def load_cluster(repo: Path, ref: str, cluster: str, *, secret_key: bytes) -> tuple[ClusterFacts, Fleet]:
-    """Return the facts of ``cluster`` at ``ref``; :class:`UsageError` when it is not in the fleet."""
+def rendered_objects(tree: Path, fleet: Fleet, cluster: str, secret_key: bytes) -> tuple[ObjectFact, ...]:
+    """Return the objects the cluster's targets render.
+
+    Objects of an API some Kubernetes release removes carry the file and line of the document
+    that defines them (or of the target that renders them, when no document does); the others
+    carry their target's.
+    """
+    disc = _discover(tree, fleet.config, secret_key)
+    targets = [t.name for t in disc.targets if t.cluster == cluster]
+    return _objects(tree, fleet, disc, targets, secret_key)
+
+
+def _discover(tree: Path, config: dict[str, Any], secret_key: bytes) -> Any:
+    from bot.domain.render import discover
+    from bot.render_runtime.gotemplate_runner import default_runner
+
+    return discover(tree, config, secret_key=secret_key, go_engine=default_runner())
+
+
+def _precise(tree: Path, fleet: Fleet, facts: ClusterFacts) -> Fleet:
+    """The fleet with the cluster's own files read again, with the line of every field."""
+    own = {facts.path, *(n.path for n in facts.nodegroups), *(a.path for a in facts.addons)}
+    reader = TreeReader(tree)
+    precise = [d for rel in sorted(own) for d in parse_docs(reader.read(rel) or "", rel)[0]]
+    return fleet_facts([*(d for d in fleet.docs if d.path not in own), *precise], fleet.config, fleet.sha)
+
+
+def _revision(repo: Path, ref: str) -> tuple[Path, str, dict[str, Any]]:
     git_dir = resolve_git_dir(repo)
     try:
         sha = rev_parse(git_dir, ref)
@@ -217,20 +236,151 @@ def load_cluster(repo: Path, ref: str, cluster: str, *, secret_key: bytes) -> tu
         config = parse_config(read_file_at(git_dir, sha, CONFIG_PATH))
     except ConfigError:
         config = {"version": 1}
+    return git_dir, sha, config
+
+
+def load_cluster(
+    repo: Path, ref: str, cluster: str, *, secret_key: bytes, fast: bool = False
+) -> tuple[ClusterFacts, Fleet]:
+    """Return the facts of ``cluster`` at ``ref``; :class:`UsageError` when it is not in the fleet.
+
+    With ``fast``, :func:`load_cluster_fast` is tried first (the returned fleet then holds only
+    what it read: use it for its configuration, not for the other clusters).
+    """
+    git_dir, sha, config = _revision(repo, ref)
+    if fast:
+        found = _load_fast(git_dir, sha, config, cluster, secret_key)
+        if found is not None:
+            return found
     with materialise(git_dir, sha) as tree:
         fleet = fleet_facts(read_docs(tree, config), config, sha)
         facts = fleet.clusters.get(cluster)
         if facts is None:
-            known = ", ".join(sorted(fleet.clusters)) or "none"
+            names = sorted(fleet.clusters)
+            known = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            known = known or "none"
             raise UsageError(f"no cluster request named {cluster!r} at {ref} (clusters: {known})")
-        # Read the cluster's own files again, with the line of every field.
-        own = {facts.path, *(n.path for n in facts.nodegroups), *(a.path for a in facts.addons)}
-        reader = TreeReader(tree)
-        precise = [d for rel in sorted(own) for d in parse_docs(reader.read(rel) or "", rel)[0]]
-        fleet = fleet_facts([*(d for d in fleet.docs if d.path not in own), *precise], config, sha)
-        facts = fleet.clusters[cluster]
-        facts = replace(facts, objects=rendered_objects(tree, fleet, cluster, secret_key))
+        fleet = _precise(tree, fleet, facts)
+        facts = replace(fleet.clusters[cluster], objects=rendered_objects(tree, fleet, cluster, secret_key))
     return facts, fleet
+
+
+# ----------------------------------------------------------------- the fast path of one cluster
+# On a fleet of hundreds of clusters, reading and discovering every cluster's folder is most of
+# a plan's time, though the plan needs one cluster. The fast path leaves out the folders that
+# the registry gives the other clusters, when it can tell that nothing there changes this
+# cluster's plan; otherwise (or when in doubt) the caller takes the full path.
+
+#: Text that, in another cluster's folder, could change this cluster's plan: Argo CD objects (an
+#: ApplicationSet's generators, cluster secrets, destinations by server) and Flux sources (found
+#: by name anywhere in the tree).
+_FOREIGN_MARKERS = ("argoproj.io", "source.toolkit.fluxcd.io")
+
+
+def _clean(path: str) -> bool:
+    return bool(path) and all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def fast_folders(
+    git_dir: Path, sha: str, config: dict[str, Any], cluster: str
+) -> tuple[str, list[str]] | None:
+    """``(the cluster's folder, the other clusters' folders to leave out)``, or None when the fast path
+    cannot be sure to give the full path's plan.
+
+    It needs the cluster's registry entry with a folder, other clusters' folders that neither
+    hold nor sit in it, no symbolic link in the tree, and a text search at ``sha`` that finds, in
+    the left-out folders, neither the cluster's name nor its folder's, nor Argo CD or Flux source
+    objects, nor an API some Kubernetes release removes (whose defining file the plan names), and,
+    in the YAML of the files kept (the configuration aside), no left-out folder's name (a
+    reference kustomize or Flux would follow there).
+    """
+    own: set[str] = set()
+    others: set[str] = set()
+    for entry in config.get("clusters") or []:
+        if isinstance(entry, dict) and entry.get("name"):
+            path = str(entry.get("path") or "").strip("/")
+            (own if str(entry["name"]) == cluster else others).add(path)
+    if len(own) != 1 or not _clean(folder := next(iter(own))):
+        return None
+    excluded = sorted(
+        p
+        for p in others
+        if _clean(p) and p != folder and not p.startswith(folder + "/") and not folder.startswith(p + "/")
+    )
+    if not excluded:
+        return None
+    try:
+        listing = git(git_dir, "ls-tree", "-r", "-z", "--full-tree", sha)
+        if any(entry.startswith(b"120000 ") for entry in listing.split(b"\0")):
+            return None
+        apis = sorted({api for api, _ in REMOVALS_BY_KEY})
+        words = [cluster, folder.rsplit("/", 1)[-1], *_FOREIGN_MARKERS, *apis]
+        if _grep(git_dir, sha, words, excluded):
+            return None
+        names = sorted({p.rsplit("/", 1)[-1] for p in excluded})
+        kept = ["*.yaml", "*.yml", "*Kustomization", f":(exclude){CONFIG_PATH}"]
+        if _grep(git_dir, sha, names, [*kept, *(f":(exclude){p}/" for p in excluded)]):
+            return None
+    except GitError:
+        return None
+    return folder, excluded
+
+
+def _grep(git_dir: Path, sha: str, words: list[str], pathspecs: list[str]) -> bool:
+    """Whether a file of ``sha`` within ``pathspecs`` holds one of ``words`` (fixed strings)."""
+    proc = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "grep", "-q", "-F", "-f", "-", sha, "--", *pathspecs],
+        input="\n".join(words).encode(),
+        capture_output=True,
+        env=GIT_ENV,
+        check=False,
+    )
+    if proc.returncode > 1:
+        raise GitError(f"git grep failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.returncode == 0
+
+
+def _borrowed_owner(fleet: Fleet) -> bool:
+    """Whether a node group or add-on would go to the only cluster read for want of a named one
+    (with the left-out clusters there, it would not)."""
+    if len(fleet.clusters) != 1:
+        return False
+    names = set(fleet.clusters)
+    for req in requests_in(fleet.docs, fleet.config):
+        if req.role == "nodegroup" and req.name and str(req.value("cluster_name") or "") not in names:
+            return True
+    return any((found := _addon(doc)) is not None and found[0] not in names for doc in fleet.docs)
+
+
+def _load_fast(
+    git_dir: Path, sha: str, config: dict[str, Any], cluster: str, secret_key: bytes
+) -> tuple[ClusterFacts, Fleet] | None:
+    """The cluster's facts read without the other clusters' folders (see :func:`fast_folders`),
+    or None when the full path must answer."""
+    found = fast_folders(git_dir, sha, config, cluster)
+    if found is None:
+        return None
+    folder, excluded = found
+    inside = folder + "/"
+    with materialise(git_dir, sha, exclude=excluded) as tree:
+        fleet = fleet_facts(read_docs(tree, config), config, sha)
+        facts = fleet.clusters.get(cluster)
+        if facts is None or _borrowed_owner(fleet):
+            return None
+        fleet = _precise(tree, fleet, facts)
+        disc = _discover(tree, config, secret_key)
+        mine = [t for t in disc.targets if t.cluster == cluster]
+        # Only targets defined in the cluster's folder, with their variables from there: what
+        # the registry gives this cluster whatever the other folders hold.
+        if any(
+            not t.source.startswith(inside) or any(not v.startswith(inside) for v in t.var_sources)
+            for t in mine
+        ):
+            return None
+        if any(f.rule == "render.substitute-from" and f.path.startswith(inside) for f in disc.findings):
+            return None
+        objects = _objects(tree, fleet, disc, [t.name for t in mine], secret_key)
+    return replace(fleet.clusters[cluster], objects=objects), fleet
 
 
 def _addon_ref(doc: Doc) -> tuple[str, str, FieldRef] | None:

@@ -27,6 +27,8 @@ import threading
 from typing import Any
 
 import yaml
+from ruamel.yaml import nodes as ruamel_nodes
+from ruamel.yaml.resolver import VersionedResolver
 
 from bot.domain import yamldump, yamlio
 from bot.domain.yamldump import MemoResolve
@@ -347,3 +349,84 @@ def load_one(text: str, path: str) -> Any:
 
 def _slow(text: str, path: str) -> list[tuple[int, Any]]:
     return [(d.line, yamlio.to_plain(d.data, path)) for d in yamlio.load_documents(text, path)]
+
+
+_RESOLVER_12 = VersionedResolver(version=(1, 2))
+_INT_12 = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_FLOAT_12 = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+\Z")
+_WORDS_12 = frozenset({"true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL", "~", ""})
+_DIRECTIVE = re.compile(r"^%", re.MULTILINE)
+
+
+def _same_in_12(node: yaml.Node, depth: int) -> bool:
+    """Whether libyaml's YAML 1.1 reading of ``node`` is what a YAML 1.2 reader (yamlio's) makes of it.
+
+    Strings are strings in both, plain decimals, ``true``/``false`` and ``null``/``~`` read the same;
+    anything else (``yes``, ``010``, ``1e3``, a timestamp, an explicit tag, a duplicate or merge
+    key, too deep) answers False.
+    """
+    if depth > yamlio.MAX_DEPTH:
+        return False
+    if isinstance(node, yaml.ScalarNode):
+        if node.style:  # quoted or block: a string, unless tagged (plain: None, or "" from libyaml)
+            return node.tag == _STR
+        tag = _RESOLVER_12.resolve(ruamel_nodes.ScalarNode, node.value, (True, False))
+        if node.tag != tag:
+            return False
+        if tag == _STR:
+            return True
+        if tag == _INT:
+            return bool(_INT_12.match(node.value))
+        if tag == _FLOAT:
+            return bool(_FLOAT_12.match(node.value))
+        return tag in (_BOOL, _NULL) and node.value in _WORDS_12
+    if isinstance(node, yaml.MappingNode):
+        if node.tag != _MAP:
+            return False
+        keys: set[str] = set()
+        for key, value in node.value:
+            if not (isinstance(key, yaml.ScalarNode) and key.tag == _STR and _same_in_12(key, depth + 1)):
+                return False
+            if key.value in keys:
+                return False
+            keys.add(key.value)
+            if not _same_in_12(value, depth + 1):
+                return False
+        return True
+    if isinstance(node, yaml.SequenceNode):
+        return node.tag == _SEQ and all(_same_in_12(item, depth + 1) for item in node.value)
+    return False
+
+
+def load_plain_12(text: str) -> tuple[bool, Any]:
+    """``(True, data)`` when ``data`` is what :func:`bot.domain.yamlio.load_yaml_text` returns for ``text``
+    (one document, plain values), read by libyaml; ``(False, None)`` when that cannot be sure.
+
+    yamlio reads YAML 1.2 with a pure-Python parser (with a second pass for its limits): on a
+    configuration with a registry of hundreds of clusters that is most of a command's time.
+    Only texts whose every scalar reads the same in YAML 1.1 and 1.2 (see :func:`_same_in_12`),
+    without anchors, directives or duplicate keys, within yamlio's size and depth limits, are
+    answered here; the caller reads the others with yamlio (which also words the errors).
+    """
+    if len(text.encode("utf-8", errors="replace")) > yamlio.MAX_BYTES or "\x00" in text:
+        return False, None
+    if "&" in text or _DIRECTIVE.search(text):
+        return False, None
+    loader = _Loader(text)
+    try:
+        nodes = []
+        while loader.check_node():
+            nodes.append(loader.get_node())
+    except (yaml.YAMLError, RecursionError):
+        return False, None
+    finally:
+        loader.dispose()
+    nodes = [n for n in nodes if n is not None]
+    if not nodes:
+        return True, None
+    if len(nodes) > 1 or not _same_in_12(nodes[0], 1):
+        return False, None
+    try:
+        return True, _convert(nodes[0], plain=True)
+    except Exception:  # anything unusual is yamlio's to read
+        return False, None
