@@ -121,6 +121,25 @@ def test_failed_smoke_pauses_before_any_traffic_moves() -> None:
     assert kinds(actions) == ["Say"]
 
 
+def test_failed_smoke_during_a_traffic_step_rolls_back_to_the_last_good_weight() -> None:
+    """Green's smoke tests run again while it takes traffic: a failure there is a rollback, even
+    with both clusters' health green, and whatever the soak or a hold says."""
+    c = replace(blue_green(), current=3, phase="soaking", merged_at=T0.isoformat(), pr=13, good_weight=10)
+    healthy = {"shop-a": "green", "shop-b": "green"}
+    assert decide(c, facts(now=T0 + SOAK, health=healthy, smoke="pending"))[0].current == 4
+    for held in (False, True):
+        rolled, actions = decide(c, facts(now=T0 + SOAK / 3, health=healthy, smoke="failure", held=held))
+        assert rolled.phase == "rolling-back"
+        assert actions == [
+            OpenRollbackPR(
+                10, "shop-b's smoke signal failed during step 4 (Shift traffic: shop-b 50%, shop-a 50%)"
+            )
+        ]
+    # Outside a traffic step a failed smoke signal moves nothing back (there are no weights).
+    create = replace(c, current=0, good_weight=0)
+    assert decide(create, facts(now=T0 + SOAK, health={"shop-b": "green"}, smoke="failure"))[0].current == 1
+
+
 def test_hold_stops_the_advance_but_not_a_rollback() -> None:
     c = replace(blue_green(), current=2, phase="soaking", merged_at=T0.isoformat(), pr=12)
     healthy = {"shop-a": "green", "shop-b": "green"}

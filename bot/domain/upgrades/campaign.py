@@ -201,6 +201,9 @@ def decide(c: Campaign, facts: Facts) -> tuple[Campaign, list[Action]]:
             return _advance(c, f"{c.green} is healthy and passed its smoke tests.")
         return c, []
     # soaking
+    if step.kind == "traffic" and facts.smoke == "failure":  # green's smoke tests, run again under traffic
+        reason = f"{c.green}'s smoke signal failed during step {c.current + 1} ({step.title})"
+        return replace(c, phase="rolling-back", reason=reason), [OpenRollbackPR(c.good_weight, reason)]
     if red:
         reason = f"{', '.join(red)} turned red during step {c.current + 1} ({step.title})"
         if step.kind == "traffic":
