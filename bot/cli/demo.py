@@ -1,4 +1,5 @@
-"""``gitops-bot demo``: a cluster request through its life on a local GitHub, no credentials needed."""
+"""``gitops-bot demo``: a cluster request through its life, then a blue/green cluster upgrade, on a local
+GitHub; no credentials needed."""
 
 from __future__ import annotations
 
@@ -35,4 +36,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="gitops-bot-demo-") as tmp:
             result = asyncio.run(run_demo(Path(tmp), out))
-    return 0 if result.get("states", {}).get(result.get("prod")) == "merged" else 1
+    promoted = result.get("states", {}).get(result.get("prod")) == "merged"
+    return 0 if promoted and result.get("upgrade", {}).get("phase") == "done" else 1

@@ -5,7 +5,9 @@ mirror, every handler) on local ports, with ``examples/fleet`` as the GitOps rep
 then plays people: a developer asks for a cluster, the bot answers with checks and the
 rendered diff, the developer fixes the request, reviewers approve, commands are given, the
 request merges into ``env/dev`` and the bot carries it to ``env/staging`` and ``env/prod``
-through its gates. :class:`DemoWorld` is reused by the end-to-end tests.
+through its gates. Then a production cluster is upgraded blue/green through its traffic steps,
+with a rollback on the way (:mod:`bot.sim.demo_upgrade`). :class:`DemoWorld` is reused by the
+end-to-end tests.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def cluster_request(name: str, team: str = "payments") -> tuple[str, str]:
 class DemoWorld:
     """The simulator plus the bot, wired together on local ports, and people acting on them."""
 
-    def __init__(self, workdir: Path, *, out: Out = print, reconcile_interval: float = 2.0) -> None:
+    def __init__(self, workdir: Path, *, out: Out = print, reconcile_interval: float = 1.0) -> None:
         self.workdir = workdir
         self.out = out
         self.reconcile_interval = reconcile_interval
@@ -329,6 +331,10 @@ async def play(world: DemoWorld) -> dict[str, Any]:
     world.show_checks(prod.number, annotations=False)
     await d.merge("carol", REPO, prod.number, "merge")
     await world.settle()
+
+    from bot.sim.demo_upgrade import play_upgrade  # it imports this module
+
+    result["upgrade"] = await play_upgrade(world)
 
     world.heading("Where everything ended")
     for p in world.open_prs():

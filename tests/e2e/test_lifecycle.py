@@ -35,7 +35,13 @@ async def test_the_demo_story_from_request_to_prod(tmp_path: Path) -> None:
         # Exactly one sticky diff comment on the request, however many pushes and commands.
         assert sum(1 for r in replies if "## Rendered diff" in r) == 1
         # dev -> staging (merged by the bot) -> prod (held, approved, merged by a person).
-        assert result["states"] == {request: "merged", result["staging"]: "merged", result["prod"]: "merged"}
+        promoted = (request, result["staging"], result["prod"])
+        assert {n: result["states"][n] for n in promoted} == dict.fromkeys(promoted, "merged")
+        # Then the upgrade chapter (tests/e2e/test_demo_upgrade.py looks at it closely): every one
+        # of its pull requests merged too.
+        upgrade = result["upgrade"]
+        assert upgrade["phase"] == "done"
+        assert all(result["states"][n] == "merged" for n in (*upgrade["steps"], upgrade["rollback"]))
         staging = world.pr(result["staging"])
         assert staging.merged_by == "gitops-bot[bot]" and staging.title.startswith(
             f"Promote #{request} to staging"
