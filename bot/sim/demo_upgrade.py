@@ -139,22 +139,16 @@ async def play_upgrade(world: DemoWorld) -> dict[str, Any]:
     ch = UpgradeChapter(world)
     result: dict[str, Any] = {"steps": []}
     world.heading(f"7. bob upgrades {BLUE} from 1.34 to {TARGET}, blue/green; a smoke test fails on the way")
-    config = read_file_at(ch.git_dir(), "refs/heads/main", ".github/gitops-bot.yml") or ""
-    await d.push(
-        "bob",
-        REPO,
-        "main",
-        {".github/gitops-bot.yml": with_upgrades(config), DNS_PATH: DNS},
-        message="Turn on cluster upgrades; weighted DNS for the shop",
-    )
-    prod_config = read_file_at(ch.git_dir(), "refs/heads/env/prod", ".github/gitops-bot.yml") or ""
-    await d.push(
-        "bob",
-        REPO,
-        "env/prod",
-        {".github/gitops-bot.yml": with_upgrades(prod_config), DNS_PATH: DNS},
-        message="Turn on cluster upgrades; weighted DNS for the shop",
-    )
+    # The campaign reads its configuration on the default branch, the step files on env/prod.
+    for branch in ("main", "env/prod"):
+        config = read_file_at(ch.git_dir(), f"refs/heads/{branch}", ".github/gitops-bot.yml") or ""
+        await d.push(
+            "bob",
+            REPO,
+            branch,
+            {".github/gitops-bot.yml": with_upgrades(config), DNS_PATH: DNS},
+            message="Turn on cluster upgrades; weighted DNS for the shop",
+        )
     out(f"bob turns upgrades on (.github/gitops-bot.yml) and puts the shop's DNS in {DNS_PATH}.")
     asked = await d.open_issue("bob", REPO, f"Upgrade {BLUE} to {TARGET}", "It runs 1.34.")
     await d.comment("bob", REPO, asked, f"/upgrade {BLUE} to {TARGET} blue-green")
