@@ -65,8 +65,9 @@ def help_text() -> str:
         "<details open><summary>gitops-bot commands</summary>\n\n"
         "| Command | What it does |\n| --- | --- |\n"
         f"{rows}\n\n"
-        "Write the command at the start of a line of a PR comment, one per comment. "
-        "Everyone may ask for `/help`; the other commands need write, maintain or admin permission.\n"
+        "Write the command at the start of a line of a PR comment, one per comment (`/upgrade` also in an "
+        "issue). Everyone may ask for `/help`; the other commands need write, maintain or admin permission "
+        "(`/upgrade` of a production cluster: maintain or admin, see `upgrades.min_role`).\n"
         "</details>"
     )
 

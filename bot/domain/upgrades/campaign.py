@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from bot.domain import escape
 from bot.domain.upgrades.plan import UpgradePlan
 
 Phase = Literal["pending", "merging", "soaking", "smoke", "rolling-back", "paused", "done"]
@@ -114,6 +115,19 @@ class Say:
 Action = OpenStepPR | OpenRollbackPR | Say
 
 
+def _md(value: str) -> str:
+    """A name or step title (from the repository) as literal markdown text.
+
+    What the campaign says (and its ``reason``, shown in the tracking issue) is markdown; step
+    titles stay raw in the state, since they are also pull request titles (plain text).
+    """
+    return escape.text(value)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(_md(n) for n in names)
+
+
 def start(plan: UpgradePlan) -> Campaign:
     """Return a new campaign for ``plan`` (migrations first, as the plan orders them)."""
     steps = tuple(
@@ -148,13 +162,13 @@ def _advance(c: Campaign, note: str) -> tuple[Campaign, list[Action]]:
     nxt = c.current + 1
     if nxt >= len(c.steps):
         final = replace(c, current=nxt, phase="done", pr=None, head_sha="", merged_at="", good_weight=good)
-        return replace(final, done_steps=done), [Say(f"{note} The upgrade of {c.cluster} is complete.")]
+        return replace(final, done_steps=done), [Say(f"{note} The upgrade of {_md(c.cluster)} is complete.")]
     following = replace(
         c, current=nxt, phase="pending", pr=None, head_sha="", merged_at="", good_weight=good, done_steps=done
     )
     upcoming = following.steps[nxt]
     if upcoming.kind == "smoke":
-        return replace(following, phase="smoke"), [Say(f"{note} Waiting for {c.green}'s smoke signal.")]
+        return replace(following, phase="smoke"), [Say(f"{note} Waiting for {_md(c.green)}'s smoke signal.")]
     return following, [Say(note), OpenStepPR(upcoming, nxt)]
 
 
@@ -173,7 +187,7 @@ def decide(c: Campaign, facts: Facts) -> tuple[Campaign, list[Action]]:
         if facts.pr_state == "merged":
             merged = (facts.pr_merged_at or facts.now).isoformat()
             return replace(c, phase="soaking", merged_at=merged), [
-                Say(f"Step {c.current + 1} merged: {step.title}. Soaking.")
+                Say(f"Step {c.current + 1} merged: {_md(step.title)}. Soaking.")
             ]
         if facts.pr_state == "closed":
             reason = f"the PR of step {c.current + 1} was closed without merging"
@@ -185,7 +199,7 @@ def decide(c: Campaign, facts: Facts) -> tuple[Campaign, list[Action]]:
         if facts.rollback_state in ("merged", "closed"):
             return replace(c, phase="paused"), [
                 Say(
-                    f"Paused after the rollback to {c.good_weight}% on {c.green}: {c.reason}. "
+                    f"Paused after the rollback to {c.good_weight}% on {_md(c.green)}: {c.reason}. "
                     "`/upgrade` retries."
                 )
             ]
@@ -193,19 +207,19 @@ def decide(c: Campaign, facts: Facts) -> tuple[Campaign, list[Action]]:
     red = _red(c, facts)
     if c.phase == "smoke":
         if facts.smoke == "failure" or red:
-            reason = "the smoke signal failed" if facts.smoke == "failure" else f"{', '.join(red)} is red"
+            reason = "the smoke signal failed" if facts.smoke == "failure" else f"{_names(red)} is red"
             return replace(c, phase="paused", reason=reason), [
                 Say(f"Paused before any traffic moved: {reason}. `/upgrade` retries.")
             ]
         if facts.smoke == "success" and facts.health.get(c.green) == "green" and not facts.held:
-            return _advance(c, f"{c.green} is healthy and passed its smoke tests.")
+            return _advance(c, f"{_md(c.green)} is healthy and passed its smoke tests.")
         return c, []
     # soaking
     if step.kind == "traffic" and facts.smoke == "failure":  # green's smoke tests, run again under traffic
-        reason = f"{c.green}'s smoke signal failed during step {c.current + 1} ({step.title})"
+        reason = f"{_md(c.green)}'s smoke signal failed during step {c.current + 1} ({_md(step.title)})"
         return replace(c, phase="rolling-back", reason=reason), [OpenRollbackPR(c.good_weight, reason)]
     if red:
-        reason = f"{', '.join(red)} turned red during step {c.current + 1} ({step.title})"
+        reason = f"{_names(red)} turned red during step {c.current + 1} ({_md(step.title)})"
         if step.kind == "traffic":
             return replace(c, phase="rolling-back", reason=reason), [OpenRollbackPR(c.good_weight, reason)]
         return replace(c, phase="paused", reason=reason), [Say(f"Paused: {reason}. `/upgrade` resumes.")]
@@ -216,7 +230,7 @@ def decide(c: Campaign, facts: Facts) -> tuple[Campaign, list[Action]]:
         return c, []
     if any(facts.health.get(name) != "green" for name in watched(c)):
         return c, []
-    return _advance(c, f"Step {c.current + 1} soaked healthy: {step.title}.")
+    return _advance(c, f"Step {c.current + 1} soaked healthy: {_md(step.title)}.")
 
 
 def opened(c: Campaign, pr: int, head_sha: str) -> Campaign:
@@ -234,7 +248,7 @@ def resume(c: Campaign) -> tuple[Campaign, list[Action]]:
         return c, []
     again = replace(c, phase="pending", pr=None, head_sha="", merged_at="", reason="", rollback_pr=None)
     if again.step is not None and again.step.kind == "smoke":
-        return replace(again, phase="smoke"), [Say(f"Resumed: waiting for {c.green}'s smoke signal.")]
+        return replace(again, phase="smoke"), [Say(f"Resumed: waiting for {_md(c.green)}'s smoke signal.")]
     return again, [
         Say(f"Resumed at step {c.current + 1}."),
         OpenStepPR(again.steps[again.current], again.current),
@@ -245,7 +259,11 @@ def dump_state(c: Campaign) -> str:
     """Return the hidden marker that carries the state in the bot's own tracking issue body."""
     data = asdict(c)
     data["steps"] = [asdict(s) for s in c.steps]
-    return f"<!-- {MARKER} {json.dumps(data, sort_keys=True, separators=(',', ':'))} -->"
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    # Names and titles come from the repository: a "-->" in one must not end the HTML comment
+    # (what follows would render). JSON's \u escapes keep the same data without < > &.
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f"<!-- {MARKER} {text} -->"
 
 
 def load_state(text: str) -> Campaign | None:
@@ -273,5 +291,5 @@ def checklist(c: Campaign) -> str:
         tick = "x" if i in c.done_steps else " "
         now = " ← now" if i == c.current and c.phase not in ("done",) else ""
         pr = f" (#{c.pr})" if i == c.current and c.pr else ""
-        lines.append(f"- [{tick}] {s.title}{pr}{now}")
+        lines.append(f"- [{tick}] {_md(s.title)}{pr}{now}")
     return "\n".join(lines)

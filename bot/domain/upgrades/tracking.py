@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.domain import escape
 from bot.domain.commands import code
 from bot.domain.upgrades.campaign import Campaign, checklist, dump_state, load_state
 from bot.domain.upgrades.plan import DueUpgrade
@@ -40,7 +41,9 @@ class TrackedIssue:
 
 
 def key_marker(cluster: str, target: str) -> str:
-    return f"<!-- {KEY_MARKER} {cluster}@{target} -->"
+    # a name from the repository: nothing in it may end the HTML comment
+    safe = cluster.replace("<", "&lt;").replace(">", "&gt;")
+    return f"<!-- {KEY_MARKER} {safe}@{target} -->"
 
 
 def by_bot(item: Mapping[str, Any], bot_login: str) -> bool:
@@ -126,7 +129,7 @@ def with_state(old_body: str, campaign: Campaign, *, started_by: str = "", plan_
 
 def _status(c: Campaign) -> str:
     step = c.step
-    where = f"step {c.current + 1} of {len(c.steps)}" + (f" ({step.title})" if step else "")
+    where = f"step {c.current + 1} of {len(c.steps)}" + (f" ({escape.text(step.title)})" if step else "")
     text = {
         "pending": f"opening {where}",
         "merging": f"{where}: waiting for #{c.pr} to merge",
