@@ -28,13 +28,13 @@ import gidgethub.routing
 import gidgethub.sansio
 
 from bot.domain.fleet import MergedPR
-from bot.domain.promotion import plan
 from bot.fleet import state
 from bot.fleet.collect import chain_of, collect_branch, pending_commits, read_config
 from bot.git.files import GitError, rev_parse
 from bot.queue.base import DeliveryStore
 from bot.render_runtime.cache import RenderCache
 from bot.service.context import HandlerContext
+from bot.service.records import is_promotion_pr
 
 log = logging.getLogger(__name__)
 router = gidgethub.routing.Router()
@@ -168,19 +168,11 @@ async def on_merged(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
                 failing,
             ),
         )
-        if _is_promotion(pr, ctx):
+        if await is_promotion_pr(ctx, repo, pr):
             last = {"number": pr["number"], "title": pr.get("title") or "", "merged_at": merged_at}
             await state.update_env(store, repo, base, last_promotion=last)
     except Exception:
         log.exception("fleet: could not record merged pull request %s#%s", repo, pr.get("number"))
-
-
-def _is_promotion(pr: dict[str, Any], ctx: HandlerContext) -> bool:
-    """A promotion PR is one the bot opened from its promotion branch (a branch name alone proves nothing)."""
-    return (
-        bool(plan.parse_branch(str(pr["head"]["ref"])))
-        and (pr.get("user") or {}).get("login") == ctx.bot_login
-    )
 
 
 @router.register("pull_request", action="opened")
@@ -192,7 +184,7 @@ async def on_promotion_pr(
     """Keep the list of open promotion PRs of the environment they promote into."""
     pr = event.data["pull_request"]
     store = _store(ctx)
-    if store is None or not _is_promotion(pr, ctx):
+    if store is None or not await is_promotion_pr(ctx, _repo(event), pr):
         return
     try:
         await state.set_open_promotion(

@@ -46,7 +46,8 @@ import gidgethub.abc
 from bot.github.types import GitHubClients
 from bot.queue.base import DeliveryStore, Status
 from bot.service.context import HandlerContext
-from handlers.commands.base import is_promotion_pr, redact, repo_path
+from bot.service.records import is_promotion_pr
+from handlers.commands.base import redact, repo_path
 from handlers.promotion import evaluate_promotion, reconcile_promotions
 from handlers.pull_request import run_pr_checks
 from handlers.upgrades import reconcile_upgrades

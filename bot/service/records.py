@@ -57,6 +57,13 @@ async def pr_standing(
     return standing(pull_facts(pr, record), ctx.bot_login), record
 
 
+async def is_promotion_pr(ctx: HandlerContext, repo: str, pr: Mapping[str, Any]) -> bool:
+    """True for a promotion PR the bot opened and pushed, by the bot's own record (not its label,
+    branch name, author or body, which people can write); also when someone else pushed to it since."""
+    found, _ = await pr_standing(ctx, repo, pr)
+    return found in (Standing.PROMOTION, Standing.LOST)
+
+
 async def is_held(ctx: HandlerContext, repo: str, number: int) -> bool:
     """Whether the bot holds PR ``number`` (set by ``/hold`` or the hold label)."""
     if ctx.store is None:

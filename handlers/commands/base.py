@@ -15,20 +15,13 @@ import gidgethub.abc
 from bot.domain.commands import Command
 from bot.domain.promotion.decide import Standing
 from bot.service.context import HandlerContext
-from bot.service.records import pr_standing
+from bot.service.records import is_promotion_pr, pr_standing
 from handlers.promotion import evaluate_promotion
 from handlers.pull_request import run_pr_checks
 
 log = logging.getLogger(__name__)
 
 _TOKEN_RE = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{10,}|github_pat_[A-Za-z0-9_]{10,})")
-
-
-async def is_promotion_pr(ctx: HandlerContext, repo: str, pr: Mapping[str, Any]) -> bool:
-    """True for a promotion PR the bot opened and pushed, by the bot's own record (not its label,
-    branch name or body, which people can write); also when someone else pushed to it since."""
-    standing, _ = await pr_standing(ctx, repo, pr)
-    return standing in (Standing.PROMOTION, Standing.LOST)
 
 
 def redact(text: str, limit: int = 300) -> str:

@@ -7,9 +7,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from bot.domain.fleet import ClusterFacts, EnvFacts
+from bot.domain.promotion.decide import History, Record
 from bot.fleet import state
 from bot.queue import open_store
 from bot.service.context import HandlerContext
+from bot.service.records import write_record
 from handlers.fleet import on_merged, on_status
 from tests.fakes import RecordingGitHub, make_event
 
@@ -85,8 +87,17 @@ async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> Non
         await on_merged(
             make_event("pull_request", _merged(3, "aaa", "gitops-bot/promote/prod/abc1234")), gh, ctx
         )
+        history = History(4, "t", "staging", "prod", 4, "c" * 40, "cherry-pick")
+        branch = "gitops-bot/promote/prod/abc1234"
+        await write_record(ctx, REPO, Record("promotion", branch, "env/prod", history, ("aaa",), 4))
         await on_merged(
             make_event("pull_request", _merged(4, "aaa", "gitops-bot/promote/prod/abc1234", user=BOT)),
+            gh,
+            ctx,
+        )
+        # the App's login on a promotion branch proves nothing either: only the bot's own record does
+        await on_merged(
+            make_event("pull_request", _merged(5, "aaa", "gitops-bot/promote/prod/def5678", user=BOT)),
             gh,
             ctx,
         )
@@ -97,7 +108,7 @@ async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> Non
         )
         facts = await state.load_facts(store)
         by_number = {m.number: m for m in facts.merged}
-        assert sorted(by_number) == [1, 2, 3, 4]
+        assert sorted(by_number) == [1, 2, 3, 4, 5]
         assert by_number[1].signed and by_number[1].approved and by_number[1].failing_checks == ()
         assert by_number[2].signed and not by_number[2].approved
         assert by_number[2].failing_checks == ("gitops-bot/validate",)
@@ -128,6 +139,9 @@ async def test_open_promotions_and_their_gates(tmp_path: Path) -> None:
         forged = _merged(6, "ddd", "gitops-bot/promote/prod/abc1234", user="mallory")
         forged["action"] = "opened"
         forged["pull_request"] |= {"merged": False, "state": "open"}
+        history = History(5, "t", "staging", "prod", 5, "c" * 40, "cherry-pick")
+        branch = "gitops-bot/promote/prod/abc1234"
+        await write_record(ctx, REPO, Record("promotion", branch, "env/prod", history, ("ccc",), 5))
         await on_promotion_pr(make_event("pull_request", opened), gh, ctx)
         await on_promotion_pr(make_event("pull_request", forged), gh, ctx)  # not the bot's: ignored
 
