@@ -218,7 +218,7 @@ spec:
 
 def build_fleet(root: Path, clusters: int) -> Any:
     """A fleet repo: config on main, ``clusters/<name>/`` x N on env/dev, env/staging, env/prod."""
-    from tests.promotion.gitrepo import BareRepo
+    from tests.support.gitrepo import BareRepo
 
     work = root / "work"
 
@@ -250,8 +250,9 @@ def build_fleet(root: Path, clusters: int) -> Any:
 async def fake_main(clusters: int, runs: int) -> None:
     """The promotion handler alone: real git, the fake GitHub of the tests."""
     from handlers import promotion
-    from tests.fakes import StateStore, make_event
-    from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess
+    from tests.support.github import FakeGitHub, make_event
+    from tests.support.repos import FakeRepoAccess
+    from tests.support.store import StateStore
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ import pytest
 from bot.service.context import HandlerContext
 from bot.service.dispatch import dispatch_isolated
 from handlers import combined_router
-from tests.fakes import make_event
-from tests.service.stateful_github import StatefulGitHub
+from tests.support.github import FakeGitHub, make_event
+from tests.support.repos import FakeRepoAccess
 
 ROOT = Path(__file__).resolve().parent.parent
 FLEET = ROOT / "examples" / "fleet"
@@ -42,21 +41,6 @@ stringData:
 def _git(repo: Path, *args: str) -> str:
     out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True)
     return out.stdout.strip()
-
-
-class LocalRepos:
-    """RepoAccess over one local repository (what the mirror gives the handler in production)."""
-
-    available = True
-
-    def __init__(self, repo: Path) -> None:
-        self.repo = repo
-
-    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
-        return self.repo / ".git"
-
-    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
-        raise AssertionError("the PR checks never push")
 
 
 @pytest.fixture
@@ -99,13 +83,13 @@ def _payload(repo: Path, head: str, number: int = 7) -> dict[str, Any]:
     }
 
 
-async def _deliver(gh: StatefulGitHub, repo: Path, payload: dict[str, Any]) -> None:
-    ctx = HandlerContext(repos=LocalRepos(repo), delivery_id="d1")
+async def _deliver(gh: FakeGitHub, repo: Path, payload: dict[str, Any]) -> None:
+    ctx = HandlerContext(repos=FakeRepoAccess(path=repo / ".git"), delivery_id="d1")
     failures = await dispatch_isolated(ROUTER, make_event("pull_request", payload), gh, ctx)
     assert failures == []
 
 
-def _runs(gh: StatefulGitHub) -> dict[str, dict[str, Any]]:
+def _runs(gh: FakeGitHub) -> dict[str, dict[str, Any]]:
     return {run["name"]: run for run in gh.check_runs.values()}
 
 
@@ -121,7 +105,7 @@ async def test_a_change_gets_diff_validate_and_umbrella_checks_and_one_sticky_co
     _git(fleet_repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "add it")
     head = _git(fleet_repo, "rev-parse", "HEAD")
     _git(fleet_repo, "checkout", "-q", "main")
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     payload = _payload(fleet_repo, head)
     await _deliver(gh, fleet_repo, payload)
     await _deliver(gh, fleet_repo, payload)  # a retried delivery changes nothing
@@ -147,7 +131,7 @@ async def test_a_plaintext_secret_blocks_with_an_annotation_and_never_shows_its_
     fleet_repo: Path,
 ) -> None:
     head = _commit(fleet_repo, "change", {"common/addons/db-secret.yaml": PLAINTEXT_SECRET})
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
     runs = _runs(gh)
     assert runs["gitops-bot/validate"]["conclusion"] == "failure"
@@ -244,7 +228,7 @@ async def test_self_service_approves_and_merges_a_low_risk_request_only_when_opt
     config = fleet_repo / ".github" / "gitops-bot.yml"
     # Off by default (the example fleet): checks only, no review, no merge.
     head = _commit(fleet_repo, "change", {"clusters/dev/payments-dev-euw1/cluster.yaml": request})
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
     assert not [c for c in gh.calls if c.path.endswith(("/reviews", "/merge"))]
     # Opted in on the base branch: the same request is approved and merged at its head sha.
@@ -260,12 +244,12 @@ async def test_self_service_approves_and_merges_a_low_risk_request_only_when_opt
     head = _commit(fleet_repo, "change", {"clusters/dev/payments-dev-euw1/cluster.yaml": request})
     permission = ("GET", "/repos/acme/fleet/collaborators/dev/permission")
     # An author without write permission here (a fork author, a reader) gets a review, not the bot's merge.
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     gh.responses[permission] = {"permission": "read", "role_name": "read"}
     await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
     assert [c.path for c in gh.calls if c.path.endswith("/permission")] == [permission[1]]
     assert not [c for c in gh.calls if c.path.endswith(("/reviews", "/merge"))]
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     gh.responses[permission] = {"permission": "write", "role_name": "write"}
     await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
     review = [c for c in gh.calls if c.method == "POST" and c.path.endswith("/pulls/7/reviews")]
@@ -276,12 +260,12 @@ async def test_self_service_approves_and_merges_a_low_risk_request_only_when_opt
     bad = (ROOT / "examples" / "requests" / "bad-cluster.yaml").read_text()
     _git(fleet_repo, "branch", "-D", "change")
     head = _commit(fleet_repo, "change", {"clusters/dev/analytics-dev-use1/cluster.yaml": bad})
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     await _deliver(gh, fleet_repo, _payload(fleet_repo, head))
     assert not [c for c in gh.calls if c.path.endswith(("/reviews", "/merge"))]
 
 
-def _check_run_calls(gh: StatefulGitHub, start: int = 0) -> dict[str, int]:
+def _check_run_calls(gh: FakeGitHub, start: int = 0) -> dict[str, int]:
     """Count the check-run calls since ``start``: lists of a head's runs, creates, updates."""
     counts = {"list": 0, "create": 0, "update": 0, "total": 0}
     for call in gh.calls[start:]:
@@ -300,7 +284,7 @@ def _check_run_calls(gh: StatefulGitHub, start: int = 0) -> dict[str, int]:
 
 async def test_one_pull_request_event_lists_the_head_check_runs_once(fleet_repo: Path) -> None:
     head = _commit(fleet_repo, "change", {"common/addons/pr-check-demo.yaml": NEW_CONFIGMAP})
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     payload = _payload(fleet_repo, head)
     await _deliver(gh, fleet_repo, payload)
     first = _check_run_calls(gh)

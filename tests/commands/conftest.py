@@ -16,28 +16,19 @@ from bot.domain.promotion.decide import Record
 from bot.domain.promotion.plan import History
 from bot.service.context import HandlerContext
 from bot.service.records import write_record
-from tests.fakes import StateStore
+from tests.support.repos import FakeRepoAccess
+from tests.support.store import StateStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "commands"
 REPO = "Codertocat/Hello-World"
 API = f"/repos/{REPO}"
 
 
-class NoRepos:
-    """A RepoAccess that fails loudly: command handling must not need a git mirror."""
-
-    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
-        raise AssertionError("commands must not fetch the repository")
-
-    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
-        raise AssertionError("commands must not push")
-
-
 BOT = {"login": "gitops-bot[bot]", "type": "Bot"}
 
 
 def make_ctx(store: StateStore | None = None) -> HandlerContext:
-    return HandlerContext(repos=NoRepos(), delivery_id="d-1", store=store or StateStore())
+    return HandlerContext(repos=FakeRepoAccess(), delivery_id="d-1", store=store or StateStore())
 
 
 async def record_promotion(store: StateStore, pr: dict[str, Any], origin: int) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from handlers.comments import router
 from tests.commands.conftest import API, FakeAPIs, Outcome, comment_payload, make_ctx, pr_json, responses
-from tests.fakes import RecordingGitHub, make_event
+from tests.support.github import FakeGitHub, make_event
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "commands" / "golden"
 
@@ -36,7 +36,7 @@ async def test_reply_matches_golden(name: str, body: str, options: dict[str, Any
         "Opened #8 to promote #7 to `staging`; its gates are in the `gitops-bot/promotion` check.",
         "https://github.com/Codertocat/Hello-World/pull/8",
     )
-    gh = RecordingGitHub(responses(**options))
+    gh = FakeGitHub(responses(**options))
     await router.dispatch(make_event("issue_comment", comment_payload(body)), gh, make_ctx())
     [reply] = [c.body["body"] for c in gh.writes() if c.path == f"{API}/issues/7/comments"]
     path = GOLDEN / f"{name}.md"

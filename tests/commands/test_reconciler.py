@@ -27,8 +27,9 @@ from handlers.reconciler import (
     remember_repos_from_payload,
     run_reconciler,
 )
-from tests.commands.conftest import NoRepos
-from tests.fakes import RecordingGitHub, StateStore, make_event
+from tests.support.github import FakeGitHub, make_event
+from tests.support.repos import FakeRepoAccess
+from tests.support.store import StateStore
 
 REPO = "acme/fleet"
 BOT_LOGIN = "gitops-bot[bot]"
@@ -73,7 +74,7 @@ class World:
         self.store.state[f"promotion:{REPO}:{ref}"] = record.to_json()
         return made
 
-    def github(self) -> RecordingGitHub:
+    def github(self) -> FakeGitHub:
         answers: dict[tuple[str, str], Any] = {
             ("GET", f"{API}/pulls"): lambda _: [dict(p) for p in self.open_prs],
         }
@@ -86,7 +87,7 @@ class World:
                 "total_count": len(self.check_runs.get(sha, [])),
                 "check_runs": self.check_runs.get(sha, []),
             }
-        return RecordingGitHub(answers)
+        return FakeGitHub(answers)
 
     # the fake handlers.pull_request / handlers.promotion APIs
     async def run_pr_checks(self, gh: Any, ctx: Any, *, repo: str, pr: dict[str, Any]) -> None:
@@ -119,7 +120,7 @@ class World:
             branch = f"gitops-bot/promote/staging/{source['head']['sha'][:7]}"
             if any(p["head"]["ref"] == branch for p in self.open_prs):
                 continue
-            await gh.post(f"/repos/{repo}/pulls", data={"head": branch, "base": "staging"})
+            await gh.post(f"/repos/{repo}/pulls", data={"title": "t", "head": branch, "base": "staging"})
             number = 100 + source["number"]
             self.open_prs.append(self.promotion(number, "c" * 40, branch))
             outcomes.append(
@@ -143,8 +144,8 @@ class Clients:
     """GitHubClients over one World; the App-level client answers the installation lookups."""
 
     world: World
-    app: RecordingGitHub = field(default_factory=RecordingGitHub)
-    clients: list[RecordingGitHub] = field(default_factory=list)
+    app: FakeGitHub = field(default_factory=FakeGitHub)
+    clients: list[FakeGitHub] = field(default_factory=list)
     installations: list[int] = field(default_factory=list)
 
     async def installation_api(self, installation_id: int) -> gidgethub.abc.GitHubAPI:
@@ -172,7 +173,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
 
 
 def factory(store: DeliveryStore | None = None, settings: Any = None) -> Any:
-    return lambda: HandlerContext(repos=NoRepos(), store=store, settings=settings)
+    return lambda: HandlerContext(repos=FakeRepoAccess(), store=store, settings=settings)
 
 
 TARGETS = [RepoTarget(REPO, 11)]
@@ -317,7 +318,7 @@ async def test_stale_in_progress_check_counts_as_missing() -> None:
     now = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
     fresh = (now - timedelta(minutes=2)).isoformat()
     stale = (now - timedelta(hours=2)).isoformat()
-    gh = RecordingGitHub(
+    gh = FakeGitHub(
         {
             ("GET", f"{API}/commits/f/check-runs"): {
                 "check_runs": [{"name": "gitops-bot", "status": "in_progress", "started_at": fresh}]
@@ -340,8 +341,8 @@ def installation_payload(action: str, repos: Sequence[str], inst: int = 11) -> d
 
 async def test_repositories_are_remembered_from_deliveries() -> None:
     store = StateStore()
-    ctx = HandlerContext(repos=NoRepos(), store=store)
-    gh = RecordingGitHub()
+    ctx = HandlerContext(repos=FakeRepoAccess(), store=store)
+    gh = FakeGitHub()
     await remember_router.dispatch(
         make_event("installation", installation_payload("created", ["acme/a", "acme/b"])), gh, ctx
     )
@@ -471,9 +472,9 @@ async def test_remembering_never_breaks_a_delivery(caplog: pytest.LogCaptureFixt
         async def get_state(self, key: str) -> str | None:
             raise ConnectionError("database is down")
 
-    ctx = HandlerContext(repos=NoRepos(), store=Down(), delivery_id="d-9")
+    ctx = HandlerContext(repos=FakeRepoAccess(), store=Down(), delivery_id="d-9")
     payload = {"installation": {"id": 1}, "repository": {"full_name": "acme/x"}}
-    await remember_router.dispatch(make_event("push", payload), RecordingGitHub(), ctx)
+    await remember_router.dispatch(make_event("push", payload), FakeGitHub(), ctx)
     assert "could not remember the repository of delivery d-9" in caplog.text
 
 

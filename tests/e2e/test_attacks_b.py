@@ -26,7 +26,7 @@ from bot.sim.demo import REPO, DemoWorld, cluster_request
 from bot.sim.driver import Driver
 from bot.sim.server import Simulator
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, evaluate_pull_request
-from tests.governance.test_e2e_sim import SimMirrors
+from tests.governance.test_e2e_sim import sim_mirror
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ async def governed_pr(
         number = await d.open_pr("alice", GOV_REPO, "feature")
         token = sim.installation_token(installation.id).value
         gh = GitHubAPI(session, "gitops-bot-tests", oauth_token=token, base_url=sim.base_url)
-        mirrors = SimMirrors(sim.base_url, token, tmp_path / "mirrors")
+        mirrors = sim_mirror(sim.base_url, token, GOV_REPO, tmp_path / "mirrors")
 
         async def evaluate() -> dict[str, str]:
             pr = await gh.getitem(f"/repos/{GOV_REPO}/pulls/{number}")

@@ -13,19 +13,12 @@ from bot.queue import open_store
 from bot.service.context import HandlerContext
 from bot.service.records import write_record
 from handlers.fleet import on_merged, on_status
-from tests.fakes import RecordingGitHub, make_event
+from tests.support.github import FakeGitHub, make_event
+from tests.support.repos import FakeRepoAccess
 
 REPO = "acme/fleet"
 DASHBOARD_ON = SimpleNamespace(oauth_client_id="Iv23test", fleet_token=None)
 BOT = "gitops-bot[bot]"
-
-
-class NoRepos:
-    async def git_dir(self, full_name: str, *, refs: Any = ()) -> Path:
-        raise AssertionError("no git access expected")
-
-    async def push(self, full_name: str, refspecs: Any, *, force: bool = False) -> None:
-        raise AssertionError("no push expected")
 
 
 def _run(name: str, conclusion: str, slug: str = "gitops-bot") -> dict[str, Any]:
@@ -52,11 +45,11 @@ async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> Non
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     await store.open()
     try:
-        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
+        ctx = HandlerContext(repos=FakeRepoAccess(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
         await state.save_branch(
             store, [ClusterFacts(REPO, "env/prod", "prod", "c1")], EnvFacts(REPO, "prod", "env/prod", "tip")
         )
-        gh = RecordingGitHub(
+        gh = FakeGitHub(
             responses={
                 ("GET", f"/repos/{REPO}/commits/aaa/check-runs"): {
                     "check_runs": [
@@ -116,7 +109,7 @@ async def test_merged_prs_signatures_approvals_and_bypass(tmp_path: Path) -> Non
         assert env.last_promotion is not None and env.last_promotion["number"] == 4
         assert env.health == "failing" and "flux/prod: failure" in env.health_detail
         # without GitHub login or a fleet token nobody can look, so nothing is collected
-        off = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT)
+        off = HandlerContext(repos=FakeRepoAccess(), store=store, bot_login=BOT)
         calls = len(gh.calls)
         await on_merged(make_event("pull_request", _merged(9, "aaa")), gh, off)
         assert len(gh.calls) == calls and 9 not in {m.number for m in (await state.load_facts(store)).merged}
@@ -130,9 +123,9 @@ async def test_open_promotions_and_their_gates(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     await store.open()
     try:
-        ctx = HandlerContext(repos=NoRepos(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
+        ctx = HandlerContext(repos=FakeRepoAccess(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
         await state.save_branch(store, [], EnvFacts(REPO, "prod", "env/prod", "tip"))
-        gh = RecordingGitHub()
+        gh = FakeGitHub()
         opened = _merged(5, "ccc", "gitops-bot/promote/prod/abc1234", user=BOT)
         opened["action"] = "opened"
         opened["pull_request"] |= {"merged": False, "state": "open"}

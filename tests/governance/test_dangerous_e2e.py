@@ -18,8 +18,8 @@ from gidgethub.aiohttp import GitHubAPI
 from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, evaluate_pull_request
 from handlers.pull_request import check_pull_request
-from tests.fakes import StateStore
-from tests.governance.test_e2e_sim import SimMirrors
+from tests.governance.test_e2e_sim import sim_mirror
+from tests.support.store import StateStore
 
 sim_server = pytest.importorskip("bot.sim.server")
 sim_driver = pytest.importorskip("bot.sim.driver")
@@ -74,7 +74,9 @@ async def test_deleting_a_cluster_needs_the_extra_approval_a_benign_pr_does_not(
         )
         token = sim.installation_token(installation.id).value
         gh = GitHubAPI(session, "gitops-bot-tests", oauth_token=token, base_url=sim.base_url)
-        ctx = HandlerContext(repos=SimMirrors(sim.base_url, token, tmp_path / "mirrors"), store=StateStore())
+        ctx = HandlerContext(
+            repos=sim_mirror(sim.base_url, token, REPO, tmp_path / "mirrors"), store=StateStore()
+        )
 
         async def approvals(number: int, *, checks: bool = False) -> dict[str, Any]:
             pr = await gh.getitem(f"/repos/{REPO}/pulls/{number}")

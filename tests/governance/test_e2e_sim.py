@@ -7,9 +7,6 @@ over the simulator's smart HTTP, exactly as in production.
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from gidgethub.aiohttp import GitHubAPI
 
 from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, evaluate_pull_request
+from tests.support.repos import FakeRepoAccess
 
 sim_server = pytest.importorskip("bot.sim.server")
 sim_driver = pytest.importorskip("bot.sim.driver")
@@ -42,24 +40,10 @@ approvals:
 """
 
 
-class SimMirrors:
-    """RepoAccess over the simulator: a bare mirror per repository, fetched on every call."""
-
-    def __init__(self, base_url: str, token: str, root: Path) -> None:
-        self.base_url, self.token, self.root = base_url, token, root
-
-    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
-        path = self.root / f"{full_name.replace('/', '__')}.git"
-        if not path.exists():
-            subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True, env=GIT_ENV)
-        url = self.base_url.replace("http://", f"http://x-access-token:{self.token}@") + f"/{full_name}.git"
-        specs = ["+refs/heads/*:refs/heads/*", *(f"+{r}:{r}" for r in refs)]
-        cmd = ["git", f"--git-dir={path}", "fetch", "-q", url, *specs]
-        await asyncio.to_thread(subprocess.run, cmd, check=True, env=GIT_ENV, capture_output=True)
-        return path
-
-    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
-        raise AssertionError("governance never pushes")
+def sim_mirror(base_url: str, token: str, full_name: str, root: Path) -> FakeRepoAccess:
+    """RepoAccess over the simulator: a bare mirror fetched (with the refs asked for) on every call."""
+    url = base_url.replace("http://", f"http://x-access-token:{token}@") + f"/{full_name}.git"
+    return FakeRepoAccess(remote=url, mirror=root / f"{full_name.replace('/', '__')}.git", fetch_refs=True)
 
 
 async def test_prod_pr_needs_the_platform_team_and_goes_stale_on_push(tmp_path: Path) -> None:
@@ -86,7 +70,7 @@ async def test_prod_pr_needs_the_platform_team_and_goes_stale_on_push(tmp_path: 
         number = await d.open_pr("alice", REPO, "feature")
         token = sim.installation_token(installation.id).value
         gh = GitHubAPI(session, "gitops-bot-tests", oauth_token=token, base_url=sim.base_url)
-        mirrors = SimMirrors(sim.base_url, token, tmp_path / "mirrors")
+        mirrors = sim_mirror(sim.base_url, token, REPO, tmp_path / "mirrors")
         rest_calls: list[int] = []
         check_run_calls: list[tuple[int, int]] = []  # (lists of the head's runs, writes) per evaluation
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +11,11 @@ import pytest
 from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, router
 from tests.conftest import FIXTURES
-from tests.fakes import RecordingGitHub, make_event
 from tests.governance.gitrepo import SSH_SIG, Repo, SshKey, github_commit, make_ssh_key
+from tests.support.github import FakeGitHub, make_event
+from tests.support.repos import FakeRepoAccess
 
 REPO = "org/fleet"
-
-
-@dataclass
-class FakeRepos:
-    """RepoAccess over a local repository; records which refs were asked for."""
-
-    path: Path
-    fetched: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-
-    async def git_dir(self, full_name: str, *, refs: Sequence[str] = ()) -> Path:
-        self.fetched.append((full_name, tuple(refs)))
-        return self.path
-
-    async def push(self, full_name: str, refspecs: Sequence[str], *, force: bool = False) -> None:
-        raise AssertionError("governance never pushes")
 
 
 def config_yaml(trust: str = "keys") -> str:
@@ -71,8 +55,8 @@ class World:
             "base",
         )
         self.repo.git("checkout", "-q", "-b", "feature")
-        self.gh = RecordingGitHub()
-        self.repos = FakeRepos(self.repo.git_dir)
+        self.gh = FakeGitHub()
+        self.repos = FakeRepoAccess(path=self.repo.git_dir)
         self.reviews: list[dict[str, Any]] = []
         self.members = {"pat"}
         self.check_runs: dict[str, list[dict[str, Any]]] = {}
@@ -388,7 +372,7 @@ async def test_check_runs_update_the_newest_of_a_name_and_clip_long_texts() -> N
     from bot.github.writes import GitHubWrites
     from handlers.governance import CheckRunResult, _check_run
 
-    gh = RecordingGitHub()
+    gh = FakeGitHub()
     sha = "a" * 40
     gh.responses[("GET", f"/repos/{REPO}/commits/{sha}/check-runs?per_page=100")] = {
         "check_runs": [

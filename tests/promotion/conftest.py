@@ -12,9 +12,10 @@ import pytest
 from bot.git.files import git
 from bot.service.context import HandlerContext
 from handlers import promotion
-from tests.fakes import StateStore, make_event
-from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess
-from tests.promotion.gitrepo import BareRepo
+from tests.support.github import FakeGitHub, make_event
+from tests.support.gitrepo import BareRepo
+from tests.support.repos import FakeRepoAccess
+from tests.support.store import StateStore
 
 CONFIG = """\
 version: 1

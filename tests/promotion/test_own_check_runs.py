@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.service.context import HandlerContext
 from handlers.promotion import on_check_run
-from tests.fakes import RecordingGitHub, make_event
+from tests.support.github import FakeGitHub, make_event
 
 REPO = {"full_name": "acme/fleet", "name": "fleet", "owner": {"login": "acme"}}
 OPEN_PULLS = "/repos/acme/fleet/pulls?state=open&per_page=100"
@@ -24,7 +24,7 @@ def ctx() -> HandlerContext:
 
 
 async def test_own_check_on_a_cluster_request_is_skipped_without_a_call() -> None:
-    gh = RecordingGitHub()
+    gh = FakeGitHub()
     await on_check_run(run_event("gitops-bot", "request/payments"), gh, ctx())
     assert gh.calls == []
 
@@ -34,6 +34,6 @@ async def test_own_check_on_a_promotion_pr_and_foreign_checks_are_still_evaluate
         run_event("gitops-bot", "gitops-bot/promote/staging/abcdef1"),
         run_event("argo-cd", "request/payments", name="argocd/app-dev"),
     ):
-        gh = RecordingGitHub(responses={("GET", OPEN_PULLS): [], ("GET", CLOSED_PULLS): []})
+        gh = FakeGitHub(responses={("GET", OPEN_PULLS): [], ("GET", CLOSED_PULLS): []})
         await on_check_run(event, gh, ctx())
         assert [c.path for c in gh.calls] == [OPEN_PULLS, CLOSED_PULLS]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.git.rewrite import BOT_NAME, cherry_pick, cherry_pick_range, commit_info, merge, revert
-from tests.promotion.gitrepo import BareRepo
+from tests.support.gitrepo import BareRepo
 
 
 @pytest.fixture

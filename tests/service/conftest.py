@@ -15,7 +15,7 @@ from bot.queue.sqlite import SQLiteStore
 from bot.service.app import create_app
 from bot.service.settings import Settings
 from bot.service.webhook import sign
-from tests.fakes import RecordingGitHub
+from tests.support.github import FakeGitHub
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "github" / "webhooks" / "examples"
 SECRET = b"test-webhook-secret"
@@ -41,24 +41,24 @@ def signed_headers(body: bytes, event: str, delivery: str, secret: bytes = SECRE
 
 @dataclass
 class FakeClients:
-    """A GitHubClients that hands out one RecordingGitHub per installation."""
+    """A GitHubClients that hands out one FakeGitHub per installation."""
 
     responses: dict[tuple[str, str], Any] = field(default_factory=dict)
-    apis: dict[int, RecordingGitHub] = field(default_factory=dict)
+    apis: dict[int, FakeGitHub] = field(default_factory=dict)
     fail_with: Exception | None = None
 
-    async def installation_api(self, installation_id: int) -> RecordingGitHub:
+    async def installation_api(self, installation_id: int) -> FakeGitHub:
         if self.fail_with is not None:
             raise self.fail_with
         if installation_id not in self.apis:
-            self.apis[installation_id] = RecordingGitHub(responses=self.responses)
+            self.apis[installation_id] = FakeGitHub(responses=self.responses)
         return self.apis[installation_id]
 
     async def installation_token(self, installation_id: int) -> str:
         return "not-a-real-token"
 
-    async def app_api(self) -> RecordingGitHub:
-        return RecordingGitHub(responses=self.responses)
+    async def app_api(self) -> FakeGitHub:
+        return FakeGitHub(responses=self.responses)
 
 
 @pytest.fixture

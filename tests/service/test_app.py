@@ -13,24 +13,23 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.queue.base import Status
 from bot.service.app import CLIENTS, STORE, WORKER, create_app
 from bot.service.settings import Settings
-from tests.fakes import make_event
 from tests.service.conftest import example, signed_headers
-from tests.service.stateful_github import StatefulGitHub
+from tests.support.github import FakeGitHub, make_event
 
 
 class OneClient:
     def __init__(self) -> None:
-        self.gh = StatefulGitHub()
+        self.gh = FakeGitHub()
         self.installations: list[int] = []
 
-    async def installation_api(self, installation_id: int) -> StatefulGitHub:
+    async def installation_api(self, installation_id: int) -> FakeGitHub:
         self.installations.append(installation_id)
         return self.gh
 
     async def installation_token(self, installation_id: int) -> str:
         return "unused"
 
-    async def app_api(self) -> StatefulGitHub:
+    async def app_api(self) -> FakeGitHub:
         return self.gh
 
 

@@ -124,9 +124,9 @@ def test_replay_of_a_broken_file(offline: None, tmp_path: Path, capsys: pytest.C
 
 async def test_dry_run_client_sends_gets_to_the_real_client_and_prints_writes() -> None:
     from bot.cli.replay import DryRunGitHub
-    from tests.fakes import RecordingGitHub
+    from tests.support.github import FakeGitHub
 
-    real = RecordingGitHub(responses={("GET", "/repos/o/r/pulls/1"): {"number": 1, "title": "t"}})
+    real = FakeGitHub(responses={("GET", "/repos/o/r/pulls/1"): {"number": 1, "title": "t"}})
     printed: list[str] = []
     gh = DryRunGitHub(real, out=printed.append)
     assert (await gh.getitem("/repos/o/r/pulls/1"))["title"] == "t"
@@ -162,12 +162,12 @@ async def test_worker_command_drains_pending_deliveries(
     from bot.queue.base import Status
     from bot.service.settings import load_settings
     from tests.service.conftest import example
-    from tests.service.stateful_github import StatefulGitHub
+    from tests.support.github import FakeGitHub
 
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
 
     class Clients:
-        async def installation_api(self, installation_id: int) -> StatefulGitHub:
+        async def installation_api(self, installation_id: int) -> FakeGitHub:
             return gh
 
     monkeypatch.setattr(
@@ -201,18 +201,18 @@ async def test_worker_command_runs_the_reconciler_beside_the_worker(
     import bot.service.app
     from bot.cli.worker import work
     from bot.service.settings import load_settings
-    from tests.fakes import RecordingGitHub
+    from tests.support.github import FakeGitHub
 
-    gh = RecordingGitHub(
+    gh = FakeGitHub(
         responses={("GET", "/repos/o/a/installation"): {"id": 5}, ("GET", "/repos/o/a/pulls"): []}
     )
     asked = asyncio.Event()
 
     class Clients:
-        async def app_api(self) -> RecordingGitHub:
+        async def app_api(self) -> FakeGitHub:
             return gh
 
-        async def installation_api(self, installation_id: int) -> RecordingGitHub:
+        async def installation_api(self, installation_id: int) -> FakeGitHub:
             asked.set()
             return gh
 

@@ -20,7 +20,7 @@ from bot.github.checks import (
 )
 from bot.github.comments import marker, parse_marker, upsert_comment_parts, upsert_sticky_comment
 from bot.github.writes import GitHubWrites
-from tests.service.stateful_github import StatefulGitHub
+from tests.support.github import FakeGitHub
 
 WRITES = GitHubWrites()  # this process's write locks, no App id (every run counts)
 
@@ -60,7 +60,7 @@ def test_annotations_from_findings() -> None:
 
 
 async def test_check_run_is_created_once_and_updated_in_place() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     run = CheckRun("gitops-bot", SHA, "first", "summary", conclusion="neutral")
     await upsert_check_run(gh, "o/r", run, writes=WRITES)
     await upsert_check_run(
@@ -75,7 +75,7 @@ async def test_check_run_is_created_once_and_updated_in_place() -> None:
 
 
 async def test_annotations_go_50_per_request() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     annotations = annotations_from_findings(_findings(120))
     run = CheckRun("validate", SHA, "3 problems", "s", conclusion="failure", annotations=annotations)
     await upsert_check_run(gh, "o/r", run, writes=WRITES)
@@ -92,7 +92,7 @@ async def test_annotations_go_50_per_request() -> None:
 
 
 async def test_long_summaries_are_truncated_in_the_request() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     run = CheckRun("gitops-bot", SHA, "t", "x\n" * 50_000, text="y\n" * 50_000, conclusion="neutral")
     await upsert_check_run(gh, "o/r", run, writes=WRITES)
     body = gh.writes()[0].body
@@ -116,7 +116,7 @@ def test_markers() -> None:
 
 
 async def test_sticky_comment_run_twice_gives_one_comment() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     first = await upsert_sticky_comment(gh, "o/r", 5, "sticky", "hello", writes=WRITES)
     second = await upsert_sticky_comment(gh, "o/r", 5, "sticky", "hello again", writes=WRITES)
     assert first == second
@@ -128,7 +128,7 @@ async def test_sticky_comment_run_twice_gives_one_comment() -> None:
 
 
 async def test_human_comments_quoting_the_marker_are_left_alone() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     gh.comments[1] = {
         "id": 1,
         "issue": 5,
@@ -141,7 +141,7 @@ async def test_human_comments_quoting_the_marker_are_left_alone() -> None:
 
 
 async def test_another_apps_comment_with_the_marker_is_left_alone() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     other = {"login": "other-app[bot]", "type": "Bot"}
     gh.comments[1] = {"id": 1, "issue": 5, "body": "<!-- gitops-bot:sticky --> planted", "user": other}
     await upsert_sticky_comment(gh, "o/r", 5, "sticky", "bot text", writes=WRITES)
@@ -150,7 +150,7 @@ async def test_another_apps_comment_with_the_marker_is_left_alone() -> None:
 
 
 async def test_numbered_parts_are_updated_created_and_deleted() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     ids = await upsert_comment_parts(gh, "o/r", 5, "diff", ["one", "two", "three"], writes=WRITES)
     assert len(ids) == 3
     bodies = [c["body"] for c in gh.comments.values()]
@@ -174,7 +174,7 @@ async def test_numbered_parts_are_updated_created_and_deleted() -> None:
 
 
 async def test_duplicates_from_a_past_race_are_removed() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     for cid in (1, 2):
         gh.comments[cid] = {
             "id": cid,
@@ -188,7 +188,7 @@ async def test_duplicates_from_a_past_race_are_removed() -> None:
 
 
 async def test_an_oversized_part_is_refused_before_any_write() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     with pytest.raises(ValueError, match="split it further"):
         await upsert_sticky_comment(gh, "o/r", 5, "diff", "x" * 70_000, writes=WRITES)
     assert gh.writes() == []
@@ -223,12 +223,12 @@ async def test_concurrent_upserts_of_one_check_create_it_once() -> None:
     assert [r["name"] for r in gh.runs] == ["gitops-bot"]
 
 
-def _lists(gh: StatefulGitHub) -> list[str]:
+def _lists(gh: FakeGitHub) -> list[str]:
     return [c.path for c in gh.calls if c.method == "GET" and c.path.split("?")[0].endswith("/check-runs")]
 
 
 async def test_several_runs_share_one_listing_and_an_unchanged_run_is_not_written_again() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     runs = [
         CheckRun("gitops-bot/diff", SHA, "2 changes", "diff", text="```diff\n+a\n```", conclusion="neutral"),
         CheckRun("gitops-bot/validate", SHA, "No problems", "ok", conclusion="success"),
@@ -252,7 +252,7 @@ async def test_several_runs_share_one_listing_and_an_unchanged_run_is_not_writte
 
 
 async def test_one_run_lists_only_its_name_and_every_page_is_read() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     for i in range(150):  # other apps' runs on the same head: two pages of 100
         gh.check_runs[i] = {"id": i, "name": f"ci/job-{i}", "head_sha": SHA, "output": {}}
     mine = {"id": 200, "name": "gitops-bot/signatures", "head_sha": SHA, "status": "completed", "output": {}}
@@ -277,7 +277,7 @@ async def test_one_run_lists_only_its_name_and_every_page_is_read() -> None:
 
 
 async def test_a_completed_run_is_recreated_when_it_goes_back_to_in_progress() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     pending = CheckRun(
         "gitops-bot/promotion", SHA, "Waiting for soak", "1 gate pending", status="in_progress"
     )
@@ -298,7 +298,7 @@ async def test_a_completed_run_is_recreated_when_it_goes_back_to_in_progress() -
 
 
 async def test_a_run_with_annotations_is_replaced_even_when_the_new_one_has_none() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     annotations = annotations_from_findings(_findings(2))
     failing = CheckRun(
         "gitops-bot/validate", SHA, "2 errors", "s", conclusion="failure", annotations=annotations
@@ -314,7 +314,7 @@ async def test_a_run_with_annotations_is_replaced_even_when_the_new_one_has_none
 
 
 async def test_runs_for_another_head_are_refused_before_any_call() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     with pytest.raises(ValueError, match="not " + SHA):
         await write_check_runs(
             gh, "o/r", SHA, [CheckRun("x", "b" * 40, "t", "s", conclusion="success")], writes=WRITES
@@ -325,7 +325,7 @@ async def test_runs_for_another_head_are_refused_before_any_call() -> None:
 
 
 async def test_runs_of_another_app_are_neither_updated_nor_mistaken_for_ours() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     # A CI system (another App) posted a run with our name on the same commit.
     gh.check_runs[7] = {
         "id": 7,

@@ -10,14 +10,14 @@ import gidgethub.routing
 from bot.queue.sqlite import SQLiteStore
 from bot.service.notify import dead_letter_body, pull_request_of
 from bot.service.worker import Worker
-from tests.service.stateful_github import StatefulGitHub
+from tests.support.github import FakeGitHub
 
 
 class Clients:
     def __init__(self) -> None:
-        self.gh = StatefulGitHub()
+        self.gh = FakeGitHub()
 
-    async def installation_api(self, installation_id: int) -> StatefulGitHub:
+    async def installation_api(self, installation_id: int) -> FakeGitHub:
         return self.gh
 
 

@@ -9,9 +9,8 @@ from bot.service.context import HandlerContext
 from bot.service.dispatch import dispatch_isolated, handlers_for
 from bot.service.repos import UnavailableRepoAccess
 from handlers import combined_router
-from tests.fakes import make_event
 from tests.service.conftest import example
-from tests.service.stateful_github import StatefulGitHub
+from tests.support.github import FakeGitHub, make_event
 
 ROUTER = combined_router(["pull_request"])
 
@@ -20,7 +19,7 @@ def _ctx(delivery: str) -> HandlerContext:
     return HandlerContext(repos=UnavailableRepoAccess(), delivery_id=delivery)
 
 
-async def _deliver(gh: StatefulGitHub, payload: dict[str, Any], delivery: str) -> None:
+async def _deliver(gh: FakeGitHub, payload: dict[str, Any], delivery: str) -> None:
     failures = await dispatch_isolated(
         ROUTER, make_event("pull_request", payload, delivery), gh, _ctx(delivery)
     )
@@ -39,7 +38,7 @@ def test_the_combined_router_routes_pull_request_actions() -> None:
 
 
 async def test_opened_then_retried_then_pushed_gives_one_comment_and_one_run_per_sha() -> None:
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     opened = example("pull_request", "opened.payload.json")
     await _deliver(gh, opened, "d1")
     await _deliver(gh, opened, "d1")  # the same delivery retried
@@ -84,7 +83,7 @@ async def test_run_pr_checks_runs_every_pull_request_handler_again() -> None:
     from bot.service.settings import Settings
     from handlers.pull_request import PullRequestChecksFailed, run_pr_checks
 
-    gh = StatefulGitHub()
+    gh = FakeGitHub()
     opened = example("pull_request", "opened.payload.json")
     ctx = _ctx("cmd-1")
     ctx.settings = dataclasses.replace(Settings(webhook_secret=b"x"), handlers=("pull_request",))

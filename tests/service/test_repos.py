@@ -85,9 +85,9 @@ async def test_dry_run_prints_pushes_and_explains_missing_git() -> None:
 
 async def test_app_repo_access_finds_each_installation_once(tmp_path: Path) -> None:
     from bot.service.repos import AppRepoAccess
-    from tests.fakes import RecordingGitHub
+    from tests.support.github import FakeGitHub
 
-    app_api = RecordingGitHub(
+    app_api = FakeGitHub(
         responses={
             ("GET", "/repos/o/a/installation"): {"id": 11},
             ("GET", "/repos/o/b/installation"): {"id": 22},
@@ -95,7 +95,7 @@ async def test_app_repo_access_finds_each_installation_once(tmp_path: Path) -> N
     )
 
     class Clients(Tokens):
-        async def app_api(self) -> RecordingGitHub:
+        async def app_api(self) -> FakeGitHub:
             return app_api
 
     cache, clients = RecordingCache(tmp_path), Clients()

@@ -14,8 +14,8 @@ from bot.queue.sqlite import SQLiteStore
 from bot.service.context import HandlerContext
 from bot.service.dispatch import dispatch_isolated
 from bot.service.worker import Worker, backoff_delay
-from tests.fakes import RecordingGitHub, make_event
 from tests.service.conftest import FakeClients
+from tests.support.github import FakeGitHub, make_event
 
 
 def _pr(number: int, action: str = "opened", repo: str = "o/r") -> bytes:
@@ -61,7 +61,7 @@ async def test_one_failing_handler_does_not_stop_the_others() -> None:
         ran.append("c")
         raise KeyError("c")
 
-    failures = await dispatch_isolated(router, make_event("push", {}), RecordingGitHub(), None)
+    failures = await dispatch_isolated(router, make_event("push", {}), FakeGitHub(), None)
     assert sorted(ran) == ["a", "b", "c"]
     assert [f.handler.rsplit(".", 1)[-1] for f in failures] == ["a_breaks", "c_breaks_too"]
     assert "ValueError: a is broken" in failures[0].error

@@ -8,8 +8,7 @@ does nothing twice) and a person's marker being ignored.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from bot.domain.upgrades.command import UpgradeRequest
 from bot.domain.upgrades.edits import load_all
 from bot.service.context import HandlerContext
 from handlers import upgrades
-from tests.fakes import make_event
-from tests.promotion.fakegh import FakeGitHub, FakeRepoAccess, now_iso
-from tests.promotion.gitrepo import BareRepo
+from tests.support.github import FakeGitHub, make_event
+from tests.support.gitrepo import BareRepo
+from tests.support.repos import FakeRepoAccess
 from tests.upgrades.test_edits import DNS
 from tests.upgrades.test_edits import REQUEST as CLUSTER
 
@@ -74,75 +73,8 @@ spec:
 
 
 @dataclass
-class GitHubWithIssues(FakeGitHub):
-    """The fake plus issues (the tracking issue), their labels, and branches; the App's user is a Bot."""
-
-    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-    def new_issue(self, body: str, user: str = BOT, kind: str = "Bot", labels: Any = ()) -> dict[str, Any]:
-        number = 1000 + len(self.issues)
-        issue = {
-            "number": number,
-            "title": "",
-            "body": body,
-            "state": "open",
-            "html_url": f"https://github.com/{self.full_name}/issues/{number}",
-            "user": {"login": user, "type": kind},
-            "labels": [{"name": name} for name in labels],
-            "created_at": now_iso(),
-        }
-        self.issues[number] = issue
-        return issue
-
-    def _route(self, method: str, path: str, q: dict[str, str], data: Any) -> tuple[int, Any]:
-        r = f"/repos/{self.full_name}"
-        if path == f"{r}/issues" and method == "POST":
-            issue = self.new_issue(data["body"], labels=data.get("labels") or [])
-            issue["title"] = data["title"]
-            return 201, issue
-        if path == f"{r}/issues" and method == "GET":
-            wanted = set(filter(None, q.get("labels", "").split(",")))
-            return 200, [
-                i
-                for i in self.issues.values()
-                if (q.get("state") == "all" or i["state"] == q.get("state", "open"))
-                and wanted <= {label["name"] for label in i["labels"]}
-            ]
-        m = re.fullmatch(rf"{r}/issues/(\d+)(/labels(?:/(.+))?)?", path)
-        if m and int(m.group(1)) in self.issues:
-            issue = self.issues[int(m.group(1))]
-            if m.group(2) and method == "POST":
-                for name in data["labels"]:
-                    if name not in [label["name"] for label in issue["labels"]]:
-                        issue["labels"].append({"name": name})
-                return 200, issue["labels"]
-            if m.group(3) and method == "DELETE":
-                before = len(issue["labels"])
-                issue["labels"] = [label for label in issue["labels"] if label["name"] != m.group(3)]
-                return (
-                    (200, issue["labels"])
-                    if len(issue["labels"]) < before
-                    else (404, {"message": "Not Found"})
-                )
-            if method == "PATCH":
-                issue.update({k: v for k, v in data.items() if k in ("title", "body", "state")})
-            return 200, issue
-        m = re.fullmatch(rf"{r}/branches/(.+)", path)
-        if m and method == "GET":
-            return 200, {"name": m.group(1), "commit": {"sha": self.head_sha(m.group(1))}}
-        m = re.fullmatch(rf"{r}/collaborators/([^/]+)/permission", path)
-        if m:
-            role = self.permissions.get(m.group(1), "read")
-            return 200, {"permission": "write" if role == "maintain" else role, "role_name": role}
-        status, answer = super()._route(method, path, q, data)
-        if path == f"{r}/pulls" and method == "POST" and status == 201:
-            answer["user"]["type"] = "Bot"  # the App's pull requests are a Bot's
-        return status, answer
-
-
-@dataclass
 class World:
-    gh: GitHubWithIssues
+    gh: FakeGitHub
     repo: BareRepo
     ctx: HandlerContext
 
@@ -213,8 +145,10 @@ def make_world(tmp_path: Path, version: str, config: str = CONFIG) -> World:
     }
     repo.commit("main", files, "The fleet")
     repo.git("update-ref", "refs/heads/env/prod", repo.sha("refs/heads/main"))
-    gh = GitHubWithIssues(repo=repo, permissions={"bob": "maintain", "alice": "write"})
-    ctx = HandlerContext(repos=FakeRepoAccess(repo.path, tmp_path / "mirror.git"), bot_login=BOT)
+    gh = FakeGitHub(repo=repo, permissions={"bob": "maintain", "alice": "write"})
+    ctx = HandlerContext(
+        repos=FakeRepoAccess(remote=repo.path, mirror=tmp_path / "mirror.git"), bot_login=BOT
+    )
     return World(gh, repo, ctx)
 
 
@@ -389,7 +323,7 @@ async def test_a_crash_between_any_two_writes_loses_no_step_and_does_none_twice(
         "say": ("POST", f"/repos/{w.gh.full_name}/issues/{w.issue['number']}/comments"),
     }
 
-    def dying(method: str, path: str, q: dict[str, str], data: Any) -> tuple[int, Any]:
+    def dying(method: str, path: str, q: dict[str, str], data: Any) -> tuple[int, Any] | None:
         if (method, path) == where.get(dies_at):
             w.gh._route = route  # type: ignore[method-assign]
             if dies_at != "open":
