@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.domain.governance.signatures import VERIFIED
 from bot.git.signatures import materialise_trust_root, verify_range
-from tests.governance.gitrepo import Repo, gpg_home, make_gpg_key, make_ssh_key
+from tests.support.gitrepo import GitRepo, gpg_home, make_gpg_key, make_ssh_key
 
 N = 100
 CONFIG = {"signatures": {"required": True, "trust": "keys"}}
@@ -27,7 +27,7 @@ def main() -> None:
         ssh = make_ssh_key(root, "alice", "alice@example.com")
         gpg = make_gpg_key(home, "Alice", "alice@example.com")
         for kind in ("ssh", "gpg"):
-            repo = Repo(root / kind)
+            repo = GitRepo(root / kind)
             base = repo.commit(
                 {
                     ".github/allowed_signers": ssh.allowed_line() + "\n",

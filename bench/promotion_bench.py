@@ -218,7 +218,7 @@ spec:
 
 def build_fleet(root: Path, clusters: int) -> Any:
     """A fleet repo: config on main, ``clusters/<name>/`` x N on env/dev, env/staging, env/prod."""
-    from tests.support.gitrepo import BareRepo
+    from tests.support.gitrepo import GitRepo
 
     work = root / "work"
 
@@ -241,10 +241,7 @@ def build_fleet(root: Path, clusters: int) -> Any:
         run("branch", b)
     remote = root / "remote.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(remote)], check=True, env=GIT_ENV)
-    repo = BareRepo.__new__(BareRepo)
-    repo.path = remote
-    repo._clock = 1_700_000_000
-    return repo
+    return GitRepo(remote, bare=True)  # git init on an existing repository only re-initialises it
 
 
 async def fake_main(clusters: int, runs: int) -> None:
@@ -269,7 +266,7 @@ async def fake_main(clusters: int, runs: int) -> None:
             branch = f"feature/resize-{i}"
             repo.git("update-ref", f"refs/heads/{branch}", repo.sha("refs/heads/env/dev"))
             text = CLUSTER.format(name=name, region="eu-west-1", i=i).replace('"1.31"', '"1.32"')
-            repo.commit(branch, {f"clusters/{name}/cluster.yaml": text}, f"Upgrade {name} to 1.32")
+            repo.commit_on(branch, {f"clusters/{name}/cluster.yaml": text}, f"Upgrade {name} to 1.32")
             pr = gh.open_pr(branch, "env/dev", f"Upgrade {name} to 1.32")
             gh.merge_pr(pr["number"])
             ctx = HandlerContext(repos=access, store=store)  # one context per delivery, as the worker does

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import re
 import shutil
-import subprocess
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from bot.git.signatures import signature_checker
 from bot.prchecks.build import CheckResult, build_check
 from tests.conftest import ROOT
 from tests.render.conftest import KEY, commit, git
+from tests.support.gitrepo import tree_repo
 
 FLEET = ROOT / "examples" / "fleet"
 REQUESTS = ROOT / "examples" / "requests"
@@ -41,11 +41,7 @@ def fleet_config() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example fleet as a git repository on ``main``."""
-    path = tmp_path_factory.mktemp("fleet") / "fleet"
-    shutil.copytree(FLEET, path)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    commit(path, {}, "initial")
-    return path
+    return tree_repo(tmp_path_factory.mktemp("fleet") / "fleet", source=FLEET).path
 
 
 def check_branch(repo: Path, name: str, files: dict[str, str | None]) -> CheckResult:
@@ -125,8 +121,7 @@ def test_the_whole_fleet_passes_its_own_checks(tmp_path: Path) -> None:
     (path / "common").mkdir(parents=True)
     shutil.copytree(FLEET / ".github", path / ".github")
     shutil.copytree(FLEET / "common/policies", path / "common/policies")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    commit(path, {}, "config and policy")
+    tree_repo(path)
     git(path, "checkout", "-q", "-b", "everything")
     shutil.copytree(FLEET, path, dirs_exist_ok=True)
     commit(path, {}, "everything")

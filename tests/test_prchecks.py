@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ from bot.service.context import HandlerContext
 from bot.service.dispatch import dispatch_isolated
 from handlers import combined_router
 from tests.support.github import FakeGitHub, make_event
+from tests.support.gitrepo import GitRepo, tree_repo
 from tests.support.repos import FakeRepoAccess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,30 +38,19 @@ stringData:
 
 
 def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    return GitRepo.open(repo).git(*args)
 
 
 @pytest.fixture
 def fleet_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "fleet"
-    shutil.copytree(FLEET, repo)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "fleet")
-    return repo
+    return tree_repo(tmp_path / "fleet", source=FLEET).path
 
 
 def _commit(repo: Path, branch: str, files: dict[str, str]) -> str:
     _git(repo, "checkout", "-q", "-b", branch, "main")
-    for name, text in files.items():
-        path = repo / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    _git(repo, "add", "-A")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", branch)
+    sha = GitRepo.open(repo).commit(dict(files), branch)
     _git(repo, "checkout", "-q", "main")
-    return _git(repo, "rev-parse", branch)
+    return sha
 
 
 def _payload(repo: Path, head: str, number: int = 7) -> dict[str, Any]:

@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from bot.__main__ import main
+from tests.support.gitrepo import GitRepo, tree_repo
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "fleet"
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
+    GitRepo.open(repo).git(*args)
 
 
 @pytest.fixture(scope="module")
 def fleet_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("fleet")
-    shutil.copytree(EXAMPLE, repo, dirs_exist_ok=True)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "fleet")
+    tree_repo(repo, source=EXAMPLE)
     for env in ("dev", "staging", "prod"):
         _git(repo, "branch", f"env/{env}")
     # a change on dev that staging does not have yet: a Secret carrying data, a Namespace without owner
@@ -40,8 +31,7 @@ def fleet_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: payments\n"  # no owner label
     )
     _git(repo, "checkout", "-q", "env/dev")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "db secret")
+    GitRepo.open(repo).commit({}, "db secret")
     _git(repo, "checkout", "-q", "main")
     return repo
 

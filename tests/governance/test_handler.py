@@ -11,8 +11,8 @@ import pytest
 from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK, router
 from tests.conftest import FIXTURES
-from tests.governance.gitrepo import SSH_SIG, Repo, SshKey, github_commit, make_ssh_key
 from tests.support.github import FakeGitHub, make_event
+from tests.support.gitrepo import SSH_SIG, GitRepo, SshKey, github_commit, make_ssh_key
 from tests.support.repos import FakeRepoAccess
 
 REPO = "org/fleet"
@@ -44,7 +44,7 @@ class World:
 
     def __init__(self, tmp_path: Path, key: SshKey, trust: str = "keys") -> None:
         self.key = key
-        self.repo = Repo(tmp_path / "fleet")
+        self.repo = GitRepo(tmp_path / "fleet")
         self.base = self.repo.commit(
             {
                 ".github/gitops-bot.yml": config_yaml(trust),

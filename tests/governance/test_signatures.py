@@ -11,10 +11,10 @@ import pytest
 from bot.domain.governance import signatures as sig
 from bot.domain.model import CheckInput, Severity
 from bot.git import signatures as gitsig
-from tests.governance.gitrepo import (
+from tests.support.gitrepo import (
     SSH_SIG,
+    GitRepo,
     GpgKey,
-    Repo,
     SshKey,
     github_commit,
     gpg_home,
@@ -50,8 +50,8 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
 CONFIG = {"version": 1, "signatures": {"required": True, "trust": "keys"}}
 
 
-def base_repo(tmp_path: Path, keys: Keys) -> tuple[Repo, str]:
-    repo = Repo(tmp_path / "repo")
+def base_repo(tmp_path: Path, keys: Keys) -> tuple[GitRepo, str]:
+    repo = GitRepo(tmp_path / "repo")
     base = repo.commit(
         {
             ".github/allowed_signers": "\n".join(
@@ -69,7 +69,7 @@ def base_repo(tmp_path: Path, keys: Keys) -> tuple[Repo, str]:
 
 
 def verify(
-    repo: Repo, base: str, tmp_path: Path, config: dict[str, object] = CONFIG
+    repo: GitRepo, base: str, tmp_path: Path, config: dict[str, object] = CONFIG
 ) -> list[sig.CommitVerdict]:
     root = gitsig.materialise_trust_root(repo.git_dir, base, config, tmp_path / "trust")
     return gitsig.verify_range(repo.git_dir, base, repo.head(), config, trust_root=root)
@@ -235,7 +235,7 @@ def test_override_can_exempt_docs_when_required_by_default() -> None:
 
 
 def test_missing_allowed_signers_says_where_to_add_it(tmp_path: Path, keys: Keys) -> None:
-    repo = Repo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo")
     base = repo.commit({"a": "1"}, "base")
     repo.commit({"a": "2"}, "signed", ssh=keys.alice_ssh)
     [verdict] = verify(repo, base, tmp_path)
@@ -326,7 +326,7 @@ def test_github_verdicts_from_list_commits() -> None:
 
 
 def test_ssh_key_outside_its_validity_window_is_explained(tmp_path: Path, keys: Keys) -> None:
-    repo = Repo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo")
     line = f'alice@example.com namespaces="git",valid-before="20200101" {keys.alice_ssh.public_line}\n'
     base = repo.commit({".github/allowed_signers": line}, "base")
     repo.commit({"x": "1"}, "late", ssh=keys.alice_ssh)  # commit time is in 2023
@@ -336,7 +336,7 @@ def test_ssh_key_outside_its_validity_window_is_explained(tmp_path: Path, keys: 
 
 
 def test_ssh_key_for_another_namespace_is_not_accepted(tmp_path: Path, keys: Keys) -> None:
-    repo = Repo(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo")
     base = repo.commit(
         {".github/allowed_signers": f'alice@example.com namespaces="file" {keys.alice_ssh.public_line}\n'},
         "base",

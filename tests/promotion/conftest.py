@@ -13,7 +13,7 @@ from bot.git.files import git
 from bot.service.context import HandlerContext
 from handlers import promotion
 from tests.support.github import FakeGitHub, make_event
-from tests.support.gitrepo import BareRepo
+from tests.support.gitrepo import GitRepo
 from tests.support.repos import FakeRepoAccess
 from tests.support.store import StateStore
 
@@ -55,7 +55,7 @@ def ago(**kw: int) -> str:
 
 @dataclass
 class World:
-    repo: BareRepo
+    repo: GitRepo
     gh: FakeGitHub
     ctx: HandlerContext
     access: FakeRepoAccess
@@ -76,7 +76,7 @@ class World:
     ) -> int:
         """Open a feature PR from ``branch`` onto ``base`` with ``files`` and merge it."""
         self.repo.git("update-ref", f"refs/heads/{branch}", self.repo.sha(f"refs/heads/{base}"))
-        self.repo.commit(branch, files, title)
+        self.repo.commit_on(branch, files, title)
         pr = self.gh.open_pr(branch, base, title)
         self.gh.merge_pr(pr["number"])
         if merged_ago:
@@ -85,9 +85,11 @@ class World:
 
 
 def make_world(tmp_path: Path, strategy: str = "cherry-pick") -> World:
-    repo = BareRepo(tmp_path / "remote.git")
-    main = repo.commit("main", {".github/gitops-bot.yml": CONFIG.replace("{strategy}", strategy)}, "config")
-    base = repo.commit(
+    repo = GitRepo(tmp_path / "remote.git", bare=True)
+    main = repo.commit_on(
+        "main", {".github/gitops-bot.yml": CONFIG.replace("{strategy}", strategy)}, "config"
+    )
+    base = repo.commit_on(
         "env/dev",
         {"clusters/a.yaml": CLUSTER.format(name="a", size=1), "README.md": "fleet\n"},
         "init",

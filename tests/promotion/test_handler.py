@@ -50,7 +50,7 @@ async def kube_world(tmp_path: Path, config: str, context: str) -> AsyncIterator
         kubeconfig: str
 
     world = make_world(tmp_path)
-    world.repo.commit("main", {".github/gitops-bot.yml": config}, "kube health")
+    world.repo.commit_on("main", {".github/gitops-bot.yml": config}, "kube health")
     api = FakeKubeAPI()
     await api.start()
     try:
@@ -221,7 +221,7 @@ async def test_red_health_fails_the_check_and_does_not_merge(world: World) -> No
 
 
 async def test_conflict_comments_once_then_promote_retries(world: World) -> None:
-    world.repo.commit(
+    world.repo.commit_on(
         "env/staging", {"clusters/a.yaml": CLUSTER.format(name="a", size=9)}, "hotfix in staging"
     )
     n = world.change(
@@ -236,7 +236,7 @@ async def test_conflict_comments_once_then_promote_retries(world: World) -> None
     out = await promote_pr(world.gh, world.ctx, repo="org/fleet", source_pr=n, target_env="staging")
     assert not out.ok and "clusters/a.yaml" in out.message
     # someone fixes staging so the change applies; /promote staging retries
-    world.repo.commit("env/staging", {"clusters/a.yaml": CLUSTER.format(name="a", size=1)}, "undo hotfix")
+    world.repo.commit_on("env/staging", {"clusters/a.yaml": CLUSTER.format(name="a", size=1)}, "undo hotfix")
     out = await promote_pr(world.gh, world.ctx, repo="org/fleet", source_pr=n, target_env="staging")
     assert out.ok and out.url is not None
     promo = _promotion(world, "staging")
@@ -343,7 +343,7 @@ async def test_reconciler_recovers_a_dropped_merge_event(world: World) -> None:
 
 async def test_merge_strategy_carries_the_whole_branch(tmp_path: Path) -> None:
     world = make_world(tmp_path, strategy="merge")
-    world.repo.commit("env/dev", {"clusters/direct.yaml": "pushed straight to dev\n"}, "direct")
+    world.repo.commit_on("env/dev", {"clusters/direct.yaml": "pushed straight to dev\n"}, "direct")
     n = world.change("feature/m", "env/dev", {"clusters/m.yaml": "m\n"}, "Add m")
     await world.closed(n)
     promo = _promotion(world, "staging")
@@ -374,7 +374,7 @@ async def test_the_renderer_comes_from_the_context(world: World) -> None:
 
 
 async def test_broken_config_is_reported_not_crashed(world: World) -> None:
-    world.repo.commit(
+    world.repo.commit_on(
         "main",
         {".github/gitops-bot.yml": "environments: [{name: dev, branch: a}, {name: dev, branch: b}]\n"},
         "bad",
@@ -448,7 +448,7 @@ async def test_kubernetes_health_at_a_later_revision_counts(tmp_path: Path) -> N
         await world.closed(n)
         promo = _promotion(world, "staging")
         # Flux already applied a later commit of env/dev, which includes ours
-        later = world.repo.commit("env/dev", {"clusters/l2.yaml": "2\n"}, "L2 pushed to dev")
+        later = world.repo.commit_on("env/dev", {"clusters/l2.yaml": "2\n"}, "L2 pushed to dev")
         ready = {"type": "Ready", "status": "True", "lastTransitionTime": ago(minutes=1)}
         status = {"conditions": [ready], "lastAppliedRevision": f"env/dev@sha1:{later}"}
         api.put_kustomization("apps", {"status": status})
@@ -466,7 +466,7 @@ async def test_status_on_a_later_commit_of_the_branch_counts(world: World) -> No
     n = world.change("feature/v1", "env/dev", {"clusters/v1.yaml": "1\n"}, "V1", merged_ago=60)
     await world.closed(n)
     promo = _promotion(world, "staging")
-    later = world.repo.commit("env/dev", {"clusters/v2.yaml": "2\n"}, "V2 pushed to dev")
+    later = world.repo.commit_on("env/dev", {"clusters/v2.yaml": "2\n"}, "V2 pushed to dev")
     world.gh.set_status(later, "flux/dev", "success", updated_at=ago(minutes=40), description="Applied")
     await world.dispatch("status", {"sha": later, "state": "success", "context": "other/ci"})
     assert not promo["merged"], "a context that is no health signal does not re-evaluate others"
@@ -512,13 +512,13 @@ def _merged_by_hand(world: World, branch: str, merge_sha: str, commits: list[tup
 
 
 async def test_squash_merge_carries_only_the_squash_commit(world: World) -> None:
-    world.repo.commit(
+    world.repo.commit_on(
         "env/dev", {"clusters/unrelated.yaml": "not promoted yet\n"}, "unrelated earlier change"
     )
     world.repo.git("update-ref", "refs/heads/feature/sq", world.repo.sha("refs/heads/env/dev"))
-    c1 = world.repo.commit("feature/sq", {"clusters/s1.yaml": "1\n"}, "step 1")
-    c2 = world.repo.commit("feature/sq", {"clusters/s2.yaml": "2\n"}, "step 2")
-    squash = world.repo.commit(
+    c1 = world.repo.commit_on("feature/sq", {"clusters/s1.yaml": "1\n"}, "step 1")
+    c2 = world.repo.commit_on("feature/sq", {"clusters/s2.yaml": "2\n"}, "step 2")
+    squash = world.repo.commit_on(
         "env/dev", {"clusters/s1.yaml": "1\n", "clusters/s2.yaml": "2\n"}, "Two steps (#9)"
     )
     n = _merged_by_hand(world, "feature/sq", squash, [(c1, "step 1"), (c2, "step 2")])
@@ -529,11 +529,11 @@ async def test_squash_merge_carries_only_the_squash_commit(world: World) -> None
 
 
 async def test_rebase_merge_carries_every_rebased_commit(world: World) -> None:
-    world.repo.commit(
+    world.repo.commit_on(
         "env/dev", {"clusters/unrelated.yaml": "not promoted yet\n"}, "unrelated earlier change"
     )
-    r1 = world.repo.commit("env/dev", {"clusters/r1.yaml": "1\n"}, "step 1")
-    r2 = world.repo.commit("env/dev", {"clusters/r2.yaml": "2\n"}, "step 2")
+    r1 = world.repo.commit_on("env/dev", {"clusters/r1.yaml": "1\n"}, "step 1")
+    r2 = world.repo.commit_on("env/dev", {"clusters/r2.yaml": "2\n"}, "step 2")
     world.repo.git("update-ref", "refs/heads/feature/rb", r2)
     n = _merged_by_hand(world, "feature/rb", r2, [("a" * 40, "step 1"), ("b" * 40, "step 2\n\nbody")])
     await world.closed(n)
@@ -569,7 +569,7 @@ async def test_a_held_source_pr_opens_its_promotion_held(world: World) -> None:
 async def test_team_rule_counts_team_members_only(world: World) -> None:
     config = world.repo.read("refs/heads/main", ".github/gitops-bot.yml") or ""
     config = config.replace("require: {count: 1}", "require: {count: 1, teams: [org/sre]}")
-    world.repo.commit("main", {".github/gitops-bot.yml": config}, "prod-owners is the SRE team")
+    world.repo.commit_on("main", {".github/gitops-bot.yml": config}, "prod-owners is the SRE team")
     n = world.change("feature/tm", "env/dev", {"clusters/tm.yaml": "t\n"}, "Add tm", merged_ago=60)
     await world.closed(n)
     staging = _promotion(world, "staging")

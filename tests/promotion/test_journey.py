@@ -36,7 +36,7 @@ def _open_promotion(world: World, env: str) -> dict:
 
 
 async def test_cluster_request_reaches_prod_through_its_gates(world: World) -> None:
-    world.repo.commit("main", {".github/gitops-bot.yml": JOURNEY}, "journey config")
+    world.repo.commit_on("main", {".github/gitops-bot.yml": JOURNEY}, "journey config")
     cluster = CLUSTER.format(name="team-a", size=3)
     n = world.change(
         "request/team-a", "env/dev", {"clusters/team-a.yaml": cluster}, "Add team-a", merged_ago=45

@@ -281,11 +281,11 @@ def test_multi_source_application_renders_each_source_with_its_own_options(tmp_p
 
 def test_a_changed_component_re_renders_the_target(tmp_path: Path) -> None:
     from bot.render_runtime.engine import compute_diff
-    from tests.render.conftest import git
+    from tests.support.gitrepo import GitRepo
 
     flux = FLUX_HEAD + "spec:\n  path: ./apps/web/prod\n  components: [../../../components/monitoring]\n"
     write(tmp_path, {**BASE, "clusters/prod/web.yaml": flux})
-    git(tmp_path, "init", "-q")
+    GitRepo(tmp_path)
     base = tmp_path.parent / "base-tree"
     shutil.copytree(tmp_path, base)
     path = "components/monitoring/kustomization.yaml"

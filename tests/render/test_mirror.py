@@ -14,6 +14,7 @@ from bot.git import mirror as mirror_mod
 from bot.git.files import GitError, rev_parse
 from bot.git.mirror import MirrorCache, materialise
 from tests.render.conftest import commit, git
+from tests.support.gitrepo import tree_repo
 
 TOKEN = "ghs_ThisIsAnInstallationToken1234"
 
@@ -21,9 +22,7 @@ TOKEN = "ghs_ThisIsAnInstallationToken1234"
 @pytest.fixture
 def upstream(tmp_path: Path) -> Path:
     """A bare 'GitHub' repository at tmp/remote/acme/fleet.git with one commit on main."""
-    work = tmp_path / "work"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-    commit(work, {"apps/a.yaml": "a: 1\n"}, "one")
+    work = tree_repo(tmp_path / "work", {"apps/a.yaml": "a: 1\n"}).path
     remote = tmp_path / "remote" / "acme" / "fleet.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(remote)], check=True)
     git(work, "remote", "add", "origin", str(remote))

@@ -12,7 +12,6 @@ with no error, names the right clusters and shows exactly the right objects; a b
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from bot.__main__ import main
 from bot.domain.model import Severity
 from bot.prchecks.build import CheckResult, build_check
 from tests.render.conftest import KEY, commit, git
+from tests.support.gitrepo import tree_repo
 
 KUST = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
 FLUX_K = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"
@@ -71,11 +71,7 @@ def _flux_ks(
 
 
 def _repo(tmp_path: Path, files: Mapping[str, str]) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    commit(repo, files, "initial")
-    return repo
+    return tree_repo(tmp_path / "repo", files).path
 
 
 def _pr(repo: Path, name: str, files: Mapping[str, str | None]) -> CheckResult:

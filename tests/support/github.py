@@ -31,7 +31,7 @@ import gidgethub.abc
 import gidgethub.sansio
 
 from bot.git.rewrite import merge
-from tests.support.gitrepo import BareRepo
+from tests.support.gitrepo import GitRepo
 
 BOT = "gitops-bot[bot]"
 BOT_USER = {"login": BOT, "type": "Bot"}
@@ -63,7 +63,7 @@ class Call:
 class FakeGitHub(gidgethub.abc.GitHubAPI):
     responses: dict[tuple[str, str], Any] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
-    repo: BareRepo | None = None
+    repo: GitRepo | None = None
     full_name: str = "org/fleet"
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)

@@ -21,7 +21,7 @@ from bot.domain.upgrades.edits import load_all
 from bot.service.context import HandlerContext
 from handlers import upgrades
 from tests.support.github import FakeGitHub, make_event
-from tests.support.gitrepo import BareRepo
+from tests.support.gitrepo import GitRepo
 from tests.support.repos import FakeRepoAccess
 from tests.upgrades.test_edits import DNS
 from tests.upgrades.test_edits import REQUEST as CLUSTER
@@ -75,7 +75,7 @@ spec:
 @dataclass
 class World:
     gh: FakeGitHub
-    repo: BareRepo
+    repo: GitRepo
     ctx: HandlerContext
 
     @property
@@ -137,13 +137,13 @@ def world(tmp_path: Path) -> World:
 
 
 def make_world(tmp_path: Path, version: str, config: str = CONFIG) -> World:
-    repo = BareRepo(tmp_path / "remote.git")
+    repo = GitRepo(tmp_path / "remote.git", bare=True)
     files: dict[str, str | None] = {
         ".github/gitops-bot.yml": config,
         "clusters/prod/shop-a/cluster.yaml": REQUEST.replace("{version}", version),
         "platform/dns/shop.yaml": DNS,
     }
-    repo.commit("main", files, "The fleet")
+    repo.commit_on("main", files, "The fleet")
     repo.git("update-ref", "refs/heads/env/prod", repo.sha("refs/heads/main"))
     gh = FakeGitHub(repo=repo, permissions={"bob": "maintain", "alice": "write"})
     ctx = HandlerContext(
@@ -233,7 +233,7 @@ async def test_a_push_by_someone_else_loses_the_step_pr(world: World) -> None:
     w = world
     await start(w, "shop-a 1.35 blue-green")
     pr = w.gh.pulls[w.campaign.pr or 0]
-    w.repo.commit(pr["head"]["ref"], {"extra.yaml": "a: 1\n"}, "mallory was here", author="Mallory")
+    w.repo.commit_on(pr["head"]["ref"], {"extra.yaml": "a: 1\n"}, "mallory was here", author="Mallory")
     w.report()
     await w.advance()  # provenance: the head is not the bot's any more, the step is opened again
     c = w.campaign

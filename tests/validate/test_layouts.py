@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from bot.domain.validate import validate
 from bot.prchecks.build import CheckResult, build_check
 from tests.conftest import FIXTURES
 from tests.render.conftest import KEY, commit, git
+from tests.support.gitrepo import tree_repo
 from tests.validate.helpers import TODAY, run
 
 LAYOUTS = FIXTURES / "validate" / "layouts"
@@ -34,9 +34,7 @@ def _repo(tmp_path: Path, name: str) -> Path:
     shutil.copytree(LAYOUTS / name, path)
     (path / ".github").mkdir()
     (path / ".github" / "gitops-bot.yml").write_text(CONFIG)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    commit(path, {}, "initial")
-    return path
+    return tree_repo(path).path
 
 
 def _check(repo: Path, branch: str, files: dict[str, str | None]) -> CheckResult:

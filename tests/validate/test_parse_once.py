@@ -18,6 +18,7 @@ from bot.domain.validate.base import blob_id, forget_parses, parse_docs, parse_t
 from bot.prchecks.build import build_check
 from bot.render_runtime.engine import forget_memos
 from tests.render.conftest import commit, git
+from tests.support.gitrepo import GitRepo
 
 CRD = """apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -97,9 +98,7 @@ def _components(version: str) -> str:
 def test_a_one_line_pr_never_round_trip_parses_the_unchanged_clusters_components(
     tmp_path: Path, round_trips: list[str]
 ) -> None:
-    repo = tmp_path / "fleet"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    repo = GitRepo(tmp_path / "fleet").path
     files = {}
     for i in range(4):
         files[f"clusters/c{i}/flux-system/gotk-components.yaml"] = _components(f"v2.{i}.0")
