@@ -43,7 +43,7 @@ from bot.domain.render.kustomize import (
 from bot.domain.render.result import Target
 from bot.domain.yamlio import YamlError
 from bot.render_runtime.helm_fetch import HelmFetchFailed, fetch_chart
-from bot.render_runtime.helm_runner import HelmEngineMissing, HelmRenderFailed, HelmRunner, default_runner
+from bot.render_runtime.helm_runner import HelmEngineMissing, HelmRenderFailed, default_runner
 from bot.render_runtime.kustomize_runner import run_kustomize
 
 RULE = "render.helm"
@@ -56,7 +56,6 @@ _FOLDERS: weakref.WeakKeyDictionary[KustomizationScanner, tuple[dict[str, list[s
     weakref.WeakKeyDictionary()
 )
 _LOCK = threading.Lock()
-_RUNNER: HelmRunner | None = None
 
 
 def allowed_repositories(config: dict[str, Any]) -> tuple[str, ...]:
@@ -68,16 +67,6 @@ def allowed_repositories(config: dict[str, Any]) -> tuple[str, ...]:
             {str(r).rstrip("/") for r in repos or [] if str(r).startswith(("http://", "https://", "oci://"))}
         )
     )
-
-
-def use_runner(runner: HelmRunner | None) -> None:
-    """Use ``runner`` instead of the process-wide one (tests and benchmarks); None restores it."""
-    global _RUNNER
-    _RUNNER = runner
-
-
-def _runner() -> HelmRunner:
-    return _RUNNER or default_runner()
 
 
 def is_chart_dir(tree: Path, rel: str) -> bool:
@@ -229,7 +218,7 @@ def forget() -> None:
 def _render_fresh(
     chart: Path, request: ChartRequest, digest: str, cluster_scoped: Callable[[dict[str, Any]], bool]
 ) -> list[dict[str, Any]]:
-    manifests = _runner().render(
+    manifests = default_runner().render(
         chart,
         key=digest,
         values=request.values,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -32,14 +32,3 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
         return tree_repo(tmp_path / name, files, source=FLEET if fleet else None).path
 
     return factory
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _go_template_engine() -> Iterator[None]:
-    """Generators expanded without a discovery get the sandboxed Go template engine too."""
-    from bot.domain.render.gotemplate import set_default_engine
-    from bot.render_runtime.gotemplate_runner import default_runner
-
-    set_default_engine(default_runner())
-    yield
-    set_default_engine(None)

@@ -20,7 +20,10 @@ from bot.domain.render.argocd import (
     strategic_merge,
 )
 from bot.domain.render.discovery import discover
+from bot.render_runtime.gotemplate_runner import default_runner
 from tests.render.conftest import KEY, write
+
+GO = default_runner()  # the process's sandboxed Go template engine, created on first use
 
 SECRET = "argocd.argoproj.io/secret-type"
 HUB = ClusterInfo("in-cluster", "https://kubernetes.default.svc", labels={SECRET: "cluster", "env": "hub"})
@@ -83,7 +86,7 @@ def test_addon_catalog_over_labelled_cluster_secrets_with_sprig() -> None:
             },
         }
     )
-    apps = by_name(expand_appset(spec, AppSetContext(None, [HUB, *FLEET])))
+    apps = by_name(expand_appset(spec, AppSetContext(None, [HUB, *FLEET], go_engine=GO)))
     assert set(apps) == {
         "ingress-nginx-dev-use1",
         "ingress-nginx-dev-euw1",
@@ -132,7 +135,7 @@ def test_range_over_a_flat_cluster_list_in_one_application() -> None:
             },
         }
     )
-    (app,) = expand_appset(spec, AppSetContext(None, [HUB, *FLEET]))
+    (app,) = expand_appset(spec, AppSetContext(None, [HUB, *FLEET], go_engine=GO))
     assert app["spec"]["source"]["helm"]["values"] == (
         "clusters:\n  - name: eks-prod-use1\n    index: 0\n    region: use1\n"
         "  - name: eks-prod-euw1\n    index: 1\n    region: euw1\n"
@@ -197,7 +200,7 @@ def test_merge_generator_merges_nested_values_key_by_key() -> None:
             },
         }
     )
-    apps = by_name(expand_appset(spec, AppSetContext(None, FLEET)))
+    apps = by_name(expand_appset(spec, AppSetContext(None, FLEET, go_engine=GO)))
 
     def params(name: str) -> dict[str, str]:
         src = apps[name]["spec"]["source"]
@@ -284,7 +287,7 @@ def test_template_patch_is_rendered_and_merged_into_each_application() -> None:
             ),
         }
     )
-    apps = by_name(expand_appset(spec, AppSetContext(None)))
+    apps = by_name(expand_appset(spec, AppSetContext(None, go_engine=GO)))
     web, batch = apps["web"], apps["batch"]
     assert web["spec"]["source"]["helm"] == {"releaseName": "x", "valueFiles": ["common.yaml", "web.yaml"]}
     assert web["spec"]["syncPolicy"] == {
@@ -317,7 +320,7 @@ def test_strategic_merge_directives() -> None:
                     "templatePatch": "- not a map",
                 }
             ),
-            AppSetContext(None),
+            AppSetContext(None, go_engine=GO),
         )
 
 
@@ -368,7 +371,7 @@ def test_matrix_of_git_directories_and_clusters(tmp_path: Path) -> None:
             },
         }
     )
-    apps = by_name(expand_appset(spec, AppSetContext(tmp_path, FLEET)))
+    apps = by_name(expand_appset(spec, AppSetContext(tmp_path, FLEET, go_engine=GO)))
     assert set(apps) == {
         "cert-manager-prod-use1",
         "cert-manager-prod-euw1",
@@ -392,7 +395,7 @@ def test_matrix_of_git_directories_and_clusters(tmp_path: Path) -> None:
     ],
 )
 def test_live_service_generators_generate_nothing(generator: dict[str, Any]) -> None:
-    ctx = AppSetContext(None, FLEET)
+    ctx = AppSetContext(None, FLEET, go_engine=GO)
     assert generate(generator, ctx, go=True) == []
     assert ctx.unreachable == {next(iter(generator))}
     matrix = {"matrix": {"generators": [{"clusters": {}}, generator]}}
@@ -424,7 +427,7 @@ def test_discovery_names_the_applicationset_whose_generators_need_a_live_service
             "deploy/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
         },
     )
-    disc = discover(tmp_path, {}, secret_key=KEY)
+    disc = discover(tmp_path, {}, secret_key=KEY, go_engine=GO)
     notices = [f for f in disc.findings if f.rule == "render.applicationset"]
     assert [(f.severity, f.message) for f in notices] == [
         (

@@ -9,6 +9,7 @@ import pytest
 from bot.domain.render import discover
 from bot.domain.render.flux import substitute_object, substitute_text
 from bot.render_runtime.engine import render_target
+from bot.render_runtime.gotemplate_runner import default_runner
 from tests.render.conftest import FLEET, KEY, write
 
 FLUX = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"
@@ -42,7 +43,12 @@ def test_kro_expressions_are_not_flux_variables() -> None:
 
 
 def test_fleet_targets_are_bound_to_clusters_and_environments() -> None:
-    targets = {t.name: t for t in discover(FLEET, {"clusters": _registry()}, secret_key=KEY).targets}
+    targets = {
+        t.name: t
+        for t in discover(
+            FLEET, {"clusters": _registry()}, secret_key=KEY, go_engine=default_runner()
+        ).targets
+    }
     addons = targets["flux/prod-euw1/flux-system/addons"]
     assert (addons.cluster, addons.env, addons.path) == ("prod-euw1", "prod", "common/addons")
     assert dict(addons.variables)["region"] == "eu-west-1"

@@ -22,6 +22,9 @@ from bot.domain.render.argocd import (
     render_all,
 )
 from bot.domain.render.gotemplate import TemplateError, render_fast
+from bot.render_runtime.gotemplate_runner import default_runner
+
+GO = default_runner()  # the process's sandboxed Go template engine, created on first use
 
 SECRET = "argocd.argoproj.io/secret-type"
 
@@ -67,22 +70,23 @@ def test_list_generator_one_application_per_element() -> None:
         }
     }
     apps = expand_appset(
-        appset([gen], tmpl("{{cluster}}-guestbook", "guestbook/{{cluster}}", "{{url}}")), AppSetContext(None)
+        appset([gen], tmpl("{{cluster}}-guestbook", "guestbook/{{cluster}}", "{{url}}")),
+        AppSetContext(None, go_engine=GO),
     )
     assert names(apps) == {"engineering-dev-guestbook", "engineering-prod-guestbook"}
     prod = next(a for a in apps if a["metadata"]["name"] == "engineering-prod-guestbook")
     assert prod["spec"]["source"]["path"] == "guestbook/engineering-prod"
-    assert generate(gen, AppSetContext(None), go=False)[1]["values.ns"] == "x"
+    assert generate(gen, AppSetContext(None, go_engine=GO), go=False)[1]["values.ns"] == "x"
 
 
 def test_list_elements_yaml_is_appended_after_elements() -> None:
     gen = {"list": {"elements": [{"n": "a"}], "elementsYaml": "- n: b\n- n: c\n"}}
-    assert [p["n"] for p in generate(gen, AppSetContext(None), go=True)] == ["a", "b", "c"]
+    assert [p["n"] for p in generate(gen, AppSetContext(None, go_engine=GO), go=True)] == ["a", "b", "c"]
 
 
 def test_list_non_string_element_needs_go_template() -> None:
     with pytest.raises(GeneratorError, match="goTemplate"):
-        generate({"list": {"elements": [{"n": {"nested": 1}}]}}, AppSetContext(None), go=False)
+        generate({"list": {"elements": [{"n": {"nested": 1}}]}}, AppSetContext(None, go_engine=GO), go=False)
 
 
 def test_fasttemplate_unknown_key_is_left_unchanged_and_whitespace_trimmed() -> None:
@@ -99,13 +103,13 @@ def test_post_selector_filters_parameter_sets() -> None:
         },
         "selector": {"matchLabels": {"env": "staging"}},
     }
-    sets = generate(gen, AppSetContext(None), go=False)
+    sets = generate(gen, AppSetContext(None, go_engine=GO), go=False)
     assert [s["cluster"] for s in sets] == ["engineering-dev"]
     expr = {
         **gen,
         "selector": {"matchExpressions": [{"key": "env", "operator": "In", "values": ["staging"]}]},
     }
-    assert generate(expr, AppSetContext(None), go=False) == sets
+    assert generate(expr, AppSetContext(None, go_engine=GO), go=False) == sets
 
 
 # ------------------------------------------------------------------ clusters
@@ -120,7 +124,7 @@ CLUSTERS = [
 def test_cluster_generator_parameters_and_name_normalized() -> None:
     sets = generate(
         {"clusters": {"selector": {"matchLabels": {SECRET: "cluster"}}}},
-        AppSetContext(None, CLUSTERS),
+        AppSetContext(None, CLUSTERS, go_engine=GO),
         go=False,
     )
     prod = next(s for s in sets if s["server"] == "https://prod.example.com")
@@ -131,7 +135,7 @@ def test_cluster_generator_parameters_and_name_normalized() -> None:
 
 
 def test_cluster_generator_without_selector_adds_in_cluster_last() -> None:
-    sets = generate({"clusters": {}}, AppSetContext(None, CLUSTERS), go=True)
+    sets = generate({"clusters": {}}, AppSetContext(None, CLUSTERS, go_engine=GO), go=True)
     assert sets[-1] == {
         "name": "in-cluster",
         "nameNormalized": "in-cluster",
@@ -143,7 +147,7 @@ def test_cluster_generator_without_selector_adds_in_cluster_last() -> None:
 
 def test_cluster_generator_no_synthetic_local_when_a_secret_targets_it() -> None:
     local = [cluster("hub", LOCAL_SERVER)]
-    sets = generate({"clusters": {}}, AppSetContext(None, local), go=False)
+    sets = generate({"clusters": {}}, AppSetContext(None, local, go_engine=GO), go=False)
     assert [s["name"] for s in sets] == ["hub"]
 
 
@@ -154,7 +158,7 @@ def test_cluster_values_are_templated_but_cannot_reference_values() -> None:
             "values": {"rev": "{{name}}-head", "lol": "{{values.rev}}"},
         }
     }
-    (params,) = generate(gen, AppSetContext(None, CLUSTERS), go=False)
+    (params,) = generate(gen, AppSetContext(None, CLUSTERS, go_engine=GO), go=False)
     assert params["values.rev"] == "staging-head"
     assert params["values.lol"] == "{{values.rev}}"
 
@@ -171,14 +175,14 @@ def test_cluster_generator_go_template_labels_via_index() -> None:
         tmpl('{{.nameNormalized}}-{{index .metadata.labels "env"}}', dest="{{.server}}"),
         goTemplate=True,
     )
-    apps = expand_appset(spec, AppSetContext(None, CLUSTERS))
+    apps = expand_appset(spec, AppSetContext(None, CLUSTERS, go_engine=GO))
     assert names(apps) == {"production-01-west-prod"}
 
 
 def test_cluster_generator_flat_list_gives_one_application() -> None:
     sets = generate(
         {"clusters": {"flatList": True, "selector": {"matchLabels": {SECRET: "cluster"}}}},
-        AppSetContext(None, CLUSTERS),
+        AppSetContext(None, CLUSTERS, go_engine=GO),
         go=True,
     )
     assert len(sets) == 1
@@ -188,7 +192,7 @@ def test_cluster_generator_flat_list_gives_one_application() -> None:
 def test_selector_in_without_values_is_an_error() -> None:
     gen = {"clusters": {"selector": {"matchExpressions": [{"key": "env", "operator": "In", "values": []}]}}}
     with pytest.raises(GeneratorError, match="at least one value"):
-        generate(gen, AppSetContext(None, CLUSTERS), go=False)
+        generate(gen, AppSetContext(None, CLUSTERS, go_engine=GO), go=False)
 
 
 def test_cluster_secret_reads_name_and_server_never_config() -> None:
@@ -220,7 +224,9 @@ def test_git_directories_parameters(tmp_path: Path) -> None:
         tmp_path,
         ["cluster-addons/argo-workflows", "cluster-addons/prometheus-operator", "cluster-addons/.hidden"],
     )
-    sets = generate({"git": {"directories": [{"path": "cluster-addons/*"}]}}, AppSetContext(tree), go=False)
+    sets = generate(
+        {"git": {"directories": [{"path": "cluster-addons/*"}]}}, AppSetContext(tree, go_engine=GO), go=False
+    )
     assert {s["path"] for s in sets} == {
         "cluster-addons/argo-workflows",
         "cluster-addons/prometheus-operator",
@@ -231,9 +237,11 @@ def test_git_directories_parameters(tmp_path: Path) -> None:
 
 def test_git_directories_star_does_not_cross_slash(tmp_path: Path) -> None:
     tree = _tree(tmp_path, ["one/two/three/four"])
-    sets = generate({"git": {"directories": [{"path": "one/*"}]}}, AppSetContext(tree), go=True)
+    sets = generate({"git": {"directories": [{"path": "one/*"}]}}, AppSetContext(tree, go_engine=GO), go=True)
     assert [s["path"]["path"] for s in sets] == ["one/two"]
-    deep = generate({"git": {"directories": [{"path": "/one/*/*/*"}]}}, AppSetContext(tree), go=True)
+    deep = generate(
+        {"git": {"directories": [{"path": "/one/*/*/*"}]}}, AppSetContext(tree, go_engine=GO), go=True
+    )
     assert deep[0]["path"]["basename"] == "four"
     assert deep[0]["path"]["segments"] == ["one", "two", "three", "four"]
 
@@ -241,9 +249,12 @@ def test_git_directories_star_does_not_cross_slash(tmp_path: Path) -> None:
 def test_git_directories_exclusion_always_wins(tmp_path: Path) -> None:
     tree = _tree(tmp_path, ["d/e", "d/f", "d/g", "d/h"])
     wrong = [{"path": "/d/e"}, {"path": "/d/*", "exclude": True}]
-    assert generate({"git": {"directories": wrong}}, AppSetContext(tree), go=False) == []
+    assert generate({"git": {"directories": wrong}}, AppSetContext(tree, go_engine=GO), go=False) == []
     right = [{"path": "/d/*"}, {"path": "/d/[fg]", "exclude": True}]
-    assert {s["path"] for s in generate({"git": {"directories": right}}, AppSetContext(tree), go=False)} == {
+    assert {
+        s["path"]
+        for s in generate({"git": {"directories": right}}, AppSetContext(tree, go_engine=GO), go=False)
+    } == {
         "d/e",
         "d/h",
     }
@@ -252,9 +263,9 @@ def test_git_directories_exclusion_always_wins(tmp_path: Path) -> None:
 def test_git_directories_basename_normalized_and_prefix(tmp_path: Path) -> None:
     tree = _tree(tmp_path, ["apps/directory_2"])
     gen = {"git": {"directories": [{"path": "apps/*"}], "pathParamPrefix": "app"}}
-    (fast,) = generate(gen, AppSetContext(tree), go=False)
+    (fast,) = generate(gen, AppSetContext(tree, go_engine=GO), go=False)
     assert fast["app.path.basenameNormalized"] == "directory-2"
-    (go,) = generate(gen, AppSetContext(tree), go=True)
+    (go,) = generate(gen, AppSetContext(tree, go_engine=GO), go=True)
     assert go["app"]["path"]["basename"] == "directory_2"
 
 
@@ -269,13 +280,13 @@ def test_git_files_flatten_and_path_parameters(tmp_path: Path) -> None:
     (tmp_path / "cluster-config/engineering/dev").mkdir(parents=True)
     (tmp_path / "cluster-config/engineering/dev/config.json").write_text(config)
     gen = {"git": {"files": [{"path": "cluster-config/**/config.json"}]}}
-    (fast,) = generate(gen, AppSetContext(tmp_path), go=False)
+    (fast,) = generate(gen, AppSetContext(tmp_path, go_engine=GO), go=False)
     assert fast["cluster.name"] == "engineering-dev"
     assert fast["path"] == "cluster-config/engineering/dev"
     assert fast["path[1]"] == "engineering"
     assert fast["path.basename"] == "dev"
     assert fast["path.filename"] == "config.json"
-    (go,) = generate(gen, AppSetContext(tmp_path), go=True)
+    (go,) = generate(gen, AppSetContext(tmp_path, go_engine=GO), go=True)
     assert go["cluster"]["address"] == "https://1.2.3.4"
     assert go["path"]["segments"] == ["cluster-config", "engineering", "dev"]
 
@@ -284,11 +295,13 @@ def test_git_files_glob_is_greedy_and_arrays_give_one_set_each(tmp_path: Path) -
     (tmp_path / "a/b/c").mkdir(parents=True)
     (tmp_path / "a/b/c/values.yaml").write_text("- name: x\n- name: y\n")
     (tmp_path / "a/values.yaml").write_text("name: top\n")
-    sets = generate({"git": {"files": [{"path": "a/*/values.yaml"}]}}, AppSetContext(tmp_path), go=False)
+    sets = generate(
+        {"git": {"files": [{"path": "a/*/values.yaml"}]}}, AppSetContext(tmp_path, go_engine=GO), go=False
+    )
     assert sorted(s["name"] for s in sets) == ["x", "y"]
     excluded = generate(
         {"git": {"files": [{"path": "a/**"}, {"path": "a/b/**", "exclude": True}]}},
-        AppSetContext(tmp_path),
+        AppSetContext(tmp_path, go_engine=GO),
         go=False,
     )
     assert [s["name"] for s in excluded] == ["top"]
@@ -303,7 +316,9 @@ def test_git_files_read_only_the_first_document_and_empty_files_give_path_parame
     )
     (tmp_path / "clusters/dev-b/cluster.yaml").write_text("# nothing yet\n")
     sets = generate(
-        {"git": {"files": [{"path": "clusters/*/cluster.yaml"}]}}, AppSetContext(tmp_path), go=True
+        {"git": {"files": [{"path": "clusters/*/cluster.yaml"}]}},
+        AppSetContext(tmp_path, go_engine=GO),
+        go=True,
     )
     by_dir = {s["path"]["basename"]: s for s in sets}
     assert sorted(by_dir) == ["dev-a", "dev-b"] and len(sets) == 2
@@ -322,7 +337,7 @@ def test_matrix_cluster_by_git_directories(tmp_path: Path) -> None:
             "applicationset/examples/matrix/cluster-addons/prometheus-operator",
         ],
     )
-    ctx = AppSetContext(tree, CLUSTERS)
+    ctx = AppSetContext(tree, CLUSTERS, go_engine=GO)
     gen = {
         "matrix": {
             "generators": [
@@ -350,7 +365,7 @@ def test_matrix_second_child_uses_first_childs_parameters(tmp_path: Path) -> Non
             ]
         }
     }
-    sets = generate(gen, AppSetContext(tree, CLUSTERS), go=True)
+    sets = generate(gen, AppSetContext(tree, CLUSTERS, go_engine=GO), go=True)
     assert sorted((s["path"]["basename"], s["name"]) for s in sets) == [
         ("prod", "production_01/west"),
         ("staging", "staging"),
@@ -368,9 +383,9 @@ def test_matrix_fasttemplate_conflicting_keys_need_path_param_prefix(tmp_path: P
         }
     }
     with pytest.raises(GeneratorError, match="duplicate key"):
-        generate(two_git, AppSetContext(tree), go=False)
+        generate(two_git, AppSetContext(tree, go_engine=GO), go=False)
     two_git["matrix"]["generators"][1]["git"]["pathParamPrefix"] = "b"
-    (s,) = generate(two_git, AppSetContext(tree), go=False)
+    (s,) = generate(two_git, AppSetContext(tree, go_engine=GO), go=False)
     assert s["path"] == "a/x" and s["b.path"] == "b/y"
 
 
@@ -383,24 +398,28 @@ def test_matrix_go_template_first_child_wins() -> None:
             ]
         }
     }
-    assert generate(gen, AppSetContext(None), go=True) == [{"k": "first", "a": "1", "b": "2"}]
+    assert generate(gen, AppSetContext(None, go_engine=GO), go=True) == [{"k": "first", "a": "1", "b": "2"}]
 
 
 def test_matrix_needs_exactly_two_children_and_one_nesting_level() -> None:
     with pytest.raises(GeneratorError, match="exactly two"):
-        generate({"matrix": {"generators": [{"list": {"elements": []}}]}}, AppSetContext(None), go=False)
+        generate(
+            {"matrix": {"generators": [{"list": {"elements": []}}]}},
+            AppSetContext(None, go_engine=GO),
+            go=False,
+        )
     lst = {"list": {"elements": [{"a": "1"}]}}
     inner = {"matrix": {"generators": [lst, {"list": {"elements": [{"b": "2"}]}}]}}
     nested = {"matrix": {"generators": [inner, {"list": {"elements": [{"c": "3"}]}}]}}
-    assert generate(nested, AppSetContext(None), go=False) == [{"a": "1", "b": "2", "c": "3"}]
+    assert generate(nested, AppSetContext(None, go_engine=GO), go=False) == [{"a": "1", "b": "2", "c": "3"}]
     too_deep = {"matrix": {"generators": [nested, lst]}}
     with pytest.raises(GeneratorError, match="one level"):
-        generate(too_deep, AppSetContext(None), go=False)
+        generate(too_deep, AppSetContext(None, go_engine=GO), go=False)
 
 
 def test_one_generator_per_entry() -> None:
     with pytest.raises(GeneratorError, match="exactly one generator"):
-        generate({"list": {"elements": []}, "clusters": {}}, AppSetContext(None), go=False)
+        generate({"list": {"elements": []}, "clusters": {}}, AppSetContext(None, go_engine=GO), go=False)
 
 
 # ------------------------------------------------------------------ merge
@@ -434,7 +453,7 @@ def test_merge_overrides_base_by_merge_keys_and_drops_unmatched() -> None:
             ],
         }
     }
-    sets = generate(gen, AppSetContext(None, clusters), go=False)
+    sets = generate(gen, AppSetContext(None, clusters, go_engine=GO), go=False)
     by_name = {s["name"]: s for s in sets}
     assert len(sets) == 3
     assert by_name["engineering-prod"]["values.redis"] == "true"
@@ -451,7 +470,7 @@ def test_merge_keys_must_be_unique_within_a_child() -> None:
         }
     }
     with pytest.raises(GeneratorError, match="not unique by the merge keys"):
-        generate(gen, AppSetContext(None), go=False)
+        generate(gen, AppSetContext(None, go_engine=GO), go=False)
 
 
 # ------------------------------------------------------------------ templates
@@ -459,7 +478,9 @@ def test_merge_keys_must_be_unique_within_a_child() -> None:
 
 def test_generator_level_template_overrides_spec_template_field_by_field() -> None:
     gen = {"list": {"elements": [{"cluster": "dev"}]}, "template": {"spec": {"project": "special"}}}
-    (app,) = expand_appset(appset([gen], tmpl("{{cluster}}-app", dest="https://x")), AppSetContext(None))
+    (app,) = expand_appset(
+        appset([gen], tmpl("{{cluster}}-app", dest="https://x")), AppSetContext(None, go_engine=GO)
+    )
     assert app["spec"]["project"] == "special"
     assert app["spec"]["source"]["path"] == "p"
 
@@ -468,7 +489,7 @@ def test_destination_with_name_and_server_is_an_error() -> None:
     t = tmpl("a", dest="https://x")
     t["spec"]["destination"]["name"] = "in-cluster"
     with pytest.raises(GeneratorError, match="both name and server"):
-        expand_appset(appset([{"list": {"elements": [{"a": "b"}]}}], t), AppSetContext(None))
+        expand_appset(appset([{"list": {"elements": [{"a": "b"}]}}], t), AppSetContext(None, go_engine=GO))
 
 
 def test_missingkey_error_fails_for_the_synthetic_local_cluster() -> None:
@@ -479,12 +500,12 @@ def test_missingkey_error_fails_for_the_synthetic_local_cluster() -> None:
         goTemplateOptions=["missingkey=error"],
     )
     with pytest.raises(GeneratorError):
-        expand_appset(spec, AppSetContext(None, CLUSTERS))
+        expand_appset(spec, AppSetContext(None, CLUSTERS, go_engine=GO))
 
 
 def test_go_template_functions_through_the_real_engine() -> None:
     data = {"name": "My_Cluster", "path": {"basename": "app-x"}, "metadata": {"labels": {"env": "prod"}}}
-    ctx = AppSetContext(None)
+    ctx = AppSetContext(None, go_engine=GO)
 
     def go(text: str, *, strict: bool = False) -> str:
         return str(render_all(text, [data], ctx, True, strict)[0])

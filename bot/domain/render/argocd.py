@@ -27,7 +27,6 @@ from bot.domain.render.gotemplate import (
     GoEngine,
     TemplateError,
     TemplateUnavailable,
-    default_engine,
     render_fast,
     render_many,
 )
@@ -188,7 +187,7 @@ def render_all(
     strings = sorted(s for s in _strings(value, set()) if "{{" in s)
     if not strings:
         return [copy.deepcopy(value) for _ in params_list]
-    engine = ctx.go_engine or default_engine()
+    engine = ctx.go_engine
     if engine is None:
         raise TemplateUnavailable("no Go template engine is configured")
     rows = render_many(engine, strings, params_list, strict=missing_error)

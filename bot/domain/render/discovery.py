@@ -1137,7 +1137,7 @@ def discover(
     """Return the targets of ``tree`` (sorted by name), discovery findings and the scanner used.
 
     ``go_engine`` evaluates Argo CD ApplicationSet Go templates (the sandboxed runner of
-    :mod:`bot.render_runtime.gotemplate_runner`); None: :func:`.gotemplate.default_engine`.
+    :mod:`bot.render_runtime.gotemplate_runner`); None: Go templates are reported as not evaluated.
     """
     finder = _Finder(tree, config, secret_key, go_engine)
     finder.read()

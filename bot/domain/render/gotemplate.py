@@ -59,20 +59,6 @@ class GoEngine(Protocol):
         ...
 
 
-_DEFAULT_ENGINE: GoEngine | None = None
-
-
-def set_default_engine(engine: GoEngine | None) -> None:
-    """Use ``engine`` where an :class:`~bot.domain.render.argocd.AppSetContext` names none."""
-    global _DEFAULT_ENGINE
-    _DEFAULT_ENGINE = engine
-
-
-def default_engine() -> GoEngine | None:
-    """The engine set by :func:`set_default_engine`, if any."""
-    return _DEFAULT_ENGINE
-
-
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
