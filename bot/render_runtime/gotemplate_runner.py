@@ -136,7 +136,7 @@ class GoTemplateRunner:
             error = str(answer.get("error") or "the Go template engine failed")
             if answer.get("engine") is False:
                 raise TemplateUnavailable(error)
-            raise TemplateError(error)
+            raise TemplateError(error, str(answer.get("kind") or "execute"))
         return {str(k): str(v) for k, v in (answer.get("files") or {}).items()}
 
     def close(self) -> None:

@@ -6,7 +6,9 @@ limits, empty environment). One JSON request per line on stdin, one JSON answer 
 stdout:
 
 request: ``{"archive": base64 .tgz, "values": {...}, "strict": bool}``
-answer:  ``{"ok": true, "files": {name: text}}`` or ``{"ok": false, "error": str, "engine": bool}``
+answer:  ``{"ok": true, "files": {name: text}}`` or
+         ``{"ok": false, "error": str, "engine": bool, "kind": str}`` (``kind``: :func:`error_kind`,
+         so the bot never matches the error text itself)
 
 It imports nothing from the bot (``-I`` ignores PYTHONPATH): only the standard library and
 ``helm_python``. The chart is read from memory; nothing is written or fetched.
@@ -18,6 +20,20 @@ import base64
 import json
 import sys
 from typing import Any
+
+# How Go's text/template (through Helm) words the errors Argo CD tells apart: a template that
+# does not parse, and one naming a key its parameters lack under missingkey=error.
+_PARSE = ("parse error",)
+_MISSING_KEY = ("map has no entry for key", "can't evaluate field", "nil pointer evaluating")
+
+
+def error_kind(message: str) -> str:
+    """The kind of a Go template error: "parse", "missing_key" or "execute"."""
+    if any(m in message for m in _PARSE):
+        return "parse"
+    if any(m in message for m in _MISSING_KEY):
+        return "missing_key"
+    return "execute"
 
 
 def _render(request: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +49,7 @@ def _render(request: dict[str, Any]) -> dict[str, Any]:
         with helm.Chart.load_archive(archive) as chart:
             text = _native.call_string("helm_render", chart._raw(), json.dumps(request["values"]), options)
     except helm.HelmError as exc:
-        return {"ok": False, "engine": True, "error": str(exc)}
+        return {"ok": False, "engine": True, "error": str(exc), "kind": error_kind(str(exc))}
     return {"ok": True, "files": json.loads(text)}
 
 

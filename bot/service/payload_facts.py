@@ -21,6 +21,11 @@ import msgspec
 UNSET: Any = msgspec.UNSET
 
 
+class MalformedPayload(ValueError):
+    """JSON that is not what GitHub sends (nested too deeply, not an object); the message is
+    safe to answer with. Other ValueErrors mean the body is not valid JSON at all."""
+
+
 class _Installation(msgspec.Struct):
     id: Any = UNSET
 
@@ -68,6 +73,6 @@ def fast_facts(raw: bytes) -> dict[str, Any] | None:
     except msgspec.DecodeError as exc:
         raise ValueError(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise ValueError("the JSON is nested too deeply") from None
+        raise MalformedPayload("the JSON is nested too deeply") from None
     result: dict[str, Any] = msgspec.to_builtins(facts)  # UNSET fields are left out
     return result

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from bot.queue.base import DeliveryStore
 from bot.service.metrics import Metrics, event_label
-from bot.service.payload_facts import fast_facts
+from bot.service.payload_facts import MalformedPayload, fast_facts
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ def decode_object(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except RecursionError:
-        raise ValueError("the JSON is nested too deeply") from None
+        raise MalformedPayload("the JSON is nested too deeply") from None
     if not isinstance(data, dict):
-        raise ValueError("the payload is not a JSON object")
+        raise MalformedPayload("the payload is not a JSON object")
     return data
 
 
@@ -280,11 +280,7 @@ class WebhookHandler:
             payload = decode_object(envelope.payload) if event == "ping" else None
         except ValueError as exc:
             self._count(event, "bad_request", started)
-            reason = (
-                str(exc)
-                if "JSON object" in str(exc) or "too deeply" in str(exc)
-                else "the body is not valid JSON"
-            )
+            reason = str(exc) if isinstance(exc, MalformedPayload) else "the body is not valid JSON"
             return _answer(400, f"malformed payload: {reason}", delivery=delivery_id)
 
         if payload is not None:

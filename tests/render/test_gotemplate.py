@@ -102,8 +102,9 @@ def test_missing_keys_print_empty_and_missingkey_error_fails() -> None:
     # Go prints <no value> here; Helm's engine removes that text (a documented difference).
     assert go("[{{ .missing }}]") == "[]"
     assert go('{{ .missing | default "fallback" }}') == "fallback"
-    with pytest.raises(TemplateError, match='map has no entry for key "missing"'):
+    with pytest.raises(TemplateError, match='map has no entry for key "missing"') as missing:
         go("{{ .missing }}", strict=True)
+    assert missing.value.kind == "missing_key"  # the worker says which kind, the bot never greps
 
 
 def test_errors_name_the_template_and_the_parameter_set() -> None:
@@ -114,8 +115,12 @@ def test_errors_name_the_template_and_the_parameter_set() -> None:
     assert "gitops-bot" not in str(exc.value)
     with pytest.raises(TemplateError, match="missing value for if"):
         go("{{ if }}")
-    with pytest.raises(TemplateError, match="parse error"):  # Go: unclosed action
+    with pytest.raises(TemplateError, match="parse error") as parse:  # Go: unclosed action
         go("{{ .name ")
+    assert parse.value.kind == "parse"
+    with pytest.raises(TemplateError) as failing:
+        go('{{ fail "no" }}')
+    assert failing.value.kind == "execute"
 
 
 # ------------------------------------------------------------------ functions

@@ -478,9 +478,6 @@ def _split_values(child: dict[str, Any], go: bool) -> tuple[dict[str, Any], dict
     return {**child, kind: {k: v for k, v in body.items() if k != "values"}}, values
 
 
-_MISSING_KEY = ("map has no entry for key", "can't evaluate field", "nil pointer evaluating")
-
-
 def _pre_resolve(
     values: dict[str, str] | None, params_list: list[dict[str, Any]], ctx: AppSetContext
 ) -> list[dict[str, str] | None]:
@@ -496,14 +493,14 @@ def _pre_resolve(
         try:
             rows = render_all(text, params_list, ctx, True, True)
         except TemplateError as exc:
-            if not any(m in str(exc) for m in _MISSING_KEY):
+            if exc.kind != "missing_key":
                 raise
             rows = []
             for params in params_list:
                 try:
                     rows.append(render_all(text, [params], ctx, True, True)[0])
                 except TemplateError as one:
-                    if not any(m in str(one) for m in _MISSING_KEY):
+                    if one.kind != "missing_key":
                         raise
                     rows.append(text)
         for resolved, rendered in zip(out, rows, strict=True):

@@ -40,7 +40,16 @@ from typing import Any, Protocol
 
 
 class TemplateError(ValueError):
-    """The template cannot be parsed or evaluated (the message is Go's, as Argo CD reports it)."""
+    """The template cannot be parsed or evaluated (the message is Go's, as Argo CD reports it).
+
+    ``kind`` is what the engine says went wrong: ``"parse"`` (the template is malformed),
+    ``"missing_key"`` (it names a key or field the parameters lack: Go's ``missingkey=error``)
+    or ``"execute"`` (anything else while evaluating, a time or memory limit included).
+    """
+
+    def __init__(self, message: str, kind: str = "execute") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class TemplateUnavailable(RuntimeError):
@@ -367,12 +376,12 @@ def render_many(
         rendered = engine.render_chart(batch.archive, batch.values, strict=strict)
     except TemplateError as exc:
         message = explain_error(batch, str(exc))
-        if len(params) > 1 and "parse error" not in message:
+        if len(params) > 1 and exc.kind != "parse":
             bad = _first_failing(engine, todo, params, strict=strict)
             message += (
                 f" (parameter set {bad + 1} of {len(params)}: {_short(json.dumps(params[bad], default=str))})"
             )
-        raise TemplateError(message) from exc
+        raise TemplateError(message, exc.kind) from exc
     outputs = read_outputs(batch, rendered)
     index = {t: j for j, t in enumerate(todo)}
     return [[row[index[t]] if t in index else t for t in templates] for row in outputs]
