@@ -36,11 +36,6 @@ def _schema_and_registry() -> tuple[dict[str, Any], Registry[Any]]:
     return schema, registry
 
 
-def config_schema() -> dict[str, Any]:
-    """Return the top-level JSON Schema of the repository configuration."""
-    return _schema_and_registry()[0]
-
-
 class ConfigError(ValueError):
     """The configuration is not valid; ``findings`` say where and why."""
 

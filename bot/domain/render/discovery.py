@@ -181,15 +181,6 @@ def _scan(tree: Path) -> tuple[list[tuple[str, bool]], bool]:
     return files, has_links
 
 
-def _common_prefix_len(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a.split("/"), b.split("/"), strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class _Finder:
     def __init__(
         self, tree: Path, config: dict[str, Any], secret_key: bytes, go_engine: GoEngine | None = None

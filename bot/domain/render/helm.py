@@ -354,12 +354,6 @@ def repo_path(raw: str, base: str = "") -> str | None:
     return joined
 
 
-def release_values_files(hr: dict[str, Any], objects: list[dict[str, Any]]) -> list[str]:
-    """The repository files a HelmRelease's chart reads besides its folder (``valuesFiles``)."""
-    found = _chart_source(hr, objects, str(_meta(hr).get("namespace") or "default"))
-    return found[1] if isinstance(found, tuple) else []
-
-
 def flux_request(
     hr: dict[str, Any],
     objects: list[dict[str, Any]],
