@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import gidgethub.abc
 
+from bot.domain import authors
 from bot.github.writes import GitHubWrites
 
 MAX_COMMENT_CHARS = 65_536
@@ -60,8 +61,7 @@ DEFAULT_BOT_LOGIN = "gitops-bot[bot]"
 
 def by_bot(comment: Mapping[str, Any], bot_login: str | None) -> bool:
     """Whether ``comment`` was written by this App (its login, not merely any Bot account)."""
-    user = comment.get("user")
-    return isinstance(user, Mapping) and user.get("login") == (bot_login or DEFAULT_BOT_LOGIN)
+    return authors.by_bot(comment, bot_login or DEFAULT_BOT_LOGIN)
 
 
 async def list_marked_comments(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from bot.domain.authors import same_login
 from bot.domain.labels import GATES_END, GATES_START
 from bot.domain.promotion.environments import Chain, Environment
 from bot.domain.promotion.plan import History
@@ -131,7 +132,12 @@ def standing(pr: PullFacts, bot_login: str) -> Standing:
     (:attr:`Standing.LOST`). Anything else is an ordinary PR, whatever its body or branch says.
     """
     rec = pr.record
-    if rec is None or pr.author != bot_login or rec.branch != pr.head_ref or rec.base != pr.base_ref:
+    if (
+        rec is None
+        or not same_login(pr.author, bot_login)
+        or rec.branch != pr.head_ref
+        or rec.base != pr.base_ref
+    ):
         return Standing.NONE
     if rec.number and rec.number != pr.number:
         return Standing.NONE

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.domain import escape
+from bot.domain.authors import by_bot
 from bot.domain.commands import code
 from bot.domain.upgrades.campaign import Campaign, checklist, dump_state, load_state
 from bot.domain.upgrades.plan import DueUpgrade
@@ -44,12 +45,6 @@ def key_marker(cluster: str, target: str) -> str:
     # a name from the repository: nothing in it may end the HTML comment
     safe = cluster.replace("<", "&lt;").replace(">", "&gt;")
     return f"<!-- {KEY_MARKER} {safe}@{target} -->"
-
-
-def by_bot(item: Mapping[str, Any], bot_login: str) -> bool:
-    """Whether an issue or comment was written by the bot (login and account type checked)."""
-    user = item.get("user") or {}
-    return str(user.get("login") or "").lower() == bot_login.lower() and str(user.get("type") or "") == "Bot"
 
 
 def tracked(issues: Iterable[Mapping[str, Any]], bot_login: str) -> list[TrackedIssue]:
