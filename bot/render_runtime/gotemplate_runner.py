@@ -13,20 +13,12 @@ from __future__ import annotations
 
 import atexit
 import base64
-import json
-import os
-import select
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
+from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed
 
 TIMEOUT = 30.0
 WORKER_MAX_MEMORY = 2 * 1024**3
@@ -36,73 +28,28 @@ MAX_ANSWER = 64 * 1024**2
 WORKER_SCRIPT = Path(__file__).with_name("gotemplate_worker.py")
 
 
-@cache
-def _sandbox_prefix() -> tuple[str, ...]:
-    prefix: list[str] = []
-    prlimit = shutil.which("prlimit")
-    if prlimit:
-        prefix += [prlimit, f"--as={WORKER_MAX_MEMORY}", f"--cpu={WORKER_CPU_SECONDS}"]
-    unshare = shutil.which("unshare")
-    if unshare:
-        try:
-            ok = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            ok = None
-        if ok is not None and ok.returncode == 0:
-            prefix += [unshare, "-rn"]
-    return tuple(prefix)
+def _new_worker() -> SandboxedWorker:
+    return SandboxedWorker(
+        WORKER_SCRIPT,
+        prefix="gitops-bot-gotemplate-",
+        env={},
+        max_memory=WORKER_MAX_MEMORY,
+        cpu_seconds=WORKER_CPU_SECONDS,
+        max_answer=MAX_ANSWER,
+    )
 
 
-class _Worker:
-    def __init__(self) -> None:
-        self.home = tempfile.mkdtemp(prefix="gitops-bot-gotemplate-")
-        env = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LC_ALL": "C", "NO_PROXY": "*", "no_proxy": "*"}
-        self.proc = subprocess.Popen(
-            [*_sandbox_prefix(), sys.executable, "-I", str(WORKER_SCRIPT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            cwd=self.home,
-        )
-        self.jobs = 0
-        self.buffer = b""
-
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.jobs += 1
-        try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self.proc.stdin.flush()
-        except OSError as exc:
+def _ask(worker: SandboxedWorker, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    try:
+        return worker.ask(request, timeout)
+    except WorkerFailed as exc:
+        if exc.why == "unwritable":
             raise TemplateUnavailable("the Go template worker stopped") from exc
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TemplateError(f"the templates took longer than {timeout:g} s to evaluate")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                raise TemplateError("the templates stopped the Go template worker (a memory or CPU limit)")
-            self.buffer += chunk
-            if len(self.buffer) > MAX_ANSWER:
-                raise TemplateError("the templates produced more than 64 MiB")
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-        shutil.rmtree(self.home, ignore_errors=True)
+        if exc.why == "timeout":
+            raise TemplateError(f"the templates took longer than {timeout:g} s to evaluate") from None
+        if exc.why == "too_large":
+            raise TemplateError("the templates produced more than 64 MiB") from None
+        raise TemplateError("the templates stopped the Go template worker (a memory or CPU limit)") from exc
 
 
 class GoTemplateRunner:
@@ -110,7 +57,7 @@ class GoTemplateRunner:
 
     def __init__(self, *, timeout: float = TIMEOUT) -> None:
         self.timeout = timeout
-        self._worker: _Worker | None = None
+        self._worker: SandboxedWorker | None = None
         self._lock = threading.Lock()
         self.calls = 0
 
@@ -119,13 +66,13 @@ class GoTemplateRunner:
         with self._lock:
             if self._worker is None:
                 try:
-                    self._worker = _Worker()
+                    self._worker = _new_worker()
                 except OSError as exc:
                     raise TemplateUnavailable(f"the Go template worker cannot start: {exc}") from exc
             worker = self._worker
             healthy = False
             try:
-                answer = worker.ask(request, self.timeout)
+                answer = _ask(worker, request, self.timeout)
                 healthy = True
             finally:
                 if not healthy or worker.jobs >= JOBS_PER_WORKER:

@@ -21,18 +21,13 @@ and render one chart at a time; :class:`HelmRunner` holds up to ``workers`` of t
 from __future__ import annotations
 
 import atexit
-import json
 import os
-import select
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-from functools import cache
 from pathlib import Path
 from typing import Any
+
+from bot.render_runtime import sandbox
+from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed
 
 RENDER_TIMEOUT = 60.0
 WORKER_MAX_MEMORY = 2 * 1024**3
@@ -50,99 +45,34 @@ class HelmEngineMissing(RuntimeError):
     """The Helm engine (helm-python-sdk) is not installed or does not load."""
 
 
-@cache
-def network_isolation() -> tuple[str, ...]:
-    """Return the ``unshare`` prefix that gives the worker an empty network namespace, when allowed."""
-    unshare = shutil.which("unshare")
-    if not unshare:
-        return ()
-    try:
-        ok = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return (unshare, "-rn") if ok.returncode == 0 else ()
-
-
-@cache
-def _limits() -> tuple[str, ...]:
-    prlimit = shutil.which("prlimit")
-    return (prlimit, f"--as={WORKER_MAX_MEMORY}", f"--cpu={WORKER_CPU_SECONDS}") if prlimit else ()
-
-
 def sandbox_command() -> list[str]:
-    """The command line of one worker: limits, then the network namespace, then isolated Python."""
-    return [*_limits(), *network_isolation(), sys.executable, "-I", str(WORKER_SCRIPT)]
+    """The command line of one Helm worker: limits, then the network namespace, then isolated Python."""
+    return sandbox.sandbox_command(
+        WORKER_SCRIPT, max_memory=WORKER_MAX_MEMORY, cpu_seconds=WORKER_CPU_SECONDS
+    )
 
 
-class _Worker:
-    def __init__(self) -> None:
-        self.home = tempfile.mkdtemp(prefix="gitops-bot-helm-")
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": self.home,
-            "LC_ALL": "C",
-            "KUBECONFIG": "/dev/null",
-            "NO_PROXY": "*",
-            "no_proxy": "*",
-            "HELM_CACHE_HOME": self.home,
-            "HELM_CONFIG_HOME": self.home,
-            "HELM_DATA_HOME": self.home,
-        }
-        self.proc = subprocess.Popen(
-            sandbox_command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            cwd=self.home,
-        )
-        self.jobs = 0
-        self._buffer = b""
+def _new_worker() -> SandboxedWorker:
+    home = {name: "{home}" for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")}
+    return SandboxedWorker(
+        WORKER_SCRIPT,
+        prefix="gitops-bot-helm-",
+        env={"KUBECONFIG": "/dev/null", **home},
+        max_memory=WORKER_MAX_MEMORY,
+        cpu_seconds=WORKER_CPU_SECONDS,
+        max_answer=MAX_ANSWER,
+    )
 
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.jobs += 1
-        try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self.proc.stdin.flush()
-        except OSError as exc:
-            raise HelmRenderFailed(f"the Helm worker stopped ({self._why()})") from exc
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise HelmRenderFailed(f"the chart took longer than {timeout:g} s to render")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                raise HelmRenderFailed(f"the Helm worker stopped ({self._why()})")
-            self._buffer += chunk
-            if len(self._buffer) > MAX_ANSWER:
-                raise HelmRenderFailed("the chart rendered more than 64 MiB")
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
 
-    def _why(self) -> str:
-        try:
-            code = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            return "no answer"
-        if code < 0:
-            return f"killed by signal {-code}: a memory or CPU limit, or a crash"
-        return f"exit status {code}"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-        shutil.rmtree(self.home, ignore_errors=True)
+def _ask(worker: SandboxedWorker, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    try:
+        return worker.ask(request, timeout)
+    except WorkerFailed as exc:
+        if exc.why == "timeout":
+            raise HelmRenderFailed(f"the chart took longer than {timeout:g} s to render") from None
+        if exc.why == "too_large":
+            raise HelmRenderFailed("the chart rendered more than 64 MiB") from None
+        raise HelmRenderFailed(f"the Helm worker stopped ({exc.detail})") from exc
 
 
 class HelmRunner:
@@ -151,12 +81,12 @@ class HelmRunner:
     def __init__(self, *, workers: int | None = None, timeout: float = RENDER_TIMEOUT) -> None:
         self.size = max(1, workers or os.cpu_count() or 1)
         self.timeout = timeout
-        self._idle: list[_Worker] = []
+        self._idle: list[SandboxedWorker] = []
         self._started = 0
         self._cond = threading.Condition()
         self.renders = 0
 
-    def _acquire(self) -> _Worker:
+    def _acquire(self) -> SandboxedWorker:
         with self._cond:
             while not self._idle and self._started >= self.size:
                 self._cond.wait()
@@ -164,14 +94,14 @@ class HelmRunner:
                 return self._idle.pop()
             self._started += 1
         try:
-            return _Worker()
+            return _new_worker()
         except OSError:
             with self._cond:
                 self._started -= 1
                 self._cond.notify()
             raise
 
-    def _release(self, worker: _Worker, healthy: bool) -> None:
+    def _release(self, worker: SandboxedWorker, healthy: bool) -> None:
         if not healthy or worker.jobs >= JOBS_PER_WORKER:
             worker.close()
             with self._cond:
@@ -209,7 +139,7 @@ class HelmRunner:
         worker = self._acquire()
         healthy = False
         try:
-            answer = worker.ask(request, self.timeout)
+            answer = _ask(worker, request, self.timeout)
             healthy = True
         finally:
             self._release(worker, healthy)

@@ -36,7 +36,8 @@ from bot.domain.render.helm import (
 )
 from bot.render_runtime import helm_fetch
 from bot.render_runtime.engine import compute_diff, render_tree
-from bot.render_runtime.helm_runner import HelmRenderFailed, HelmRunner, network_isolation, sandbox_command
+from bot.render_runtime.helm_runner import HelmRenderFailed, HelmRunner, sandbox_command
+from bot.render_runtime.sandbox import network_isolation
 from tests.conftest import ROOT
 from tests.render.conftest import KEY, write
 

@@ -1,0 +1,129 @@
+"""One sandboxed worker process speaking JSON lines: what the Helm and Go-template runners share.
+
+A worker is a separate Python process started with ``python -I`` (PYTHONPATH and user site
+ignored) and only the environment it is given, in an empty network namespace
+(``unshare -rn``) when the kernel allows it (probed once per process), with an address-space
+and CPU limit (``prlimit``). One request is one JSON line on stdin, its answer one JSON line on
+stdout; an answer that does not come within the timeout, ends the stream or grows past
+``max_answer`` bytes raises a :class:`WorkerFailed` saying which, and the runner words it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+
+class WorkerFailed(Exception):
+    """The worker gave no answer: ``why`` is "unwritable" (it took no request), "stopped" (it
+    ended before answering), "timeout" or "too_large"; ``detail`` is how the process ended."""
+
+    def __init__(
+        self, why: Literal["unwritable", "stopped", "timeout", "too_large"], detail: str = ""
+    ) -> None:
+        super().__init__(f"{why}: {detail}" if detail else why)
+        self.why = why
+        self.detail = detail
+
+
+@cache
+def network_isolation() -> tuple[str, ...]:
+    """Return the ``unshare`` prefix that gives a worker an empty network namespace, when allowed."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return ()
+    try:
+        ok = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return (unshare, "-rn") if ok.returncode == 0 else ()
+
+
+def sandbox_command(script: Path, *, max_memory: int, cpu_seconds: int) -> list[str]:
+    """The command line of one worker: limits, then the network namespace, then isolated Python."""
+    prlimit = shutil.which("prlimit")
+    limits = (prlimit, f"--as={max_memory}", f"--cpu={cpu_seconds}") if prlimit else ()
+    return [*limits, *network_isolation(), sys.executable, "-I", str(script)]
+
+
+class SandboxedWorker:
+    """One worker process; :meth:`ask` sends a request and waits for its answer."""
+
+    def __init__(
+        self,
+        script: Path,
+        *,
+        prefix: str,
+        env: Mapping[str, str],
+        max_memory: int,
+        cpu_seconds: int,
+        max_answer: int,
+    ) -> None:
+        self.home = tempfile.mkdtemp(prefix=prefix)
+        self.max_answer = max_answer
+        base = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LC_ALL": "C", "NO_PROXY": "*", "no_proxy": "*"}
+        self.proc = subprocess.Popen(
+            sandbox_command(script, max_memory=max_memory, cpu_seconds=cpu_seconds),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**base, **{k: v.replace("{home}", self.home) for k, v in env.items()}},
+            cwd=self.home,
+        )
+        self.jobs = 0
+        self._buffer = b""
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.jobs += 1
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise WorkerFailed("unwritable", self._why()) from exc
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerFailed("timeout")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise WorkerFailed("stopped", self._why())
+            self._buffer += chunk
+            if len(self._buffer) > self.max_answer:
+                raise WorkerFailed("too_large")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def _why(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return "no answer"
+        if code < 0:
+            return f"killed by signal {-code}: a memory or CPU limit, or a crash"
+        return f"exit status {code}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        shutil.rmtree(self.home, ignore_errors=True)
