@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
-from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed
+from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed, WorkerSpec
 
 TIMEOUT = 30.0
 WORKER_MAX_MEMORY = 2 * 1024**3
@@ -28,15 +28,13 @@ MAX_ANSWER = 64 * 1024**2
 WORKER_SCRIPT = Path(__file__).with_name("gotemplate_worker.py")
 
 
-def _new_worker() -> SandboxedWorker:
-    return SandboxedWorker(
-        WORKER_SCRIPT,
-        prefix="gitops-bot-gotemplate-",
-        env={},
-        max_memory=WORKER_MAX_MEMORY,
-        cpu_seconds=WORKER_CPU_SECONDS,
-        max_answer=MAX_ANSWER,
-    )
+WORKER = WorkerSpec(
+    WORKER_SCRIPT,
+    prefix="gitops-bot-gotemplate-",
+    max_memory=WORKER_MAX_MEMORY,
+    cpu_seconds=WORKER_CPU_SECONDS,
+    max_answer=MAX_ANSWER,
+)
 
 
 def _ask(worker: SandboxedWorker, request: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -66,7 +64,7 @@ class GoTemplateRunner:
         with self._lock:
             if self._worker is None:
                 try:
-                    self._worker = _new_worker()
+                    self._worker = SandboxedWorker(WORKER)
                 except OSError as exc:
                     raise TemplateUnavailable(f"the Go template worker cannot start: {exc}") from exc
             worker = self._worker

@@ -26,8 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from bot.render_runtime import sandbox
-from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed
+from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed, WorkerSpec
 
 RENDER_TIMEOUT = 60.0
 WORKER_MAX_MEMORY = 2 * 1024**3
@@ -45,23 +44,14 @@ class HelmEngineMissing(RuntimeError):
     """The Helm engine (helm-python-sdk) is not installed or does not load."""
 
 
-def sandbox_command() -> list[str]:
-    """The command line of one Helm worker: limits, then the network namespace, then isolated Python."""
-    return sandbox.sandbox_command(
-        WORKER_SCRIPT, max_memory=WORKER_MAX_MEMORY, cpu_seconds=WORKER_CPU_SECONDS
-    )
-
-
-def _new_worker() -> SandboxedWorker:
-    home = {name: "{home}" for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")}
-    return SandboxedWorker(
-        WORKER_SCRIPT,
-        prefix="gitops-bot-helm-",
-        env={"KUBECONFIG": "/dev/null", **home},
-        max_memory=WORKER_MAX_MEMORY,
-        cpu_seconds=WORKER_CPU_SECONDS,
-        max_answer=MAX_ANSWER,
-    )
+WORKER = WorkerSpec(
+    WORKER_SCRIPT,
+    prefix="gitops-bot-helm-",
+    max_memory=WORKER_MAX_MEMORY,
+    cpu_seconds=WORKER_CPU_SECONDS,
+    max_answer=MAX_ANSWER,
+    env={"KUBECONFIG": "/dev/null", **{f"HELM_{d}_HOME": "{home}" for d in ("CACHE", "CONFIG", "DATA")}},
+)
 
 
 def _ask(worker: SandboxedWorker, request: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -94,7 +84,7 @@ class HelmRunner:
                 return self._idle.pop()
             self._started += 1
         try:
-            return _new_worker()
+            return SandboxedWorker(WORKER)
         except OSError:
             with self._cond:
                 self._started -= 1

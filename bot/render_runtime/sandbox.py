@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -49,35 +50,37 @@ def network_isolation() -> tuple[str, ...]:
     return (unshare, "-rn") if ok.returncode == 0 else ()
 
 
-def sandbox_command(script: Path, *, max_memory: int, cpu_seconds: int) -> list[str]:
-    """The command line of one worker: limits, then the network namespace, then isolated Python."""
-    prlimit = shutil.which("prlimit")
-    limits = (prlimit, f"--as={max_memory}", f"--cpu={cpu_seconds}") if prlimit else ()
-    return [*limits, *network_isolation(), sys.executable, "-I", str(script)]
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What one kind of worker runs and within which limits (``{home}`` in ``env`` is its home)."""
+
+    script: Path
+    prefix: str
+    max_memory: int
+    cpu_seconds: int
+    max_answer: int
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        """The command line: limits, then the network namespace, then isolated Python."""
+        prlimit = shutil.which("prlimit")
+        limits = (prlimit, f"--as={self.max_memory}", f"--cpu={self.cpu_seconds}") if prlimit else ()
+        return [*limits, *network_isolation(), sys.executable, "-I", str(self.script)]
 
 
 class SandboxedWorker:
     """One worker process; :meth:`ask` sends a request and waits for its answer."""
 
-    def __init__(
-        self,
-        script: Path,
-        *,
-        prefix: str,
-        env: Mapping[str, str],
-        max_memory: int,
-        cpu_seconds: int,
-        max_answer: int,
-    ) -> None:
-        self.home = tempfile.mkdtemp(prefix=prefix)
-        self.max_answer = max_answer
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.home = tempfile.mkdtemp(prefix=spec.prefix)
+        self.max_answer = spec.max_answer
         base = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LC_ALL": "C", "NO_PROXY": "*", "no_proxy": "*"}
         self.proc = subprocess.Popen(
-            sandbox_command(script, max_memory=max_memory, cpu_seconds=cpu_seconds),
+            spec.command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env={**base, **{k: v.replace("{home}", self.home) for k, v in env.items()}},
+            env={**base, **{k: v.replace("{home}", self.home) for k, v in spec.env.items()}},
             cwd=self.home,
         )
         self.jobs = 0

@@ -36,7 +36,7 @@ from bot.domain.render.helm import (
 )
 from bot.render_runtime import helm_fetch
 from bot.render_runtime.engine import compute_diff, render_tree
-from bot.render_runtime.helm_runner import HelmRenderFailed, HelmRunner, sandbox_command
+from bot.render_runtime.helm_runner import WORKER, HelmRenderFailed, HelmRunner
 from bot.render_runtime.sandbox import network_isolation
 from tests.conftest import ROOT
 from tests.render.conftest import KEY, write
@@ -335,7 +335,7 @@ def test_merge_and_set_path() -> None:
 
 
 def test_the_worker_is_sandboxed_and_bounded(tmp_path: Path) -> None:
-    command = sandbox_command()
+    command = WORKER.command()
     assert "-I" in command
     if network_isolation():
         assert command[command.index(network_isolation()[0]) + 1] == "-rn"
