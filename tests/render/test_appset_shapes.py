@@ -16,10 +16,10 @@ from bot.domain.render.argocd import (
     GeneratorError,
     expand_appset,
     generate,
-    merge_override,
     strategic_merge,
 )
 from bot.domain.render.discovery import discover
+from bot.domain.render.merge import deep_merge
 from bot.render_runtime.gotemplate_runner import default_runner
 from tests.render.conftest import KEY, write
 
@@ -228,7 +228,7 @@ def test_merge_generator_merges_nested_values_key_by_key() -> None:
 def test_merge_override_is_mergo_with_override() -> None:
     base = {"a": {"x": 1, "y": {"z": 1}}, "l": [1, 2], "s": "keep"}
     over = {"a": {"y": {"w": 2}}, "l": [3], "n": None}
-    assert merge_override(base, over) == {
+    assert deep_merge(base, over) == {
         "a": {"x": 1, "y": {"z": 1, "w": 2}},
         "l": [3],
         "s": "keep",

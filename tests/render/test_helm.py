@@ -31,9 +31,9 @@ from bot.domain.render.helm import (
     argo_helm,
     argo_request,
     flux_request,
-    merge_values,
     set_path,
 )
+from bot.domain.render.merge import deep_merge
 from bot.render_runtime import helm_fetch
 from bot.render_runtime.engine import compute_diff, render_tree
 from bot.render_runtime.helm_runner import WORKER, HelmRenderFailed, HelmRunner
@@ -327,7 +327,7 @@ def test_flux_merge_order_and_masking_of_secret_values() -> None:
 
 
 def test_merge_and_set_path() -> None:
-    assert merge_values({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}, "d": None}) == {
+    assert deep_merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}, "d": None}) == {
         "a": {"b": 1, "c": [2]},
         "d": None,
     }

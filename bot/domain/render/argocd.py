@@ -30,6 +30,7 @@ from bot.domain.render.gotemplate import (
     render_fast,
     render_many,
 )
+from bot.domain.render.merge import deep_merge
 from bot.domain.yamlio import YamlError, load_documents, to_plain
 
 LOCAL_SERVER = "https://kubernetes.default.svc"
@@ -409,21 +410,6 @@ def _git(gen: dict[str, Any], ctx: AppSetContext, go: bool, missing_error: bool)
     raise GeneratorError("the git generator needs `directories` or `files`")
 
 
-def merge_override(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
-    """Return ``dst`` merged with ``src`` as Argo CD's ``mergo.Merge(WithOverride)`` does on parameters.
-
-    Maps present on both sides merge key by key, recursively; any other value of ``src``
-    (scalars, lists, null) replaces the one of ``dst``. Neither input is modified.
-    """
-    out = copy.deepcopy(dst)
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_override(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def _child(gen: dict[str, Any], where: str) -> None:
     kinds = [k for k in GENERATOR_KINDS if k in gen]
     if len(kinds) != 1:
@@ -454,7 +440,7 @@ def _matrix(
         second = generate(interpolated, ctx, go, missing_error, depth + 1)
         for p2 in second:
             if go:  # Argo CD: mergo.Merge(tmp, b) then mergo.Merge(tmp, a), both WithOverride
-                out.append(merge_override(p2, p1))
+                out.append(deep_merge(p2, p1))
                 continue
             merged = dict(p1)
             for k, v in p2.items():
@@ -547,7 +533,7 @@ def _merge(
         for i, s in enumerate(base):
             match = by_key.get(key_of(s))
             if match is not None:
-                base[i] = merge_override(s, match) if go else {**s, **copy.deepcopy(match)}
+                base[i] = deep_merge(s, match) if go else {**s, **copy.deepcopy(match)}
     return base
 
 
@@ -581,16 +567,6 @@ def generate(
     if selector:
         sets = [s for s in sets if _matches_selector(flat_params(s) if go else s, selector)]
     return sets
-
-
-def _merge_template(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge_template(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def strategic_merge(target: dict[str, Any], patch: dict[str, Any], path: str = "") -> dict[str, Any]:
@@ -657,9 +633,7 @@ def expand_appset(appset: dict[str, Any], ctx: AppSetContext) -> list[dict[str, 
     for gen in spec.get("generators") or []:
         if not isinstance(gen, dict):
             raise GeneratorError("each generator must be a mapping")
-        tmpl = (
-            _merge_template(template, gen["template"]) if isinstance(gen.get("template"), dict) else template
-        )
+        tmpl = deep_merge(template, gen["template"]) if isinstance(gen.get("template"), dict) else template
         params_list = generate(gen, ctx, go, missing_error)
         try:
             rendered_all = render_all(tmpl, params_list, ctx, go, missing_error)
@@ -739,7 +713,6 @@ __all__ = [
     "expand_appset",
     "flat_params",
     "generate",
-    "merge_override",
     "render_all",
     "strategic_merge",
 ]

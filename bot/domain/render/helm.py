@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import posixpath
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import yaml
 
 from bot.domain.diff import secret_token
 from bot.domain.render import fastyaml
+from bot.domain.render.merge import deep_merge
 from bot.domain.yamlio import YamlError
 
 HELM_RELEASE_GROUP = "helm.toolkit.fluxcd.io/"
@@ -114,17 +114,6 @@ class ArgoHelm:
         )
 
 
-def merge_values(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``over`` into a copy of ``base``: maps key by key, anything else replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_values(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def _parse_scalar(text: str) -> Any:
     """Type a ``--set`` value as Helm's strvals does: integers, booleans and null; else a string."""
     if text in ("true", "false"):
@@ -156,7 +145,7 @@ def set_path(values: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     nested: Any = value
     for part in reversed(parts):
         nested = {part: nested}
-    return merge_values(values, nested)
+    return deep_merge(values, nested)
 
 
 def mask_leaves(value: Any, key: bytes) -> Any:
@@ -385,7 +374,7 @@ def flux_request(
                 "Fix `valuesFiles`.",
                 True,
             )
-        values = merge_values(values, loaded)
+        values = deep_merge(values, loaded)
     for ref in spec.get("valuesFrom") or []:
         if not isinstance(ref, dict):
             return Skip(
@@ -411,11 +400,11 @@ def flux_request(
         if ref.get("targetPath"):
             values = set_path(values, str(ref["targetPath"]), value)
         else:
-            values = merge_values(values, value)
+            values = deep_merge(values, value)
     inline = spec.get("values") or {}
     if not isinstance(inline, dict):
         return Skip(f"HelmRelease {name}: `spec.values` is not a mapping", "Fix the HelmRelease.", True)
-    values = merge_values(values, inline)
+    values = deep_merge(values, inline)
     target_ns = str(spec.get("targetNamespace") or "")
     release = str(spec.get("releaseName") or (f"{target_ns}-{name}" if target_ns else name))
     install = spec.get("install") or {}
@@ -525,8 +514,8 @@ def argo_request(
             if spec.missing_ok:
                 continue
             return Skip(f"value file `{rel}` is missing or not a YAML mapping", "Fix `valueFiles`.", True)
-        values = merge_values(values, loaded)
-    values = merge_values(values, spec.values)
+        values = deep_merge(values, loaded)
+    values = deep_merge(values, spec.values)
     for name, value, force_string in spec.parameters:
         values = set_path(values, name, value if force_string else _parse_scalar(value))
     remote = spec.remote
@@ -641,13 +630,13 @@ def kustomize_request(chart: KustomizeChart, read_values_file: Any) -> ChartRequ
         if loaded is None:
             message = f"helmCharts `{chart.name}`: values file `{rel}` is missing or not a mapping"
             return Skip(message, "Fix `valuesFile`/`additionalValuesFiles`.", True)
-        from_file = merge_values(from_file, loaded)
+        from_file = deep_merge(from_file, loaded)
     if chart.merge == "replace":
         values = dict(chart.inline)
     elif chart.merge == "merge":
-        values = merge_values(chart.inline, from_file)
+        values = deep_merge(chart.inline, from_file)
     else:
-        values = merge_values(from_file, chart.inline)
+        values = deep_merge(from_file, chart.inline)
     return ChartRequest(
         chart_dir=chart.chart_dir,
         values=values,
