@@ -11,14 +11,13 @@ between calls (starting one costs about 0.4 s) and replaced after :data:`JOBS_PE
 
 from __future__ import annotations
 
-import atexit
 import base64
 import threading
 from pathlib import Path
 from typing import Any
 
 from bot.domain.render.gotemplate import TemplateError, TemplateUnavailable
-from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed, WorkerSpec
+from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed, WorkerSpec, process_wide
 
 TIMEOUT = 30.0
 WORKER_MAX_MEMORY = 2 * 1024**3
@@ -91,15 +90,4 @@ class GoTemplateRunner:
                 self._worker = None
 
 
-_DEFAULT: GoTemplateRunner | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default_runner() -> GoTemplateRunner:
-    """The process-wide runner (started on first use, stopped at exit)."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            _DEFAULT = GoTemplateRunner()
-            atexit.register(_DEFAULT.close)
-        return _DEFAULT
+default_runner = process_wide(GoTemplateRunner)  # the process's runner, started on first use

@@ -20,13 +20,12 @@ and render one chart at a time; :class:`HelmRunner` holds up to ``workers`` of t
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed, WorkerSpec
+from bot.render_runtime.sandbox import SandboxedWorker, WorkerFailed, WorkerSpec, process_wide
 
 RENDER_TIMEOUT = 60.0
 WORKER_MAX_MEMORY = 2 * 1024**3
@@ -150,15 +149,4 @@ class HelmRunner:
             worker.close()
 
 
-_DEFAULT: HelmRunner | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default_runner() -> HelmRunner:
-    """The process-wide runner (one worker per CPU, started on first use, stopped at exit)."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            _DEFAULT = HelmRunner()
-            atexit.register(_DEFAULT.close)
-        return _DEFAULT
+default_runner = process_wide(HelmRunner)  # the process's pool (a worker per CPU), made on first use

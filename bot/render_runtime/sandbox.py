@@ -10,6 +10,7 @@ stdout; an answer that does not come within the timeout, ends the stream or grow
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -17,12 +18,35 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+R = TypeVar("R", bound=Closable)
+
+
+def process_wide(make: Callable[[], R]) -> Callable[[], R]:
+    """A function returning one ``make()`` per process, made on first use and closed at exit."""
+    lock = threading.Lock()
+    made: list[R] = []
+
+    def get() -> R:
+        with lock:
+            if not made:
+                made.append(make())
+                atexit.register(made[0].close)
+            return made[0]
+
+    return get
 
 
 class WorkerFailed(Exception):

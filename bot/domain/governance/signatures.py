@@ -4,17 +4,8 @@ The verification itself runs tools (``ssh-keygen``, ``gpgv``) and reads git obje
 lives in :mod:`bot.git.signatures`; this module keeps the pure parts it and ``trust: github``
 share (parsing the signed payload, per-path requirements, verdicts, summaries, findings).
 
-With ``trust: keys`` every commit of ``base..head`` is read with ``git cat-file commit``;
-the ``gpgsig`` header is cut out (the rest is the signed payload, exactly what git signs)
-and checked with local tools only, never the network:
-
-- SSH signatures (``-----BEGIN SSH SIGNATURE-----``): ``ssh-keygen -Y`` against the
-  allowed-signers file of the base branch (namespace ``git``, verify time = commit time).
-- OpenPGP signatures: ``gpgv`` with a temporary keyring built from the armored public
-  keys in the base branch's ``gpg_keys`` folder (no trust database, no key servers).
-
-A good signature is not enough: the signer must be bound to the commit's author or
-committer email (an allowed-signers principal, or an email in one of the key's uids).
+With ``trust: keys`` :mod:`bot.git.signatures` checks every commit of ``base..head`` against
+the base branch's own keys (how, and what binds a signer to a commit, is described there).
 With ``trust: github`` the verdicts come from GitHub's ``commit.verification`` instead
 (:func:`github_verdicts`). Commits GitHub makes itself follow ``web_flow``: ``allow``
 (accepted), ``verify`` (verified like any other commit) or ``reject``. A commit is GitHub's
