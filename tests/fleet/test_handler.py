@@ -14,6 +14,7 @@ from bot.service.context import HandlerContext
 from bot.service.records import write_record
 from handlers.fleet import on_merged, on_status
 from tests.support.github import FakeGitHub, make_event
+from tests.support.gitrepo import tree_repo
 from tests.support.repos import FakeRepoAccess
 
 REPO = "acme/fleet"
@@ -171,7 +172,6 @@ async def test_open_promotions_and_their_gates(tmp_path: Path) -> None:
 
 
 async def test_holds_from_the_bots_records_and_freezes_from_the_default_branch(tmp_path: Path) -> None:
-    import subprocess
 
     from bot.service.records import set_held
     from handlers.fleet import refresh_branch
@@ -182,17 +182,14 @@ async def test_holds_from_the_bots_records_and_freezes_from_the_default_branch(t
         "version: 1\nenvironments:\n  - {name: dev, branch: env/dev}\n  - name: prod\n    branch: env/prod\n"
         "    gates:\n      freeze:\n        - {start: '2026-12-20', end: '2027-01-04', reason: Holidays}\n"
     )
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "config"]):
-        subprocess.run(["git", "-c", "user.email=t@x", "-c", "user.name=t", *args], cwd=repo, check=True)
-
-    class OneRepo(NoRepos):
-        async def git_dir(self, full_name: str, *, refs: Any = ()) -> Path:
-            return repo / ".git"
+    tree_repo(repo)
 
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     await store.open()
     try:
-        ctx = HandlerContext(repos=OneRepo(), store=store, bot_login=BOT, settings=DASHBOARD_ON)
+        ctx = HandlerContext(
+            repos=FakeRepoAccess(path=repo / ".git"), store=store, bot_login=BOT, settings=DASHBOARD_ON
+        )
         promotions = (
             {"number": 5, "title": "Promote", "gates": ""},
             {"number": 6, "title": "Other", "gates": ""},
