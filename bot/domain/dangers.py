@@ -345,3 +345,27 @@ def find_dangers(where: Where, base: Iterable[Obj], head: Iterable[Obj]) -> list
             )
         )
     return sorted(found, key=Danger.sort_key)
+
+
+UNRENDERED = "not rendered"
+"""The cluster column of a danger found in a file no target renders."""
+
+_REQUEST_RULES = ("delete.cluster", "delete.nodegroup", "replace.cluster")
+
+
+def file_dangers(
+    path: str, base: Iterable[Obj], head: Iterable[Obj], found: Iterable[Danger]
+) -> list[Danger]:
+    """The cluster-request dangers of one changed file, read as written, that rendering did not find.
+
+    A cluster request that no kustomization, Flux or Argo CD object renders (a folder a
+    controller elsewhere applies) yields no rendered objects, so its removal would pass as no
+    danger at all and a ``when: dangerous`` approval rule would not wait: fail closed by
+    judging the file itself, unless a target already reported the same object.
+    """
+    seen = {(d.rule, d.kind, d.namespace, d.name) for d in found}
+    requests = [o for o in (*base, *head) if is_cluster_request(o) or is_nodegroup(o)]
+    if not requests:
+        return []
+    out = find_dangers(Where(UNRENDERED, "", path), base, head)
+    return [d for d in out if d.rule in _REQUEST_RULES and (d.rule, d.kind, d.namespace, d.name) not in seen]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.dangers import Danger, file_dangers
 from bot.domain.diff import MAX_PARTS, diff_comment_parts
 from bot.domain.masking import Masker
 from bot.domain.model import CheckInput, Finding, Report, Severity
@@ -188,6 +189,8 @@ def build_check(
             secret_key=key,
         )
         findings.extend(diff.findings)
+        diff.dangers.extend(unrendered_dangers(base_dir, head_dir, paths, diff.dangers))
+        diff.dangers.sort(key=Danger.sort_key)
         findings.extend(
             Finding(
                 "render.symlink",
@@ -214,6 +217,28 @@ def build_check(
         decision = self_service_decision(data, findings)
     diff, report = mask_result(masker, diff, findings)
     return CheckResult(report, diff, base_sha, head_sha, paths, config, decision, masker)
+
+
+def _objects(reader: TreeReader, rel: str) -> list[dict[str, Any]]:
+    text = reader.read(rel)
+    return [d for _line, d in load_docs(text, rel) if isinstance(d, dict)] if text else []
+
+
+def unrendered_dangers(
+    base_dir: Path, head_dir: Path, paths: Sequence[str], found: Sequence[Danger]
+) -> list[Danger]:
+    """Cluster requests removed or replaced in changed files, judged as written (see :func:`file_dangers`)."""
+    out: list[Danger] = []
+    base, head = TreeReader(base_dir), TreeReader(head_dir)
+    for rel in paths:
+        if not rel.endswith(YAML_SUFFIXES):
+            continue
+        try:
+            base_objs, head_objs = (_objects(reader, rel) for reader in (base, head))
+        except YamlError:
+            continue  # its syntax finding blocks the PR and says why
+        out.extend(file_dangers(rel, base_objs, head_objs, [*found, *out]))
+    return out
 
 
 def build_report(

@@ -218,6 +218,40 @@ def test_check_json_lists_the_dangers(make_repo: MakeRepo, capsys: pytest.Captur
     assert set(data["dangers"][0]) >= {"rule", "cluster", "kind", "name", "path", "message"}
 
 
+def test_a_cluster_request_nothing_renders_is_judged_as_written(
+    make_repo: MakeRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a folder a controller elsewhere applies: no kustomization, Flux or Argo CD object renders it, so
+    # its removal had no rendered danger and a `when: dangerous` approval rule did not wait
+    rendered = obj(ACK, "Cluster", "web", "infra", spec={"name": "web", "version": "1.31"})
+    repo = make_repo(
+        {
+            "clusters/prod/prod/cluster.yaml": json.dumps(CLUSTER) + "\n",
+            "apps/web/kustomization.yaml": "resources:\n  - cluster.yaml\n",
+            "apps/web/cluster.yaml": json.dumps(rendered) + "\n",
+        }
+    )
+    git(repo, "checkout", "-q", "-b", "pr")
+    commit(
+        repo,
+        {
+            "clusters/prod/prod/cluster.yaml": None,
+            "apps/web/cluster.yaml": None,
+            "apps/web/kustomization.yaml": "resources: []\n",
+        },
+    )
+    git(repo, "checkout", "-q", "main")
+    main(["check", "--repo", str(repo), "--base", "main", "--head", "pr", "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    got = sorted((d["rule"], d["name"], d["cluster"], d["path"]) for d in data["dangers"])
+    # the rendered one once (not again from its file); the unrendered one from its file
+    assert ("delete.cluster", "prod", "not rendered", "clusters/prod/prod/cluster.yaml") in got
+    assert got == [
+        ("delete.cluster", "prod", "not rendered", "clusters/prod/prod/cluster.yaml"),
+        ("delete.cluster", "web", "-", "apps/web"),
+    ]
+
+
 def test_a_when_dangerous_approval_rule_applies_only_with_dangers() -> None:
     from bot.domain.config import parse_config
     from bot.domain.governance.approvals import ApprovalFacts, evaluate
