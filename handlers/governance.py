@@ -41,13 +41,13 @@ from bot.domain.governance.approvals import (
     plan_lookups,
 )
 from bot.domain.governance.codeowners import LOCATIONS, CodeOwners, find_codeowners
-from bot.domain.promotion.decide import Standing
+from bot.domain.promotion.decide import Standing, bot_made
 from bot.git import signatures as gitsig
 from bot.git.files import changed_paths, git, read_file_at
 from bot.github.checks import CheckRun, Conclusion, truncate, write_check_runs
 from bot.github.facts import GitHubFacts
 from bot.service.context import HandlerContext
-from bot.service.records import pr_standing, read_dangers, write_dangers
+from bot.service.records import pr_standing, pull_facts, read_dangers, write_dangers
 from bot.service.repos import config_at
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,9 @@ async def _signatures(
     base_sha: str,
     head_sha: str,
     config: Mapping[str, Any],
+    made: frozenset[str] = frozenset(),
 ) -> CheckRunResult:
+    """The ``gitops-bot/signatures`` run; ``made`` are the commits the bot's record says it created."""
     if "signatures" not in config:
         return CheckRunResult(
             SIGNATURES_CHECK,
@@ -180,6 +182,7 @@ async def _signatures(
             shas = [str(c.get("sha")) for c in commits]
             paths_by_sha = await asyncio.to_thread(lambda: {s: gitsig.commit_paths(git_dir, s) for s in shas})
         verdicts = sig.github_verdicts(commits, config, paths_by_sha)
+    verdicts = sig.with_bot_made(verdicts, made)
     title, text = sig.signatures_summary(verdicts, settings)
     conclusion: Conclusion = "success" if all(v.ok for v in verdicts) else "failure"
     return CheckRunResult(SIGNATURES_CHECK, conclusion, title, text)
@@ -270,7 +273,9 @@ async def evaluate_pull_request(
             gh, repo, head_sha, [_check_run(head_sha, r) for r in results], writes=ctx.writes
         )
     else:
-        signatures = await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config)
+        _, record = await pr_standing(ctx, repo, pr)
+        made = bot_made(pull_facts(pr, record), ctx.bot_login)
+        signatures = await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config, made)
         # the dangers are read and the run written under one lock: the PR checks re-run this once
         # they recorded the head's dangers, and an evaluation that read none never lands last
         async with ctx.writes.lock("approvals", f"{repo}#{number}"):

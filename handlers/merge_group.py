@@ -34,7 +34,7 @@ from bot.git.files import GitError, git
 from bot.github.checks import CheckRun, list_check_runs, write_check_runs
 from bot.github.comments import upsert_sticky_comment
 from bot.github.writes import GitHubWrites
-from bot.prchecks.build import build_check
+from bot.prchecks.build import PR_CHECKERS, build_check
 from bot.prchecks.publish import _CACHE, _installation_id, mask_key, result_check_runs
 from bot.service.context import HandlerContext
 from handlers.governance import APPROVALS_CHECK, SIGNATURES_CHECK
@@ -119,7 +119,9 @@ async def merge_group_checks(
         return
     secret = getattr(ctx.settings, "webhook_secret", None)
     key = mask_key(secret if isinstance(secret, bytes) else None, _installation_id(ctx))
-    result = await asyncio.to_thread(build_check, git_dir, base_sha, head_sha, cache=_CACHE, secret_key=key)
+    result = await asyncio.to_thread(
+        build_check, git_dir, base_sha, head_sha, checkers=PR_CHECKERS, cache=_CACHE, secret_key=key
+    )
     numbers = await asyncio.to_thread(_group_numbers, git_dir, ref, head_sha)
     pulls = [
         await _queued_pull(gh, repo, git_dir, n, ref.base, head_sha, ctx.writes) for n in sorted(numbers)

@@ -39,6 +39,7 @@ import gidgethub.sansio
 from bot.domain.commands import code, escape_text
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.labels import HOLD_LABEL
+from bot.domain.promotion.decide import Record
 from bot.domain.promotion.environments import Environment, EnvironmentConfigError, load_chain, parse_duration
 from bot.domain.promotion.freeze import active_freeze
 from bot.domain.promotion.gates import GateState
@@ -55,6 +56,7 @@ from bot.github.facts import GitHubFacts
 from bot.health.statuses import health_from_github
 from bot.prchecks.build import UsageError
 from bot.service.context import HandlerContext
+from bot.service.records import read_record, write_record
 from bot.upgrades.facts import fleet_at, load_cluster, step_targets
 from handlers.promotion import facts as promotion_facts
 from handlers.promotion.outcome import Stop
@@ -325,6 +327,10 @@ async def _open_pr_for(
     if not changes:
         raise _Stop(f"`{base}` already has this step's change; nothing to open.")
     sha = await asyncio.to_thread(commit_files, git_dir, tip, changes, f"{title}\n\n{body}")
+    # recorded before the push, so the push's own webhook already knows the commit as the bot's
+    record = await read_record(ctx, repo, branch) or Record("upgrade", branch, base)
+    if record.kind == "upgrade" and record.base == base:
+        await write_record(ctx, repo, record.with_push(sha))
     await ctx.repos.push(repo, [f"{sha}:refs/heads/{branch}"], force=True)
     pr = await gh.post(
         f"{_path(repo)}/pulls",

@@ -278,3 +278,13 @@ def is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
 
 def _empty_tree(git_dir: Path) -> str:
     return git(git_dir, "hash-object", "-t", "tree", "-w", "--stdin", input=b"").decode().strip()
+
+
+def created(git_dir: Path, head: str, *existing: str) -> list[str]:
+    """The commits reachable from ``head`` and from none of ``existing``, oldest first.
+
+    After a rewrite on top of ``existing`` (the branch it was built on, the source it took
+    commits from) these are exactly the commits the rewrite created.
+    """
+    out = git(git_dir, "rev-list", "--reverse", head, "--not", *existing, "--")
+    return out.decode().split()

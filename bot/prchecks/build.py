@@ -39,6 +39,11 @@ CHECKERS: list[Checker] = [validate, signature_checker]
 (:func:`bot.domain.validate.validate`) and commit signatures with ``trust: keys``
 (:func:`bot.git.signatures.signature_checker`)."""
 
+PR_CHECKERS: list[Checker] = [validate]
+"""What the bot's validate check runs on a pull request or a merge group: commit signatures are
+the ``gitops-bot/signatures`` check's alone there (it follows ``trust``, GitHub's verification
+and the commits the bot recorded making), so they are not judged twice with different facts."""
+
 
 class UsageError(ValueError):
     """The repository or a revision cannot be used (exit code 2)."""

@@ -30,7 +30,7 @@ from bot.domain.model import Finding, Severity
 from bot.domain.validate import validation_summary
 from bot.github.checks import CHECK_NAME, CheckRun, annotations_from_findings, write_check_runs
 from bot.github.comments import upsert_comment_parts
-from bot.prchecks.build import CheckResult, build_check
+from bot.prchecks.build import PR_CHECKERS, CheckResult, build_check
 from bot.render_runtime.cache import RenderCache
 from bot.service.context import HandlerContext
 
@@ -94,7 +94,9 @@ async def build_and_post(
     git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/pull/{number}/head"])
     secret = getattr(ctx.settings, "webhook_secret", None)
     key = mask_key(secret if isinstance(secret, bytes) else None, _installation_id(ctx))
-    result = await asyncio.to_thread(build_check, git_dir, base_sha, head_sha, cache=_CACHE, secret_key=key)
+    result = await asyncio.to_thread(
+        build_check, git_dir, base_sha, head_sha, checkers=PR_CHECKERS, cache=_CACHE, secret_key=key
+    )
     await post_results(gh, ctx, repo=repo, number=number, result=result)
     return result, git_dir
 

@@ -165,7 +165,8 @@ async def promote(
     head_sha = current
     if action is BranchAction.PUSH:
         assert result.sha is not None
-        mine = await writes.push_branch(ctx, repo, mine, result.sha, current)
+        made = rewrite.created(git_dir, result.sha, onto, merge_sha)
+        mine = await writes.push_branch(ctx, repo, mine, result.sha, current, made)
         head_sha = result.sha
     else:
         await write_record(ctx, repo, mine)
@@ -429,7 +430,8 @@ async def rollback(
     if result.sha is None or result.sha == rev_parse(git_dir, f"refs/heads/{base}"):
         raise Stop(f"`{base}` no longer has the change of #{pr_number}; nothing to roll back.", ok=True)
     mine = await read_record(ctx, repo, branch) or Record("rollback", branch, base, reverted=pr_number)
-    mine = await writes.push_branch(ctx, repo, mine, result.sha, current)
+    made = rewrite.created(git_dir, result.sha, f"refs/heads/{base}")
+    mine = await writes.push_branch(ctx, repo, mine, result.sha, current, made)
     body = plan.rollback_body(repo=repo, env=env_name, pr_number=pr_number, sha=sha, reason=reason)
     promo = await writes.open_or_update_pr(
         gh, ctx, repo, mine, title=title, body=body, labels=[ROLLBACK_LABEL], existing=existing

@@ -20,14 +20,16 @@ from handlers.promotion.facts import html, prs_for_head
 from handlers.promotion.outcome import CHECK_NAME, Stop
 
 
-async def push_branch(ctx: HandlerContext, repo: str, record: Record, sha: str, current: str) -> Record:
-    """Point the bot's branch at ``sha`` (recording it first as a commit the bot pushed).
+async def push_branch(
+    ctx: HandlerContext, repo: str, record: Record, sha: str, current: str, made: Sequence[str] = ()
+) -> Record:
+    """Point the bot's branch at ``sha`` (recording it and ``made``, the commits it created, first).
 
     Always a force push: ``gitops-bot/...`` branches belong to the bot, and a branch left by an
     interrupted earlier run must be replaced, not refused. The record is written before the
     push, so the push's own webhook already finds the head trusted.
     """
-    record = record.with_push(sha)
+    record = record.with_push(sha, made)
     await write_record(ctx, repo, record)
     if current != sha:
         await ctx.repos.push(repo, [f"{sha}:refs/heads/{record.branch}"], force=True)

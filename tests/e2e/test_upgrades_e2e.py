@@ -108,6 +108,11 @@ async def test_whole_blue_green_campaign(blue_green: Upgrades) -> None:
         for n, r in validate.items()
         if r["conclusion"] != "success"
     ]
+    # the bot's step commits pass the signature policy on clusters/prod as its own
+    signatures = {p.number: w.checks(p.number)["gitops-bot/signatures"] for p in merged}
+    assert all(
+        r["conclusion"] == "success" and "made by gitops-bot" in r["summary"] for r in signatures.values()
+    ), signatures
     # what the campaign left on env/prod
     assert w.file("clusters/prod/shop-a/cluster.yaml") is None
     green = w.file("clusters/prod/shop-b/cluster.yaml") or ""

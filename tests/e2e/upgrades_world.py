@@ -6,7 +6,8 @@ and a config whose ``upgrades`` section runs blue/green by steps of 10, 50 and 1
 (the simulator has no clock to move, so soaks are zero and gating is shown by health instead).
 The hub's Flux ``Kustomization`` applies ``clusters/prod``, so the bot renders the requests and
 sees a removed one as dangerous.
-A ``when: dangerous`` approval rule names ``sre-lead``. Flux and the smoke tests are played by
+A ``when: dangerous`` approval rule names ``sre-lead``; commits to ``clusters/prod`` must be signed
+(the bot's own step commits pass as the bot's, by its record). Flux and the smoke tests are played by
 ``bob`` posting commit statuses on ``env/prod``'s tip.
 """
 
@@ -40,7 +41,10 @@ CONFIG = (
     .replace(
         "environments:\n",
         "approvals:\n  codeowners: false\n  rules:\n    - name: destroys\n      when: dangerous\n"
-        "      require: {count: 1, users: [sre-lead]}\nenvironments:\n",
+        "      require: {count: 1, users: [sre-lead]}\n"
+        "signatures:\n  trust: github\n  overrides:\n"
+        "    - paths: ['clusters/prod/**']\n      required: true\n"
+        "environments:\n",
     )
     .replace("strategy: blue-green", "strategy: {strategy}")
 )

@@ -325,6 +325,31 @@ def test_github_verdicts_from_list_commits() -> None:
     assert "<details><summary>How to fix</summary>" in text
 
 
+def test_commits_the_bot_recorded_making_pass_and_no_others() -> None:
+    commits = [
+        github_commit(
+            "a" * 40,
+            "gitops-bot@users.noreply.github.com",
+            verified=False,
+            reason="unsigned",
+            signature=None,
+            message="Promote #1",
+        ),
+        github_commit(
+            "b" * 40, "mallory@example.com", verified=False, reason="unsigned", signature=None, message="more"
+        ),
+    ]
+    settings = {"signatures": {"required": True}}
+    verdicts = sig.with_bot_made(sig.github_verdicts(commits, settings), {"a" * 40, "c" * 40})
+    assert [(v.status, v.ok) for v in verdicts] == [(sig.BOT_MADE, True), (sig.UNSIGNED, False)]
+    title, text = sig.signatures_summary(verdicts, sig.signature_settings(settings))
+    assert title == "1 of 2 commits fail the signature policy"
+    assert "| ✅ | `aaaaaaaaaaaa` Promote" in text and "made by gitops-bot" in text
+    assert sig.verdict_findings(verdicts)[0].path == "commit:bbbbbbbbbbbb"
+    title, _ = sig.signatures_summary(verdicts[:1], sig.signature_settings(settings))
+    assert title == "Signatures OK: 1 made by gitops-bot"
+
+
 def test_ssh_key_outside_its_validity_window_is_explained(tmp_path: Path, keys: Keys) -> None:
     repo = GitRepo(tmp_path / "repo")
     line = f'alice@example.com namespaces="git",valid-before="20200101" {keys.alice_ssh.public_line}\n'

@@ -138,6 +138,8 @@ def _pull(**kw: object) -> PullFacts:
         (_pull(head_ref="gitops-bot/promote/staging/bbbbbbb"), Standing.NONE),
         (_pull(record=Record("rollback", BRANCH, "env/staging", None, ("b" * 40,), 7)), Standing.ROLLBACK),
         (_pull(record=Record("promotion", BRANCH, "env/staging", HISTORY, ("b" * 40,))), Standing.PROMOTION),
+        # an upgrade step's record only names the bot's commits: the PR is reviewed like any
+        (_pull(record=Record("upgrade", BRANCH, "env/staging", None, ("b" * 40,))), Standing.NONE),
     ],
 )
 def test_standing(pull: PullFacts, expected: Standing) -> None:
@@ -161,6 +163,36 @@ def test_records_round_trip_and_remember_pushes() -> None:
     for i in range(decide.MAX_PUSHED + 5):
         many = many.with_push(f"{i:040x}")
     assert len(many.pushed) == decide.MAX_PUSHED and many.pushed[-1] == f"{decide.MAX_PUSHED + 4:040x}"
+
+
+def test_records_remember_every_commit_the_bot_made() -> None:
+    made = ("1" * 40, "2" * 40)
+    rec = RECORD.with_push("b" * 40, made).with_push("c" * 40, ("c" * 40,))
+    assert rec.made == ("1" * 40, "2" * 40, "b" * 40, "c" * 40) and rec.pushed == ("b" * 40, "c" * 40)
+    assert Record.from_json(rec.to_json()) == rec
+    upgrade = Record("upgrade", BRANCH, "env/staging").with_push("d" * 40)
+    assert Record.from_json(upgrade.to_json()) == upgrade
+    many = RECORD
+    for i in range(decide.MAX_MADE + 5):
+        many = many.with_push(f"{i:040x}")
+    assert len(many.made) == decide.MAX_MADE and many.made[-1] == f"{decide.MAX_MADE + 4:040x}"
+
+
+@pytest.mark.parametrize(
+    ("pull", "expected"),
+    [
+        (_pull(), {"b" * 40}),
+        (_pull(head_sha="e" * 40), {"b" * 40}),  # someone pushed on top: theirs is not the bot's
+        (_pull(record=None), set()),
+        (_pull(author="mallory"), set()),  # a person's PR from the bot's branch
+        (_pull(number=8), set()),
+        (_pull(base_ref="env/prod"), set()),
+        (_pull(head_ref="gitops-bot/promote/staging/bbbbbbb"), set()),
+        (_pull(record=RECORD.with_push("b" * 40, ("a" * 40,))), {"a" * 40, "b" * 40}),
+    ],
+)
+def test_bot_made(pull: PullFacts, expected: set[str]) -> None:
+    assert decide.bot_made(pull, BOT) == expected
 
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)

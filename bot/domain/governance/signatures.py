@@ -17,8 +17,8 @@ can obtain for that email); a committer email alone is forgeable and counts for 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ BAD_KEY = "expired-or-revoked-key"
 UNSUPPORTED = "unsupported"
 WEB_FLOW_ALLOWED = "web-flow-allowed"
 WEB_FLOW_REJECTED = "web-flow-rejected"
+BOT_MADE = "made-by-the-bot"
+PASSING = (VERIFIED, WEB_FLOW_ALLOWED, BOT_MADE)  # statuses that pass whether or not a signature is required
 
 
 def signature_settings(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,7 +184,7 @@ class CommitVerdict:
     @property
     def ok(self) -> bool:
         """True when the commit passes: verified, allowed, or not required to be signed."""
-        if self.status in (VERIFIED, WEB_FLOW_ALLOWED):
+        if self.status in PASSING:
             return True
         if self.status == WEB_FLOW_REJECTED:
             return False
@@ -310,13 +312,34 @@ def github_verdicts(
     return verdicts
 
 
+def with_bot_made(verdicts: Sequence[CommitVerdict], made: Collection[str]) -> list[CommitVerdict]:
+    """``verdicts`` with the commits the bot created itself (by its own record) accepted as its own.
+
+    The bot makes commits for promotions, rollbacks and upgrade steps from content that was
+    already reviewed or that it generated; it records each sha in its store before pushing, so
+    a commit in ``made`` is exactly what the bot wrote. Every other commit keeps its verdict.
+    """
+    return [
+        replace(
+            v,
+            status=BOT_MADE,
+            signer="gitops-bot",
+            message="made by gitops-bot (recorded in its store when it pushed)",
+            hint="",
+        )
+        if v.sha in made
+        else v
+        for v in verdicts
+    ]
+
+
 # --------------------------------------------------------------------------- outputs
 
 
 def signatures_summary(verdicts: Sequence[CommitVerdict], settings: Mapping[str, Any]) -> tuple[str, str]:
     """Return (title, markdown) for the ``gitops-bot/signatures`` check run."""
     failing = [v for v in verdicts if not v.ok]
-    warned = [v for v in verdicts if v.ok and v.status not in (VERIFIED, WEB_FLOW_ALLOWED, UNSIGNED)]
+    warned = [v for v in verdicts if v.ok and v.status not in (*PASSING, UNSIGNED)]
     n = len(verdicts)
     if failing:
         title = f"{len(failing)} of {n} commit{'s' if n != 1 else ''} fail the signature policy"
@@ -324,7 +347,12 @@ def signatures_summary(verdicts: Sequence[CommitVerdict], settings: Mapping[str,
         title = "No commits to check"
     else:
         verified = sum(1 for v in verdicts if v.status == VERIFIED)
+        bot = sum(1 for v in verdicts if v.status == BOT_MADE)
         title = f"Signatures OK: {verified} of {n} commit{'s' if n != 1 else ''} verified"
+        if bot:
+            counts = [f"{verified} verified"] if verified else []
+            title = f"Signatures OK: {', '.join([*counts, f'{bot} made by gitops-bot'])}"
+            verified += bot
         if verified < n:  # the rest are web-flow commits or unsigned where signing is optional
             rest = n - verified
             title += f", {rest} need{'s' if rest == 1 else ''} no signature here"
@@ -342,7 +370,7 @@ def signatures_summary(verdicts: Sequence[CommitVerdict], settings: Mapping[str,
     if verdicts:
         lines += ["| | Commit | Author | Result |", "|---|---|---|---|"]
         for v in verdicts:
-            mark = "✅" if v.ok and v.status in (VERIFIED, WEB_FLOW_ALLOWED) else ("❌" if not v.ok else "⚠️")
+            mark = "✅" if v.ok and v.status in PASSING else ("❌" if not v.ok else "⚠️")
             req = "" if v.required else " (signature optional here)"
             lines.append(
                 f"| {mark} | `{v.sha[:12]}` {_md(v.subject)} | {_md(v.author_email)} "
@@ -368,7 +396,7 @@ def verdict_findings(verdicts: Iterable[CommitVerdict]) -> list[Finding]:
     """
     findings = []
     for v in verdicts:
-        if v.status in (VERIFIED, WEB_FLOW_ALLOWED) or (v.ok and v.status == UNSIGNED):
+        if v.status in PASSING or (v.ok and v.status == UNSIGNED):
             continue
         findings.append(
             Finding(

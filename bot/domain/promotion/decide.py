@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from bot.domain.promotion.environments import Chain, Environment
 from bot.domain.promotion.plan import History
 
 MAX_PUSHED = 20  # shas remembered per branch; a branch is rebuilt a few times at most
+MAX_MADE = 500  # commits the bot made on a branch that it remembers (more: the rest are checked as anyone's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +43,21 @@ class Refusal:
 class Record:
     """What the bot made on one of its branches, kept in its own store (never read from a PR).
 
-    ``kind`` is ``promotion`` or ``rollback``; ``pushed`` the shas the bot pushed to the branch
-    (newest last); ``number`` the PR the bot opened from it (0 until it is open).
+    ``kind`` is ``promotion``, ``rollback`` or ``upgrade`` (a cluster-upgrade step: an ordinary
+    PR for review, recorded only so its commits are known as the bot's); ``pushed`` the shas the
+    bot pushed to the branch (newest last); ``made`` every commit the bot created for those
+    pushes (a cherry-picked range, a merge commit, a step), which the signature check accepts
+    as the bot's own; ``number`` the PR the bot opened from it (0 until it is open).
     """
 
-    kind: Literal["promotion", "rollback"]
+    kind: Literal["promotion", "rollback", "upgrade"]
     branch: str
     base: str
     history: History | None = None
     pushed: tuple[str, ...] = ()
     number: int = 0
     reverted: int = 0  # rollback: the PR it reverts
+    made: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -62,6 +67,7 @@ class Record:
             "pushed": list(self.pushed),
             "number": self.number,
             "reverted": self.reverted,
+            "made": list(self.made),
             "history": self.history.to_json() if self.history is not None else None,
         }
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -74,7 +80,7 @@ class Record:
         try:
             data = json.loads(text)
             kind = data["kind"]
-            if kind not in ("promotion", "rollback"):
+            if kind not in ("promotion", "rollback", "upgrade"):
                 return None
             history = History.from_json(data["history"]) if data.get("history") else None
             return cls(
@@ -85,22 +91,22 @@ class Record:
                 pushed=tuple(str(s) for s in data.get("pushed") or ()),
                 number=int(data.get("number") or 0),
                 reverted=int(data.get("reverted") or 0),
+                made=tuple(str(s) for s in data.get("made") or ()),
             )
         except (ValueError, KeyError, TypeError):
             return None
 
-    def with_push(self, sha: str) -> Record:
-        """This record after the bot pushed ``sha`` to its branch."""
+    def with_push(self, sha: str, made: Sequence[str] = ()) -> Record:
+        """This record after the bot pushed ``sha`` to its branch, having created ``made`` for it."""
         pushed = (*(s for s in self.pushed if s != sha), sha)
-        return Record(
-            self.kind, self.branch, self.base, self.history, pushed[-MAX_PUSHED:], self.number, self.reverted
-        )
+        new = [s for s in (*made, sha) if s not in self.made]
+        return replace(self, pushed=pushed[-MAX_PUSHED:], made=(*self.made, *dict.fromkeys(new))[-MAX_MADE:])
 
     def with_number(self, number: int) -> Record:
-        return Record(self.kind, self.branch, self.base, self.history, self.pushed, number, self.reverted)
+        return replace(self, number=number)
 
     def with_history(self, history: History) -> Record:
-        return Record(self.kind, self.branch, self.base, history, self.pushed, self.number, self.reverted)
+        return replace(self, history=history)
 
 
 class Standing(enum.StrEnum):
@@ -131,19 +137,39 @@ def standing(pr: PullFacts, bot_login: str) -> Standing:
     head must be a commit the bot pushed; with a foreign head the PR loses its standing
     (:attr:`Standing.LOST`). Anything else is an ordinary PR, whatever its body or branch says.
     """
+    rec = _record_of(pr, bot_login)
+    if rec is None:
+        return Standing.NONE
+    if rec.kind == "upgrade":  # an upgrade step is reviewed like any PR
+        return Standing.NONE
+    if pr.head_sha not in rec.pushed:
+        return Standing.LOST
+    return Standing.PROMOTION if rec.kind == "promotion" else Standing.ROLLBACK
+
+
+def bot_made(pr: PullFacts, bot_login: str) -> frozenset[str]:
+    """The commits of ``pr`` the bot created itself, from its own record (empty when it has none).
+
+    Only for a PR this App opened from the recorded branch onto the recorded base. A commit
+    is the bot's by its sha, so content anyone else adds later is never among them.
+    """
+    rec = _record_of(pr, bot_login)
+    return frozenset((*rec.made, *rec.pushed)) if rec is not None else frozenset()
+
+
+def _record_of(pr: PullFacts, bot_login: str) -> Record | None:
+    """``pr``'s record when it is of this PR: opened by this App from the recorded branch onto the
+    recorded base (and, once numbered, with its number)."""
     rec = pr.record
     if (
         rec is None
         or not same_login(pr.author, bot_login)
         or rec.branch != pr.head_ref
         or rec.base != pr.base_ref
+        or (rec.number and rec.number != pr.number)
     ):
-        return Standing.NONE
-    if rec.number and rec.number != pr.number:
-        return Standing.NONE
-    if pr.head_sha not in rec.pushed:
-        return Standing.LOST
-    return Standing.PROMOTION if rec.kind == "promotion" else Standing.ROLLBACK
+        return None
+    return rec
 
 
 def lost_standing_text(head_sha: str, pushed: Sequence[str]) -> str:
