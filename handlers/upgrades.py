@@ -169,6 +169,14 @@ def _state_of(checks: list[Any]) -> str:
     return "pending"
 
 
+def _signal_id(context: str, statuses: list[Any], runs: list[Any]) -> str:
+    """Which signal named ``context`` is on the commit: GitHub's ids of its newest status and check
+    run (a re-run posts a new one, so a new id means a new verdict)."""
+    status = max((int(s.get("id") or 0) for s in statuses if s.get("context") == context), default=0)
+    run = max((int(r.get("id") or 0) for r in runs if r.get("name") == context), default=0)
+    return f"status:{status},check:{run}" if status or run else ""
+
+
 async def _pr_facts(
     gh: gidgethub.abc.GitHubAPI, ctx: HandlerContext, repo: str, number: int | None, head_sha: str
 ) -> tuple[str, datetime | None, bool]:
@@ -239,6 +247,7 @@ async def gather(
     smoke_checks = health_from_github([_smoke_context(config, c)], statuses, runs)
     smoke_state = smoke_checks[0].state if smoke_checks else GateState.PENDING
     smoke: Any = {GateState.PASS: "success", GateState.FAIL: "failure"}.get(smoke_state, "pending")
+    smoke_id = _signal_id(_smoke_context(config, c), statuses, runs)
     pr_state, merged_at, by_bot = await _pr_facts(gh, ctx, repo, c.pr, c.head_sha)
     rollback_state, _, _ = await _pr_facts(gh, ctx, repo, c.rollback_pr, "")
     labels = {str(lbl.get("name")) for lbl in issue.get("labels") or [] if isinstance(lbl, Mapping)}
@@ -255,6 +264,7 @@ async def gather(
         pr_by_bot=by_bot,
         health=health,
         smoke=smoke,
+        smoke_id=smoke_id,
         held=HOLD_LABEL in labels or _frozen(env, now),
         rollback_state=rollback_state,  # type: ignore[arg-type]
     )
@@ -340,9 +350,13 @@ async def _open_pr_for(
     return int(pr["number"]), sha, str(pr.get("html_url") or "")
 
 
-def _files_for(git_dir: Path, sha: str, c: cmp.Campaign) -> tuple[Any, dict[str, str]]:
+def _files_for(
+    git_dir: Path, sha: str, c: cmp.Campaign, config: Mapping[str, Any]
+) -> tuple[Any, dict[str, str]]:
+    """What a step edits on the environment branch at ``sha``; the traffic objects are the
+    campaign's ``config``'s (the default branch's), not the environment branch's copy."""
     fleet = fleet_at(git_dir, sha)
-    where = step_targets(fleet, c.cluster)
+    where = step_targets(fleet, c.cluster, config)
     paths = {where.request_path, where.registry_path, *(r.path for r in where.control_plane)}
     paths |= {r.path for r in where.nodegroups} | {r.path for r in (where.addons or {}).values()}
     paths |= {t.path for t in where.traffic}
@@ -371,7 +385,7 @@ async def _apply(
             def changes(
                 git_dir: Path, tip: str, step: cmp.CampaignStep = step, c: cmp.Campaign = c
             ) -> dict[str, str | None]:
-                where, files = _files_for(git_dir, tip, c)
+                where, files = _files_for(git_dir, tip, c, config)
                 return step_changes(c, step, where, files)
 
             title = f"Upgrade {c.cluster} ({index + 1}/{len(c.steps)}): {step.title}"
@@ -404,7 +418,7 @@ async def _apply(
             def back(
                 git_dir: Path, tip: str, weight: int = weight, c: cmp.Campaign = c
             ) -> dict[str, str | None]:
-                where, files = _files_for(git_dir, tip, c)
+                where, files = _files_for(git_dir, tip, c, config)
                 return rollback_changes(c, where, files, weight)
 
             title = f"Roll back traffic of {c.cluster} to {100 - weight}% ({c.green} {weight}%)"

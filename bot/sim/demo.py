@@ -62,6 +62,7 @@ async def setup_fleet(d: Driver) -> int:
     d.team("example-org", "platform", members=["bob", "dave"])
     d.team("example-org", "sre", members=["carol"])
     d.team("example-org", "payments", members=["alice"])
+    d.team("example-org", "platform-admins", members=["bob"])  # CODEOWNERS: /.github/
     d.repo(
         REPO,
         collaborators={

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -396,8 +396,13 @@ def _addon_ref(doc: Doc) -> tuple[str, str, FieldRef] | None:
     return found[0], found[1].name, FieldRef(doc.path, doc.index, at)
 
 
-def step_targets(fleet: Fleet, cluster: str) -> Targets:
-    """Where a campaign's steps write for ``cluster``: request version, node groups, add-ons, traffic."""
+def step_targets(fleet: Fleet, cluster: str, policy: Mapping[str, Any] | None = None) -> Targets:
+    """Where a campaign's steps write for ``cluster``: request version, node groups, add-ons, traffic.
+
+    The objects are found in ``fleet`` (the branch the step edits); which traffic objects a step
+    moves is ``policy``'s ``upgrades.blue_green.traffic`` (the campaign's configuration, read from
+    the default branch like every other campaign decision; ``fleet``'s own when not given).
+    """
     names = set(fleet.clusters)
     requests = requests_in(fleet.docs, fleet.config)
     control: list[FieldRef] = []
@@ -417,7 +422,8 @@ def step_targets(fleet: Fleet, cluster: str) -> Targets:
         found = _addon_ref(doc)
         if found is not None and (found[0] == cluster or (not found[0] and len(names) == 1)):
             addons[found[1]] = found[2]
-    section = fleet.config.get("upgrades") if isinstance(fleet.config.get("upgrades"), dict) else {}
+    config = fleet.config if policy is None else policy
+    section = config.get("upgrades") if isinstance(config.get("upgrades"), dict) else {}
     bg = (section or {}).get("blue_green") or {}
     traffic = tuple(
         Traffic(

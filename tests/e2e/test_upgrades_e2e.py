@@ -166,10 +166,16 @@ async def test_red_smoke_and_red_traffic_step_roll_back_then_resume(blue_green: 
     await w.until(lambda: (c := w.campaign()) is not None and c.phase == "paused", "the pause")
     assert w.weights() == {"shop-a": 100, "shop-b": 0} and len(w.steps_prs()) == 1
     assert any("smoke signal failed" in b for b in w.bot_comments(number))
-    # the team fixes green and re-runs the smoke tests; /upgrade on the tracking issue retries the step
-    await w.report(smoke="success")
+    # the team fixes green and says /upgrade on the tracking issue: the failure still on the commit
+    # is the one the step paused on, so the retry waits for the smoke tests' next verdict
     await w.d.comment("bob", REPO, number, "/upgrade shop-a")
-    await w.until(lambda: (c := w.campaign()) is not None and c.phase == "merging", "the resume")
+    await w.until(lambda: any("new smoke signal" in b for b in w.bot_comments(number)), "the resume")
+    await w.settle()
+    await w.settle()
+    waiting = w.campaign()
+    assert waiting is not None and waiting.phase == "smoke", waiting
+    await w.report(smoke="success")  # the smoke tests run again
+    await w.until(lambda: (c := w.campaign()) is not None and c.phase == "merging", "the next step")
     await w.drive(lambda c: c.step is not None and c.step.weight == 50 and c.phase == "soaking")
     assert w.weights() == {"shop-a": 50, "shop-b": 50}
     # green turns red during the 50% step: a rollback PR to the last good weights, merged by the bot

@@ -152,6 +152,7 @@ class FakeGitHub(gidgethub.abc.GitHubAPI):
         self, sha: str, context: str, state: str, updated_at: str | None = None, description: str = ""
     ) -> None:
         entry = {
+            "id": self._new_id(),
             "context": context,
             "state": state,
             "description": description,

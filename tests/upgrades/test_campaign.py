@@ -121,6 +121,23 @@ def test_failed_smoke_pauses_before_any_traffic_moves() -> None:
     assert kinds(actions) == ["Say"]
 
 
+def test_a_retried_smoke_step_waits_past_the_failure_it_paused_on() -> None:
+    c = replace(blue_green(), current=1, phase="smoke")
+    green = {"shop-a": "green", "shop-b": "green"}
+    c, _ = decide(c, facts(health=green, smoke="failure", smoke_id="status:5,check:0"))
+    assert c.phase == "paused" and c.paused_on == "status:5,check:0"
+    c, actions = resume(c)
+    assert c.phase == "smoke" and "new smoke signal" in actions[0].text  # type: ignore[union-attr]
+    # the same failure is still on the commit: the retry waits instead of pausing again
+    assert decide(c, facts(health=green, smoke="failure", smoke_id="status:5,check:0")) == (c, [])
+    # a new verdict counts, whichever it is
+    failed, _ = decide(c, facts(health=green, smoke="failure", smoke_id="status:7,check:0"))
+    assert failed.phase == "paused" and failed.paused_on == "status:7,check:0"
+    passed, actions = decide(c, facts(health=green, smoke="success", smoke_id="status:6,check:0"))
+    assert passed.phase == "pending" and passed.paused_on == "" and kinds(actions) == ["Say", "OpenStepPR"]
+    assert load_state(dump_state(c)) == c
+
+
 def test_failed_smoke_during_a_traffic_step_rolls_back_to_the_last_good_weight() -> None:
     """Green's smoke tests run again while it takes traffic: a failure there is a rollback, even
     with both clusters' health green, and whatever the soak or a hold says."""

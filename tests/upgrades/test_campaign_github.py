@@ -204,6 +204,20 @@ async def test_red_traffic_step_rolls_back_then_retry_finishes(world: World) -> 
     assert w.campaign.phase == "done" and w.weights() == {"shop-b": 100}
 
 
+async def test_traffic_objects_come_from_the_campaigns_config_not_the_env_branch_copy(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.33")
+    # env/prod's copy of the configuration lost its traffic list; main's (the campaign's) has it
+    stale = CONFIG.split("    traffic:\n")[0]
+    w.repo.commit_on("env/prod", {".github/gitops-bot.yml": stale}, "A stale copy")
+    await start(w, "shop-a 1.35 blue-green")
+    for _ in range(12):
+        if w.campaign.phase == "paused" or w.weights().get("shop-b") == 10:
+            break
+        await w.drive(limit=1)
+    assert w.campaign.phase != "paused", w.campaign.reason
+    assert w.weights() == {"shop-a": 90, "shop-b": 10}
+
+
 async def test_second_upgrade_links_the_first_and_roles_are_checked(world: World) -> None:
     w = world
     denied = await start(w, "shop-a 1.35 blue-green", user="alice")

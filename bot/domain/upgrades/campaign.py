@@ -69,6 +69,7 @@ class Campaign:
     reason: str = ""
     rollback_pr: int | None = None
     done_steps: tuple[int, ...] = ()
+    paused_on: str = ""  # the smoke signal a smoke step paused on (its id): only another one counts
 
     @property
     def step(self) -> CampaignStep | None:
@@ -91,6 +92,7 @@ class Facts:
     pr_by_bot: bool = True
     health: Mapping[str, Health] = field(default_factory=dict)
     smoke: Literal["success", "failure", "pending"] = "pending"
+    smoke_id: str = ""  # which smoke signal that is (GitHub's ids of the status / check run)
     held: bool = False
     rollback_state: Literal["open", "merged", "closed", "missing"] = "missing"
 
@@ -164,7 +166,15 @@ def _advance(c: Campaign, note: str) -> tuple[Campaign, list[Action]]:
         final = replace(c, current=nxt, phase="done", pr=None, head_sha="", merged_at="", good_weight=good)
         return replace(final, done_steps=done), [Say(f"{note} The upgrade of {_md(c.cluster)} is complete.")]
     following = replace(
-        c, current=nxt, phase="pending", pr=None, head_sha="", merged_at="", good_weight=good, done_steps=done
+        c,
+        current=nxt,
+        phase="pending",
+        pr=None,
+        head_sha="",
+        merged_at="",
+        good_weight=good,
+        done_steps=done,
+        paused_on="",
     )
     upcoming = following.steps[nxt]
     if upcoming.kind == "smoke":
@@ -206,9 +216,12 @@ def decide(c: Campaign, facts: Facts) -> tuple[Campaign, list[Action]]:
         return c, []
     red = _red(c, facts)
     if c.phase == "smoke":
+        if facts.smoke != "pending" and _stale(c, facts):  # the verdict the retry was asked past
+            facts = replace(facts, smoke="pending")
         if facts.smoke == "failure" or red:
             reason = "the smoke signal failed" if facts.smoke == "failure" else f"{_names(red)} is red"
-            return replace(c, phase="paused", reason=reason), [
+            on = facts.smoke_id if facts.smoke == "failure" else c.paused_on
+            return replace(c, phase="paused", reason=reason, paused_on=on), [
                 Say(f"Paused before any traffic moved: {reason}. `/upgrade` retries.")
             ]
         if facts.smoke == "success" and facts.health.get(c.green) == "green" and not facts.held:
@@ -242,13 +255,24 @@ def rollback_opened(c: Campaign, pr: int) -> Campaign:
     return replace(c, rollback_pr=pr)
 
 
+def _stale(c: Campaign, facts: Facts) -> bool:
+    """The smoke signal is the very one the step paused on (nobody re-ran the smoke tests)."""
+    return bool(c.paused_on) and facts.smoke_id == c.paused_on
+
+
 def resume(c: Campaign) -> tuple[Campaign, list[Action]]:
-    """``/upgrade`` on a paused campaign: retry the current step (a traffic step starts again)."""
+    """``/upgrade`` on a paused campaign: retry the current step (a traffic step starts again).
+
+    A smoke step waits for another smoke signal than the failure it paused on: that failure is
+    still on the same commit (nothing merged since) and must not pause the retry again.
+    """
     if c.phase != "paused" or c.step is None:
         return c, []
     again = replace(c, phase="pending", pr=None, head_sha="", merged_at="", reason="", rollback_pr=None)
     if again.step is not None and again.step.kind == "smoke":
-        return replace(again, phase="smoke"), [Say(f"Resumed: waiting for {_md(c.green)}'s smoke signal.")]
+        return replace(again, phase="smoke"), [
+            Say(f"Resumed: waiting for a new smoke signal from {_md(c.green)}.")
+        ]
     return again, [
         Say(f"Resumed at step {c.current + 1}."),
         OpenStepPR(again.steps[again.current], again.current),
