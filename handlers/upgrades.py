@@ -46,7 +46,7 @@ from bot.domain.promotion.gates import GateState
 from bot.domain.upgrades import campaign as cmp
 from bot.domain.upgrades import tracking
 from bot.domain.upgrades.command import UpgradeRequest, min_role, role_allows
-from bot.domain.upgrades.edits import EditError, rollback_changes, step_changes
+from bot.domain.upgrades.edits import EditError, rollback_changes, step_parts
 from bot.domain.upgrades.markdown import plan_markdown
 from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, parse_target, plan_upgrade
 from bot.domain.validate.eks import EksCatalog, format_minor
@@ -62,6 +62,7 @@ from handlers.promotion import facts as promotion_facts
 from handlers.promotion.outcome import Stop
 
 log = logging.getLogger(__name__)
+Parts = list[tuple[str, dict[str, str | None]]]  # a step's commits, in order: (subject, files)
 
 CALENDAR_INTERVAL = float(os.environ.get("GITOPS_BOT_UPGRADE_CALENDAR_INTERVAL", 24 * 3600))
 """Seconds between two calendar passes of a repository (daily; each pass is idempotent anyway)."""
@@ -324,7 +325,10 @@ async def _open_pr_for(
     body: str,
     changes_of: Any,
 ) -> tuple[int, str, str]:
-    """Find the open PR on ``branch``, or commit the step's changes and open it; ``(number, head, url)``."""
+    """Find the open PR on ``branch``, or commit the step's changes and open it; ``(number, head, url)``.
+
+    ``changes_of(git_dir, tip)`` gives the commits to make, in order: ``(subject, files)``.
+    """
     owner = repo.split("/", 1)[0]
     url = f"{_path(repo)}/pulls?state=open&head={quote(f'{owner}:{branch}', safe='')}&per_page=10"
     found = [p async for p in gh.getiter(url) if (p.get("head") or {}).get("ref") == branch]
@@ -333,14 +337,21 @@ async def _open_pr_for(
         return int(pr["number"]), str(pr["head"]["sha"]), str(pr.get("html_url") or "")
     git_dir = await ctx.repos.git_dir(repo, refs=[f"refs/heads/{base}"])
     tip = rev_parse(git_dir, f"refs/heads/{base}")
-    changes = await asyncio.to_thread(changes_of, git_dir, tip)
-    if not changes:
+    parts = [
+        (subject, files) for subject, files in await asyncio.to_thread(changes_of, git_dir, tip) if files
+    ]
+    if not parts:
         raise _Stop(f"`{base}` already has this step's change; nothing to open.")
-    sha = await asyncio.to_thread(commit_files, git_dir, tip, changes, f"{title}\n\n{body}")
-    # recorded before the push, so the push's own webhook already knows the commit as the bot's
+    made: list[str] = []
+    sha = tip
+    for subject, files in parts:
+        message = f"{title}\n\n{body}" if len(parts) == 1 else f"{subject}\n\n{title}"
+        sha = await asyncio.to_thread(commit_files, git_dir, sha, files, message)
+        made.append(sha)
+    # recorded before the push, so the push's own webhook already knows the commits as the bot's
     record = await read_record(ctx, repo, branch) or Record("upgrade", branch, base)
     if record.kind == "upgrade" and record.base == base:
-        await write_record(ctx, repo, record.with_push(sha))
+        await write_record(ctx, repo, record.with_push(sha, made))
     await ctx.repos.push(repo, [f"{sha}:refs/heads/{branch}"], force=True)
     pr = await gh.post(
         f"{_path(repo)}/pulls",
@@ -382,11 +393,9 @@ async def _apply(
         elif isinstance(action, cmp.OpenStepPR):
             step, index = action.step, action.index
 
-            def changes(
-                git_dir: Path, tip: str, step: cmp.CampaignStep = step, c: cmp.Campaign = c
-            ) -> dict[str, str | None]:
+            def changes(git_dir: Path, tip: str, step: cmp.CampaignStep = step, c: cmp.Campaign = c) -> Parts:
                 where, files = _files_for(git_dir, tip, c, config)
-                return step_changes(c, step, where, files)
+                return step_parts(c, step, where, files)
 
             title = f"Upgrade {c.cluster} ({index + 1}/{len(c.steps)}): {step.title}"
             body = (
@@ -415,11 +424,9 @@ async def _apply(
         elif isinstance(action, cmp.OpenRollbackPR):
             weight = action.weight
 
-            def back(
-                git_dir: Path, tip: str, weight: int = weight, c: cmp.Campaign = c
-            ) -> dict[str, str | None]:
+            def back(git_dir: Path, tip: str, weight: int = weight, c: cmp.Campaign = c) -> Parts:
                 where, files = _files_for(git_dir, tip, c, config)
-                return rollback_changes(c, where, files, weight)
+                return [("", rollback_changes(c, where, files, weight))]
 
             title = f"Roll back traffic of {c.cluster} to {100 - weight}% ({c.green} {weight}%)"
             body = (

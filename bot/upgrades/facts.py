@@ -43,6 +43,9 @@ class Fleet:
     docs: list[Doc]
 
 
+ACK_EKS_GROUP = "eks.services.k8s.aws"
+
+
 def _registry(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {str(c.get("name")): c for c in config.get("clusters") or [] if isinstance(c, dict)}
 
@@ -61,7 +64,8 @@ def _addon(doc: Doc) -> tuple[str, AddonFact] | None:
     if not (name and version):
         return None
     at = ["spec", "forProvider", "addonVersion"] if crossplane else ["spec", "addonVersion"]
-    return str(cluster or ""), AddonFact(str(name), str(version), doc.path, doc.line_at(at))
+    ack = doc.group == ACK_EKS_GROUP
+    return str(cluster or ""), AddonFact(str(name), str(version), doc.path, doc.line_at(at), ack)
 
 
 def _cluster_of(req: ClusterRequest, names: set[str]) -> str | None:
@@ -105,6 +109,7 @@ def fleet_facts(docs: Iterable[Doc], config: dict[str, Any], sha: str = "") -> F
                     parse_minor(req.value("version")),
                     req.doc.path,
                     req.doc.line_at(req.at("version")),
+                    req.doc.group == ACK_EKS_GROUP,
                 )
             )
     addons: dict[str, list[AddonFact]] = {n: [] for n in names}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.git.files import git
 from bot.sim.demo import DemoWorld
 from bot.sim.state import PullRequest
 from handlers import upgrades as upgrades_handler
@@ -43,7 +44,9 @@ async def blue_green(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
 
 @pytest.fixture
 async def in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Upgrades]:
-    async for w in _world(tmp_path, monkeypatch, "1.32", "in-place"):
+    """In place, one PR per hop (the config says so: shop-a's add-on is ACK's, which alone would
+    split each hop into a PR per part)."""
+    async for w in _world(tmp_path, monkeypatch, "1.32", "in-place\n  in_place: {pull_requests: per-hop}"):
         yield w
 
 
@@ -235,11 +238,13 @@ async def test_three_hop_in_place_upgrade(in_place: Upgrades) -> None:
         assert w.open_step() is None and len(w.steps_prs()) == len(hops)
         await w.report()
         await w.until(lambda: (x := w.campaign()) is not None and x.phase in ("merging", "done"), "next hop")
-    # three hops, each its own PRs in EKS's order: the control plane, then the add-ons made for it
+    # three hops, one PR each, its commits in EKS's order: the control plane, then the add-ons for it
     titles = [p.title.split(": ", 1)[1] for p in hops]
-    assert titles == [
-        f"{part} {v}" for v in ("1.33", "1.34", "1.35") for part in ("Control plane to", "Add-ons for")
-    ]
+    assert titles == [f"Hop to {v} (control plane, then add-ons)" for v in ("1.33", "1.34", "1.35")], titles
+    git_dir = w.sim.world.repos[REPO].path
+    for pr, v in zip(hops, ("1.33", "1.34", "1.35"), strict=True):
+        log = git(git_dir, "log", "--format=%s", "--reverse", f"{pr.base_sha}..{pr.head_sha}").decode()
+        assert log.splitlines() == [f"Control plane to {v}", f"Add-ons for {v}"], log
     assert [p.number for p in w.steps_prs()] == [p.number for p in hops]  # one PR per step, none twice
     request = w.file("clusters/prod/shop-a/cluster.yaml") or ""
     assert 'version: "1.35"  # bumped by upgrades' in request

@@ -23,7 +23,7 @@ from handlers import upgrades
 from tests.support.github import FakeGitHub, make_event
 from tests.support.gitrepo import GitRepo
 from tests.support.repos import FakeRepoAccess
-from tests.upgrades.test_edits import DNS
+from tests.upgrades.test_edits import ADDON, DNS
 from tests.upgrades.test_edits import REQUEST as CLUSTER
 
 BOT = "gitops-bot[bot]"
@@ -58,17 +58,8 @@ upgrades:
 
 REQUEST = (
     CLUSTER.replace('version: "1.33"', 'version: "{version}"')
-    + """\
----
-apiVersion: eks.services.k8s.aws/v1alpha1
-kind: Addon
-metadata:
-  name: shop-a-kube-proxy
-spec:
-  name: kube-proxy
-  clusterName: shop-a
-  addonVersion: v1.32.13-eksbuild.5
-"""
+    + "---\n"
+    + ADDON.replace("v1.33.10-eksbuild.2", "v1.32.13-eksbuild.5")
 )
 
 
@@ -261,7 +252,11 @@ async def test_three_hop_in_place_upgrade(tmp_path: Path) -> None:
     assert outcome.ok, outcome.message
     titles = await w.drive()
     assert w.campaign.phase == "done", w.campaign
-    assert len([t for t in titles if "control plane" in t.lower()]) == 3
+    # ACK manages shop-a's add-on (auto): each hop is a PR for the control plane, then one for the
+    # add-ons, opened after the control plane's soaked healthy
+    assert [t.split(": ", 1)[1] for t in titles] == [
+        f"{part} {v}" for v in ("1.33", "1.34", "1.35") for part in ("Control plane to", "Add-ons for")
+    ]
     request = w.file("clusters/prod/shop-a/cluster.yaml") or ""
     assert 'version: "1.35"  # bumped by upgrades' in request
     assert "addonVersion: v1.35.3-eksbuild.2" in request

@@ -142,12 +142,10 @@ def test_in_place_plan_as_json(repo: Path, capsys: pytest.CaptureFixture[str]) -
     assert plan["nodegroups"] == [{"name": "shop-prod-general", "from": "1.30", "to": "1.33", "skew": 1}]
     assert [s["title"] for s in plan["steps"]] == [
         "Move 1 object(s) off APIs removed by 1.33",
-        "Control plane to 1.32",
-        "Add-ons for 1.32",
-        "Control plane to 1.33",
-        "Add-ons for 1.33",
+        "Hop to 1.32 (control plane, then node groups, then add-ons)",
+        "Hop to 1.33 (control plane, then node groups, then add-ons)",
     ]
-    # The node group lives in the cluster's file, so the control-plane step's file carries it.
+    # The node group and the add-ons live in the cluster's file: each hop changes that file.
     assert plan["steps"][1]["files"] == ["clusters/shop-prod/cluster.yaml"]
 
 

@@ -17,6 +17,7 @@ from bot.domain.upgrades.edits import (
     set_field,
     set_weights,
     step_changes,
+    step_parts,
 )
 
 REQUEST = """\
@@ -95,6 +96,69 @@ def test_set_field_names_a_missing_field() -> None:
 def test_control_plane_step_changes_only_the_version() -> None:
     changes = step_changes(CAMPAIGN, CampaignStep("control-plane", "t", "1.34"), WHERE, FILES)
     assert changes == {"clusters/prod/shop-a/cluster.yaml": REQUEST.replace('"1.33"', '"1.34"')}
+
+
+NODES = """\
+apiVersion: eks.services.k8s.aws/v1alpha1
+kind: Nodegroup
+metadata:
+  name: shop-a-general
+spec:
+  clusterName: shop-a
+  version: "1.33"
+"""
+ADDON = """\
+apiVersion: eks.services.k8s.aws/v1alpha1
+kind: Addon
+metadata:
+  name: shop-a-kube-proxy
+spec:
+  name: kube-proxy
+  clusterName: shop-a
+  addonVersion: v1.33.10-eksbuild.2
+"""
+
+
+def test_an_in_place_hop_is_one_change_in_three_commits_control_plane_nodes_addons() -> None:
+    files = {**FILES, "clusters/prod/shop-a/nodes.yaml": NODES, "clusters/prod/shop-a/addons.yaml": ADDON}
+    where = Targets(
+        request_path=WHERE.request_path,
+        control_plane=WHERE.control_plane,
+        nodegroups=(
+            FieldRef("clusters/prod/shop-a/nodes.yaml", 0, ("spec", "version")),
+            # a node group written in the request's own file is bumped too
+        ),
+        addons={"kube-proxy": FieldRef("clusters/prod/shop-a/addons.yaml", 0, ("spec", "addonVersion"))},
+        addon_versions={"kube-proxy": {"1.34": "v1.34.3-eksbuild.2"}},
+    )
+    hop = CampaignStep("hop", "Hop to 1.34 (control plane, then node groups, then add-ons)", "1.34")
+    parts = step_parts(CAMPAIGN, hop, where, files)
+    assert [subject for subject, _ in parts] == [
+        "Control plane to 1.34",
+        "Node groups to 1.34",
+        "Add-ons for 1.34",
+    ]
+    # each commit holds everything so far, so the three apply one on the other
+    assert [sorted(changes) for _, changes in parts] == [
+        ["clusters/prod/shop-a/cluster.yaml"],
+        ["clusters/prod/shop-a/cluster.yaml", "clusters/prod/shop-a/nodes.yaml"],
+        [
+            "clusters/prod/shop-a/addons.yaml",
+            "clusters/prod/shop-a/cluster.yaml",
+            "clusters/prod/shop-a/nodes.yaml",
+        ],
+    ]
+    last = parts[-1][1]
+    assert last["clusters/prod/shop-a/nodes.yaml"] == NODES.replace('"1.33"', '"1.34"')
+    assert last["clusters/prod/shop-a/addons.yaml"] == ADDON.replace(
+        "v1.33.10-eksbuild.2", "v1.34.3-eksbuild.2"
+    )
+    assert step_changes(CAMPAIGN, hop, where, files) == last
+    # a part with nothing to change is left out; a hop already made has no commits at all
+    bare = Targets(request_path=WHERE.request_path, control_plane=WHERE.control_plane)
+    assert [s for s, _ in step_parts(CAMPAIGN, hop, bare, files)] == ["Control plane to 1.34"]
+    done = {**files, WHERE.request_path: REQUEST.replace('"1.33"', '"1.34"')}
+    assert step_parts(CAMPAIGN, hop, bare, done) == []
 
 
 def test_create_green_copies_request_registry_and_traffic_at_weight_0() -> None:

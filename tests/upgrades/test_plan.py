@@ -77,9 +77,9 @@ def test_default_target_is_the_newest_in_standard_support() -> None:
     assert plan.to_version == (1, 35)
     assert plan.hops == [(1, 33), (1, 34), (1, 35)]
     assert [s.title for s in plan.steps] == [
-        "Control plane to 1.33",
-        "Control plane to 1.34",
-        "Control plane to 1.35",
+        "Hop to 1.33 (control plane)",
+        "Hop to 1.34 (control plane)",
+        "Hop to 1.35 (control plane)",
     ]
 
 
@@ -183,18 +183,46 @@ def test_in_place_steps_per_hop_control_plane_then_nodes_then_addons() -> None:
         addons=ADDONS,
     )
     plan = plan_upgrade(facts, CATALOG, TODAY, to=(1, 34))
-    assert [(s.kind, s.version) for s in plan.steps] == [
-        ("control-plane", "1.33"),
-        ("nodegroups", "1.33"),
-        ("addons", "1.33"),
-        ("control-plane", "1.34"),
-        ("nodegroups", "1.34"),
-        ("addons", "1.34"),
+    # one step (one PR) per hop, its parts in EKS's order
+    assert [(s.kind, s.version, s.title) for s in plan.steps] == [
+        ("hop", "1.33", "Hop to 1.33 (control plane, then node groups, then add-ons)"),
+        ("hop", "1.34", "Hop to 1.34 (control plane, then node groups, then add-ons)"),
     ]
-    assert plan.steps[1].files == ("clusters/prod/prod-use1/nodegroups.yaml",)
+    assert plan.steps[0].files[:2] == (
+        "clusters/prod/prod-use1/cluster.yaml",
+        "clusters/prod/prod-use1/nodegroups.yaml",
+    )
     assert [n.to_json() for n in plan.nodegroups] == [
         {"name": "general", "from": "1.32", "to": "1.34", "skew": 0}
     ]
+
+
+@pytest.mark.parametrize(
+    ("ack", "mode", "split"),
+    [
+        (False, "auto", False),  # Crossplane or kro retry a refused update: one PR per hop converges
+        (True, "auto", True),  # ACK stops for good on it: a PR per part
+        (True, "per-hop", False),
+        (False, "per-part", True),
+    ],
+)
+def test_ack_managed_node_groups_split_each_hop_into_a_pr_per_part(ack: bool, mode: str, split: bool) -> None:
+    facts = cluster(
+        (1, 32),
+        nodegroups=(NodeGroupFact("general", (1, 32), "clusters/prod/prod-use1/nodegroups.yaml", 14, ack),),
+        addons=ADDONS,
+    )
+    settings = UpgradeSettings(in_place_prs=mode)
+    plan = plan_upgrade(facts, CATALOG, TODAY, to=(1, 34), settings=settings)
+    if split:
+        assert [(s.kind, s.version) for s in plan.steps] == [
+            (kind, v) for v in ("1.33", "1.34") for kind in ("control-plane", "nodegroups", "addons")
+        ]
+    else:
+        assert [s.kind for s in plan.steps] == ["hop", "hop"]
+    notices = [f for f in plan.findings if f.rule == "upgrade.per-part"]
+    assert len(notices) == (1 if split and mode == "auto" else 0)
+    assert all("community#2957" in f.message and f.path == facts.path for f in notices)
 
 
 def test_node_group_beyond_the_skew_is_a_warning_at_its_line() -> None:

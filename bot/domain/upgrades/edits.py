@@ -243,6 +243,9 @@ def step_changes(
     c: Campaign, step: CampaignStep, where: Targets, files: Mapping[str, str]
 ) -> dict[str, str | None]:
     """Return the files the step writes (``None``: delete), from the branch tip's ``files``."""
+    if step.kind == "hop":
+        parts = step_parts(c, step, where, files)
+        return dict(parts[-1][1]) if parts else {}
     out: dict[str, str] = dict(files)
     deleted: list[str] = []
     if step.kind == "control-plane":
@@ -290,6 +293,37 @@ def step_changes(
     changes: dict[str, str | None] = {p: t for p, t in out.items() if files.get(p) != t}
     changes.update({p: None for p in deleted})
     return changes
+
+
+def step_parts(
+    c: Campaign, step: CampaignStep, where: Targets, files: Mapping[str, str]
+) -> list[tuple[str, dict[str, str | None]]]:
+    """The step's changes as ordered commits ``(subject, files so far)``; one unless the step is an
+    in-place hop: the control plane, then the node groups, then the add-ons made for the version
+    (parts that change nothing are left out)."""
+    if step.kind != "hop":
+        return [(step.title, step_changes(c, step, where, files))]
+    out: dict[str, str] = dict(files)
+    parts: list[tuple[str, dict[str, str | None]]] = []
+    seen: dict[str, str | None] = {}
+
+    def cut(subject: str) -> None:
+        now: dict[str, str | None] = {p: t for p, t in out.items() if files.get(p) != t}
+        if now != seen:
+            parts.append((subject, now))
+            seen.clear()
+            seen.update(now)
+
+    _set_all(out, where.control_plane, step.version)
+    cut(f"Control plane to {step.version}")
+    _set_all(out, where.nodegroups, step.version)
+    cut(f"Node groups to {step.version}")
+    for name, ref in (where.addons or {}).items():
+        wanted = ((where.addon_versions or {}).get(name) or {}).get(step.version)
+        if wanted:
+            _set_all(out, [ref], wanted)
+    cut(f"Add-ons for {step.version}")
+    return parts
 
 
 def rollback_changes(

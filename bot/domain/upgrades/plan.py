@@ -38,6 +38,7 @@ class NodeGroupFact:
     version: tuple[int, int] | None
     path: str
     line: int
+    ack: bool = False  # an ACK Nodegroup (eks.services.k8s.aws)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class AddonFact:
     version: str
     path: str
     line: int
+    ack: bool = False  # an ACK Addon (eks.services.k8s.aws)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class UpgradeSettings:
     traffic_steps: tuple[int, ...] = (10, 50, 100)
     green_suffixes: tuple[str, str] = ("-a", "-b")
     traffic_files: tuple[str, ...] = ()
+    in_place_prs: str = "auto"  # per-hop, per-part, or auto (per-part where ACK manages nodes or add-ons)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> UpgradeSettings:
@@ -96,7 +99,10 @@ class UpgradeSettings:
         assert isinstance(bg, dict)
         suffixes = bg.get("suffixes") or ["-a", "-b"]
         traffic = bg.get("traffic") or []
+        in_place = section.get("in_place") if isinstance(section.get("in_place"), dict) else {}
+        assert isinstance(in_place, dict)
         return cls(
+            in_place_prs=str(in_place.get("pull_requests") or "auto"),
             lead_time_days=_days(section.get("lead_time", 90)),
             allow_jump=bool(bg.get("allow_jump", True)),
             traffic_steps=tuple(int(s) for s in bg.get("steps") or (10, 50, 100)),
@@ -278,16 +284,64 @@ def _green_path(path: str, blue: str, green: str) -> str:
     return path.replace(blue, green) if blue in path else path
 
 
+ACK_TERMINAL = "aws-controllers-k8s/community#2957"
+
+
+def per_part(cluster: ClusterFacts, mode: str) -> bool:
+    """Whether an in-place hop is split into a PR per part (control plane, node groups, add-ons).
+
+    ``auto`` splits where ACK manages the node groups or add-ons: ACK marks an update that EKS
+    refuses because the control plane is not there yet as terminal and never retries it
+    (:data:`ACK_TERMINAL`), so those updates must reach EKS only after the control plane's.
+    Crossplane and kro retry, so one PR per hop converges there.
+    """
+    if mode in ("per-hop", "per-part"):
+        return mode == "per-part"
+    return any(n.ack for n in cluster.nodegroups) or any(a.ack for a in cluster.addons)
+
+
 def _in_place_steps(
+    cluster: ClusterFacts,
+    hops: Sequence[tuple[int, int]],
+    table: Mapping[str, Mapping[str, str]],
+    split: bool,
+) -> list[Step]:
+    """One step (one PR) per hop, changing the control plane, then the node groups, then the
+    add-ons made for that version (one commit each, in that order); with ``split``, one step
+    per part, each opened after the previous one soaked healthy."""
+    if split:
+        return _in_place_parts(cluster, hops, table)
+    steps = []
+    for hop in hops:
+        label = format_minor(hop)
+        parts, files = ["control plane"], [cluster.path]
+        if cluster.nodegroups:
+            parts.append("node groups")
+            files += [n.path for n in cluster.nodegroups]
+        changes = addon_changes(cluster.addons, hop, table)
+        if changes:
+            parts.append("add-ons")
+            files += [a.path for a in changes]
+        steps.append(Step(f"Hop to {label} ({', then '.join(parts)})", _unique(files), "hop", label))
+    return steps
+
+
+def _in_place_parts(
     cluster: ClusterFacts, hops: Sequence[tuple[int, int]], table: Mapping[str, Mapping[str, str]]
 ) -> list[Step]:
     steps = []
     for hop in hops:
         label = format_minor(hop)
         steps.append(Step(f"Control plane to {label}", (cluster.path,), "control-plane", label))
-        ng_files = _unique(n.path for n in cluster.nodegroups if n.path != cluster.path)
-        if ng_files:
-            steps.append(Step(f"Node groups to {label}", ng_files, "nodegroups", label))
+        if cluster.nodegroups:
+            steps.append(
+                Step(
+                    f"Node groups to {label}",
+                    _unique(n.path for n in cluster.nodegroups),
+                    "nodegroups",
+                    label,
+                )
+            )
         changes = addon_changes(cluster.addons, hop, table)
         if changes:
             steps.append(Step(f"Add-ons for {label}", _unique(a.path for a in changes), "addons", label))
@@ -420,7 +474,21 @@ def plan_upgrade(
         plan.green = green_name(cluster.name, settings.green_suffixes)
         plan.steps = migrate + _blue_green_steps(cluster, plan.green, target, settings)
     else:
-        plan.steps = migrate + _in_place_steps(cluster, hops, table)
+        split = per_part(cluster, settings.in_place_prs)
+        plan.steps = migrate + _in_place_steps(cluster, hops, table, split)
+        if split and settings.in_place_prs == "auto":
+            findings.append(
+                Finding(
+                    "upgrade.per-part",
+                    Severity.NOTICE,
+                    cluster.path,
+                    cluster.line,
+                    "each hop is split into a PR for the control plane, then the node groups, then "
+                    "the add-ons: ACK manages this cluster's node groups or add-ons, and ACK stops for "
+                    f"good on an update EKS refuses before the control plane is upgraded ({ACK_TERMINAL})",
+                    "Set `upgrades.in_place.pull_requests: per-hop` for one PR per hop.",
+                )
+            )
     return plan
 
 
