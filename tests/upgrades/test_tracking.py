@@ -133,6 +133,15 @@ def test_calendar_opens_once_never_reopens_and_is_capped() -> None:
     assert calendar_choice(many, [], 0) == []
 
 
+@pytest.mark.parametrize("name", ["shop-a", "Prod_Use1", "eks.prod-1", "a<b>--c d"])
+def test_any_cluster_name_keys_its_issue_so_the_calendar_never_opens_it_twice(name: str) -> None:
+    text = body(name, "1.35", "p", None)
+    [t] = tracked([issue(1, text)], BOT)
+    assert t.cluster == name and running([t], name) is t
+    assert "-->" not in text.split("gitops-bot:upgrade-key", 1)[1].split(" -->", 1)[0]
+    assert calendar_choice([due(name)], [t], 3) == []  # already open: not again
+
+
 def test_step_branches_are_per_step_and_kind() -> None:
     c = blue_green()
     assert step_branch(c, 0) == "gitops-bot/upgrade/shop-a-1.35/1-create-green"

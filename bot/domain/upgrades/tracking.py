@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 from bot.domain import escape
 from bot.domain.authors import by_bot
@@ -24,7 +25,7 @@ from bot.domain.validate.eks import format_minor
 
 LABEL = "gitops-bot/upgrade"
 KEY_MARKER = "gitops-bot:upgrade-key"
-_KEY = re.compile(r"<!-- " + re.escape(KEY_MARKER) + r" ([a-z0-9.-]+)@(\d+\.\d+) -->")
+_KEY = re.compile(r"<!-- " + re.escape(KEY_MARKER) + r" ([A-Za-z0-9._~%-]+)@(\d+\.\d+) -->")
 STEP_BRANCH_PREFIX = "gitops-bot/upgrade/"
 
 
@@ -42,9 +43,10 @@ class TrackedIssue:
 
 
 def key_marker(cluster: str, target: str) -> str:
-    # a name from the repository: nothing in it may end the HTML comment
-    safe = cluster.replace("<", "&lt;").replace(">", "&gt;")
-    return f"<!-- {KEY_MARKER} {safe}@{target} -->"
+    """The hidden key of an upgrade issue. The name comes from the repository, in any case (EKS
+    allows ``Prod_Use1``): percent-encoded, so nothing in it can end the HTML comment and every
+    name reads back as it was (plain lower-case names are written as they are)."""
+    return f"<!-- {KEY_MARKER} {quote(cluster, safe='')}@{target} -->"
 
 
 def tracked(issues: Iterable[Mapping[str, Any]], bot_login: str) -> list[TrackedIssue]:
@@ -60,7 +62,7 @@ def tracked(issues: Iterable[Mapping[str, Any]], bot_login: str) -> list[Tracked
         out.append(
             TrackedIssue(
                 number=int(issue["number"]),
-                cluster=match.group(1),
+                cluster=unquote(match.group(1)),
                 target=match.group(2),
                 open=issue.get("state") == "open",
                 url=str(issue.get("html_url") or ""),
