@@ -12,7 +12,8 @@
 
 Nothing is collected unless someone can look: GitHub login (``GITHUB_CLIENT_ID``) or a fleet
 token (``GITOPS_BOT_FLEET_TOKEN``) is configured. Configuration comes from the default branch.
-Errors are logged, never raised (the router stops at the first handler that raises).
+Errors are logged, never raised: the dashboard is kept best-effort, and a failure here must not
+mark the delivery failed (and retried) for the other handlers' sake.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
+from bot.domain.config import CONFIG_PATH
 from bot.domain.fleet import MergedPR
+from bot.domain.promotion.environments import Chain, Environment
 from bot.fleet import state
 from bot.fleet.collect import chain_of, collect_branch, pending_commits, read_config
 from bot.git.files import GitError, rev_parse
@@ -37,6 +42,7 @@ from bot.service.context import HandlerContext
 from bot.service.records import is_promotion_pr
 
 log = logging.getLogger(__name__)
+PUSH_COMMITS_LISTED = 20  # a push event lists at most this many commits (GitHub's webhook docs)
 router = gidgethub.routing.Router()
 
 #: One render cache and masking key per process: a push re-renders only what it touched.
@@ -84,18 +90,42 @@ async def refresh_branch(ctx: HandlerContext, repo: str, branch: str, payload: d
     if chain is not None and branch == default:
         for each in chain.environments:  # the freeze windows follow the default branch's configuration
             await state.update_env(ctx.store, repo, each.branch, freeze=list(each.gates.freeze))
+        if config_touched(payload):  # every branch is read with this configuration (registry, policy)
+            for each in chain.environments:
+                if each.branch != default:
+                    await _collect(ctx, repo, git_dir, config, chain, each)
     env = chain.by_branch(branch) if chain else None
     if chain is None or env is None:
         return False
-    clusters, facts = await asyncio.to_thread(
-        collect_branch, git_dir, repo, branch, secret_key=_KEY, cache=_CACHE, config=config
+    await _collect(ctx, repo, git_dir, config, chain, env)
+    return True
+
+
+def config_touched(payload: Mapping[str, Any]) -> bool:
+    """Whether a push may have changed the configuration (a truncated commit list counts as yes)."""
+    commits = [c for c in payload.get("commits") or [] if isinstance(c, Mapping)]
+    if not commits or len(commits) >= PUSH_COMMITS_LISTED:
+        return True
+    return any(
+        CONFIG_PATH in (c.get(kind) or ()) for c in commits for kind in ("added", "modified", "removed")
     )
+
+
+async def _collect(
+    ctx: HandlerContext, repo: str, git_dir: Path, config: dict[str, Any], chain: Chain, env: Environment
+) -> None:
+    assert ctx.store is not None
+    try:
+        clusters, facts = await asyncio.to_thread(
+            collect_branch, git_dir, repo, env.branch, secret_key=_KEY, cache=_CACHE, config=config
+        )
+    except GitError:  # the branch is not there (yet)
+        return
     await state.save_branch(ctx.store, clusters, facts)
     before = chain.previous(env)
     if before is not None:
-        waiting = await asyncio.to_thread(pending_commits, git_dir, before.branch, branch)
+        waiting = await asyncio.to_thread(pending_commits, git_dir, before.branch, env.branch)
         await state.update_env(ctx.store, repo, before.branch, pending_commits=waiting)
-    return True
 
 
 def _health(combined: str) -> str:

@@ -46,7 +46,7 @@ from bot.domain.promotion.gates import GateState
 from bot.domain.upgrades import campaign as cmp
 from bot.domain.upgrades import tracking
 from bot.domain.upgrades.command import UpgradeRequest, min_role, role_allows
-from bot.domain.upgrades.edits import EditError, rollback_changes, step_parts
+from bot.domain.upgrades.edits import EditError, registry_add, registry_remove, rollback_changes, step_parts
 from bot.domain.upgrades.markdown import plan_markdown
 from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, parse_target, plan_upgrade
 from bot.domain.validate.eks import EksCatalog, format_minor
@@ -368,11 +368,27 @@ def _files_for(
     campaign's ``config``'s (the default branch's), not the environment branch's copy."""
     fleet = fleet_at(git_dir, sha)
     where = step_targets(fleet, c.cluster, config)
+    if where.folder:  # blue's own folder: green gets a copy, and the decommission removes it
+        listed = git(git_dir, "ls-tree", "-r", "-z", "--name-only", sha, "--", f"{where.folder}/")
+        mine = [p for p in listed.decode("utf-8", errors="replace").split("\0") if p]
+        where = replace(
+            where, folder_files=tuple(p for p in mine if p != where.request_path and _text(git_dir, sha, p))
+        )
     paths = {where.request_path, where.registry_path, *(r.path for r in where.control_plane)}
+    paths |= set(where.folder_files)
     paths |= {r.path for r in where.nodegroups} | {r.path for r in (where.addons or {}).values()}
     paths |= {t.path for t in where.traffic}
     files = {p: t for p in sorted(paths - {""}) if (t := read_file_at(git_dir, sha, p)) is not None}
     return where, files
+
+
+def _text(git_dir: Path, sha: str, path: str) -> bool:
+    """Whether ``path`` at ``sha`` is UTF-8 text (only text is copied with names replaced)."""
+    try:
+        git(git_dir, "cat-file", "blob", f"{sha}:{path}").decode("utf-8")
+    except (UnicodeDecodeError, GitError):
+        return False
+    return True
 
 
 async def _apply(
@@ -451,7 +467,51 @@ async def _apply(
             said.append(f"Rolling back: {action.reason}. {url or f'#{number}'}")
             if _rollback_on_red(config):
                 await _merge(gh, repo, number)
+        elif isinstance(action, cmp.OpenRegistryPR):
+            said.extend(await _registry_follow_up(gh, ctx, repo, issue_number, c, base))
     return c, said
+
+
+async def _registry_follow_up(
+    gh: gidgethub.abc.GitHubAPI,
+    ctx: HandlerContext,
+    repo: str,
+    issue_number: int,
+    c: cmp.Campaign,
+    env_branch: str,
+) -> list[str]:
+    """After a blue/green campaign: a PR on the default branch whose registry names green, not blue.
+
+    The steps edited the environment branch's copy of ``.github/gitops-bot.yml``; where the default
+    branch is another branch its registry (what the dashboard and the calendar read) still lists
+    blue. Nothing to do when they are one branch or the default branch's registry is right already.
+    """
+    default = await promotion_facts.default_branch(gh, ctx, repo)
+    if default == env_branch:
+        return []
+
+    def swap(git_dir: Path, tip: str) -> Parts:
+        text = read_file_at(git_dir, tip, CONFIG_PATH)
+        if text is None:
+            return []
+        new = registry_remove(registry_add(text, c.cluster, c.green), c.cluster)
+        return [("", {CONFIG_PATH: new})] if new != text else []
+
+    title = f"Upgrade {c.cluster}: the registry on {default} names {c.green} instead of {c.cluster}"
+    body = (
+        f"The upgrade in #{issue_number} replaced {code(c.cluster)} by {code(c.green)} on "
+        f"{code(env_branch)}. This updates the `clusters:` registry in `{CONFIG_PATH}` on "
+        f"{code(default)} to match, so the calendar and the fleet dashboard follow the new cluster. "
+        "Reviewed like any change to the configuration."
+    )
+    branch = f"{tracking.STEP_BRANCH_PREFIX}{c.cluster}-{c.target}/registry"
+    try:
+        _, _, url = await _open_pr_for(
+            gh, ctx, repo, branch=branch, base=default, title=title, body=body, changes_of=swap
+        )
+    except (EditError, _Stop):
+        return []  # the default branch already names green (or has no registry): nothing to follow up
+    return [f"The registry on {code(default)} still named {code(c.cluster)}: {url}"]
 
 
 async def _merge(gh: gidgethub.abc.GitHubAPI, repo: str, number: int) -> None:

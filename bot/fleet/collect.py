@@ -292,12 +292,16 @@ def _collect(
     registry = {str(c.get("name")): c for c in config.get("clusters") or [] if isinstance(c, dict)}
     targets = [t for t in memo.targets if t.cluster and t.cluster != "-"]  # "-": not attributed
     env_of: dict[str, str] = {}
-    for name, req in requests.items():
-        env_of[name] = req["env"]
+    for name, req in requests.items():  # a request that names no environment takes the registry's
+        if req["env"]:
+            env_of[name] = req["env"]
     for name, c in registry.items():
-        env_of.setdefault(name, str(c.get("env") or ""))
+        if c.get("env"):
+            env_of.setdefault(name, str(c["env"]))
     for t in targets:
         env_of.setdefault(t.cluster, t.env)
+    for name in [*requests, *registry]:
+        env_of.setdefault(name, "")
     mine = {n for n, e in env_of.items() if e == env}
     if not mine:
         mine = set(env_of)

@@ -234,6 +234,28 @@ async def play_upgrade(world: DemoWorld) -> dict[str, Any]:
         f"  env/prod: {GREEN} requested at {version.group(1) if version else '?'}; "
         f"{BLUE}'s request {'removed' if requests[BLUE] is None else 'still there'}."
     )
+
+    # main's registry still names blue: the bot's follow-up PR swaps it; bob (platform-admins) merges
+    def registry_pr() -> int | None:
+        return next(
+            (
+                p.number
+                for p in world.sim.world.pulls[REPO].values()
+                if p.base_ref == "main" and p.head_ref.startswith("gitops-bot/upgrade/")
+            ),
+            None,
+        )
+
+    await world.until(lambda: registry_pr() is not None, "the registry follow-up")
+    number = registry_pr()
+    assert number is not None
+    ch.show_pr(number)
+    await d.approve("bob", REPO, number)
+    await d.approve("dave", REPO, number)
+    await d.merge("bob", REPO, number, "merge")
+    await world.settle()
+    out(f"bob merges #{number}: main's registry names {GREEN} now.")
+    result["registry_pr"] = number
     result["phase"] = "done"
     result["tracking_state"] = tracking.state
     return result

@@ -441,7 +441,10 @@ def step_targets(fleet: Fleet, cluster: str, policy: Mapping[str, Any] | None = 
         for t in (bg.get("traffic") or [])
         if isinstance(t, dict) and t.get("path")
     )
+    folder = fleet.clusters[cluster].folder.rstrip("/") if cluster in fleet.clusters else ""
     return Targets(
+        # a folder named after the cluster is its own (a Flux cluster folder); a shared one is not
+        folder=folder if os.path.basename(folder) == cluster else "",
         request_path=request_path,
         control_plane=tuple(control),
         nodegroups=tuple(nodegroups),

@@ -63,8 +63,18 @@ async def test_the_upgrade_chapter(tmp_path: Path) -> None:
         green = read_file_at(git_dir, "refs/heads/env/prod", f"clusters/prod/{GREEN}/cluster.yaml") or ""
         assert re.search(r'version: "?1\.35', green)
         assert read_file_at(git_dir, "refs/heads/env/prod", f"clusters/prod/{BLUE}/cluster.yaml") is None
+        # blue's Flux folder went to green (names replaced) and left with blue's workloads
+        sync = (
+            read_file_at(git_dir, "refs/heads/env/prod", f"clusters/prod/{GREEN}/flux/gotk-sync.yaml") or ""
+        )
+        assert f"clusters/prod/{GREEN}/flux" in sync and f"clusters/prod/{BLUE}/" not in sync
+        assert (
+            read_file_at(git_dir, "refs/heads/env/prod", f"clusters/prod/{BLUE}/flux/gotk-sync.yaml") is None
+        )
         dns = read_file_at(git_dir, "refs/heads/env/prod", DNS_PATH) or ""
         assert re.findall(r"set-identifier: (\S+)", dns) == [GREEN]
         assert re.findall(r'aws-weight: "?(\d+)', dns) == ["100"]
-        registry = read_file_at(git_dir, "refs/heads/env/prod", ".github/gitops-bot.yml") or ""
-        assert f"name: {GREEN}" in registry and f"name: {BLUE}\n" not in registry
+        for branch in ("env/prod", "main"):  # main's by the bot's follow-up PR, merged by bob
+            registry = read_file_at(git_dir, f"refs/heads/{branch}", ".github/gitops-bot.yml") or ""
+            assert f"name: {GREEN}" in registry and f"name: {BLUE}\n" not in registry, branch
+        assert world.pr(result["registry_pr"]).merged

@@ -124,6 +124,17 @@ async def test_whole_blue_green_campaign(blue_green: Upgrades) -> None:
     assert w.weights() == {"shop-b": 100}
     config = w.file(".github/gitops-bot.yml") or ""
     assert "name: shop-b" in config and "name: shop-a" not in config
+    # main's registry still named shop-a: the bot proposes the swap there, reviewed like any PR
+    [registry] = w.registry_prs()
+    assert (
+        registry.user == BOT
+        and registry.state == "open"
+        and "names shop-b instead of shop-a" in registry.title
+    )
+    assert any(f"#{registry.number}" in b or f"/pull/{registry.number}" in b for b in w.bot_comments(number))
+    await w.d.merge("bob", REPO, registry.number)
+    main = w.file(".github/gitops-bot.yml", "main") or ""
+    assert "name: shop-b" in main and "name: shop-a" not in main
     # the tracking issue: every box ticked, closed as done
     issue = w.issue()
     assert issue.state == "closed" and issue.number == number

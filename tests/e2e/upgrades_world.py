@@ -124,9 +124,17 @@ class Upgrades:
         return load_state(issues[0].body or "") if len(issues) == 1 else None
 
     def steps_prs(self) -> list[PullRequest]:
-        """Every pull request on a bot upgrade branch, oldest first."""
+        """Every pull request on a bot upgrade branch into ``env/prod``, oldest first."""
         prs = self.sim.world.pulls.get(REPO, {}).values()
-        return sorted((p for p in prs if p.head_ref.startswith(STEP_BRANCH_PREFIX)), key=lambda p: p.number)
+        return sorted(
+            (p for p in prs if p.head_ref.startswith(STEP_BRANCH_PREFIX) and p.base_ref == "env/prod"),
+            key=lambda p: p.number,
+        )
+
+    def registry_prs(self) -> list[PullRequest]:
+        """The bot's follow-up PRs on ``main`` (its registry, after a blue/green campaign)."""
+        prs = self.sim.world.pulls.get(REPO, {}).values()
+        return [p for p in prs if p.head_ref.startswith(STEP_BRANCH_PREFIX) and p.base_ref == "main"]
 
     def open_step(self) -> PullRequest | None:
         c = self.campaign()

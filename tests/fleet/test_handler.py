@@ -210,3 +210,54 @@ async def test_holds_from_the_bots_records_and_freezes_from_the_default_branch(t
         assert env.freeze == ({"start": "2026-12-20", "end": "2027-01-04", "reason": "Holidays"},)
     finally:
         await store.close()
+
+
+REGISTRY = "version: 1\nclusters:\n{entries}environments:\n  - {{name: prod, branch: env/prod}}\n"
+REQUEST = (
+    "apiVersion: eks.services.k8s.aws/v1alpha1\nkind: Cluster\nmetadata:\n  name: {name}\n"
+    "spec:\n  name: {name}\n  version: '1.33'\n"
+)
+
+
+def _entry(name: str) -> str:
+    return f"  - {{name: {name}, env: prod, path: clusters/prod/{name}}}\n"
+
+
+async def test_a_config_change_on_the_default_branch_recomputes_every_environment(tmp_path: Path) -> None:
+    """The registry lives on the default branch: after a blue/green upgrade swaps it there, env/prod
+    must be read again (it showed the removed cluster with an unknown version until its next push)."""
+    from handlers.fleet import refresh_branch
+
+    repo = tree_repo(
+        tmp_path / "repo",
+        {
+            ".github/gitops-bot.yml": REGISTRY.format(entries=_entry("shop-a") + _entry("shop-b")),
+            "clusters/prod/shop-b/cluster.yaml": REQUEST.format(name="shop-b"),
+        },
+    )
+    repo.git("branch", "env/prod")
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    await store.open()
+    try:
+        ctx = HandlerContext(
+            repos=FakeRepoAccess(path=repo.path / ".git"), store=store, bot_login=BOT, settings=DASHBOARD_ON
+        )
+        payload: dict[str, Any] = {"repository": {"full_name": REPO, "default_branch": "main"}}
+        assert await refresh_branch(ctx, REPO, "env/prod", payload)
+
+        def versions() -> dict[str, str | None]:
+            return {c.cluster: c.version for c in facts.clusters}
+
+        facts = await state.load_facts(store)
+        assert versions() == {"shop-a": None, "shop-b": "1.33"}  # shop-a: registered, no request
+        repo.commit({".github/gitops-bot.yml": REGISTRY.format(entries=_entry("shop-b"))}, "registry: shop-b")
+        other = {**payload, "commits": [{"modified": ["README.md"]}]}
+        await refresh_branch(ctx, REPO, "main", other)  # a push that leaves the configuration alone
+        facts = await state.load_facts(store)
+        assert "shop-a" in versions()
+        touched = {**payload, "commits": [{"modified": [".github/gitops-bot.yml"]}]}
+        await refresh_branch(ctx, REPO, "main", touched)
+        facts = await state.load_facts(store)
+        assert versions() == {"shop-b": "1.33"}
+    finally:
+        await store.close()

@@ -126,6 +126,7 @@ async def test_an_upgrade_campaign_survives_sigkills(tmp_path: Path) -> None:
         branches = Counter(p.head_ref for p in prs)
         assert all(n == 1 for n in branches.values()), branches
         assert len(prs) == 6 and all(p.merged and p.user == BOT for p in prs), prs
+        assert len(w.registry_prs()) == 1  # the follow-up on main, once
         c = w.campaign()
         assert c is not None and c.phase == "done" and c.done_steps == tuple(range(7))
         assert w.weights() == {"shop-b": 100}

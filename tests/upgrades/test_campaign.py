@@ -10,6 +10,7 @@ import pytest
 from bot.domain.upgrades.campaign import (
     Campaign,
     Facts,
+    OpenRegistryPR,
     OpenRollbackPR,
     OpenStepPR,
     Say,
@@ -111,7 +112,8 @@ def test_whole_blue_green_campaign_with_a_red_step_rolled_back_and_retried() -> 
         c, actions = decide(c, facts(now=now + SOAK, health=green_healthy))
         assert c.current == step + 1
     assert c.phase == "done" and c.good_weight == 100
-    assert isinstance(actions[-1], Say) and "complete" in actions[-1].text
+    assert isinstance(actions[-2], Say) and "complete" in actions[-2].text
+    assert actions[-1] == OpenRegistryPR()  # blue/green: main's registry follows green
 
 
 def test_failed_smoke_pauses_before_any_traffic_moves() -> None:

@@ -161,6 +161,38 @@ def test_an_in_place_hop_is_one_change_in_three_commits_control_plane_nodes_addo
     assert step_parts(CAMPAIGN, hop, bare, done) == []
 
 
+SYNC = """\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  path: ./clusters/prod/shop-a
+  sourceRef: {kind: GitRepository, name: flux-system}
+"""
+
+
+def test_blues_own_folder_is_copied_for_green_and_removed_with_its_workloads() -> None:
+    """A Flux cluster folder (clusters/prod/shop-a/...) is what the cluster runs: green gets a copy
+    with the names replaced, so it receives the same add-ons and apps; the decommission removes it."""
+    files = {**FILES, "clusters/prod/shop-a/flux/gotk-sync.yaml": SYNC}
+    where = Targets(
+        request_path=WHERE.request_path,
+        control_plane=WHERE.control_plane,
+        registry_path=WHERE.registry_path,
+        traffic=WHERE.traffic,
+        folder="clusters/prod/shop-a",
+        folder_files=("clusters/prod/shop-a/flux/gotk-sync.yaml",),
+    )
+    created = step_changes(CAMPAIGN, CampaignStep("create-green", "t"), where, files)
+    assert created["clusters/prod/shop-b/flux/gotk-sync.yaml"] == SYNC.replace("shop-a", "shop-b")
+    assert "clusters/prod/shop-a/flux/gotk-sync.yaml" not in created  # blue's stays as it is
+    gone = step_changes(CAMPAIGN, CampaignStep("decommission-workloads", "t"), where, files)
+    assert gone["clusters/prod/shop-a/flux/gotk-sync.yaml"] is None
+    assert WHERE.request_path not in gone  # the request goes in the last step, on its own
+
+
 def test_create_green_copies_request_registry_and_traffic_at_weight_0() -> None:
     changes = step_changes(CAMPAIGN, CampaignStep("create-green", "t"), WHERE, FILES)
     green = changes["clusters/prod/shop-b/cluster.yaml"]

@@ -117,7 +117,8 @@ def test_the_tracking_issue_renders_checklist_plan_and_hidden_state() -> None:
     assert "gitops-bot:upgrade-state" not in re.sub(r"<!--.*?-->", "", rendered, flags=re.S)
     assert load_state(text) == c
     issue = {"number": 3, "body": text, "state": "open", "user": {"login": "gitops-bot[bot]", "type": "Bot"}}
-    assert tracked([issue], "gitops-bot[bot]") == []  # not a cluster name /upgrade accepts: never a key
+    [t] = tracked([issue], "gitops-bot[bot]")  # the key is percent-encoded: the name reads back whole
+    assert t.cluster == HOSTILE and t.campaign == c
 
 
 def test_what_the_campaign_says_is_inert() -> None:

@@ -114,7 +114,13 @@ class Say:
     text: str
 
 
-Action = OpenStepPR | OpenRollbackPR | Say
+@dataclass(frozen=True, slots=True)
+class OpenRegistryPR:
+    """A finished blue/green campaign: the default branch's ``clusters:`` registry names green
+    instead of blue (the steps edited the environment branch's copy)."""
+
+
+Action = OpenStepPR | OpenRollbackPR | OpenRegistryPR | Say
 
 
 def _md(value: str) -> str:
@@ -164,7 +170,10 @@ def _advance(c: Campaign, note: str) -> tuple[Campaign, list[Action]]:
     nxt = c.current + 1
     if nxt >= len(c.steps):
         final = replace(c, current=nxt, phase="done", pr=None, head_sha="", merged_at="", good_weight=good)
-        return replace(final, done_steps=done), [Say(f"{note} The upgrade of {_md(c.cluster)} is complete.")]
+        said: list[Action] = [Say(f"{note} The upgrade of {_md(c.cluster)} is complete.")]
+        return replace(final, done_steps=done), said + (
+            [OpenRegistryPR()] if c.strategy == "blue-green" else []
+        )
     following = replace(
         c,
         current=nxt,

@@ -229,6 +229,13 @@ class Targets:
     addon_versions: Mapping[str, Mapping[str, str]] | None = None
     registry_path: str = ""
     traffic: tuple[Traffic, ...] = ()
+    folder: str = ""  # the cluster's own folder (named after it), e.g. clusters/prod/prod-use1
+    folder_files: tuple[str, ...] = ()  # the files in it besides the request (Flux sync, add-ons)
+
+
+def green_path(path: str, c: Campaign) -> str:
+    """``path`` of blue's (a file of its folder, or its request) as green's."""
+    return path.replace(c.cluster, c.green)
 
 
 def _set_all(files: dict[str, str], refs: Iterable[FieldRef], value: str) -> None:
@@ -261,19 +268,22 @@ def step_changes(
         request = out.get(where.request_path)
         if request is None:
             raise EditError(f"{where.request_path} is missing")
-        green_path = where.request_path.replace(c.cluster, c.green)
-        copied = request.replace(c.cluster, c.green)
-        out[green_path] = copied
-        _set_all(out, [FieldRef(green_path, r.doc, r.at) for r in where.control_plane], c.target)
+        green_request = green_path(where.request_path, c)
+        out[green_request] = request.replace(c.cluster, c.green)
+        for path in where.folder_files:  # blue's own folder (a Flux cluster folder): green gets the same
+            text = out.get(path)
+            if text is not None:
+                out[green_path(path, c)] = text.replace(c.cluster, c.green)
+        _set_all(out, [FieldRef(green_request, r.doc, r.at) for r in where.control_plane], c.target)
         _set_all(
             out,
-            [FieldRef(green_path, r.doc, r.at) for r in where.nodegroups if r.path == where.request_path],
+            [FieldRef(green_request, r.doc, r.at) for r in where.nodegroups if r.path == where.request_path],
             c.target,
         )
         for name, ref in (where.addons or {}).items():  # green starts on add-ons made for the target
             wanted = ((where.addon_versions or {}).get(name) or {}).get(c.target)
             if wanted and ref.path == where.request_path:
-                _set_all(out, [FieldRef(green_path, ref.doc, ref.at)], wanted)
+                _set_all(out, [FieldRef(green_request, ref.doc, ref.at)], wanted)
         if where.registry_path and where.registry_path in out:
             out[where.registry_path] = registry_add(out[where.registry_path], c.cluster, c.green)
         for t in where.traffic:
@@ -286,6 +296,7 @@ def step_changes(
     elif step.kind == "decommission-workloads":
         for t in where.traffic:
             out[t.path] = remove_entries(out[t.path], t, c.cluster)
+        deleted.extend(where.folder_files)  # what blue's folder runs on it; the request goes last
         if where.registry_path and where.registry_path in out:
             out[where.registry_path] = registry_remove(out[where.registry_path], c.cluster)
     elif step.kind == "decommission-cluster":
