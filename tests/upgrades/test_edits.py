@@ -161,16 +161,10 @@ def test_an_in_place_hop_is_one_change_in_three_commits_control_plane_nodes_addo
     assert step_parts(CAMPAIGN, hop, bare, done) == []
 
 
-SYNC = """\
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  path: ./clusters/prod/shop-a
-  sourceRef: {kind: GitRepository, name: flux-system}
-"""
+SYNC = (  # blue's Flux sync: what green must get a copy of
+    "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: flux-system}\n"
+    "spec: {path: ./clusters/prod/shop-a, sourceRef: {kind: GitRepository, name: flux-system}}\n"
+)
 
 
 def test_blues_own_folder_is_copied_for_green_and_removed_with_its_workloads() -> None:
