@@ -46,7 +46,15 @@ from bot.domain.promotion.gates import GateState
 from bot.domain.upgrades import campaign as cmp
 from bot.domain.upgrades import tracking
 from bot.domain.upgrades.command import UpgradeRequest, min_role, role_allows
-from bot.domain.upgrades.edits import EditError, registry_add, registry_remove, rollback_changes, step_parts
+from bot.domain.upgrades.edits import (
+    ARGO_CLUSTER_LABEL,
+    EditError,
+    argo_cluster_secrets,
+    registry_add,
+    registry_remove,
+    rollback_changes,
+    step_parts,
+)
 from bot.domain.upgrades.markdown import plan_markdown
 from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, parse_target, plan_upgrade
 from bot.domain.validate.eks import EksCatalog, format_minor
@@ -374,12 +382,33 @@ def _files_for(
         where = replace(
             where, folder_files=tuple(p for p in mine if p != where.request_path and _text(git_dir, sha, p))
         )
+    where = replace(where, argo_secrets=_argo_secret_files(git_dir, sha, c.cluster, set(where.folder_files)))
     paths = {where.request_path, where.registry_path, *(r.path for r in where.control_plane)}
-    paths |= set(where.folder_files)
+    paths |= set(where.folder_files) | set(where.argo_secrets)
     paths |= {r.path for r in where.nodegroups} | {r.path for r in (where.addons or {}).values()}
     paths |= {t.path for t in where.traffic}
     files = {p: t for p in sorted(paths - {""}) if (t := read_file_at(git_dir, sha, p)) is not None}
     return where, files
+
+
+def _argo_secret_files(git_dir: Path, sha: str, cluster: str, skip: set[str]) -> tuple[str, ...]:
+    """The YAML files at ``sha`` (outside ``skip``) with an Argo CD cluster Secret registering ``cluster``."""
+    proc = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "grep", "-l", "-F", ARGO_CLUSTER_LABEL, sha, "--", "*.yaml", "*.yml"],
+        capture_output=True,
+        env=GIT_ENV,
+        check=False,
+    )
+    found = [
+        line.split(":", 1)[1]
+        for line in proc.stdout.decode("utf-8", errors="replace").splitlines()
+        if ":" in line
+    ]
+    return tuple(
+        p
+        for p in sorted(set(found) - skip)
+        if argo_cluster_secrets(read_file_at(git_dir, sha, p) or "", cluster)
+    )
 
 
 def _text(git_dir: Path, sha: str, path: str) -> bool:

@@ -23,7 +23,7 @@ from handlers import upgrades
 from tests.support.github import FakeGitHub, make_event
 from tests.support.gitrepo import GitRepo
 from tests.support.repos import FakeRepoAccess
-from tests.upgrades.test_edits import ADDON, DNS
+from tests.upgrades.test_edits import ADDON, ARGO, DNS
 from tests.upgrades.test_edits import REQUEST as CLUSTER
 
 BOT = "gitops-bot[bot]"
@@ -207,6 +207,15 @@ async def test_traffic_objects_come_from_the_campaigns_config_not_the_env_branch
         await w.drive(limit=1)
     assert w.campaign.phase != "paused", w.campaign.reason
     assert w.weights() == {"shop-a": 90, "shop-b": 10}
+
+
+async def test_green_is_registered_with_argo_cd_beside_blue(tmp_path: Path) -> None:
+    w = make_world(tmp_path, "1.33")
+    w.repo.commit_on("env/prod", {"platform/argocd/clusters.yaml": ARGO}, "Argo CD knows shop-a")
+    await start(w, "shop-a 1.35 blue-green")
+    head = w.gh.pulls[w.campaign.pr or 0]["head"]["sha"]
+    docs = load_all(w.repo.read(head, "platform/argocd/clusters.yaml") or "")
+    assert [d["stringData"]["name"] for d in docs] == ["shop-a", "shop-b"]
 
 
 async def test_second_upgrade_links_the_first_and_roles_are_checked(world: World) -> None:

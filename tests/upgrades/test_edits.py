@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from bot.domain.upgrades.edits import (
     FieldRef,
     Targets,
     Traffic,
+    add_argo_cluster,
     load_all,
     rollback_changes,
     set_field,
@@ -171,13 +173,8 @@ def test_blues_own_folder_is_copied_for_green_and_removed_with_its_workloads() -
     """A Flux cluster folder (clusters/prod/shop-a/...) is what the cluster runs: green gets a copy
     with the names replaced, so it receives the same add-ons and apps; the decommission removes it."""
     files = {**FILES, "clusters/prod/shop-a/flux/gotk-sync.yaml": SYNC}
-    where = Targets(
-        request_path=WHERE.request_path,
-        control_plane=WHERE.control_plane,
-        registry_path=WHERE.registry_path,
-        traffic=WHERE.traffic,
-        folder="clusters/prod/shop-a",
-        folder_files=("clusters/prod/shop-a/flux/gotk-sync.yaml",),
+    where = replace(
+        WHERE, folder="clusters/prod/shop-a", folder_files=("clusters/prod/shop-a/flux/gotk-sync.yaml",)
     )
     created = step_changes(CAMPAIGN, CampaignStep("create-green", "t"), where, files)
     assert created["clusters/prod/shop-b/flux/gotk-sync.yaml"] == SYNC.replace("shop-a", "shop-b")
@@ -185,6 +182,67 @@ def test_blues_own_folder_is_copied_for_green_and_removed_with_its_workloads() -
     gone = step_changes(CAMPAIGN, CampaignStep("decommission-workloads", "t"), where, files)
     assert gone["clusters/prod/shop-a/flux/gotk-sync.yaml"] is None
     assert WHERE.request_path not in gone  # the request goes in the last step, on its own
+
+
+ARGO = """\
+# Argo CD's registration of the shop's cluster: the ApplicationSets' cluster generator reads it.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: shop-a
+  namespace: argocd
+  labels:
+    argocd.argoproj.io/secret-type: cluster
+    env: prod
+stringData:
+  name: shop-a
+  server: https://shop-a.eks.example.internal
+"""
+
+
+def test_blues_argo_cd_cluster_secret_registers_green_and_goes_with_blues_workloads() -> None:
+    files = {**FILES, "argocd/clusters.yaml": ARGO}
+    where = replace(WHERE, argo_secrets=("argocd/clusters.yaml",))
+    created = step_changes(CAMPAIGN, CampaignStep("create-green", "t"), where, files)
+    docs = load_all(created["argocd/clusters.yaml"] or "")
+    assert [(d["metadata"]["name"], d["stringData"]["server"]) for d in docs] == [
+        ("shop-a", "https://shop-a.eks.example.internal"),
+        ("shop-b", "https://shop-b.eks.example.internal"),
+    ]
+    assert docs[1]["metadata"]["labels"] == {"argocd.argoproj.io/secret-type": "cluster", "env": "prod"}
+    assert (
+        add_argo_cluster(created["argocd/clusters.yaml"] or "", "shop-a", "shop-b")
+        == created["argocd/clusters.yaml"]
+    )  # once there, never twice
+    after = {**files, "argocd/clusters.yaml": created["argocd/clusters.yaml"] or ""}
+    gone = step_changes(CAMPAIGN, CampaignStep("decommission-workloads", "t"), where, after)
+    assert [d["metadata"]["name"] for d in load_all(gone["argocd/clusters.yaml"] or "")] == ["shop-b"]
+    alone = step_changes(CAMPAIGN, CampaignStep("decommission-workloads", "t"), where, files)
+    assert alone["argocd/clusters.yaml"] is None  # blue's was the file's only Secret: the file goes
+
+
+@pytest.mark.parametrize(
+    ("secret", "says"),
+    [
+        (
+            ARGO.replace(
+                "https://shop-a.eks.example.internal", "https://0A1B2C3D.gr7.us-east-1.eks.amazonaws.com"
+            ),
+            "0A1B2C3D.gr7",
+        ),
+        (
+            ARGO.replace(
+                "stringData:\n  name: shop-a\n  server: https://shop-a.eks.example.internal\n",
+                "data:\n  name: c2hvcC1h\n",
+            ),
+            "in data",
+        ),
+    ],
+)
+def test_a_cluster_secret_with_blues_endpoint_is_never_copied_to_green(secret: str, says: str) -> None:
+    """An EKS endpoint is known only once the cluster exists: a copy would send green's apps to blue."""
+    with pytest.raises(EditError, match=says):
+        add_argo_cluster(secret, "shop-a", "shop-b")
 
 
 def test_create_green_copies_request_registry_and_traffic_at_weight_0() -> None:

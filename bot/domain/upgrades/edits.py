@@ -19,6 +19,7 @@ Traffic presets, per object, by the cluster it routes to:
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from bot.domain.upgrades.campaign import Campaign, CampaignStep
 from bot.domain.validate.fleet import split_path
@@ -192,6 +194,69 @@ def remove_entries(text: str, t: Traffic, cluster: str) -> str:
     return dump_all(docs) if docs else ""
 
 
+ARGO_CLUSTER_LABEL = "argocd.argoproj.io/secret-type"
+
+
+def _argo_cluster_name(obj: Any) -> str | None:
+    """The cluster an Argo CD cluster Secret registers (``name`` in its data), or None."""
+    if not isinstance(obj, dict) or obj.get("kind") != "Secret":
+        return None
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if not isinstance(labels, dict) or labels.get(ARGO_CLUSTER_LABEL) != "cluster":
+        return None
+    plain = obj.get("stringData") if isinstance(obj.get("stringData"), dict) else {}
+    name = plain.get("name") if plain else None
+    if name is None and isinstance(obj.get("data"), dict) and obj["data"].get("name"):
+        try:
+            name = base64.b64decode(str(obj["data"]["name"])).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return str(name) if name is not None else None
+
+
+def argo_cluster_secrets(text: str, cluster: str) -> bool:
+    """Whether ``text`` holds an Argo CD cluster Secret registering ``cluster`` (plain ``stringData``)."""
+    try:
+        return any(_argo_cluster_name(obj) == cluster for obj in load_all(text))
+    except YAMLError:  # not YAML this edit can read: not a registration it makes
+        return False
+
+
+def add_argo_cluster(text: str, blue: str, green: str) -> str:
+    """``text`` with green registered with Argo CD beside blue: a copy of blue's cluster Secret,
+    blue's name replaced (the Secret's name, its ``name``, labels and annotations), so the
+    ApplicationSets' cluster generators give green the same add-ons and apps.
+
+    Only a Secret whose ``server`` names blue (an address derived from the cluster's name) can
+    be copied: the endpoint of an EKS cluster is only known once it exists, and a copy pointing at
+    blue's would deploy "green's" applications onto blue. Such a Secret is an :class:`EditError`.
+    """
+    docs = load_all(text)
+    if any(_argo_cluster_name(obj) == green for obj in docs):
+        return text
+    copies = []
+    for obj in docs:
+        if _argo_cluster_name(obj) != blue:
+            continue
+        plain = obj.get("stringData") if isinstance(obj.get("stringData"), dict) else None
+        server = str((plain or {}).get("server") or "")
+        if plain is None or (server and blue not in server):
+            secret = (obj.get("metadata") or {}).get("name")
+            raise EditError(
+                f"blue's Argo CD cluster Secret {secret} gives its API endpoint ({server or 'in data'}), "
+                "which green only has once it exists: register green with Argo CD when it is created "
+                "(as kro or Terraform do), or name the endpoint after the cluster"
+            )
+        copies.append(load_all(dump_all([obj]).replace(blue, green))[0])
+    return dump_all([*docs, *copies])
+
+
+def remove_argo_cluster(text: str, cluster: str) -> str:
+    """``text`` without the Argo CD cluster Secrets registering ``cluster``."""
+    docs = [obj for obj in load_all(text) if _argo_cluster_name(obj) != cluster]
+    return dump_all(docs) if docs else ""
+
+
 def registry_add(config_text: str, blue: str, green: str) -> str:
     """Return the configuration with green's ``clusters:`` entry, a copy of blue's under green's name."""
     docs = load_all(config_text)
@@ -231,6 +296,7 @@ class Targets:
     traffic: tuple[Traffic, ...] = ()
     folder: str = ""  # the cluster's own folder (named after it), e.g. clusters/prod/prod-use1
     folder_files: tuple[str, ...] = ()  # the files in it besides the request (Flux sync, add-ons)
+    argo_secrets: tuple[str, ...] = ()  # files outside that folder registering blue with Argo CD
 
 
 def green_path(path: str, c: Campaign) -> str:
@@ -273,6 +339,8 @@ def step_changes(
         for path in where.folder_files:  # blue's own folder (a Flux cluster folder): green gets the same
             text = out.get(path)
             if text is not None:
+                if argo_cluster_secrets(text, c.cluster):
+                    add_argo_cluster(text, c.cluster, c.green)  # refuses a copy of blue's endpoint
                 out[green_path(path, c)] = text.replace(c.cluster, c.green)
         _set_all(out, [FieldRef(green_request, r.doc, r.at) for r in where.control_plane], c.target)
         _set_all(
@@ -286,6 +354,9 @@ def step_changes(
                 _set_all(out, [FieldRef(green_request, ref.doc, ref.at)], wanted)
         if where.registry_path and where.registry_path in out:
             out[where.registry_path] = registry_add(out[where.registry_path], c.cluster, c.green)
+        for path in where.argo_secrets:
+            if path in out:
+                out[path] = add_argo_cluster(out[path], c.cluster, c.green)
         for t in where.traffic:
             if t.path in out:
                 out[t.path] = add_green_entries(out[t.path], t, c.cluster, c.green)
@@ -297,6 +368,11 @@ def step_changes(
         for t in where.traffic:
             out[t.path] = remove_entries(out[t.path], t, c.cluster)
         deleted.extend(where.folder_files)  # what blue's folder runs on it; the request goes last
+        for path in where.argo_secrets:  # Argo CD stops deploying to blue
+            if path in out:
+                out[path] = remove_argo_cluster(out[path], c.cluster)
+                if not out[path]:
+                    deleted.append(path)
         if where.registry_path and where.registry_path in out:
             out[where.registry_path] = registry_remove(out[where.registry_path], c.cluster)
     elif step.kind == "decommission-cluster":
