@@ -36,6 +36,7 @@ import gidgethub.abc
 import gidgethub.routing
 import gidgethub.sansio
 
+from bot.aws import eks as eks_aws
 from bot.domain.commands import code, escape_text
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.labels import HOLD_LABEL
@@ -56,8 +57,8 @@ from bot.domain.upgrades.edits import (
     step_parts,
 )
 from bot.domain.upgrades.markdown import plan_markdown
-from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, parse_target, plan_upgrade
-from bot.domain.validate.eks import EksCatalog, format_minor
+from bot.domain.upgrades.plan import PlanError, UpgradeSettings, due_upgrades, parse_target
+from bot.domain.validate.eks import format_minor
 from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.rewrite import BOT_EMAIL, BOT_NAME
 from bot.github.facts import GitHubFacts
@@ -65,7 +66,7 @@ from bot.health.statuses import health_from_github
 from bot.prchecks.build import UsageError
 from bot.service.context import HandlerContext
 from bot.service.records import read_record, write_record
-from bot.upgrades.facts import fleet_at, load_cluster, step_targets
+from bot.upgrades.facts import fleet_at, load_cluster, plan_cluster, step_targets
 from handlers.promotion import facts as promotion_facts
 from handlers.promotion.outcome import Stop
 
@@ -376,6 +377,8 @@ def _files_for(
     campaign's ``config``'s (the default branch's), not the environment branch's copy."""
     fleet = fleet_at(git_dir, sha)
     where = step_targets(fleet, c.cluster, config)
+    if c.addons:  # the versions the plan chose (AWS's defaults when it answered)
+        where = replace(where, addon_versions=c.addon_versions(where.addon_versions or {}))
     if where.folder:  # blue's own folder: green gets a copy, and the decommission removes it
         listed = git(git_dir, "ls-tree", "-r", "-z", "--name-only", sha, "--", f"{where.folder}/")
         mine = [p for p in listed.decode("utf-8", errors="replace").split("\0") if p]
@@ -684,18 +687,21 @@ async def _start(
             "One campaign per cluster at a time; `/hold` it there, or wait for it to finish.",
             url=current.url,
         )
-    catalog = EksCatalog.bundled()
+    aws = eks_aws.session_for(config)  # eks.online: AWS's calendar and add-on versions
+    catalog = await asyncio.to_thread(eks_aws.catalog_for, config, aws)
     section = _section(config)
     strategy = request.strategy or str(section.get("strategy") or "in-place")
     try:
         target = parse_target(request.target, catalog) if request.target else None
-        plan = plan_upgrade(
+        plan = await asyncio.to_thread(
+            plan_cluster,
             facts,
             catalog,
             today or date.today(),
             to=target,
             strategy=strategy,  # type: ignore[arg-type]
             settings=UpgradeSettings.from_config(fleet.config),
+            aws=aws,
         )
     except PlanError as exc:
         raise _Stop(f"No upgrade: {exc}.") from exc
@@ -755,7 +761,8 @@ async def _calendar_pass(
     if not isinstance(config.get("upgrades"), dict):
         return []
     today = today or date.today()
-    catalog = EksCatalog.bundled()
+    aws = eks_aws.session_for(config)  # eks.online: AWS's calendar and add-on versions
+    catalog = await asyncio.to_thread(eks_aws.catalog_for, config, aws)
     fleet = await asyncio.to_thread(fleet_at, git_dir, sha)
     settings = UpgradeSettings.from_config(config)
     due = due_upgrades(fleet.clusters.values(), catalog, today, settings.lead_time_days)
@@ -765,7 +772,16 @@ async def _calendar_pass(
     opened = []
     for d in chosen:
         facts, _ = await asyncio.to_thread(load_cluster, git_dir, sha, d.cluster, secret_key=_key(ctx))
-        plan = plan_upgrade(facts, catalog, today, to=d.target, strategy=strategy, settings=settings)  # type: ignore[arg-type]
+        plan = await asyncio.to_thread(
+            plan_cluster,
+            facts,
+            catalog,
+            today,
+            to=d.target,
+            strategy=strategy,  # type: ignore[arg-type]
+            settings=settings,
+            aws=aws,
+        )
         c = cmp.start(plan) if section.get("auto_open") else None
         created = await gh.post(
             f"{_path(repo)}/issues",

@@ -10,9 +10,10 @@ code only: never a credential.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -149,3 +150,105 @@ def catalog_with_addons(
             )
             break
     return catalog
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """``v1.33.10-eksbuild.2`` -> ``(1, 33, 10, 2)``: add-on versions in EKS's order."""
+    return tuple(int(n) for n in re.findall(r"\d+", version))
+
+
+def default_addon_versions(
+    session_or_client: Any, kubernetes_versions: Iterable[str], addon_names: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """``{addon: {kubernetes version: version}}``: the version EKS installs by default for each
+    Kubernetes version (``compatibilities[].defaultVersion``), else the newest compatible one.
+
+    One paginated ``describe_addon_versions`` per add-on and version. Raises botocore errors: the
+    caller falls back to the bundled table and says so.
+    """
+    client = _client(session_or_client)
+    paginator = client.get_paginator("describe_addon_versions")
+    out: dict[str, dict[str, str]] = {}
+    for name in sorted(set(addon_names)):
+        for kubernetes_version in kubernetes_versions:
+            default, compatible = None, []
+            for page in paginator.paginate(kubernetesVersion=kubernetes_version, addonName=name):
+                for addon in page.get("addons") or []:
+                    for info in addon.get("addonVersions") or []:
+                        version = str(info.get("addonVersion") or "")
+                        for compat in info.get("compatibilities") or []:
+                            if compat.get("clusterVersion") != kubernetes_version or not version:
+                                continue
+                            compatible.append(version)
+                            if compat.get("defaultVersion"):
+                                default = version
+            chosen = default or max(compatible, key=_version_key, default=None)
+            if chosen:
+                out.setdefault(name, {})[kubernetes_version] = chosen
+    return out
+
+
+def upgrade_addon_table(
+    session_or_client: Any,
+    kubernetes_versions: Iterable[str],
+    addon_names: Iterable[str],
+    bundled: Mapping[str, Mapping[str, str]],
+) -> tuple[dict[str, dict[str, str]], str | None]:
+    """The add-on table an upgrade plan uses: AWS's defaults over ``bundled``, and why not AWS's
+    (``None`` when AWS answered). Never raises for AWS being away."""
+    table = {name: dict(versions) for name, versions in bundled.items()}
+    try:
+        found = default_addon_versions(session_or_client, list(kubernetes_versions), addon_names)
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+        why = str(code or type(exc).__name__)
+        log.warning("describe_addon_versions failed (%s); bundled add-on table", why)
+        return table, why
+    for name, versions in found.items():
+        table.setdefault(name, {}).update(versions)
+    return table, None
+
+
+def online(config: Mapping[str, Any]) -> bool:
+    """Whether ``eks.online`` asks AWS (from the base branch's configuration)."""
+    section = config.get("eks") if isinstance(config.get("eks"), Mapping) else {}
+    return bool((section or {}).get("online"))
+
+
+def session_for(config: Mapping[str, Any]) -> Any:
+    """A boto3 session (the usual credential chain and ``AWS_REGION``) when ``eks.online``, else None."""
+    if not online(config):
+        return None
+    import boto3
+
+    return boto3.Session()
+
+
+def catalog_for(config: Mapping[str, Any], session_or_client: Any) -> EksCatalog:
+    """The EKS calendar: AWS's (cached ``eks.cache_ttl_seconds``) when ``session_or_client``, else bundled."""
+    if session_or_client is None:
+        return EksCatalog.bundled()
+    section = config.get("eks") if isinstance(config.get("eks"), Mapping) else {}
+    ttl = float((section or {}).get("cache_ttl_seconds", DEFAULT_TTL))
+    return online_catalog(session_or_client, ttl=ttl)
+
+
+def ensure_addons(
+    session_or_client: Any, catalog: EksCatalog, names: Iterable[str], versions: Iterable[str]
+) -> None:
+    """Fill ``catalog.addons`` for the pairs it lacks (best effort: an AWS error leaves them out,
+    and the add-on check skips what it cannot judge). The online catalog is cached, so each pair
+    is asked once per cache period (a pair AWS has no answer for is asked again)."""
+    wanted = sorted(set(names))
+    for version in versions:
+        missing = [n for n in wanted if (n, version) not in catalog.addons]
+        if not missing:
+            continue
+        try:
+            found = addon_versions(session_or_client, version, addon_names=missing)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning(
+                "describe_addon_versions failed (%s); add-on versions not checked", type(exc).__name__
+            )
+            return
+        catalog.addons.update(found)  # a name AWS does not know stays unjudged, never an error

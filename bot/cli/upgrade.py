@@ -9,8 +9,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from bot.domain.upgrades.plan import STRATEGIES, PlanError, UpgradeSettings, parse_target, plan_upgrade
-from bot.domain.validate.eks import EksCatalog
+from bot.aws import eks as eks_aws
+from bot.domain.upgrades.plan import STRATEGIES, PlanError, UpgradeSettings, parse_target
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     plan.add_argument("--strategy", choices=STRATEGIES, default="in-place")
     plan.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    plan.add_argument(
+        "--aws",
+        action="store_true",
+        help="ask AWS for the calendar and add-on versions, as `eks.online: true` in the config does",
+    )
     plan.add_argument("--today", type=date.fromisoformat, default=None, help=argparse.SUPPRESS)
 
 
@@ -37,21 +42,28 @@ def run(args: argparse.Namespace) -> int:
     """Exit 0 with the plan, 2 on a usage error (unknown cluster or version, a downgrade)."""
     from bot.domain.upgrades.markdown import plan_markdown
     from bot.prchecks.build import UsageError
-    from bot.upgrades.facts import load_cluster
+    from bot.upgrades.facts import load_cluster, plan_cluster
 
     today = args.today or date.today()
-    catalog = EksCatalog.bundled()
     key = os.environ.get("GITOPS_BOT_DIFF_KEY", "").encode() or os.urandom(32)
     try:
         facts, fleet = load_cluster(args.repo, args.ref, args.cluster, secret_key=key, fast=True)
+        config = (
+            {**fleet.config, "eks": {**(fleet.config.get("eks") or {}), "online": True}}
+            if args.aws
+            else fleet.config
+        )
+        aws = eks_aws.session_for(config)
+        catalog = eks_aws.catalog_for(config, aws)
         target = parse_target(args.to, catalog) if args.to else None
-        plan = plan_upgrade(
+        plan = plan_cluster(
             facts,
             catalog,
             today,
             to=target,
             strategy=args.strategy,
             settings=UpgradeSettings.from_config(fleet.config),
+            aws=aws,
         )
     except (UsageError, PlanError) as exc:
         print(f"gitops-bot upgrade plan: {exc}", file=sys.stderr)

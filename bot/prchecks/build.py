@@ -13,9 +13,12 @@ import os
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bot.aws import eks as eks_aws
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
 from bot.domain.dangers import Danger, file_dangers
 from bot.domain.diff import MAX_PARTS, diff_comment_parts
@@ -25,12 +28,15 @@ from bot.domain.render import DiffResult
 from bot.domain.render.fastyaml import load_docs
 from bot.domain.validate import Decision, self_service_decision, validate
 from bot.domain.validate.base import YAML_SUFFIXES, TreeReader
+from bot.domain.validate.eks import EksCatalog
 from bot.domain.yamlio import YamlError
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
 from bot.git.signatures import signature_checker
 from bot.render_runtime.cache import RenderCache
 from bot.render_runtime.engine import compute_diff
+
+EKS_ADDON_API = ("eks.services.k8s.aws/", "eks.aws.crossplane.io/")
 
 Checker = Callable[[CheckInput], Iterable[Finding]]
 
@@ -217,11 +223,40 @@ def build_check(
             base_sha=base_sha,
             head_sha=head_sha,
         )
-        for checker in CHECKERS if checkers is None else checkers:
+        chosen = list(CHECKERS if checkers is None else checkers)
+        if validate in chosen and (aws := eks_aws.session_for(config)) is not None:
+            eks = eks_catalog(aws, config, head_dir, paths)  # eks.online: AWS's calendar and add-ons
+            chosen = [partial(validate, eks=eks) if c is validate else c for c in chosen]
+        for checker in chosen:
             findings.extend(_run_checker(checker, data))
         decision = self_service_decision(data, findings)
     diff, report = mask_result(masker, diff, findings)
     return CheckResult(report, diff, base_sha, head_sha, paths, config, decision, masker)
+
+
+def eks_catalog(aws: Any, config: dict[str, Any], head_dir: Path, paths: Sequence[str]) -> EksCatalog:
+    """With ``eks.online``: AWS's EKS calendar, and the versions AWS offers of the EKS add-ons the
+    change touches, for every version AWS still supports (each pair cached with the calendar)."""
+    catalog = eks_aws.catalog_for(config, aws)
+    reader = TreeReader(head_dir)
+    names = set()
+    for rel in paths:
+        if not rel.endswith(YAML_SUFFIXES):
+            continue
+        for obj in _objects(reader, rel):
+            if obj.get("kind") == "Addon" and str(obj.get("apiVersion", "")).startswith(EKS_ADDON_API):
+                spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+                fp: dict[str, Any] = (
+                    spec["forProvider"] if isinstance(spec.get("forProvider"), dict) else spec
+                )
+                name = fp.get("addonName") or spec.get("name")
+                if name:
+                    names.add(str(name))
+    if names:
+        today = date.today()
+        alive = sorted(v.version for v in catalog.versions.values() if today <= v.end_of_extended)
+        eks_aws.ensure_addons(aws, catalog, names, alive)
+    return catalog
 
 
 def _objects(reader: TreeReader, rel: str) -> list[dict[str, Any]]:

@@ -14,16 +14,28 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bot.aws.eks import upgrade_addon_table
 from bot.domain.config import CONFIG_PATH, ConfigError, parse_config
+from bot.domain.model import Finding, Severity
 from bot.domain.render import fastyaml
 from bot.domain.upgrades.edits import FieldRef, Targets, Traffic
-from bot.domain.upgrades.plan import AddonFact, ClusterFacts, NodeGroupFact, ObjectFact
+from bot.domain.upgrades.plan import (
+    AddonFact,
+    ClusterFacts,
+    NodeGroupFact,
+    ObjectFact,
+    Strategy,
+    UpgradePlan,
+    UpgradeSettings,
+    plan_upgrade,
+)
 from bot.domain.upgrades.tables import ADDON_VERSIONS, REMOVALS_BY_KEY
 from bot.domain.validate.base import Doc, TreeReader, as_dict, iter_yaml_files, parse_docs
-from bot.domain.validate.eks import parse_minor
+from bot.domain.validate.eks import EksCatalog, format_minor, parse_minor
 from bot.domain.validate.fleet import ClusterRequest, in_scope, kind_mappings, requests_in
 from bot.domain.yamlio import YamlError
 from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
@@ -467,3 +479,43 @@ def fleet_at(git_dir: Path, sha: str) -> Fleet:
         config = {"version": 1}
     with materialise(git_dir, sha) as tree:
         return fleet_facts(read_docs(tree, config), config, sha)
+
+
+def plan_cluster(
+    facts: ClusterFacts,
+    catalog: EksCatalog,
+    today: date,
+    *,
+    to: tuple[int, int] | None,
+    strategy: Strategy,
+    settings: UpgradeSettings,
+    aws: Any = None,
+) -> UpgradePlan:
+    """The upgrade plan of ``facts``; with ``aws`` (a boto3 session or EKS client), the add-on
+    versions for each hop are the ones EKS installs by default (``describe_addon_versions``), the
+    bundled table filling in what AWS does not say, and a notice when AWS did not answer."""
+    plan = plan_upgrade(facts, catalog, today, to=to, strategy=strategy, settings=settings)
+    names = sorted({a.name for a in facts.addons})
+    versions = [format_minor(h) for h in plan.hops]
+    if aws is not None and names and versions:
+        table, why = upgrade_addon_table(aws, versions, names, ADDON_VERSIONS)
+        plan = plan_upgrade(
+            facts, catalog, today, to=to, strategy=strategy, settings=settings, addon_table=table
+        )
+        if why is None:
+            plan.addon_source = "AWS (describe_addon_versions)"
+        else:
+            plan.findings.append(
+                Finding(
+                    "upgrade.addons-bundled",
+                    Severity.NOTICE,
+                    facts.path,
+                    facts.line,
+                    f"add-on versions come from the bundled table: AWS did not answer ({why})",
+                    "Give the bot eks:DescribeAddonVersions (credentials from the usual boto3 chain).",
+                )
+            )
+    else:
+        table = ADDON_VERSIONS
+    plan.addon_table = {n: {v: table[n][v] for v in versions if v in table.get(n, {})} for n in names}
+    return plan

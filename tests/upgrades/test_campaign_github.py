@@ -209,6 +209,44 @@ async def test_traffic_objects_come_from_the_campaigns_config_not_the_env_branch
     assert w.weights() == {"shop-a": 90, "shop-b": 10}
 
 
+async def test_green_starts_on_the_add_on_versions_aws_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eks.online: true``: the calendar and the add-on versions come from AWS (here AWS refuses
+    describe_cluster_versions, so the bundled calendar stands, and answers describe_addon_versions)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from bot.aws import eks as eks_aws
+
+    client = boto3.client("eks", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    compat = [{"clusterVersion": "1.35", "defaultVersion": True}]
+    found = {
+        "addonName": "kube-proxy",
+        "addonVersions": [{"addonVersion": "v1.35.0-eksbuild.9", "compatibilities": compat}],
+    }
+    w = make_world(tmp_path, "1.33", CONFIG + "eks:\n  online: true\n")
+    monkeypatch.setattr(eks_aws, "session_for", lambda config: client if eks_aws.online(config) else None)
+    eks_aws.clear_cache()
+    with Stubber(client) as stubber:
+        stubber.add_client_error(
+            "describe_cluster_versions", "AccessDeniedException", "no", http_status_code=403
+        )
+        stubber.add_response(
+            "describe_addon_versions",
+            {"addons": [found]},
+            {"kubernetesVersion": "1.35", "addonName": "kube-proxy"},
+        )
+        await start(w, "shop-a 1.35 blue-green")
+        stubber.assert_no_pending_responses()
+    assert ("kube-proxy", "1.35", "v1.35.0-eksbuild.9") in w.campaign.addons
+    head = w.gh.pulls[w.campaign.pr or 0]["head"]["sha"]
+    assert "addonVersion: v1.35.0-eksbuild.9" in (
+        w.repo.read(head, "clusters/prod/shop-b/cluster.yaml") or ""
+    )
+    assert "from AWS (describe_addon_versions)" in w.issue["body"]
+
+
 async def test_green_is_registered_with_argo_cd_beside_blue(tmp_path: Path) -> None:
     w = make_world(tmp_path, "1.33")
     w.repo.commit_on("env/prod", {"platform/argocd/clusters.yaml": ARGO}, "Argo CD knows shop-a")

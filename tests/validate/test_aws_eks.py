@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
 from bot.aws.eks import addon_versions, catalog_with_addons, clear_cache, online_catalog
+from bot.domain.validate.eks import EksCatalog
 
 
 @pytest.fixture
@@ -95,3 +97,73 @@ def test_catalog_with_addons_is_best_effort(eks: tuple[object, Stubber]) -> None
 
     catalog = catalog_with_addons(client, EksCatalog.bundled(), ["1.34"], ["coredns"])
     assert catalog.addons == {}
+
+
+def test_eks_online_checks_the_changed_add_ons_against_aws(
+    eks: tuple[object, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eks.online: true`` in the base config: the PR checks ask AWS for the calendar (refused here:
+    the bundled one stands) and for the versions of the add-on the change touches."""
+    import json
+    import textwrap
+
+    from bot.aws import eks as eks_aws
+    from bot.prchecks.build import build_check
+    from tests.support.gitrepo import GitRepo
+    from tests.validate.helpers import FLEET_CONFIG, crossplane_cluster
+
+    client, stubber = eks
+    config = {**FLEET_CONFIG, "eks": {"online": True}}
+    addon = textwrap.dedent(
+        """\
+        apiVersion: eks.aws.crossplane.io/v1alpha1
+        kind: Addon
+        metadata: {name: vpc-cni}
+        spec:
+          forProvider:
+            {region: eu-west-1, addonName: vpc-cni, addonVersion: VERSION, clusterName: payments-dev}
+        """
+    )
+    cluster = textwrap.dedent(crossplane_cluster()) + "---\n"  # the add-on beside its cluster's request
+    repo = GitRepo(tmp_path / "repo")
+    base = repo.commit(
+        {
+            ".github/gitops-bot.yml": json.dumps(config),
+            "clusters/dev/payments.yaml": cluster + addon.replace("VERSION", "v1.20.4-eksbuild.1"),
+        }
+    )
+    head = repo.commit(
+        {"clusters/dev/payments.yaml": cluster + addon.replace("VERSION", "v1.12.0-eksbuild.1")}
+    )
+    monkeypatch.setattr(eks_aws, "session_for", lambda cfg: client if eks_aws.online(cfg) else None)
+    stubber.add_client_error("describe_cluster_versions", "AccessDeniedException", "no", http_status_code=403)
+    today = date.today()
+    alive = sorted(v.version for v in EksCatalog.bundled().versions.values() if today <= v.end_of_extended)
+    for version in alive:
+        compat = [{"clusterVersion": version, "defaultVersion": True}]
+        stubber.add_response(
+            "describe_addon_versions",
+            {
+                "addons": [
+                    {
+                        "addonName": "vpc-cni",
+                        "addonVersions": [{"addonVersion": "v1.20.4-eksbuild.1", "compatibilities": compat}],
+                    }
+                ]
+            },
+            {"kubernetesVersion": version, "addonName": "vpc-cni"},
+        )
+    result = build_check(repo.path, base, head)
+    addons = [f for f in result.report.findings if f.rule == "eks.addon"]
+    assert [f.path for f in addons] == ["clusters/dev/payments.yaml"], result.report.findings
+    assert "v1.12.0-eksbuild.1 is not offered for Kubernetes 1.34" in addons[0].message
+    assert "v1.20.4-eksbuild.1" in addons[0].hint
+    # offline (the default), the same change is not judged: the bundled table has no add-on versions
+    offline = {**config, "eks": {"online": False}}
+    repo.commit({".github/gitops-bot.yml": json.dumps(offline)})
+    again = repo.commit(
+        {"clusters/dev/payments.yaml": cluster + addon.replace("VERSION", "v1.13.0-eksbuild.1")}
+    )
+    assert not [
+        f for f in build_check(repo.path, f"{again}~1", again).report.findings if f.rule == "eks.addon"
+    ]

@@ -70,6 +70,14 @@ class Campaign:
     rollback_pr: int | None = None
     done_steps: tuple[int, ...] = ()
     paused_on: str = ""  # the smoke signal a smoke step paused on (its id): only another one counts
+    addons: tuple[tuple[str, str, str], ...] = ()  # (add-on, Kubernetes version, add-on version) planned
+
+    def addon_versions(self, bundled: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+        """The add-on versions the steps set: the plan's (from AWS when it answered) over ``bundled``."""
+        table = {name: dict(versions) for name, versions in bundled.items()}
+        for name, version, addon in self.addons:
+            table.setdefault(name, {})[version] = addon
+        return table
 
     @property
     def step(self) -> CampaignStep | None:
@@ -148,6 +156,11 @@ def start(plan: UpgradePlan) -> Campaign:
         target=f"{plan.to_version[0]}.{plan.to_version[1]}",
         steps=steps,
         green=plan.green,
+        addons=tuple(
+            (name, version, addon)
+            for name, versions in sorted(plan.addon_table.items())
+            for version, addon in sorted(versions.items())
+        ),
     )
 
 
@@ -312,6 +325,7 @@ def load_state(text: str) -> Campaign | None:
         data: dict[str, Any] = json.loads(match.group(1))
         steps = tuple(CampaignStep(**{**s, "files": tuple(s.get("files") or ())}) for s in data.pop("steps"))
         data["done_steps"] = tuple(data.get("done_steps") or ())
+        data["addons"] = tuple(tuple(str(x) for x in a) for a in data.get("addons") or ())
         return Campaign(steps=steps, **data)
     except (ValueError, TypeError, KeyError):
         return None

@@ -34,7 +34,13 @@ def plan_markdown(plan: UpgradePlan) -> str:
     else:
         lines.append(f"**Hops:** {frm} → {to} (the new cluster starts at {to})")
     if plan.addons:
-        lines += ["", "| Add-on | From | To | File |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Add-on versions from {plan.addon_source}:",
+            "",
+            "| Add-on | From | To | File |",
+            "|---|---|---|---|",
+        ]
         lines += [
             f"| {cell(a.name)} | {cell(a.from_version)} | {cell(a.to_version)} "
             f"| {cell(f'{a.path}:{a.line}')} |"

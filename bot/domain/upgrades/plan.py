@@ -194,6 +194,8 @@ class UpgradePlan:
     nodegroups: list[NodeGroupPlan] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    addon_source: str = "the bundled table"  # or "AWS (describe_addon_versions)"
+    addon_table: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> version -> add-on version
 
     def to_json(self) -> dict[str, Any]:
         return {
