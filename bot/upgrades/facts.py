@@ -243,6 +243,22 @@ def _precise(tree: Path, fleet: Fleet, facts: ClusterFacts) -> Fleet:
     return fleet_facts([*(d for d in fleet.docs if d.path not in own), *precise], fleet.config, fleet.sha)
 
 
+def _mentions(git_dir: Path, sha: str, name: str, limit: int = 3) -> list[str]:
+    """``path:line`` of the first YAML lines naming ``name`` as a word (to say where a user's cluster is)."""
+    proc = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "grep", "-n", "-w", "-F", "-I", name, sha, "--", "*.yaml", "*.yml"],
+        capture_output=True,
+        env=GIT_ENV,
+        check=False,
+    )
+    found = []
+    for line in proc.stdout.decode("utf-8", errors="replace").splitlines():
+        parts = line.split(":", 3)  # sha:path:line:text
+        if len(parts) == 4:
+            found.append(f"{parts[1]}:{parts[2]}")
+    return found[:limit]
+
+
 def _revision(repo: Path, ref: str) -> tuple[Path, str, dict[str, Any]]:
     git_dir = resolve_git_dir(repo)
     try:
@@ -276,7 +292,16 @@ def load_cluster(
             names = sorted(fleet.clusters)
             known = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
             known = known or "none"
-            raise UsageError(f"no cluster request named {cluster!r} at {ref} (clusters: {known})")
+            seen = _mentions(git_dir, sha, cluster)
+            where = (
+                f"; {cluster!r} appears in {', '.join(seen)}, which holds no cluster request object "
+                "(the planner reads EKS cluster requests: ACK, Crossplane or kro objects, or kinds mapped "
+                "under `cluster_requests` in .github/gitops-bot.yml; clusters listed in a Helm values file "
+                "are not read)"
+                if seen
+                else ""
+            )
+            raise UsageError(f"no cluster request named {cluster!r} at {ref} (clusters: {known}){where}")
         fleet = _precise(tree, fleet, facts)
         facts = replace(fleet.clusters[cluster], objects=rendered_objects(tree, fleet, cluster, secret_key))
     return facts, fleet

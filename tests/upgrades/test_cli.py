@@ -173,3 +173,16 @@ def test_usage_errors_exit_2(
     code, out, err = run(capsys, "--repo", str(repo), *argv)
     assert code == 2 and out == ""
     assert message in err
+
+
+def test_a_cluster_only_in_a_helm_values_file_is_pointed_at(
+    make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kro's eks-cluster-mgmt layout lists clusters in a chart's values; the planner reads request
+    objects, and says where the name is instead of leaving a new user with "clusters: none"."""
+    values = 'clusters:\n  workload-cluster1:\n    tenant: tenant1\n    k8sVersion: "1.32"\n'
+    repo = make_repo({**FILES, "fleet/kro-values/tenants/tenant1/kro-clusters/values.yaml": values})
+    code, out, err = run(capsys, "--repo", str(repo), "--cluster", "workload-cluster1")
+    assert code == 2 and out == ""
+    assert "no cluster request named 'workload-cluster1'" in err
+    assert "fleet/kro-values/tenants/tenant1/kro-clusters/values.yaml:2" in err and "Helm values" in err
