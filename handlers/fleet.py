@@ -72,13 +72,23 @@ async def on_push(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, ct
     if store is None or not ref.startswith("refs/heads/") or event.data.get("deleted"):
         return
     try:
-        await refresh_branch(ctx, _repo(event), ref.removeprefix("refs/heads/"), event.data)
+        await refresh_branch(ctx, _repo(event), ref.removeprefix("refs/heads/"), event.data, gh)
     except Exception:
         log.exception("fleet: could not recompute %s %s", _repo(event), ref)
 
 
-async def refresh_branch(ctx: HandlerContext, repo: str, branch: str, payload: dict[str, Any]) -> bool:
-    """Recompute ``branch`` of ``repo`` when it is an environment branch; return whether it was."""
+async def refresh_branch(
+    ctx: HandlerContext,
+    repo: str,
+    branch: str,
+    payload: dict[str, Any],
+    gh: gidgethub.abc.GitHubAPI | None = None,
+) -> bool:
+    """Recompute ``branch`` of ``repo`` when it is an environment branch; return whether it was.
+
+    With ``gh``, the new tip's health is read at once: a status can arrive (and be dropped by
+    :func:`on_status`, which only knows the previous tip) before this push is processed.
+    """
     assert ctx.store is not None
     default = str((payload.get("repository") or {}).get("default_branch") or "main")
     git_dir = await ctx.repos.git_dir(repo)
@@ -97,8 +107,28 @@ async def refresh_branch(ctx: HandlerContext, repo: str, branch: str, payload: d
     env = chain.by_branch(branch) if chain else None
     if chain is None or env is None:
         return False
-    await _collect(ctx, repo, git_dir, config, chain, env)
+    head = await _collect(ctx, repo, git_dir, config, chain, env)
+    if gh is not None and head:
+        await _set_health(ctx.store, gh, repo, branch, head)
     return True
+
+
+async def _set_health(
+    store: DeliveryStore, gh: gidgethub.abc.GitHubAPI, repo: str, branch: str, sha: str
+) -> None:
+    """The environment's health from the combined commit status of its tip ``sha``."""
+    combined = await gh.getitem(f"/repos/{repo}/commits/{sha}/status")
+    statuses = combined.get("statuses") or []
+    if not statuses:
+        return
+    await state.update_env(
+        store,
+        repo,
+        branch,
+        health=_health(str(combined.get("state") or "")),
+        health_detail=", ".join(f"{s.get('context')}: {s.get('state')}" for s in statuses),
+        updated_at=datetime.now(UTC).isoformat(),
+    )
 
 
 def config_touched(payload: Mapping[str, Any]) -> bool:
@@ -113,19 +143,21 @@ def config_touched(payload: Mapping[str, Any]) -> bool:
 
 async def _collect(
     ctx: HandlerContext, repo: str, git_dir: Path, config: dict[str, Any], chain: Chain, env: Environment
-) -> None:
+) -> str:
+    """Collect and store one environment branch; return its tip ("" when the branch is not there)."""
     assert ctx.store is not None
     try:
         clusters, facts = await asyncio.to_thread(
             collect_branch, git_dir, repo, env.branch, secret_key=_KEY, cache=_CACHE, config=config
         )
     except GitError:  # the branch is not there (yet)
-        return
+        return ""
     await state.save_branch(ctx.store, clusters, facts)
     before = chain.previous(env)
     if before is not None:
         waiting = await asyncio.to_thread(pending_commits, git_dir, before.branch, env.branch)
         await state.update_env(ctx.store, repo, before.branch, pending_commits=waiting)
+    return facts.head
 
 
 def _health(combined: str) -> str:
@@ -145,18 +177,7 @@ async def on_status(event: gidgethub.sansio.Event, gh: gidgethub.abc.GitHubAPI, 
         facts = await state.load_facts(store)
         for env in facts.envs:
             if env.repo == repo and env.head == sha:
-                combined = await gh.getitem(f"/repos/{repo}/commits/{sha}/status")
-                contexts = ", ".join(
-                    f"{s.get('context')}: {s.get('state')}" for s in combined.get("statuses") or []
-                )
-                await state.update_env(
-                    store,
-                    repo,
-                    env.branch,
-                    health=_health(str(combined.get("state") or "")),
-                    health_detail=contexts,
-                    updated_at=datetime.now(UTC).isoformat(),
-                )
+                await _set_health(store, gh, repo, env.branch, sha)
     except Exception:
         log.exception("fleet: could not update health of %s at %s", repo, sha)
 

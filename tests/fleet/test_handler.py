@@ -259,5 +259,15 @@ async def test_a_config_change_on_the_default_branch_recomputes_every_environmen
         await refresh_branch(ctx, REPO, "main", touched)
         facts = await state.load_facts(store)
         assert versions() == {"shop-b": "1.33"}
+        # Flux reported on env/prod's new tip before the push was processed (on_status, knowing only
+        # the old tip, dropped it): the push reads the new tip's health itself
+        tip = repo.commit({"clusters/prod/shop-b/cluster.yaml": REQUEST.format(name="shop-b") + "# x\n"})
+        repo.git("branch", "-f", "env/prod", tip)
+        gh = FakeGitHub()
+        gh.set_status(tip, "flux/kustomization", "success")
+        await on_status(make_event("status", {"sha": tip, "repository": {"full_name": REPO}}), gh, ctx)
+        assert await refresh_branch(ctx, REPO, "env/prod", payload, gh)
+        env = (await state.load_facts(store)).envs[0]
+        assert (env.head, env.health) == (tip, "healthy"), env
     finally:
         await store.close()

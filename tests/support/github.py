@@ -361,7 +361,20 @@ class FakeGitHub(gidgethub.abc.GitHubAPI):
         return 200, comment
 
     def _status(self, method: str, q: dict[str, str], data: Any, repo: str, sha: str) -> Answer | None:
-        return 200, {"state": "pending", "statuses": self.statuses.get(sha, []), "sha": sha}
+        """GitHub's combined status: the latest status per context; failure if any failed or erred,
+        pending if any is pending (or there are none), success when all succeeded."""
+        latest: dict[str, dict[str, Any]] = {}
+        for entry in self.statuses.get(sha, []):  # newest first
+            latest.setdefault(str(entry["context"]), entry)
+        states = {str(e["state"]) for e in latest.values()}
+        state = (
+            "failure"
+            if states & {"failure", "error"}
+            else "pending"
+            if not states or "pending" in states
+            else "success"
+        )
+        return 200, {"state": state, "statuses": list(latest.values()), "sha": sha}
 
     def _runs_of(self, method: str, q: dict[str, str], data: Any, repo: str, sha: str) -> Answer | None:
         runs = [c for c in self.check_runs.values() if c["head_sha"] == sha]
