@@ -66,7 +66,7 @@ from bot.health.statuses import health_from_github
 from bot.prchecks.build import UsageError
 from bot.service.context import HandlerContext
 from bot.service.records import read_record, write_record
-from bot.upgrades.facts import fleet_at, load_cluster, plan_cluster, step_targets
+from bot.upgrades.facts import fleet_at, load_cluster, own_folder_files, plan_cluster, step_targets
 from handlers.promotion import facts as promotion_facts
 from handlers.promotion.outcome import Stop
 
@@ -380,11 +380,8 @@ def _files_for(
     if c.addons:  # the versions the plan chose (AWS's defaults when it answered)
         where = replace(where, addon_versions=c.addon_versions(where.addon_versions or {}))
     if where.folder:  # blue's own folder: green gets a copy, and the decommission removes it
-        listed = git(git_dir, "ls-tree", "-r", "-z", "--name-only", sha, "--", f"{where.folder}/")
-        mine = [p for p in listed.decode("utf-8", errors="replace").split("\0") if p]
-        where = replace(
-            where, folder_files=tuple(p for p in mine if p != where.request_path and _text(git_dir, sha, p))
-        )
+        own = own_folder_files(git_dir, sha, where.folder, c.cluster, where.request_path)
+        where = replace(where, folder_files=own)
     where = replace(where, argo_secrets=_argo_secret_files(git_dir, sha, c.cluster, set(where.folder_files)))
     paths = {where.request_path, where.registry_path, *(r.path for r in where.control_plane)}
     paths |= set(where.folder_files) | set(where.argo_secrets)
@@ -412,15 +409,6 @@ def _argo_secret_files(git_dir: Path, sha: str, cluster: str, skip: set[str]) ->
         for p in sorted(set(found) - skip)
         if argo_cluster_secrets(read_file_at(git_dir, sha, p) or "", cluster)
     )
-
-
-def _text(git_dir: Path, sha: str, path: str) -> bool:
-    """Whether ``path`` at ``sha`` is UTF-8 text (only text is copied with names replaced)."""
-    try:
-        git(git_dir, "cat-file", "blob", f"{sha}:{path}").decode("utf-8")
-    except (UnicodeDecodeError, GitError):
-        return False
-    return True
 
 
 async def _apply(

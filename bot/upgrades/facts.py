@@ -272,6 +272,26 @@ def _revision(repo: Path, ref: str) -> tuple[Path, str, dict[str, Any]]:
     return git_dir, sha, config
 
 
+def own_folder_files(
+    git_dir: Path, sha: str, folder: str, cluster: str, request_path: str
+) -> tuple[str, ...]:
+    """The UTF-8 text files of the cluster's own folder at ``sha`` besides its request: a folder
+    named after the cluster (Flux's ``clusters/<name>/``); a shared folder is nobody's own."""
+    folder = folder.rstrip("/")
+    if not folder or os.path.basename(folder) != cluster:
+        return ()
+    # one call: the folder's non-empty text files (git's own binary test), as paths from the root
+    proc = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "grep", "-I", "-l", "-z", "-e", "", sha, "--", f"{folder}/"],
+        capture_output=True,
+        env=GIT_ENV,
+        check=False,
+    )
+    names = proc.stdout.decode("utf-8", errors="replace").split("\0")
+    paths = sorted({n.split(":", 1)[1] for n in names if ":" in n} - {request_path})
+    return tuple(paths)
+
+
 def load_cluster(
     repo: Path, ref: str, cluster: str, *, secret_key: bytes, fast: bool = False
 ) -> tuple[ClusterFacts, Fleet]:
@@ -281,6 +301,14 @@ def load_cluster(
     what it read: use it for its configuration, not for the other clusters).
     """
     git_dir, sha, config = _revision(repo, ref)
+    facts, fleet = _load_cluster(git_dir, sha, config, ref, cluster, secret_key=secret_key, fast=fast)
+    own = own_folder_files(git_dir, sha, facts.folder, cluster, facts.path)
+    return replace(facts, folder_files=own), fleet
+
+
+def _load_cluster(
+    git_dir: Path, sha: str, config: dict[str, Any], ref: str, cluster: str, *, secret_key: bytes, fast: bool
+) -> tuple[ClusterFacts, Fleet]:
     if fast:
         found = _load_fast(git_dir, sha, config, cluster, secret_key)
         if found is not None:

@@ -156,6 +156,13 @@ def test_blue_green_markdown(repo: Path, capsys: pytest.CaptureFixture[str]) -> 
         "### Upgrade plan: `shop-prod` (prod) 1.31 → 1.35, blue/green (new cluster `shop-prod-b`)"
     )
     assert "4. Shift traffic: shop-prod-b 10%, shop-prod 90%: `platform/dns/shop.yaml`" in out
+    # the cluster's own folder (its apps) is copied for green and removed with blue's workloads
+    create = next(line for line in out.splitlines() if line.startswith("2. Create shop-prod-b"))
+    assert (
+        "`clusters/shop-prod-b/apps/jobs.yaml`" in create and "`clusters/shop-prod-b/cluster.yaml`" in create
+    )
+    decommission = next(line for line in out.splitlines() if "Decommission shop-prod:" in line)
+    assert "`clusters/shop-prod/apps/jobs.yaml`" in decommission
     assert "| `CronJob/nightly-report` | `batch/v1beta1` | 1.25 | `batch/v1` |" in out
 
 

@@ -235,19 +235,38 @@ def test_node_group_beyond_the_skew_is_a_warning_at_its_line() -> None:
 
 def test_blue_green_steps_and_files() -> None:
     settings = UpgradeSettings(traffic_steps=(25, 100), traffic_files=("platform/dns/records.yaml",))
+    flux = "clusters/prod/prod-use1/flux/sync.yaml"  # its own folder: copied for green, removed with blue
     plan = plan_upgrade(
-        cluster((1, 30)), CATALOG, TODAY, to=(1, 35), strategy="blue-green", settings=settings
+        cluster((1, 30), folder_files=(flux,)),
+        CATALOG,
+        TODAY,
+        to=(1, 35),
+        strategy="blue-green",
+        settings=settings,
     )
     assert plan.hops == [(1, 35)] and plan.green == "prod-use1-b"
+    dns = "platform/dns/records.yaml"
     assert [(s.kind, s.files) for s in plan.steps] == [
-        ("create-green", ("clusters/prod/prod-use1-b/cluster.yaml", ".github/gitops-bot.yml")),
+        (
+            "create-green",
+            (
+                "clusters/prod/prod-use1-b/cluster.yaml",
+                "clusters/prod/prod-use1-b/flux/sync.yaml",
+                ".github/gitops-bot.yml",
+                dns,
+            ),
+        ),
         ("smoke", ()),
-        ("traffic", ("platform/dns/records.yaml",)),
-        ("traffic", ("platform/dns/records.yaml",)),
-        ("decommission-workloads", ("platform/dns/records.yaml", ".github/gitops-bot.yml")),
+        ("traffic", (dns,)),
+        ("traffic", (dns,)),
+        ("decommission-workloads", (dns, ".github/gitops-bot.yml", flux)),
         ("decommission-cluster", ("clusters/prod/prod-use1/cluster.yaml",)),
     ]
     assert plan.steps[2].title == "Shift traffic: prod-use1-b 25%, prod-use1 75%"
+    assert not [f for f in plan.findings if f.rule == "upgrade.no-traffic"]
+    bare = plan_upgrade(cluster((1, 30)), CATALOG, TODAY, to=(1, 35), strategy="blue-green")
+    [warning] = [f for f in bare.findings if f.rule == "upgrade.no-traffic"]
+    assert warning.path == ".github/gitops-bot.yml" and "upgrades.blue_green.traffic" in warning.message
 
 
 def test_settings_from_config() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+from bot.domain.config import CONFIG_PATH
 from bot.domain.model import Finding, Severity
 from bot.domain.upgrades.tables import ADDON_VERSIONS, REMOVALS_BY_KEY, Removal
 from bot.domain.validate.eks import EksCatalog, format_minor, parse_minor
@@ -78,6 +79,9 @@ class ClusterFacts:
     nodegroups: tuple[NodeGroupFact, ...] = ()
     addons: tuple[AddonFact, ...] = ()
     objects: tuple[ObjectFact, ...] = ()
+    folder_files: tuple[
+        str, ...
+    ] = ()  # the files of its own folder besides the request (blue/green copies them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +362,14 @@ def _blue_green_steps(
     steps = [
         Step(
             f"Create {green} at {label} beside {cluster.name}, with traffic weight 0",
-            _unique((_green_path(cluster.path, cluster.name, green), cluster.registry_path)),
+            _unique(
+                (
+                    _green_path(cluster.path, cluster.name, green),
+                    *(_green_path(f, cluster.name, green) for f in cluster.folder_files),
+                    cluster.registry_path,
+                    *traffic,
+                )
+            ),
             "create-green",
             label,
         ),
@@ -376,7 +387,7 @@ def _blue_green_steps(
     steps.append(
         Step(
             f"Decommission {cluster.name}: remove its workloads and traffic entries",
-            _unique((*traffic, cluster.registry_path)),
+            _unique((*traffic, cluster.registry_path, *cluster.folder_files)),
             "decommission-workloads",
         )
     )
@@ -475,6 +486,19 @@ def plan_upgrade(
     elif strategy == "blue-green":
         plan.green = green_name(cluster.name, settings.green_suffixes)
         plan.steps = migrate + _blue_green_steps(cluster, plan.green, target, settings)
+        if not settings.traffic_files:
+            findings.append(
+                Finding(
+                    "upgrade.no-traffic",
+                    Severity.WARNING,
+                    CONFIG_PATH,
+                    1,
+                    "blue/green shifts traffic, but `upgrades.blue_green.traffic` names no traffic objects: "
+                    "the traffic steps would have nothing to change",
+                    "List the files of the cluster's weighted DNS records or target groups under "
+                    "`upgrades.blue_green.traffic` (docs/upgrades.md), or upgrade in place.",
+                )
+            )
     else:
         split = per_part(cluster, settings.in_place_prs)
         plan.steps = migrate + _in_place_steps(cluster, hops, table, split)
