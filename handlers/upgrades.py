@@ -393,16 +393,9 @@ def _files_for(
 
 def _argo_secret_files(git_dir: Path, sha: str, cluster: str, skip: set[str]) -> tuple[str, ...]:
     """The YAML files at ``sha`` (outside ``skip``) with an Argo CD cluster Secret registering ``cluster``."""
-    proc = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "grep", "-l", "-F", ARGO_CLUSTER_LABEL, sha, "--", "*.yaml", "*.yml"],
-        capture_output=True,
-        env=GIT_ENV,
-        check=False,
-    )
+    out = git(git_dir, "grep", "-l", "-F", ARGO_CLUSTER_LABEL, sha, "--", "*.yaml", "*.yml", check=False)
     found = [
-        line.split(":", 1)[1]
-        for line in proc.stdout.decode("utf-8", errors="replace").splitlines()
-        if ":" in line
+        line.split(":", 1)[1] for line in out.decode("utf-8", errors="replace").splitlines() if ":" in line
     ]
     return tuple(
         p

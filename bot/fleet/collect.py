@@ -34,19 +34,13 @@ from bot.domain.upgrades.tables import ADDON_VERSIONS
 from bot.domain.validate import fleet as fleet_rules
 from bot.domain.validate.base import TreeReader, iter_yaml_files, parse_docs
 from bot.domain.validate.eks import format_minor, parse_minor
+from bot.domain.validate.fleet import eks_addon
 from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
 from bot.render_runtime.cache import RenderCache
 from bot.render_runtime.engine import _Inputs, render_target, target_inputs
 
 _REQUEST_HINT = re.compile(r"^\s*(?:-\s*)?kind:\s*['\"]?(\w+)", re.MULTILINE)
-#: Crossplane (community and Upbound providers) and ACK ``Addon`` kinds.
-_ADDON_GROUPS = (
-    "eks.aws.crossplane.io",
-    "eks.aws.upbound.io",
-    "eks.aws.m.upbound.io",
-    "eks.services.k8s.aws",
-)
 
 
 def read_config(git_dir: Path, sha: str) -> dict[str, Any]:
@@ -155,14 +149,9 @@ def _addons(objects: Sequence[dict[str, Any]], version: str | None) -> list[Addo
     latest = {name: by.get(format_minor(minor)) for name, by in ADDON_VERSIONS.items()} if minor else {}
     out: list[Addon] = []
     for obj in objects:
-        api = str(obj.get("apiVersion", ""))
-        if obj.get("kind") != "Addon" or api.split("/")[0] not in _ADDON_GROUPS:
-            continue
-        spec = obj.get("spec") or {}
-        fp = spec.get("forProvider", spec) if isinstance(spec, dict) else {}
-        name, version = fp.get("addonName") or spec.get("name"), fp.get("addonVersion")
-        if name and version:
-            out.append(Addon(str(name), str(version), latest.get(str(name))))
+        addon = eks_addon(str(obj.get("apiVersion", "")).rpartition("/")[0], str(obj.get("kind", "")), obj)
+        if addon is not None:
+            out.append(Addon(addon.name, addon.version, latest.get(addon.name)))
     return out
 
 

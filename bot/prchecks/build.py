@@ -29,14 +29,13 @@ from bot.domain.render.fastyaml import load_docs
 from bot.domain.validate import Decision, self_service_decision, validate
 from bot.domain.validate.base import YAML_SUFFIXES, TreeReader
 from bot.domain.validate.eks import EksCatalog
+from bot.domain.validate.fleet import eks_addon
 from bot.domain.yamlio import YamlError
 from bot.git.files import GIT_ENV, GitError, changed_paths, git, read_file_at, rev_parse
 from bot.git.mirror import materialise_many
 from bot.git.signatures import signature_checker
 from bot.render_runtime.cache import RenderCache
 from bot.render_runtime.engine import compute_diff
-
-EKS_ADDON_API = ("eks.services.k8s.aws/", "eks.aws.crossplane.io/")
 
 Checker = Callable[[CheckInput], Iterable[Finding]]
 
@@ -244,14 +243,10 @@ def eks_catalog(aws: Any, config: dict[str, Any], head_dir: Path, paths: Sequenc
         if not rel.endswith(YAML_SUFFIXES):
             continue
         for obj in _objects(reader, rel):
-            if obj.get("kind") == "Addon" and str(obj.get("apiVersion", "")).startswith(EKS_ADDON_API):
-                spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
-                fp: dict[str, Any] = (
-                    spec["forProvider"] if isinstance(spec.get("forProvider"), dict) else spec
-                )
-                name = fp.get("addonName") or spec.get("name")
-                if name:
-                    names.add(str(name))
+            group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+            addon = eks_addon(group, str(obj.get("kind", "")), obj)
+            if addon is not None:
+                names.add(addon.name)
     if names:
         today = date.today()
         alive = sorted(v.version for v in catalog.versions.values() if today <= v.end_of_extended)

@@ -36,13 +36,18 @@ from bot.domain.upgrades.plan import (
 from bot.domain.upgrades.tables import ADDON_VERSIONS, REMOVALS_BY_KEY
 from bot.domain.validate.base import Doc, TreeReader, as_dict, iter_yaml_files, parse_docs
 from bot.domain.validate.eks import EksCatalog, format_minor, parse_minor
-from bot.domain.validate.fleet import ClusterRequest, in_scope, kind_mappings, requests_in
+from bot.domain.validate.fleet import (
+    ACK_EKS_GROUP,
+    ClusterRequest,
+    eks_addon,
+    in_scope,
+    kind_mappings,
+    requests_in,
+)
 from bot.domain.yamlio import YamlError
 from bot.git.files import GIT_ENV, GitError, git, read_file_at, rev_parse
 from bot.git.mirror import materialise
 from bot.prchecks.build import UsageError, resolve_git_dir
-
-EKS_ADDON_GROUPS = ("eks.aws.crossplane.io", "eks.services.k8s.aws")
 
 
 @dataclass(slots=True)
@@ -55,29 +60,18 @@ class Fleet:
     docs: list[Doc]
 
 
-ACK_EKS_GROUP = "eks.services.k8s.aws"
-
-
 def _registry(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {str(c.get("name")): c for c in config.get("clusters") or [] if isinstance(c, dict)}
 
 
 def _addon(doc: Doc) -> tuple[str, AddonFact] | None:
-    if doc.kind != "Addon" or doc.group not in EKS_ADDON_GROUPS or not isinstance(doc.data, dict):
+    addon = eks_addon(doc.group, doc.kind, doc.data)
+    if addon is None:
         return None
-    spec = as_dict(doc.data.get("spec"))
-    crossplane = doc.group == "eks.aws.crossplane.io"
-    fp = as_dict(spec.get("forProvider", spec)) if crossplane else spec
-    name, version, cluster = (
-        fp.get("addonName") or spec.get("name"),
-        fp.get("addonVersion"),
-        fp.get("clusterName"),
+    fact = AddonFact(
+        addon.name, addon.version, doc.path, doc.line_at(list(addon.at)), doc.group == ACK_EKS_GROUP
     )
-    if not (name and version):
-        return None
-    at = ["spec", "forProvider", "addonVersion"] if crossplane else ["spec", "addonVersion"]
-    ack = doc.group == ACK_EKS_GROUP
-    return str(cluster or ""), AddonFact(str(name), str(version), doc.path, doc.line_at(at), ack)
+    return addon.cluster, fact
 
 
 def _cluster_of(req: ClusterRequest, names: set[str]) -> str | None:
@@ -245,14 +239,9 @@ def _precise(tree: Path, fleet: Fleet, facts: ClusterFacts) -> Fleet:
 
 def _mentions(git_dir: Path, sha: str, name: str, limit: int = 3) -> list[str]:
     """``path:line`` of the first YAML lines naming ``name`` as a word (to say where a user's cluster is)."""
-    proc = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "grep", "-n", "-w", "-F", "-I", name, sha, "--", "*.yaml", "*.yml"],
-        capture_output=True,
-        env=GIT_ENV,
-        check=False,
-    )
+    out = git(git_dir, "grep", "-n", "-w", "-F", "-I", name, sha, "--", "*.yaml", "*.yml", check=False)
     found = []
-    for line in proc.stdout.decode("utf-8", errors="replace").splitlines():
+    for line in out.decode("utf-8", errors="replace").splitlines():
         parts = line.split(":", 3)  # sha:path:line:text
         if len(parts) == 4:
             found.append(f"{parts[1]}:{parts[2]}")
@@ -281,13 +270,8 @@ def own_folder_files(
     if not folder or os.path.basename(folder) != cluster:
         return ()
     # one call: the folder's non-empty text files (git's own binary test), as paths from the root
-    proc = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "grep", "-I", "-l", "-z", "-e", "", sha, "--", f"{folder}/"],
-        capture_output=True,
-        env=GIT_ENV,
-        check=False,
-    )
-    names = proc.stdout.decode("utf-8", errors="replace").split("\0")
+    out = git(git_dir, "grep", "-I", "-l", "-z", "-e", "", sha, "--", f"{folder}/", check=False)
+    names = out.decode("utf-8", errors="replace").split("\0")
     paths = sorted({n.split(":", 1)[1] for n in names if ":" in n} - {request_path})
     return tuple(paths)
 
@@ -455,15 +439,8 @@ def _load_fast(
 
 def _addon_ref(doc: Doc) -> tuple[str, str, FieldRef] | None:
     """``(cluster, add-on name, where its version is)`` of an EKS add-on document."""
-    found = _addon(doc)
-    if found is None:
-        return None
-    at = (
-        ("spec", "forProvider", "addonVersion")
-        if doc.group == "eks.aws.crossplane.io"
-        else ("spec", "addonVersion")
-    )
-    return found[0], found[1].name, FieldRef(doc.path, doc.index, at)
+    addon = eks_addon(doc.group, doc.kind, doc.data)
+    return None if addon is None else (addon.cluster, addon.name, FieldRef(doc.path, doc.index, addon.at))
 
 
 def step_targets(fleet: Fleet, cluster: str, policy: Mapping[str, Any] | None = None) -> Targets:
@@ -506,10 +483,8 @@ def step_targets(fleet: Fleet, cluster: str, policy: Mapping[str, Any] | None = 
         for t in (bg.get("traffic") or [])
         if isinstance(t, dict) and t.get("path")
     )
-    folder = fleet.clusters[cluster].folder.rstrip("/") if cluster in fleet.clusters else ""
     return Targets(
-        # a folder named after the cluster is its own (a Flux cluster folder); a shared one is not
-        folder=folder if os.path.basename(folder) == cluster else "",
+        folder=fleet.clusters[cluster].folder if cluster in fleet.clusters else "",  # see own_folder_files
         request_path=request_path,
         control_plane=tuple(control),
         nodegroups=tuple(nodegroups),

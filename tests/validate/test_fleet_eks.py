@@ -278,3 +278,21 @@ def test_envsubst_placeholders_are_not_judged_as_names_or_versions(tmp_path: Pat
     assert [f for f in findings if f.rule in ("fleet.name", "fleet.unique", "eks.version")] == []
     literal = run(tmp_path / "literal", {DEV: template.replace("$K8S_VERSION", "1.2x")})
     assert [f.rule for f in literal if f.rule == "eks.version"] == ["eks.version"]
+
+
+def test_one_reading_of_an_eks_addon_for_ack_and_every_crossplane_provider() -> None:
+    from bot.domain.validate.fleet import eks_addon
+
+    crossplane = {
+        "kind": "Addon",
+        "spec": {"forProvider": {"addonName": "coredns", "addonVersion": "v1", "clusterName": "c"}},
+    }
+    ack = {"kind": "Addon", "spec": {"name": "coredns", "addonVersion": "v1", "clusterName": "c"}}
+    for group in ("eks.aws.crossplane.io", "eks.aws.upbound.io", "eks.aws.m.upbound.io"):
+        found = eks_addon(group, "Addon", crossplane)
+        assert found is not None and (found.name, found.version, found.cluster) == ("coredns", "v1", "c")
+        assert found.at == ("spec", "forProvider", "addonVersion")
+    found = eks_addon("eks.services.k8s.aws", "Addon", ack)
+    assert found is not None and found.at == ("spec", "addonVersion") and found.cluster == "c"
+    assert eks_addon("example.com", "Addon", ack) is None
+    assert eks_addon("eks.services.k8s.aws", "Addon", {"spec": {"name": "coredns"}}) is None  # no version

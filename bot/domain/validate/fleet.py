@@ -555,6 +555,40 @@ def eks_rules(
     return findings
 
 
+ACK_EKS_GROUP = "eks.services.k8s.aws"
+#: ACK's and Crossplane's (community and Upbound providers) ``Addon`` groups.
+EKS_ADDON_GROUPS = ("eks.aws.crossplane.io", "eks.aws.upbound.io", "eks.aws.m.upbound.io", ACK_EKS_GROUP)
+
+
+@dataclass(frozen=True, slots=True)
+class EksAddon:
+    """An EKS ``Addon`` object of ACK or Crossplane, read the way both write it."""
+
+    name: str
+    version: str
+    cluster: str  # "" when the object does not say
+    at: tuple[str, ...]  # where its version is
+
+
+def eks_addon(group: str, kind: str, data: Any) -> EksAddon | None:
+    """The add-on ``data`` (an object of API group ``group``) is, or None when it is none or
+    lacks a name or version."""
+    if kind != "Addon" or group not in EKS_ADDON_GROUPS or not isinstance(data, dict):
+        return None
+    spec = as_dict(data.get("spec"))
+    crossplane = group != ACK_EKS_GROUP  # Crossplane writes the add-on under forProvider
+    fp = as_dict(spec.get("forProvider", spec)) if crossplane else spec
+    name, version, cluster = (
+        fp.get("addonName") or spec.get("name"),
+        fp.get("addonVersion"),
+        fp.get("clusterName"),
+    )
+    if not (name and version):
+        return None
+    at = ("spec", "forProvider", "addonVersion") if crossplane else ("spec", "addonVersion")
+    return EksAddon(str(name), str(version), str(cluster or ""), at)
+
+
 def addon_rules(
     ctx: Context, docs: list[Doc], addons: Mapping[tuple[str, str], frozenset[str]] | None
 ) -> list[Finding]:
@@ -568,33 +602,23 @@ def addon_rules(
         if req.role == "cluster" and v and req.name:
             versions_of_clusters[req.name] = format_minor(v)
     for doc in docs:
-        if doc.kind != "Addon" or doc.group not in ("eks.aws.crossplane.io", "eks.services.k8s.aws"):
+        addon = eks_addon(doc.group, doc.kind, doc.data)
+        if addon is None:
             continue
-        spec = doc.data.get("spec") or {}
-        fp = spec.get("forProvider", spec) if doc.group == "eks.aws.crossplane.io" else spec
-        name, version, cluster = (
-            fp.get("addonName") or spec.get("name"),
-            fp.get("addonVersion"),
-            fp.get("clusterName"),
-        )
-        k8s = versions_of_clusters.get(str(cluster)) if cluster else None
+        name, version = addon.name, addon.version
+        k8s = versions_of_clusters.get(addon.cluster) if addon.cluster else None
         if k8s is None and len(versions_of_clusters) == 1:
             k8s = next(iter(versions_of_clusters.values()))
-        if not (name and version and k8s) or (str(name), k8s) not in addons:
+        if not k8s or (name, k8s) not in addons:
             continue
-        allowed = addons[(str(name), k8s)]
-        if str(version) not in allowed:
-            path = (
-                ["spec", "forProvider", "addonVersion"]
-                if doc.group == "eks.aws.crossplane.io"
-                else ["spec", "addonVersion"]
-            )
+        allowed = addons[(name, k8s)]
+        if version not in allowed:
             newest = sorted(allowed, reverse=True)[:3]
             findings.append(
                 doc.finding(
                     "eks.addon",
                     Severity.ERROR,
-                    path,
+                    list(addon.at),
                     f"add-on {name} {version} is not offered for Kubernetes {k8s}",
                     f"Use one of: {', '.join(newest)} (from describe_addon_versions).",
                 )
