@@ -273,13 +273,12 @@ async def evaluate_pull_request(
             gh, repo, head_sha, [_check_run(head_sha, r) for r in results], writes=ctx.writes
         )
     else:
-        _, record = await pr_standing(ctx, repo, pr)
+        standing, record = await pr_standing(ctx, repo, pr)  # the bot's own record of the branch
         made = bot_made(pull_facts(pr, record), ctx.bot_login)
         signatures = await _signatures(gh, repo, number, git_dir, base_sha, head_sha, config, made)
         # the dangers are read and the run written under one lock: the PR checks re-run this once
         # they recorded the head's dangers, and an evaluation that read none never lands last
         async with ctx.writes.lock("approvals", f"{repo}#{number}"):
-            standing, _ = await pr_standing(ctx, repo, pr)
             if standing is Standing.PROMOTION:  # the bot's own, as it pushed it; anything else is reviewed
                 approvals = _promotion_approvals(str(pr["base"].get("ref", "")))
             else:

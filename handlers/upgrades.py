@@ -379,10 +379,10 @@ def _files_for(
     where = step_targets(fleet, c.cluster, config)
     if c.addons:  # the versions the plan chose (AWS's defaults when it answered)
         where = replace(where, addon_versions=c.addon_versions(where.addon_versions or {}))
-    if where.folder:  # blue's own folder: green gets a copy, and the decommission removes it
+    if c.strategy == "blue-green":  # what green copies of blue, and the decommission removes
         own = own_folder_files(git_dir, sha, where.folder, c.cluster, where.request_path)
-        where = replace(where, folder_files=own)
-    where = replace(where, argo_secrets=_argo_secret_files(git_dir, sha, c.cluster, set(where.folder_files)))
+        argo = _argo_secret_files(git_dir, sha, c.cluster, set(own))
+        where = replace(where, folder_files=own, argo_secrets=argo)
     paths = {where.request_path, where.registry_path, *(r.path for r in where.control_plane)}
     paths |= set(where.folder_files) | set(where.argo_secrets)
     paths |= {r.path for r in where.nodegroups} | {r.path for r in (where.addons or {}).values()}

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bot.domain.upgrades.tables import merged_addon_table
 from bot.domain.validate.eks import EksCatalog, EksVersion, parse_minor
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ def _describe(client: Any) -> list[EksVersion]:
     return out
 
 
+def _error_code(exc: Exception) -> str:
+    """AWS's error code of a refused call ("" for a botocore error of its own): never a credential."""
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+
+
 def clear_cache() -> None:
     """Forget cached catalogs (tests, or after a configuration change)."""
     with _lock:
@@ -86,11 +92,10 @@ def online_catalog(
     try:
         versions = _describe(_client(session_or_client))
     except (ClientError, BotoCoreError) as exc:
-        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
         log.warning(
             "describe_cluster_versions failed (%s %s); using the bundled EKS calendar",
             type(exc).__name__,
-            code,
+            _error_code(exc),
         )
         fallback = EksCatalog.bundled()
         fallback.source = "bundled calendar (AWS unavailable)"
@@ -139,11 +144,20 @@ def catalog_with_addons(
     kubernetes_versions: Iterable[str],
     addon_names: Iterable[str],
 ) -> EksCatalog:
-    """Return ``catalog`` with add-on versions for each Kubernetes version filled in (best effort)."""
-    names = list(addon_names)
+    """Return ``catalog`` with add-on versions for each Kubernetes version filled in (best effort).
+
+    Only the pairs ``catalog`` lacks are asked for, so on a cached online catalog each pair is
+    asked once per cache period; no names means every add-on of each version. An AWS error leaves
+    the rest out, and the add-on check skips what it cannot judge (a name AWS does not know stays
+    unjudged, never an error).
+    """
+    names = sorted(set(addon_names))
     for version in kubernetes_versions:
+        missing = [n for n in names if (n, version) not in catalog.addons]
+        if names and not missing:
+            continue
         try:
-            catalog.addons.update(addon_versions(session_or_client, version, addon_names=names))
+            catalog.addons.update(addon_versions(session_or_client, version, addon_names=missing))
         except (ClientError, BotoCoreError) as exc:
             log.warning(
                 "describe_addon_versions failed (%s); add-on versions not checked", type(exc).__name__
@@ -196,23 +210,23 @@ def upgrade_addon_table(
 ) -> tuple[dict[str, dict[str, str]], str | None]:
     """The add-on table an upgrade plan uses: AWS's defaults over ``bundled``, and why not AWS's
     (``None`` when AWS answered). Never raises for AWS being away."""
-    table = {name: dict(versions) for name, versions in bundled.items()}
     try:
         found = default_addon_versions(session_or_client, list(kubernetes_versions), addon_names)
     except (ClientError, BotoCoreError) as exc:
-        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-        why = str(code or type(exc).__name__)
+        why = _error_code(exc) or type(exc).__name__
         log.warning("describe_addon_versions failed (%s); bundled add-on table", why)
-        return table, why
-    for name, versions in found.items():
-        table.setdefault(name, {}).update(versions)
-    return table, None
+        return merged_addon_table(bundled, {}), why
+    return merged_addon_table(bundled, found), None
+
+
+def _eks_section(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    section = config.get("eks")
+    return section if isinstance(section, Mapping) else {}
 
 
 def online(config: Mapping[str, Any]) -> bool:
     """Whether ``eks.online`` asks AWS (from the base branch's configuration)."""
-    section = config.get("eks") if isinstance(config.get("eks"), Mapping) else {}
-    return bool((section or {}).get("online"))
+    return bool(_eks_section(config).get("online"))
 
 
 def session_for(config: Mapping[str, Any]) -> Any:
@@ -228,27 +242,5 @@ def catalog_for(config: Mapping[str, Any], session_or_client: Any) -> EksCatalog
     """The EKS calendar: AWS's (cached ``eks.cache_ttl_seconds``) when ``session_or_client``, else bundled."""
     if session_or_client is None:
         return EksCatalog.bundled()
-    section = config.get("eks") if isinstance(config.get("eks"), Mapping) else {}
-    ttl = float((section or {}).get("cache_ttl_seconds", DEFAULT_TTL))
+    ttl = float(_eks_section(config).get("cache_ttl_seconds", DEFAULT_TTL))
     return online_catalog(session_or_client, ttl=ttl)
-
-
-def ensure_addons(
-    session_or_client: Any, catalog: EksCatalog, names: Iterable[str], versions: Iterable[str]
-) -> None:
-    """Fill ``catalog.addons`` for the pairs it lacks (best effort: an AWS error leaves them out,
-    and the add-on check skips what it cannot judge). The online catalog is cached, so each pair
-    is asked once per cache period (a pair AWS has no answer for is asked again)."""
-    wanted = sorted(set(names))
-    for version in versions:
-        missing = [n for n in wanted if (n, version) not in catalog.addons]
-        if not missing:
-            continue
-        try:
-            found = addon_versions(session_or_client, version, addon_names=missing)
-        except (ClientError, BotoCoreError) as exc:
-            log.warning(
-                "describe_addon_versions failed (%s); add-on versions not checked", type(exc).__name__
-            )
-            return
-        catalog.addons.update(found)  # a name AWS does not know stays unjudged, never an error

@@ -250,7 +250,7 @@ def eks_catalog(aws: Any, config: dict[str, Any], head_dir: Path, paths: Sequenc
     if names:
         today = date.today()
         alive = sorted(v.version for v in catalog.versions.values() if today <= v.end_of_extended)
-        eks_aws.ensure_addons(aws, catalog, names, alive)
+        eks_aws.catalog_with_addons(aws, catalog, alive, names)
     return catalog
 
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from bot.domain import escape
 from bot.domain.upgrades.plan import UpgradePlan
+from bot.domain.upgrades.tables import merged_addon_table
 
 Phase = Literal["pending", "merging", "soaking", "smoke", "rolling-back", "paused", "done"]
 Health = Literal["green", "red", "pending"]
@@ -74,10 +75,10 @@ class Campaign:
 
     def addon_versions(self, bundled: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
         """The add-on versions the steps set: the plan's (from AWS when it answered) over ``bundled``."""
-        table = {name: dict(versions) for name, versions in bundled.items()}
+        planned: dict[str, dict[str, str]] = {}
         for name, version, addon in self.addons:
-            table.setdefault(name, {})[version] = addon
-        return table
+            planned.setdefault(name, {})[version] = addon
+        return merged_addon_table(bundled, planned)
 
     @property
     def step(self) -> CampaignStep | None:

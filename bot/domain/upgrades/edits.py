@@ -30,6 +30,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.domain.upgrades.campaign import Campaign, CampaignStep
+from bot.domain.upgrades.plan import green_path
 from bot.domain.validate.fleet import split_path
 
 EXTERNAL_DNS_ID = "external-dns.alpha.kubernetes.io/set-identifier"
@@ -299,17 +300,20 @@ class Targets:
     argo_secrets: tuple[str, ...] = ()  # files outside that folder registering blue with Argo CD
 
 
-def green_path(path: str, c: Campaign) -> str:
-    """``path`` of blue's (a file of its folder, or its request) as green's."""
-    return path.replace(c.cluster, c.green)
-
-
 def _set_all(files: dict[str, str], refs: Iterable[FieldRef], value: str) -> None:
     for ref in refs:
         text = files.get(ref.path)
         if text is None:
             raise EditError(f"{ref.path} is missing")
         files[ref.path] = set_field(text, ref.doc, ref.at, value)
+
+
+def _set_addons(files: dict[str, str], where: Targets, version: str) -> None:
+    """Set every add-on of ``where`` to the version its table gives for Kubernetes ``version``."""
+    for name, ref in (where.addons or {}).items():
+        wanted = ((where.addon_versions or {}).get(name) or {}).get(version)
+        if wanted:
+            _set_all(files, [ref], wanted)
 
 
 def step_changes(
@@ -326,22 +330,19 @@ def step_changes(
     elif step.kind == "nodegroups":
         _set_all(out, where.nodegroups, step.version)
     elif step.kind == "addons":
-        for name, ref in (where.addons or {}).items():
-            wanted = ((where.addon_versions or {}).get(name) or {}).get(step.version)
-            if wanted:
-                _set_all(out, [ref], wanted)
+        _set_addons(out, where, step.version)
     elif step.kind == "create-green":
         request = out.get(where.request_path)
         if request is None:
             raise EditError(f"{where.request_path} is missing")
-        green_request = green_path(where.request_path, c)
+        green_request = green_path(where.request_path, c.cluster, c.green)
         out[green_request] = request.replace(c.cluster, c.green)
         for path in where.folder_files:  # blue's own folder (a Flux cluster folder): green gets the same
             text = out.get(path)
             if text is not None:
                 if argo_cluster_secrets(text, c.cluster):
                     add_argo_cluster(text, c.cluster, c.green)  # refuses a copy of blue's endpoint
-                out[green_path(path, c)] = text.replace(c.cluster, c.green)
+                out[green_path(path, c.cluster, c.green)] = text.replace(c.cluster, c.green)
         _set_all(out, [FieldRef(green_request, r.doc, r.at) for r in where.control_plane], c.target)
         _set_all(
             out,
@@ -405,10 +406,7 @@ def step_parts(
     cut(f"Control plane to {step.version}")
     _set_all(out, where.nodegroups, step.version)
     cut(f"Node groups to {step.version}")
-    for name, ref in (where.addons or {}).items():
-        wanted = ((where.addon_versions or {}).get(name) or {}).get(step.version)
-        if wanted:
-            _set_all(out, [ref], wanted)
+    _set_addons(out, where, step.version)
     cut(f"Add-ons for {step.version}")
     return parts
 

@@ -286,8 +286,9 @@ def _unique(paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in paths if p))
 
 
-def _green_path(path: str, blue: str, green: str) -> str:
-    return path.replace(blue, green) if blue in path else path
+def green_path(path: str, blue: str, green: str) -> str:
+    """``path`` of blue's (its request, or a file of its own folder) as green's."""
+    return path.replace(blue, green)
 
 
 ACK_TERMINAL = "aws-controllers-k8s/community#2957"
@@ -364,8 +365,8 @@ def _blue_green_steps(
             f"Create {green} at {label} beside {cluster.name}, with traffic weight 0",
             _unique(
                 (
-                    _green_path(cluster.path, cluster.name, green),
-                    *(_green_path(f, cluster.name, green) for f in cluster.folder_files),
+                    green_path(cluster.path, cluster.name, green),
+                    *(green_path(f, cluster.name, green) for f in cluster.folder_files),
                     cluster.registry_path,
                     *traffic,
                 )

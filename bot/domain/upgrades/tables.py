@@ -15,6 +15,7 @@ their version unless AWS says otherwise (``describe_addon_versions``, when AWS i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -129,3 +130,13 @@ ADDON_VERSIONS: dict[str, dict[str, str]] = {
         "1.28": "v1.10.1-eksbuild.38",
     },
 }
+
+
+def merged_addon_table(
+    bundled: Mapping[str, Mapping[str, str]], overrides: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, str]]:
+    """``bundled`` (add-on -> Kubernetes minor -> version) with ``overrides`` winning where they say."""
+    table = {name: dict(versions) for name, versions in bundled.items()}
+    for name, versions in overrides.items():
+        table.setdefault(name, {}).update(versions)
+    return table
